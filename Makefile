@@ -1,0 +1,28 @@
+# Everything a new machine needs: `make demo` and `make test` create .venv and install the
+# pinned stack from requirements-dev.txt (torch 2.13.0 CPU, concrete-python 2.11, setuptools<81).
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.qfhe-installed
+
+.PHONY: demo test bench venv clean
+
+venv: $(STAMP)
+
+$(STAMP): requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --disable-pip-version-check -q -r requirements-dev.txt
+	$(PY) -m pip install --disable-pip-version-check -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(PY) examples/digits_mlp.py
+
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+bench: $(STAMP)
+	$(PY) benchmarks/tfhe_mlp.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,129 @@
+"""``compile_torch_model``: the one front door of the TFHE path.
+
+Examples
+--------
+>>> import numpy as np, torch, qfhe
+>>> m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+>>> X = np.random.RandomState(0).randn(64, 4)
+>>> qm = qfhe.compile_torch_model(m, X, n_bits=4, rounding_threshold_bits=4)   # doctest: +SKIP
+>>> np.array_equal(qm.forward(X, fhe="disable"), qm.forward(X, fhe="simulate"))  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from qfhe.errors import ConfigurationError
+from qfhe.frontend.torch_fx import import_torch
+from qfhe.ir.ops import evaluate
+from qfhe.model import QuantizedModule
+from qfhe.passes.bitwidth import client_input_nodes
+from qfhe.passes.pipelines import build_integer_graph, canonicalize, plan_rounding
+from qfhe.quant.config import parse_n_bits, parse_rounding
+from qfhe.tfhe.circuit import compile_circuits, make_configuration
+from qfhe.tfhe.lower import make_circuit_function
+from qfhe.validation import check_inputset
+
+#: concrete evaluates the traced function once per compile sample; the bit-width hints carry the
+#: ranges of the whole inputset, so a subset is enough for concrete itself.
+MAX_CONCRETE_INPUTSET = 128
+
+
+def compile_torch_model(
+    model: torch.nn.Module,
+    inputset,
+    n_bits=6,
+    rounding_threshold_bits=None,
+    p_error: float | None = None,
+    global_p_error: float | None = None,
+    configuration=None,
+    per_channel: bool = False,
+    bitwidth_method: str = "calibration",
+    simulate_batch_size: int = 64,
+    scheme: str = "tfhe",
+) -> QuantizedModule:
+    """Compile a float PyTorch model into a model that runs on encrypted data.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Float model (evaluated in eval mode; its training flag is restored).
+    inputset : ndarray or torch.Tensor, shape (n, ...)
+        Representative inputs (at least 2; a few hundred is good). Sets every quantization range.
+    n_bits : int or dict
+        Bit-width of everything, or a dict with keys ``model_inputs``, ``op_inputs``,
+        ``op_weights``, ``model_outputs`` (defaults: op_inputs 6, op_weights and model_inputs
+        follow op_inputs, model_outputs 8).
+    rounding_threshold_bits : None, int or dict
+        Width (sign included) of every table lookup input: None (no rounding), an int 2..8 (exact
+        rounding) or ``{"n_bits": int, "method": "exact" | "approximate"}``.
+    p_error, global_p_error : float, optional
+        Error probability per table lookup, or for the whole circuit; give at most one. qfhe's
+        default is ``global_p_error=1e-5``.
+    configuration : concrete.fhe.Configuration, optional
+        Passed through to concrete-python (qfhe only sets the error probabilities).
+    per_channel : bool
+        Quantize weights per output channel.
+    bitwidth_method : {"calibration", "interval"}
+        Size accumulators from the calibration data (plus input-range corners), or from
+        worst-case interval bounds (safe for any input, wider).
+    simulate_batch_size : int
+        Samples per call of the batch simulation circuit.
+    scheme : {"tfhe"}
+        The FHE scheme.
+
+    Returns
+    -------
+    QuantizedModule
+
+    Raises
+    ------
+    UnsupportedOpError, ConfigurationError, InputsetError, BitWidthError
+
+    Examples
+    --------
+    >>> qm = qfhe.compile_torch_model(m, X, n_bits=6, rounding_threshold_bits=6)   # doctest: +SKIP
+    >>> qm.statistics["pbs_count"]                                                   # doctest: +SKIP
+    """
+    if scheme != "tfhe":
+        raise ConfigurationError(f"scheme must be 'tfhe' (the CKKS path is not available yet), got {scheme!r}")
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(simulate_batch_size, bool) or not isinstance(simulate_batch_size, int) or simulate_batch_size < 1:
+        raise ConfigurationError(f"simulate_batch_size must be a positive int, got {simulate_batch_size!r}")
+    nb = parse_n_bits(n_bits)
+    rounding = parse_rounding(rounding_threshold_bits)
+    cfg = make_configuration(configuration, p_error, global_p_error)
+    X = check_inputset(inputset)
+
+    float_graph = canonicalize(import_torch(model, torch.as_tensor(X[:2], dtype=torch.float32)))
+    fused = build_integer_graph(float_graph, X, nb, per_channel)
+    X_compile = with_input_corners(fused, X)
+    graph, info = plan_rounding(fused, X_compile, rounding, bitwidth_method, nb)
+
+    codes = evaluate("quant", [X_compile], client_input_nodes(graph)[0].attrs)
+    compiled = compile_circuits(make_circuit_function(graph, info), _subsample(codes), cfg, simulate_batch_size)
+    settings = {"n_bits": nb, "rounding": rounding, "per_channel": per_channel, "bitwidth_method": bitwidth_method}
+    return QuantizedModule(float_graph, fused, graph, info, compiled, X.shape[1:], settings)
+
+
+def with_input_corners(graph, X: np.ndarray) -> np.ndarray:
+    """Append the two corners of the clipped input range (all-minimum, all-maximum) to ``X``.
+
+    concrete sizes values from the inputset and silently wraps values beyond; the corners make
+    saturated inputs part of what the circuit is sized for.
+    """
+    a = client_input_nodes(graph)[0].attrs
+    lo = a["scale"] * (a["qmin"] - a["zero_point"])
+    hi = a["scale"] * (a["qmax"] - a["zero_point"])
+    corners = np.stack([np.full(X.shape[1:], lo), np.full(X.shape[1:], hi)])
+    return np.concatenate([X, corners])
+
+
+def _subsample(codes: np.ndarray) -> np.ndarray:
+    if len(codes) <= MAX_CONCRETE_INPUTSET:
+        return codes
+    keep = np.linspace(0, len(codes) - 3, MAX_CONCRETE_INPUTSET - 2).astype(int)
+    return np.concatenate([codes[keep], codes[-2:]])  # the corners stay

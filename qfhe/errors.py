@@ -1,0 +1,87 @@
+"""Error and warning classes raised by qfhe.
+
+Every error derives from :class:`QfheError` and also from the builtin exception it refines, so
+``except ValueError`` keeps working for callers that do not know qfhe.
+
+Examples
+--------
+>>> from qfhe.errors import UnsupportedOpError, QfheError
+>>> issubclass(UnsupportedOpError, ValueError) and issubclass(UnsupportedOpError, QfheError)
+True
+"""
+
+from __future__ import annotations
+
+
+class QfheError(Exception):
+    """Base class of every error raised by qfhe."""
+
+
+class UnsupportedOpError(QfheError, ValueError):
+    """A graph node uses an operation qfhe cannot compile (the message names the node and op)."""
+
+
+class ConfigurationError(QfheError, ValueError):
+    """A compile parameter (n_bits, rounding_threshold_bits, p_error, ...) is invalid."""
+
+
+class InputValidationError(QfheError, ValueError):
+    """Data passed to ``forward`` or ``compile_*`` is malformed (NaN/inf, shape, dtype)."""
+
+
+class InputsetError(QfheError, ValueError):
+    """The calibration inputset cannot calibrate the model (empty, one sample, wrong shape)."""
+
+
+class BitWidthError(QfheError, ValueError):
+    """A table lookup would need more input bits than TFHE supports (16)."""
+
+
+class CircuitOverflowError(QfheError, OverflowError):
+    """An intermediate value leaves the range the circuit was compiled for (``strict=True``)."""
+
+
+class KeysNotGeneratedError(QfheError, RuntimeError):
+    """``fhe="execute"`` was requested before ``keygen()``."""
+
+
+class NotCompiledError(QfheError, RuntimeError):
+    """An operation needs a compiled circuit that does not exist yet."""
+
+
+class PassError(QfheError, RuntimeError):
+    """A compiler pass found its requirements unmet or broke an invariant (names the pass)."""
+
+
+class QfheWarning(UserWarning):
+    """Base class of qfhe warnings."""
+
+
+class InputClippingWarning(QfheWarning):
+    """Inputs fell outside the calibrated range and were clipped."""
+
+
+class OverflowRiskWarning(QfheWarning):
+    """An intermediate value left the range the circuit was compiled for; FHE would wrap it."""
+
+
+class SmallInputsetWarning(QfheWarning):
+    """The calibration inputset is small; ranges may not cover real data."""
+
+
+__all__ = [
+    "QfheError",
+    "UnsupportedOpError",
+    "ConfigurationError",
+    "InputValidationError",
+    "InputsetError",
+    "BitWidthError",
+    "CircuitOverflowError",
+    "KeysNotGeneratedError",
+    "NotCompiledError",
+    "PassError",
+    "QfheWarning",
+    "InputClippingWarning",
+    "OverflowRiskWarning",
+    "SmallInputsetWarning",
+]

@@ -1,0 +1,152 @@
+"""Helpers that build float IR nodes for the torch frontend (shared by later frontends).
+
+Examples
+--------
+>>> import numpy as np
+>>> em = Emitter(); x = em.input("x", (3,))
+>>> y = em.gemm("fc", x, np.ones((2, 3)), None)
+>>> em.graph([y]).ops()
+['input', 'gemm']
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from qfhe.errors import UnsupportedOpError
+from qfhe.ir.activations import ACTIVATIONS, ActivationDef
+from qfhe.ir.graph import Graph, Node
+
+
+class Emitter:
+    """Accumulates float IR nodes in order and returns the value name of each.
+
+    Examples
+    --------
+    >>> em = Emitter(); x = em.input("x", (2,))
+    >>> em.activation("r", x, "relu", {})
+    'r'
+    """
+
+    def __init__(self) -> None:
+        self.nodes: list[Node] = []
+        self._names: set[str] = set()
+
+    def _add(self, name: str, op: str, inputs: list[str], attrs: dict) -> str:
+        base, k = name, 1
+        while name in self._names:
+            name, k = f"{base}_{k}", k + 1
+        self._names.add(name)
+        self.nodes.append(Node(name, op, inputs, attrs))
+        return name
+
+    def graph(self, outputs: list[str]) -> Graph:
+        """Return the graph built so far."""
+        return Graph(self.nodes, outputs).verify("frontend")
+
+    def input(self, name: str, shape) -> str:
+        """Add the graph input with per-sample ``shape``."""
+        return self._add(name, "input", [], {"shape": tuple(shape), "dtype": "float"})
+
+    def gemm(self, name, x, weight, bias) -> str:
+        """Add ``x @ weight.T + bias``."""
+        return self._add(name, "gemm", [x], {"weight": weight, "bias": bias})
+
+    def conv(self, name, x, weight, bias, stride, padding, dilation, groups, in_shape, out_shape) -> str:
+        """Add a 2-D convolution; a 1-D one is lowered to 2-D with height 1 between reshapes.
+
+        concrete-python 2.11 rejects 1-D convolutions, hence the lowering.
+        """
+        attrs = {"weight": weight, "bias": bias, "groups": int(groups)}
+        if weight.ndim == 3:
+            c, length = in_shape
+            x = self._add(f"{name}_to2d", "reshape", [x], {"shape": (c, 1, length)})
+            attrs.update(weight=weight[:, :, None, :], stride=(1, stride[0]), padding=(0, padding[0]),
+                         dilation=(1, dilation[0]))
+            y = self._add(name, "conv", [x], attrs)
+            return self._add(f"{name}_to1d", "reshape", [y], {"shape": tuple(out_shape)})
+        attrs.update(stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
+        return self._add(name, "conv", [x], attrs)
+
+    def activation(self, name, x, fn, params) -> str:
+        """Add an elementwise activation from the registry."""
+        return self._add(name, "activation", [x], {"fn": fn, "params": dict(params)})
+
+    def affine(self, name, x, scale, shift) -> str:
+        """Add ``x * scale + shift`` (scalars or per-channel arrays)."""
+        return self._add(name, "affine", [x], {"scale": np.asarray(scale, np.float64), "shift": np.asarray(shift, np.float64)})
+
+    def add(self, name, a, b) -> str:
+        """Add the sum of two tensors."""
+        return self._add(name, "add", [a, b], {})
+
+    def concat(self, name, xs, axis) -> str:
+        """Add a concatenation along ``axis`` (axis 0 is the batch)."""
+        return self._add(name, "concat", list(xs), {"axis": int(axis)})
+
+    def reshape(self, name, x, shape) -> str:
+        """Add a per-sample reshape."""
+        return self._add(name, "reshape", [x], {"shape": tuple(shape)})
+
+
+@dataclass(frozen=True)
+class ActivationForms:
+    """Every torch spelling of the registered activations."""
+
+    modules: dict
+    functions: dict
+    methods: dict
+
+    def bind(self, act: ActivationDef, args: list, kwargs: dict) -> dict:
+        """Map positional/keyword arguments of any form onto the activation's parameters.
+
+        Examples
+        --------
+        >>> f = activation_forms(); a = f.functions[F.leaky_relu]
+        >>> f.bind(a, [0.2], {})
+        {'negative_slope': 0.2}
+        """
+        params = dict(_defaults(act))
+        for name, value in zip(act.params, args):
+            params[name] = value
+        for name, value in kwargs.items():
+            if name in params:
+                params[name] = value
+            elif name != "inplace":
+                raise UnsupportedOpError(f"activation '{act.name}' got an unknown argument '{name}'")
+        return params
+
+
+@functools.lru_cache(maxsize=None)
+def _defaults(act: ActivationDef) -> tuple:
+    module = act.module()
+    return tuple((p, getattr(module, p)) for p in act.params)
+
+
+@functools.lru_cache(maxsize=None)
+def activation_forms() -> ActivationForms:
+    """Build the lookup tables from torch objects/method names to activation definitions.
+
+    Examples
+    --------
+    >>> activation_forms().methods["relu_"].name
+    'relu'
+    """
+    modules, functions, methods = {}, {}, {}
+    for act in ACTIVATIONS.values():
+        modules[act.module] = act
+        functions[act.functional] = act
+        for name in (act.name, act.name + "_"):
+            for namespace in (F, torch, torch.special):
+                fn = getattr(namespace, name, None)
+                if fn is not None and callable(fn) and not inspect.isclass(fn):
+                    functions[fn] = act
+            if hasattr(torch.Tensor, name):
+                methods[name] = act
+    return ActivationForms(modules, functions, methods)

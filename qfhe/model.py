@@ -1,0 +1,189 @@
+"""A compiled model: client-side (de)quantization around an integer circuit.
+
+Examples
+--------
+>>> import numpy as np, torch, qfhe
+>>> m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+>>> X = np.random.RandomState(0).randn(64, 4)
+>>> qm = qfhe.compile_torch_model(m, X, n_bits=4)          # doctest: +SKIP
+>>> qm.forward(X[:2], fhe="simulate").shape                 # doctest: +SKIP
+(2, 2)
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Callable
+
+import numpy as np
+
+from qfhe.errors import CircuitOverflowError, ConfigurationError, InputClippingWarning, OverflowRiskWarning
+from qfhe.ir.graph import Graph, Node
+from qfhe.ir.interpreter import run
+from qfhe.ir.ops import evaluate
+from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node
+from qfhe.report import BitwidthReport
+from qfhe.tfhe.circuit import CompiledCircuits, execute, simulate
+from qfhe.validation import check_input
+
+FHE_MODES = ("disable", "simulate", "execute")
+
+
+class QuantizedModule:
+    """A model compiled for TFHE.
+
+    Built by :func:`qfhe.compile_torch_model`; not meant to be constructed by hand.
+
+    Attributes
+    ----------
+    graph : Graph
+        The fused, rounded integer graph with the client's input ``quant`` and output ``dequant``.
+    float_graph : Graph
+        The canonical float graph it was quantized from.
+    bitwidths : dict of str to ValueInfo
+        Range and width of every encrypted value.
+    fhe_circuit : concrete.fhe.Circuit
+        The single-sample circuit (keygen, encrypted execution).
+    statistics : dict
+        ``pbs_count``, ``max_bit_width``, ``compile_seconds`` and more, for the single-sample circuit.
+    """
+
+    def __init__(self, float_graph: Graph, fused_graph: Graph, graph: Graph, bitwidths: dict[str, ValueInfo],
+                 compiled: CompiledCircuits, input_shape: tuple, settings: dict):
+        self.float_graph = float_graph
+        self.fused_graph = fused_graph
+        self.graph = graph
+        self.bitwidths = bitwidths
+        self._compiled = compiled
+        self.input_shape = tuple(input_shape)
+        self.settings = dict(settings)
+        self._input_node: Node = client_input_nodes(graph)[0]
+        self._output_node: Node = graph[graph.outputs[0]]
+        # The reference interpreter runs exactly the circuit's nodes, fed with the client's codes.
+        circuit_input = Node(self._input_node.name, "input", [], {"shape": self.input_shape, "dtype": "int"})
+        self._server_graph = Graph([circuit_input] + [n for n in graph.nodes if is_server_node(n)],
+                                   [self._output_node.inputs[0]]).verify("circuit")
+
+    # -- public API -----------------------------------------------------------------------------
+    @property
+    def fhe_circuit(self):
+        """The single-sample concrete-python circuit (call ``keygen()`` on it before executing)."""
+        return self._compiled.circuit
+
+    @property
+    def statistics(self) -> dict:
+        """Statistics of the single-sample circuit (a copy).
+
+        Keys: ``pbs_count``, ``max_bit_width`` (concrete's ``maximum_integer_bit_width()``),
+        ``compile_seconds``, ``batch_compile_seconds``, ``p_error``, ``global_p_error``,
+        ``complexity``, ``pbs_count_per_layer``, key sizes.
+        """
+        return dict(self._compiled.statistics)
+
+    def bitwidth_report(self) -> BitwidthReport:
+        """Per-layer accumulator range and width, and what each table lookup reads.
+
+        Returns
+        -------
+        BitwidthReport
+            A list of dicts (``layer, acc_min, acc_max, acc_bits, tlu_bits, lsbs_removed``) whose
+            ``str()`` is a table.
+
+        Examples
+        --------
+        >>> print(qm.bitwidth_report())   # doctest: +SKIP
+        layer  acc_min  acc_max  acc_bits  tlu_bits  lsbs_removed
+        ...
+        """
+        return BitwidthReport(bitwidth_rows(self.graph, self.bitwidths))
+
+    def forward(self, X, fhe: str = "disable", strict: bool = False, progress: Callable | None = None) -> np.ndarray:
+        """Run the model on a batch.
+
+        Parameters
+        ----------
+        X : ndarray or torch.Tensor, shape (n, ...)
+            Float inputs.
+        fhe : {"disable", "simulate", "execute"}
+            ``disable``: the numpy integer reference interpreter (vectorised), which also checks
+            every intermediate value against the compiled ranges. ``simulate``: concrete-python's
+            simulation of the compiled circuit, in batches. ``execute``: real encryption, run and
+            decryption, one sample at a time (needs ``fhe_circuit.keygen()`` first).
+        strict : bool
+            With ``fhe="disable"``, raise :class:`CircuitOverflowError` instead of warning when a
+            value leaves its compiled range.
+        progress : callable, optional
+            Wraps the sample iterator in ``execute`` mode (e.g. ``tqdm.tqdm``).
+
+        Returns
+        -------
+        ndarray of float, shape (n, ...)
+            Dequantized outputs.
+
+        Examples
+        --------
+        >>> qm.forward(X[:3], fhe="simulate")   # doctest: +SKIP
+        """
+        if fhe not in FHE_MODES:
+            raise ConfigurationError(f"fhe must be one of {FHE_MODES}, got {fhe!r}")
+        codes = self.quantize_input(X)
+        if fhe == "disable":
+            out = self._reference(codes, strict)
+        elif fhe == "simulate":
+            out = simulate(self._compiled, codes)
+        else:
+            out = execute(self.fhe_circuit, codes, progress)
+        return self.dequantize_output(out)
+
+    def quantize_input(self, X) -> np.ndarray:
+        """Client side: validate, clip (with a warning) and quantize inputs to circuit codes.
+
+        Examples
+        --------
+        >>> qm.quantize_input(X[:1]).dtype   # doctest: +SKIP
+        dtype('int64')
+        """
+        arr = check_input(X, self.input_shape)
+        a = self._input_node.attrs
+        lo = a["scale"] * (a["qmin"] - a["zero_point"] - 0.5)
+        hi = a["scale"] * (a["qmax"] - a["zero_point"] + 0.5)
+        outside = (arr < lo) | (arr > hi)
+        if outside.any():
+            rows = int(outside.reshape(len(arr), -1).any(axis=1).sum())
+            warnings.warn(
+                f"{int(outside.sum())} input values in {rows} of {len(arr)} samples lie outside the calibrated input "
+                f"range [{lo:.4g}, {hi:.4g}] and were clipped; calibrate on data that covers them",
+                InputClippingWarning,
+                stacklevel=3,
+            )
+        return evaluate("quant", [arr], a)
+
+    def dequantize_output(self, codes: np.ndarray) -> np.ndarray:
+        """Client side: circuit output codes → float outputs (adds the last layer's bias)."""
+        return evaluate("dequant", [np.asarray(codes)], self._output_node.attrs)
+
+    # -- internals ------------------------------------------------------------------------------
+    def _reference(self, codes: np.ndarray, strict: bool) -> np.ndarray:
+        problems: list[str] = []
+
+        def observe(node: Node, value: np.ndarray) -> None:
+            info = self.bitwidths.get(node.name)
+            if info is None:
+                return
+            lo, hi = info.bounds
+            bad = ((value < lo) | (value > hi)).reshape(len(value), -1).any(axis=1)
+            if bad.any():
+                problems.append(
+                    f"layer '{node.name}': {int(bad.sum())} of {len(value)} samples leave the compiled range "
+                    f"[{lo}, {hi}] ({info.bits} bits)"
+                )
+
+        out = run(self._server_graph, [codes], observe)[0]
+        if problems:
+            msg = ("values outside the range the circuit was compiled for would wrap around in FHE: "
+                   + "; ".join(problems)
+                   + ". Recalibrate on data that covers these inputs, or compile with bitwidth_method='interval'")
+            if strict:
+                raise CircuitOverflowError(msg)
+            warnings.warn(msg, OverflowRiskWarning, stacklevel=3)
+        return out

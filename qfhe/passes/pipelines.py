@@ -1,0 +1,69 @@
+"""The default TFHE compilation pipeline, top to bottom.
+
+1. ``canonicalize``  float graph: :func:`sink_reshapes`, then :func:`fold_affine` (BatchNorm).
+2. ``calibrate``     min/max of every float value on the inputset.
+3. ``quantize``      :func:`quantize_graph`: integer weights, explicit dequant/quant chains.
+4. ``fuse_lut``      one table lookup per requantization chain.
+5. ``bitwidths``     predict every encrypted value's range and width.
+6. ``rounding``      :func:`insert_rounding` before wide table lookups, then re-analyse and check
+                     that no table lookup reads more than 16 bits.
+
+Steps 5–6 are separate (:func:`plan_rounding`) so a compiled model can re-plan rounding without
+re-importing or re-calibrating the model.
+
+Examples
+--------
+>>> import numpy as np, torch
+>>> from qfhe.frontend import import_torch
+>>> from qfhe.quant import parse_n_bits, parse_rounding
+>>> m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+>>> X = np.random.RandomState(0).randn(50, 4)
+>>> fused = build_integer_graph(canonicalize(import_torch(m, torch.tensor(X))), X, parse_n_bits(4))
+>>> g, info = plan_rounding(fused, X, parse_rounding(3))
+>>> g.ops()
+['input', 'quant', 'qgemm', 'round', 'tlu', 'qgemm', 'dequant']
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from qfhe.ir.graph import Graph
+from qfhe.ir.interpreter import collect_ranges
+from qfhe.passes.bitwidth import ValueInfo, analyze_bitwidths, check_tlu_widths
+from qfhe.passes.canonicalize import fold_affine, sink_reshapes
+from qfhe.passes.fuse_lut import fuse_lut
+from qfhe.passes.quantize import quantize_graph
+from qfhe.passes.rounding import insert_rounding
+from qfhe.quant.config import NBits, Rounding
+
+FLOAT_PASSES = (sink_reshapes, fold_affine)
+
+
+def canonicalize(graph: Graph) -> Graph:
+    """Run the float passes in order (see module docstring)."""
+    for p in FLOAT_PASSES:
+        graph = p(graph)
+    return graph
+
+
+def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits, per_channel: bool = False) -> Graph:
+    """Calibrate, quantize and fuse: the fused integer graph (no rounding yet)."""
+    ranges = collect_ranges(float_graph, inputset)
+    return fuse_lut(quantize_graph(float_graph, ranges, n_bits, per_channel))
+
+
+def plan_rounding(fused: Graph, compile_inputset: np.ndarray, rounding: Rounding | None,
+                  method: str = "calibration", n_bits: NBits | None = None) -> tuple[Graph, dict[str, ValueInfo]]:
+    """Insert rounding for ``rounding`` and return the graph with its final bit-width table.
+
+    Raises
+    ------
+    BitWidthError
+        If a table lookup would still read more than 16 bits.
+    """
+    graph = insert_rounding(fused, compile_inputset, rounding, method)
+    info = analyze_bitwidths(graph, compile_inputset, method)
+    nb = n_bits or NBits(8, 8, 8, 8)
+    check_tlu_widths(graph, info, nb.op_weights, nb.op_inputs)
+    return graph, info

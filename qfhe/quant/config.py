@@ -1,0 +1,142 @@
+"""Parsing and validation of the user-facing quantization settings.
+
+Examples
+--------
+>>> parse_n_bits(4)
+NBits(model_inputs=4, op_inputs=4, op_weights=4, model_outputs=4)
+>>> parse_n_bits({"op_inputs": 5})
+NBits(model_inputs=5, op_inputs=5, op_weights=5, model_outputs=8)
+>>> parse_rounding({"n_bits": 5, "method": "APPROXIMATE"})
+Rounding(n_bits=5, method='approximate')
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qfhe.errors import ConfigurationError
+
+#: Defaults for keys missing from an ``n_bits`` dict: ``op_inputs`` is 6; ``op_weights`` and
+#: ``model_inputs`` follow ``op_inputs``; ``model_outputs`` is 8 (output precision costs no PBS width).
+DEFAULT_OP_INPUTS = 6
+DEFAULT_MODEL_OUTPUTS = 8
+_KEYS = ("model_inputs", "op_inputs", "op_weights", "model_outputs")
+
+
+@dataclass(frozen=True)
+class NBits:
+    """Bit-widths of the four kinds of quantized tensors.
+
+    Parameters
+    ----------
+    model_inputs : int
+        Client-side input quantization.
+    op_inputs : int
+        Activations feeding linear ops (outputs of table lookups).
+    op_weights : int
+        Weights of linear/convolution layers.
+    model_outputs : int
+        Output of a final activation (unused when the graph ends in a linear op).
+    """
+
+    model_inputs: int
+    op_inputs: int
+    op_weights: int
+    model_outputs: int
+
+
+def _check_bits(name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 16:
+        raise ConfigurationError(f"n_bits['{name}'] must be an int from 2 to 16, got {value!r}")
+    return value
+
+
+def parse_n_bits(n_bits) -> NBits:
+    """Turn an int or a dict into :class:`NBits` (documented defaults fill missing keys).
+
+    Raises
+    ------
+    ConfigurationError
+        For an unknown key or a width outside 2..16.
+
+    Examples
+    --------
+    >>> parse_n_bits({"op_input": 3})
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ConfigurationError: n_bits has unknown key 'op_input'; valid keys: model_inputs, op_inputs, op_weights, model_outputs
+    """
+    if isinstance(n_bits, dict):
+        for key in n_bits:
+            if key not in _KEYS:
+                raise ConfigurationError(f"n_bits has unknown key '{key}'; valid keys: {', '.join(_KEYS)}")
+        op_inputs = _check_bits("op_inputs", n_bits.get("op_inputs", DEFAULT_OP_INPUTS))
+        return NBits(
+            model_inputs=_check_bits("model_inputs", n_bits.get("model_inputs", op_inputs)),
+            op_inputs=op_inputs,
+            op_weights=_check_bits("op_weights", n_bits.get("op_weights", op_inputs)),
+            model_outputs=_check_bits("model_outputs", n_bits.get("model_outputs", DEFAULT_MODEL_OUTPUTS)),
+        )
+    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 2 <= n_bits <= 16:
+        raise ConfigurationError(
+            f"n_bits must be an int from 2 to 16 or a dict with keys {', '.join(_KEYS)}; got {n_bits!r}"
+        )
+    return NBits(n_bits, n_bits, n_bits, n_bits)
+
+
+@dataclass(frozen=True)
+class Rounding:
+    """Rounding applied before every table lookup.
+
+    Parameters
+    ----------
+    n_bits : int
+        Target TLU input width, sign bit included (what concrete-python reports).
+    method : {"exact", "approximate"}
+        ``exact`` is deterministic and costs about one PBS per removed bit; ``approximate`` costs
+        nothing but may land one step off near the midpoint.
+    """
+
+    n_bits: int
+    method: str = "exact"
+
+
+def parse_rounding(value) -> Rounding | None:
+    """Validate ``rounding_threshold_bits``: None, an int 2..8 (exact), or a dict.
+
+    Raises
+    ------
+    ConfigurationError
+        Naming the parameter and the accepted forms.
+
+    Examples
+    --------
+    >>> parse_rounding(6)
+    Rounding(n_bits=6, method='exact')
+    >>> parse_rounding({"n_bits": 6, "method": "fast"})
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ConfigurationError: rounding_threshold_bits['method'] must be 'exact' or 'approximate', got 'fast'
+    """
+    if value is None:
+        return None
+    method = "exact"
+    if isinstance(value, dict):
+        unknown = set(value) - {"n_bits", "method"}
+        if unknown or "n_bits" not in value:
+            raise ConfigurationError(
+                "rounding_threshold_bits as a dict needs the key 'n_bits' and optionally 'method'; "
+                f"got keys {sorted(value)}"
+            )
+        method = str(value.get("method", "exact")).lower()
+        if method not in ("exact", "approximate"):
+            raise ConfigurationError(
+                f"rounding_threshold_bits['method'] must be 'exact' or 'approximate', got {value.get('method')!r}"
+            )
+        value = value["n_bits"]
+    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 8:
+        raise ConfigurationError(
+            f"rounding_threshold_bits must be None, an int from 2 to 8, or "
+            f"{{'n_bits': int, 'method': 'exact'|'approximate'}}; got {value!r}"
+        )
+    return Rounding(value, method)

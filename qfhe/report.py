@@ -1,0 +1,32 @@
+"""The per-layer bit-width report.
+
+Examples
+--------
+>>> r = BitwidthReport([{"layer": "fc1", "tlu": "fc1_act", "acc_min": -90, "acc_max": 75, "acc_bits": 8,
+...                      "tlu_bits": 6, "lsbs_removed": 2}])
+>>> print(r)
+layer  acc_min  acc_max  acc_bits  tlu_bits  lsbs_removed
+fc1        -90       75         8         6             2
+>>> r[0]["acc_bits"]
+8
+"""
+
+from __future__ import annotations
+
+COLUMNS = ("layer", "acc_min", "acc_max", "acc_bits", "tlu_bits", "lsbs_removed")
+
+
+class BitwidthReport(list):
+    """A list of per-layer dicts whose ``str()`` is an aligned table.
+
+    Each dict has ``layer``, ``acc_min``, ``acc_max``, ``acc_bits``, ``tlu_bits`` (None for a
+    circuit output, which has no table lookup), ``lsbs_removed`` and ``tlu`` (the lookup's node).
+    """
+
+    def __str__(self) -> str:
+        cells = [list(COLUMNS)] + [["-" if r[c] is None else str(r[c]) for c in COLUMNS] for r in self]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
+        lines = []
+        for row in cells:
+            lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+        return "\n".join(lines)

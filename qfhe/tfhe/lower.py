@@ -1,0 +1,144 @@
+"""Lower the integer part of a quantized graph to a function concrete-python can trace.
+
+Each server node becomes the concrete-python expression with the same integer semantics as the
+reference interpreter (:mod:`qfhe.ir.ops`); every value gets ``fhe.hint(bit_width=...)`` with the
+width the bit-width analysis predicted, so concrete sizes the circuit exactly as qfhe reports it,
+and is tagged with its node name (``programmable_bootstrap_count_per_tag`` names layers).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from concrete import fhe
+from concrete.fhe.tracing import Tracer
+
+from qfhe.errors import UnsupportedOpError
+from qfhe.ir.graph import Graph, Node
+from qfhe.ir.ops import evaluate
+from qfhe.passes.bitwidth import ValueInfo, client_input_nodes, is_server_node
+
+_EXACTNESS = {"exact": fhe.Exactness.EXACT, "approximate": fhe.Exactness.APPROXIMATE}
+
+
+def circuit_io(graph: Graph) -> tuple[str, str]:
+    """Names of the circuit's input (client ``quant``) and output (value read by client ``dequant``).
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> g = Graph([Node("x", "input", []), Node("xq", "quant", ["x"], {"side": "client"}),
+    ...            Node("y", "dequant", ["xq"], {"side": "client"})], ["y"])
+    >>> circuit_io(g)
+    ('xq', 'xq')
+    """
+    ins = client_input_nodes(graph)
+    if len(ins) != 1 or len(graph.outputs) != 1:
+        raise UnsupportedOpError("the TFHE backend compiles graphs with exactly one input and one output")
+    return ins[0].name, graph[graph.outputs[0]].inputs[0]
+
+
+def _per_tensor(node: Node) -> bool:
+    return all(np.ndim(v) == 0 for s in node.attrs["chain"] for k, v in s["attrs"].items() if k in ("scale", "offset", "shift"))
+
+
+def _tlu(node: Node, x, in_bits: int):
+    if _per_tensor(node):
+        return fhe.univariate(lambda v: evaluate("tlu", [np.asarray(v)], node.attrs).astype(np.int64))(x)
+    # Per-channel chains (bias, BatchNorm) need one table per channel: a nested LookupTable shaped
+    # like the chain's parameters (e.g. (C, 1, 1)), which concrete broadcasts over the input.
+    # Tables cover 2^(bits+1) signed codes, indexed modulo their size, so they also cover a
+    # rounding that carried into one more bit.
+    size = 1 << (in_bits + 1)
+    idx = np.arange(size, dtype=np.int64)
+    codes = np.where(idx >= size // 2, idx - size, idx)
+    param_shape = _param_shape(node)  # per sample, e.g. (C,) or (C, 1, 1)
+    table = evaluate("tlu", [codes.reshape((size,) + (1,) * len(param_shape))], node.attrs)
+    table = np.broadcast_to(table, (size,) + param_shape).reshape(size, -1)
+    luts = np.empty(table.shape[1], dtype=object)
+    for j in range(table.shape[1]):
+        luts[j] = fhe.LookupTable(table[:, j])
+    return fhe.LookupTable(luts.reshape(param_shape))[x]
+
+
+def _param_shape(node: Node) -> tuple:
+    shapes = [np.shape(v)[1:] for s in node.attrs["chain"] for k, v in s["attrs"].items()
+              if k in ("scale", "offset", "shift") and np.ndim(v)]
+    return tuple(np.broadcast_shapes(*shapes))
+
+
+def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
+    a = node.attrs
+    if node.op == "qgemm":
+        x = xs[0] - a["zero_point"] if a["zero_point"] else xs[0]
+        y = x @ a["weight"].T.astype(np.int64)
+        return y + a["bias"] if a.get("bias") is not None else y
+    if node.op == "qconv":
+        x = xs[0] - a["zero_point"] if a["zero_point"] else xs[0]
+        ph, pw = a["padding"]
+        if ph or pw:
+            # concrete's encrypted conv2d rejects padding: write the input into a zero tensor instead.
+            n, c, h, w = x.shape
+            padded = fhe.zeros((n, c, h + 2 * ph, w + 2 * pw))
+            padded[:, :, ph : ph + h, pw : pw + w] = x
+            x = padded
+        y = fhe.conv(x, a["weight"].astype(np.int64), strides=list(a["stride"]),
+                     dilations=list(a["dilation"]), group=a["groups"])
+        return y + a["bias"].reshape(1, -1, 1, 1) if a.get("bias") is not None else y
+    if node.op == "add":
+        return xs[0] + xs[1]
+    if node.op == "concat":
+        return np.concatenate(tuple(xs), axis=a["axis"])
+    if node.op == "reshape":
+        return xs[0].reshape((xs[0].shape[0],) + tuple(a["shape"]))
+    if node.op == "round":
+        return fhe.round_bit_pattern(xs[0], lsbs_to_remove=a["lsbs"], exactness=_EXACTNESS[a["method"]])
+    if node.op == "tlu":
+        return _tlu(node, xs[0], info[node.inputs[0]].bits)
+    raise UnsupportedOpError(f"TFHE lowering: node '{node.name}' has op '{node.op}', which cannot run encrypted")
+
+
+def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
+    """Return ``f(x)`` computing the circuit output from the circuit input codes.
+
+    Parameters
+    ----------
+    graph : Graph
+        Fused (and optionally rounded) quantized graph.
+    info : dict
+        Bit-width side table from :func:`qfhe.passes.bitwidth.analyze_bitwidths`.
+
+    Returns
+    -------
+    callable
+        Works on numpy int arrays (giving the reference result) and on concrete tracers.
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> from qfhe.passes.bitwidth import ValueInfo
+    >>> g = Graph([Node("x", "input", []), Node("xq", "quant", ["x"], {"side": "client"}),
+    ...            Node("s", "add", ["xq", "xq"]), Node("y", "dequant", ["s"], {"side": "client"})], ["y"])
+    >>> f = make_circuit_function(g, {"xq": ValueInfo(0, 3, 3, False), "s": ValueInfo(0, 6, 3, False)})
+    >>> f(np.array([[1, 2]]))
+    array([[2, 4]])
+    """
+    x_name, out_name = circuit_io(graph)
+    server = [n for n in graph.nodes if is_server_node(n) and n.name != x_name]
+    tracing = Tracer
+
+    def f(x):
+        if isinstance(x, tracing):
+            x = fhe.hint(x, bit_width=info[x_name].bits)
+        vals = {x_name: x}
+        for n in server:
+            if not isinstance(x, tracing):
+                vals[n.name] = evaluate(n.op, [vals[i] for i in n.inputs], n.attrs)
+                continue
+            with fhe.tag(n.name):
+                v = _lower(n, [vals[i] for i in n.inputs], info)
+                vals[n.name] = fhe.hint(v, bit_width=info[n.name].bits)
+        return vals[out_name]
+
+    return f

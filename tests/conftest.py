@@ -1,0 +1,80 @@
+"""Shared fixtures: small models, the digits data set, and a test-only concrete configuration."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from concrete import fhe
+from sklearn.datasets import load_digits
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+
+@pytest.fixture(scope="session")
+def fhe_config(tmp_path_factory):
+    """Insecure key cache: cheap keygen. Tests only, never in the library or examples."""
+    return fhe.Configuration(
+        enable_unsafe_features=True,
+        use_insecure_key_cache=True,
+        insecure_key_cache_location=str(tmp_path_factory.mktemp("keycache")),
+    )
+
+
+@pytest.fixture(scope="session")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
+
+
+def train(model: nn.Module, X, y, epochs: int = 150, lr: float = 1e-2, seed: int = 0) -> nn.Module:
+    torch.manual_seed(seed)
+    opt = torch.optim.Adam(model.parameters(), lr)
+    Xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+    model.train()
+    for _ in range(epochs):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(Xt), yt).backward()
+        opt.step()
+    return model.eval()
+
+
+def accuracy(logits, y) -> float:
+    return float((np.asarray(logits).argmax(1) == y).mean())
+
+
+@pytest.fixture(scope="session")
+def digits_mlp(digits):
+    """The issue's 64-64-64-10 ReLU MLP, trained in the clear."""
+    Xtr, _, ytr, _ = digits
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+    return train(m, Xtr, ytr)
+
+
+class SmallCNN(nn.Module):
+    """Conv + BatchNorm + residual add + average pooling + flatten + linear, on 1x6x6 images."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 2, 3, padding=1)
+        self.bn = nn.BatchNorm2d(2)
+        self.conv2 = nn.Conv2d(2, 2, 3, padding=1)
+        self.pool = nn.AvgPool2d(2)
+        self.fc = nn.Linear(2 * 3 * 3, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.bn(self.conv1(x)))
+        x = self.pool(x + torch.relu(self.conv2(x)))
+        return self.fc(x.flatten(1))
+
+
+@pytest.fixture(scope="session")
+def small_cnn():
+    torch.manual_seed(1)
+    m = SmallCNN().eval()
+    with torch.no_grad():
+        m.bn.running_mean.uniform_(-0.3, 0.3)
+        m.bn.running_var.uniform_(0.5, 1.5)
+    X = np.random.RandomState(0).randn(64, 1, 6, 6)
+    return m, X

@@ -1,0 +1,164 @@
+import operator
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from qfhe.errors import UnsupportedOpError
+from qfhe.frontend import import_torch
+from qfhe.ir import run
+from qfhe.ir.activations import ACTIVATIONS
+from qfhe.passes import canonicalize
+
+
+def _check(model, X, atol=1e-5):
+    g = import_torch(model, torch.tensor(X, dtype=torch.float32))
+    with torch.no_grad():
+        ref = model.double()(torch.tensor(X)).numpy()
+    np.testing.assert_allclose(run(g, X)[0], ref, atol=atol, rtol=1e-6)
+    np.testing.assert_allclose(run(canonicalize(g), X)[0], ref, atol=atol, rtol=1e-6)
+    model.float()
+    return g
+
+
+class Wrap(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self.fc(x))
+
+
+X3 = np.random.RandomState(0).randn(8, 3) * 3
+
+MODULES = [nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(0.3), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Sigmoid(),
+           nn.Tanh(), nn.ELU(alpha=0.7), nn.Hardswish(), nn.Hardsigmoid(), nn.Softplus(beta=2.0), nn.ReLU(inplace=True),
+           nn.LeakyReLU(0.1, inplace=True), nn.Hardtanh(-0.5, 2.0), nn.Mish(), nn.CELU(0.5), nn.SELU()]
+
+
+@pytest.mark.parametrize("act", MODULES, ids=lambda m: repr(m))
+def test_activation_modules(act):
+    g = _check(nn.Sequential(nn.Linear(3, 3), act), X3)
+    assert g.ops()[-1] == "activation"
+
+
+FUNCTIONS = [
+    lambda x: F.relu(x), lambda x: torch.relu(x), lambda x: x.relu(), lambda x: x.relu_(), lambda x: torch.relu_(x),
+    lambda x: F.relu(x, inplace=True), lambda x: F.relu6(x), lambda x: F.leaky_relu(x, 0.2),
+    lambda x: F.leaky_relu(x, negative_slope=0.05), lambda x: F.leaky_relu_(x, 0.2), lambda x: F.gelu(x),
+    lambda x: F.gelu(x, approximate="tanh"), lambda x: F.silu(x), lambda x: torch.sigmoid(x), lambda x: x.sigmoid(),
+    lambda x: x.sigmoid_(), lambda x: F.sigmoid(x), lambda x: torch.tanh(x), lambda x: x.tanh(), lambda x: x.tanh_(),
+    lambda x: F.tanh(x), lambda x: F.elu(x, 0.5), lambda x: F.elu(x, alpha=2.0), lambda x: F.hardswish(x),
+    lambda x: F.hardsigmoid(x), lambda x: F.softplus(x, beta=3.0), lambda x: F.softplus(x, 0.5, 1.0),
+    lambda x: F.hardtanh(x, -1.0, 0.5),
+]
+
+
+@pytest.mark.parametrize("i", range(len(FUNCTIONS)))
+def test_activation_functional_forms(i):
+    g = _check(Wrap(FUNCTIONS[i]), X3)
+    assert g.ops()[-1] == "activation"
+
+
+def test_every_registered_activation_has_a_module_form():
+    assert {"relu", "relu6", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "elu", "hardswish", "hardsigmoid",
+            "softplus"} <= set(ACTIVATIONS)
+
+
+class ConvNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c1 = nn.Conv2d(2, 4, 3, padding=1, stride=1)
+        self.bn = nn.BatchNorm2d(4)
+        self.c2 = nn.Conv2d(4, 4, 3, padding="same", groups=2)
+        self.pool = nn.AvgPool2d(2)
+        self.apool = nn.AdaptiveAvgPool2d((1, 1))
+        self.c1d = nn.Conv1d(4, 3, 3, padding=1)
+        self.bn1d = nn.BatchNorm1d(3)
+        self.fc = nn.Linear(3 * 4 + 4 + 4 * 2 * 2, 5)
+
+    def forward(self, x):
+        x = F.gelu(self.bn(self.c1(x)))
+        x = x + torch.sigmoid(self.c2(x))
+        x = self.pool(x)                            # (4, 2, 2)
+        a = self.apool(x).view(x.size(0), -1)       # (4,)
+        s = x.reshape(x.shape[0], 4, 4)
+        s = F.relu(self.bn1d(self.c1d(s))).flatten(1)  # (12,)
+        u = F.avg_pool2d(x, 1) * 0.5 + 1.0         # scalar affine
+        return self.fc(torch.cat([s, a, torch.flatten(u, 1)], dim=1))
+
+
+def test_conv_pool_bn_residual_cat_graph_matches_torch():
+    torch.manual_seed(0)
+    m = ConvNet().eval()
+    with torch.no_grad():
+        for bn in (m.bn, m.bn1d):
+            bn.running_mean.uniform_(-0.5, 0.5)
+            bn.running_var.uniform_(0.5, 2.0)
+    X = np.random.RandomState(1).randn(5, 2, 4, 4)
+    g = _check(m, X)
+    ops = canonicalize(g).ops()
+    assert "affine" not in ops[: ops.index("add")]  # BatchNorm2d folded into conv c1
+    assert ops.count("conv") == 6  # c1, c2, pool, apool, conv1d (as 2-D), avg_pool2d
+
+
+def test_batchnorm1d_folds_into_linear():
+    m = nn.Sequential(nn.Linear(4, 3), nn.BatchNorm1d(3), nn.ReLU()).eval()
+    m[1].running_mean.fill_(0.3)
+    m[1].running_var.fill_(2.0)
+    g = canonicalize(_check(m, np.random.RandomState(0).randn(6, 4)))
+    assert g.ops() == ["input", "gemm", "activation"]
+
+
+class Bad(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+        self.fn = fn
+
+    def forward(self, x):
+        return self.fn(self.fc(x), x)
+
+
+@pytest.mark.parametrize("fn,match", [
+    (lambda y, x: y * x, r"node 'mul' \(call_function mul\) combines two encrypted tensors"),
+    (lambda y, x: torch.exp(y), r"node 'exp' \(call_function exp\) is not supported"),
+    (lambda y, x: torch.cat([y, x], dim=0), r"node 'cat' \(call_function cat\) changes the batch axis"),
+    (lambda y, x: y.max(dim=1).values, r"node '.*' \(call_method max\) is not supported"),
+])
+def test_unsupported_ops_name_node_and_op(fn, match):
+    with pytest.raises(UnsupportedOpError, match=match):
+        import_torch(Bad(fn), torch.zeros(2, 3))
+
+
+def test_unsupported_module_and_batch_mixing():
+    with pytest.raises(UnsupportedOpError, match="node 'pool' calls module MaxPool2d"):
+        import_torch(_maxpool_model(), torch.zeros(2, 1, 4, 4))
+    with pytest.raises(UnsupportedOpError, match="changes the batch axis"):
+        import_torch(Wrap(lambda x: x.view(-1)), torch.zeros(2, 3))
+
+
+def _maxpool_model():
+    m = nn.Sequential()
+    m.add_module("conv", nn.Conv2d(1, 1, 1))
+    m.add_module("pool", nn.MaxPool2d(2))
+    return m
+
+
+def test_untraceable_model_message():
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(UnsupportedOpError, match="torch.fx could not trace Branchy"):
+        import_torch(Branchy(), torch.zeros(2, 3))
+
+
+def test_training_flag_restored():
+    m = nn.Sequential(nn.Linear(3, 2), nn.Dropout(0.5)).train()
+    import_torch(m, torch.zeros(2, 3))
+    assert m.training
