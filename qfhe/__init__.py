@@ -7,23 +7,9 @@ Examples
 True
 """
 
-from qfhe.compile import compile_torch_model
-from qfhe.errors import (
-    BitWidthError,
-    CircuitOverflowError,
-    ConfigurationError,
-    InputClippingWarning,
-    InputsetError,
-    InputValidationError,
-    KeysNotGeneratedError,
-    NotCompiledError,
-    OverflowRiskWarning,
-    PassError,
-    QfheError,
-    QfheWarning,
-    SmallInputsetWarning,
-    UnsupportedOpError,
-)
+from qfhe.compile import compile_torch_model, quantize_torch_model
+from qfhe import errors
+from qfhe.errors import *  # noqa: F401,F403  (every error class is public API)
 from qfhe.model import QuantizedModule
 from qfhe.report import BitwidthReport
 
@@ -31,20 +17,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "compile_torch_model",
+    "quantize_torch_model",
     "QuantizedModule",
     "BitwidthReport",
-    "QfheError",
-    "UnsupportedOpError",
-    "ConfigurationError",
-    "InputValidationError",
-    "InputsetError",
-    "BitWidthError",
-    "CircuitOverflowError",
-    "KeysNotGeneratedError",
-    "NotCompiledError",
-    "PassError",
-    "QfheWarning",
-    "InputClippingWarning",
-    "OverflowRiskWarning",
-    "SmallInputsetWarning",
-]
+] + errors.__all__

@@ -1,14 +1,5 @@
-"""``compile_torch_model``: the one front door of the TFHE path.
-
-Examples
---------
->>> import numpy as np, torch, qfhe
->>> m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
->>> X = np.random.RandomState(0).randn(64, 4)
->>> qm = qfhe.compile_torch_model(m, X, n_bits=4, rounding_threshold_bits=4)   # doctest: +SKIP
->>> np.array_equal(qm.forward(X, fhe="disable"), qm.forward(X, fhe="simulate"))  # doctest: +SKIP
-True
-"""
+"""``compile_torch_model``: the one front door of the TFHE path (``quantize_torch_model`` stops
+before the circuit)."""
 
 from __future__ import annotations
 
@@ -22,13 +13,55 @@ from qfhe.model import QuantizedModule
 from qfhe.passes.bitwidth import client_input_nodes
 from qfhe.passes.pipelines import build_integer_graph, canonicalize, plan_rounding
 from qfhe.quant.config import parse_n_bits, parse_rounding
-from qfhe.tfhe.circuit import compile_circuits, make_configuration
-from qfhe.tfhe.lower import make_circuit_function
+from qfhe.tfhe.circuit import make_configuration
 from qfhe.validation import check_inputset
 
 #: concrete evaluates the traced function once per compile sample; the bit-width hints carry the
 #: ranges of the whole inputset, so a subset is enough for concrete itself.
 MAX_CONCRETE_INPUTSET = 128
+
+
+def quantize_torch_model(
+    model: torch.nn.Module,
+    inputset,
+    n_bits=6,
+    rounding_threshold_bits=None,
+    per_channel: bool = False,
+    bitwidth_method: str = "calibration",
+) -> QuantizedModule:
+    """Import, quantize, fuse and round a float PyTorch model, without compiling a circuit.
+
+    The result runs with ``fhe="disable"`` (the exact integer reference) and reports bit-widths;
+    call :meth:`QuantizedModule.compile` to build the TFHE circuits. Parameters are those of
+    :func:`compile_torch_model`.
+
+    Returns
+    -------
+    QuantizedModule
+
+    Examples
+    --------
+    >>> import numpy as np, torch, qfhe
+    >>> m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> X = np.random.RandomState(0).randn(64, 4)
+    >>> qm = qfhe.quantize_torch_model(m, X, n_bits=4, rounding_threshold_bits=3)
+    >>> qm.is_compiled, [r["tlu_bits"] for r in qm.bitwidth_report()]
+    (False, [3, None])
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    nb = parse_n_bits(n_bits)
+    rounding = parse_rounding(rounding_threshold_bits)
+    X = check_inputset(inputset)
+
+    float_graph = canonicalize(import_torch(model, torch.as_tensor(X[:2], dtype=torch.float32)))
+    fused = build_integer_graph(float_graph, X, nb, per_channel)
+    X_compile = with_input_corners(fused, X)
+    graph, info = plan_rounding(fused, X_compile, rounding, bitwidth_method, nb)
+
+    codes = evaluate("quant", [X_compile], client_input_nodes(graph)[0].attrs)
+    settings = {"n_bits": nb, "rounding": rounding, "per_channel": per_channel, "bitwidth_method": bitwidth_method}
+    return QuantizedModule(float_graph, fused, graph, info, X.shape[1:], settings, _subsample(codes))
 
 
 def compile_torch_model(
@@ -84,29 +117,18 @@ def compile_torch_model(
 
     Examples
     --------
-    >>> qm = qfhe.compile_torch_model(m, X, n_bits=6, rounding_threshold_bits=6)   # doctest: +SKIP
-    >>> qm.statistics["pbs_count"]                                                   # doctest: +SKIP
+    >>> import numpy as np, torch, qfhe
+    >>> m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+    >>> X = np.random.RandomState(0).randn(64, 4)
+    >>> qm = qfhe.compile_torch_model(m, X, n_bits=4, rounding_threshold_bits=4)
+    >>> bool(np.array_equal(qm.forward(X, fhe="disable"), qm.forward(X, fhe="simulate")))
+    True
     """
     if scheme != "tfhe":
         raise ConfigurationError(f"scheme must be 'tfhe' (the CKKS path is not available yet), got {scheme!r}")
-    if not isinstance(model, torch.nn.Module):
-        raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    if isinstance(simulate_batch_size, bool) or not isinstance(simulate_batch_size, int) or simulate_batch_size < 1:
-        raise ConfigurationError(f"simulate_batch_size must be a positive int, got {simulate_batch_size!r}")
-    nb = parse_n_bits(n_bits)
-    rounding = parse_rounding(rounding_threshold_bits)
-    cfg = make_configuration(configuration, p_error, global_p_error)
-    X = check_inputset(inputset)
-
-    float_graph = canonicalize(import_torch(model, torch.as_tensor(X[:2], dtype=torch.float32)))
-    fused = build_integer_graph(float_graph, X, nb, per_channel)
-    X_compile = with_input_corners(fused, X)
-    graph, info = plan_rounding(fused, X_compile, rounding, bitwidth_method, nb)
-
-    codes = evaluate("quant", [X_compile], client_input_nodes(graph)[0].attrs)
-    compiled = compile_circuits(make_circuit_function(graph, info), _subsample(codes), cfg, simulate_batch_size)
-    settings = {"n_bits": nb, "rounding": rounding, "per_channel": per_channel, "bitwidth_method": bitwidth_method}
-    return QuantizedModule(float_graph, fused, graph, info, compiled, X.shape[1:], settings)
+    make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
+    qm = quantize_torch_model(model, inputset, n_bits, rounding_threshold_bits, per_channel, bitwidth_method)
+    return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
 
 
 def with_input_corners(graph, X: np.ndarray) -> np.ndarray:

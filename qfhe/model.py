@@ -5,8 +5,8 @@ Examples
 >>> import numpy as np, torch, qfhe
 >>> m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
 >>> X = np.random.RandomState(0).randn(64, 4)
->>> qm = qfhe.compile_torch_model(m, X, n_bits=4)          # doctest: +SKIP
->>> qm.forward(X[:2], fhe="simulate").shape                 # doctest: +SKIP
+>>> qm = qfhe.compile_torch_model(m, X, n_bits=4)
+>>> qm.forward(X[:2], fhe="simulate").shape
 (2, 2)
 """
 
@@ -17,22 +17,26 @@ from typing import Callable
 
 import numpy as np
 
-from qfhe.errors import CircuitOverflowError, ConfigurationError, InputClippingWarning, OverflowRiskWarning
+from qfhe.errors import (CircuitOverflowError, ConfigurationError, InputClippingWarning, NotCompiledError,
+                         OverflowRiskWarning)
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import run
 from qfhe.ir.ops import evaluate
 from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node
 from qfhe.report import BitwidthReport
-from qfhe.tfhe.circuit import CompiledCircuits, execute, simulate
+from qfhe.tfhe.circuit import CompiledCircuits, compile_circuits, execute, make_configuration, simulate
+from qfhe.tfhe.lower import make_circuit_function
 from qfhe.validation import check_input
 
 FHE_MODES = ("disable", "simulate", "execute")
 
 
 class QuantizedModule:
-    """A model compiled for TFHE.
+    """A quantized model, and once compiled, its TFHE circuits.
 
-    Built by :func:`qfhe.compile_torch_model`; not meant to be constructed by hand.
+    Built by :func:`qfhe.compile_torch_model` (quantized and compiled) or
+    :func:`qfhe.quantize_torch_model` (quantized only: ``fhe="disable"`` works, and
+    :meth:`compile` makes the circuits later, at any error probability, without re-importing).
 
     Attributes
     ----------
@@ -49,12 +53,13 @@ class QuantizedModule:
     """
 
     def __init__(self, float_graph: Graph, fused_graph: Graph, graph: Graph, bitwidths: dict[str, ValueInfo],
-                 compiled: CompiledCircuits, input_shape: tuple, settings: dict):
+                 input_shape: tuple, settings: dict, compile_codes: np.ndarray):
         self.float_graph = float_graph
         self.fused_graph = fused_graph
         self.graph = graph
         self.bitwidths = bitwidths
-        self._compiled = compiled
+        self._compile_codes = compile_codes
+        self._compiled: CompiledCircuits | None = None
         self.input_shape = tuple(input_shape)
         self.settings = dict(settings)
         self._input_node: Node = client_input_nodes(graph)[0]
@@ -65,10 +70,52 @@ class QuantizedModule:
                                    [self._output_node.inputs[0]]).verify("circuit")
 
     # -- public API -----------------------------------------------------------------------------
+    def compile(self, p_error: float | None = None, global_p_error: float | None = None, configuration=None,
+                simulate_batch_size: int = 64) -> "QuantizedModule":
+        """Compile (or recompile) the TFHE circuits; returns self.
+
+        Parameters
+        ----------
+        p_error, global_p_error : float, optional
+            Error probability per table lookup, or for the whole circuit; give at most one.
+            Default: ``global_p_error=1e-5``.
+        configuration : concrete.fhe.Configuration, optional
+            Passed through to concrete-python.
+        simulate_batch_size : int
+            Samples per call of the batch simulation circuit.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+        >>> qm = qfhe.quantize_torch_model(m, np.random.RandomState(0).randn(64, 4), n_bits=4)
+        >>> qm.compile(p_error=0.01).statistics["p_error"] <= 0.01
+        True
+        """
+        if isinstance(simulate_batch_size, bool) or not isinstance(simulate_batch_size, int) or simulate_batch_size < 1:
+            raise ConfigurationError(f"simulate_batch_size must be a positive int, got {simulate_batch_size!r}")
+        cfg = make_configuration(configuration, p_error, global_p_error)
+        fn = make_circuit_function(self.graph, self.bitwidths)
+        self._compiled = compile_circuits(fn, self._compile_codes, cfg, simulate_batch_size)
+        return self
+
+    @property
+    def is_compiled(self) -> bool:
+        """Whether :meth:`compile` has run."""
+        return self._compiled is not None
+
+    def _require_compiled(self) -> CompiledCircuits:
+        if self._compiled is None:
+            raise NotCompiledError(
+                "this model is quantized but has no circuit yet: call qm.compile() (or use compile_torch_model) "
+                "before fhe='simulate' or 'execute', fhe_circuit or statistics"
+            )
+        return self._compiled
+
     @property
     def fhe_circuit(self):
         """The single-sample concrete-python circuit (call ``keygen()`` on it before executing)."""
-        return self._compiled.circuit
+        return self._require_compiled().circuit
 
     @property
     def statistics(self) -> dict:
@@ -78,7 +125,7 @@ class QuantizedModule:
         ``compile_seconds``, ``batch_compile_seconds``, ``p_error``, ``global_p_error``,
         ``complexity``, ``pbs_count_per_layer``, key sizes.
         """
-        return dict(self._compiled.statistics)
+        return dict(self._require_compiled().statistics)
 
     def bitwidth_report(self) -> BitwidthReport:
         """Per-layer accumulator range and width, and what each table lookup reads.
@@ -91,9 +138,12 @@ class QuantizedModule:
 
         Examples
         --------
-        >>> print(qm.bitwidth_report())   # doctest: +SKIP
+        >>> import numpy as np, torch, qfhe
+        >>> m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+        >>> qm = qfhe.quantize_torch_model(m, np.random.RandomState(0).randn(64, 4), n_bits=4)
+        >>> print(qm.bitwidth_report())                  # doctest: +ELLIPSIS
         layer  acc_min  acc_max  acc_bits  tlu_bits  lsbs_removed
-        ...
+        0 ...
         """
         return BitwidthReport(bitwidth_rows(self.graph, self.bitwidths))
 
@@ -122,7 +172,12 @@ class QuantizedModule:
 
         Examples
         --------
-        >>> qm.forward(X[:3], fhe="simulate")   # doctest: +SKIP
+        >>> import numpy as np, torch, qfhe
+        >>> m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+        >>> X = np.random.RandomState(0).randn(64, 4)
+        >>> qm = qfhe.compile_torch_model(m, X, n_bits=4)
+        >>> bool((qm.forward(X[:3], fhe="simulate") == qm.forward(X[:3])).all())
+        True
         """
         if fhe not in FHE_MODES:
             raise ConfigurationError(f"fhe must be one of {FHE_MODES}, got {fhe!r}")
@@ -130,9 +185,9 @@ class QuantizedModule:
         if fhe == "disable":
             out = self._reference(codes, strict)
         elif fhe == "simulate":
-            out = simulate(self._compiled, codes)
+            out = simulate(self._require_compiled(), codes)
         else:
-            out = execute(self.fhe_circuit, codes, progress)
+            out = execute(self._require_compiled().circuit, codes, progress)
         return self.dequantize_output(out)
 
     def quantize_input(self, X) -> np.ndarray:
@@ -140,7 +195,10 @@ class QuantizedModule:
 
         Examples
         --------
-        >>> qm.quantize_input(X[:1]).dtype   # doctest: +SKIP
+        >>> import numpy as np, torch, qfhe
+        >>> m = torch.nn.Sequential(torch.nn.Linear(4, 2))
+        >>> qm = qfhe.quantize_torch_model(m, np.random.RandomState(0).randn(64, 4), n_bits=4)
+        >>> qm.quantize_input(np.zeros((1, 4))).dtype
         dtype('int64')
         """
         arr = check_input(X, self.input_shape)

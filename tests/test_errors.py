@@ -131,3 +131,14 @@ def test_unsupported_op_through_compile():
 
     with pytest.raises(UnsupportedOpError, match=r"node 'exp' \(call_function exp\) is not supported"):
         qfhe.compile_torch_model(M(), np.random.randn(40, 3))
+
+
+def test_quantized_only_model_needs_compile():
+    from qfhe.errors import NotCompiledError
+    m = nn.Sequential(nn.Linear(3, 2))
+    qm = qfhe.quantize_torch_model(m, np.random.RandomState(0).randn(40, 3), n_bits=3)
+    qm.forward(np.zeros((1, 3)))  # the clear reference works
+    for action in (lambda: qm.forward(np.zeros((1, 3)), fhe="simulate"), lambda: qm.statistics,
+                   lambda: qm.fhe_circuit):
+        with pytest.raises(NotCompiledError, match=r"call qm.compile\(\)"):
+            action()

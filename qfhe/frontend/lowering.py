@@ -21,7 +21,7 @@ import torch.nn.functional as F
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.ir.activations import ACTIVATIONS, ActivationDef
-from qfhe.ir.graph import Graph, Node
+from qfhe.ir.graph import Graph, Node, unique_name
 
 
 class Emitter:
@@ -39,10 +39,7 @@ class Emitter:
         self._names: set[str] = set()
 
     def _add(self, name: str, op: str, inputs: list[str], attrs: dict) -> str:
-        base, k = name, 1
-        while name in self._names:
-            name, k = f"{base}_{k}", k + 1
-        self._names.add(name)
+        name = unique_name(name, self._names)
         self.nodes.append(Node(name, op, inputs, attrs))
         return name
 

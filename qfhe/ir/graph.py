@@ -222,6 +222,22 @@ def rebuild(graph: Graph, nodes: Iterable[Node], outputs: list[str] | None = Non
     return Graph(nodes, list(graph.outputs if outputs is None else outputs))
 
 
+def unique_name(base: str, used: set[str]) -> str:
+    """Return ``base`` or ``base_k``, whichever is not in ``used``, and record it there.
+
+    Examples
+    --------
+    >>> used = {"fc"}
+    >>> unique_name("fc", used), unique_name("fc", used)
+    ('fc_1', 'fc_2')
+    """
+    name, k = base, 1
+    while name in used:
+        name, k = f"{base}_{k}", k + 1
+    used.add(name)
+    return name
+
+
 def deepcopy_attrs(attrs: dict) -> dict:
     """Deep-copy an attribute dict (used when a pass must own its data)."""
     return copy.deepcopy(attrs)

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from qfhe.errors import PassError, UnsupportedOpError
-from qfhe.ir.graph import Graph, Node
+from qfhe.ir.graph import Graph, Node, unique_name
 from qfhe.quant.config import NBits
 from qfhe.quant.quantizer import UniformQuantizer
 
@@ -63,10 +63,7 @@ class _Builder:
         self._quant_cache: dict[tuple, _Int] = {}
 
     def emit(self, name: str, op: str, inputs: list[str], attrs: dict) -> str:
-        base, k = name, 1
-        while name in self._used:
-            name, k = f"{base}_{k}", k + 1
-        self._used.add(name)
+        name = unique_name(name, self._used)
         self.nodes.append(Node(name, op, inputs, attrs))
         return name
 
