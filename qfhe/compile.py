@@ -136,6 +136,13 @@ def with_input_corners(graph, X: np.ndarray) -> np.ndarray:
 
     concrete sizes values from the inputset and silently wraps values beyond; the corners make
     saturated inputs part of what the circuit is sized for.
+
+    Examples
+    --------
+    >>> import numpy as np, torch
+    >>> qm = quantize_torch_model(torch.nn.Linear(2, 1), np.random.RandomState(0).rand(40, 2), n_bits=3)
+    >>> with_input_corners(qm.graph, np.zeros((5, 2))).shape
+    (7, 2)
     """
     a = client_input_nodes(graph)[0].attrs
     lo = a["scale"] * (a["qmin"] - a["zero_point"])

@@ -50,6 +50,14 @@ class QuantizedModule:
         The single-sample circuit (keygen, encrypted execution).
     statistics : dict
         ``pbs_count``, ``max_bit_width``, ``compile_seconds`` and more, for the single-sample circuit.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, qfhe
+    >>> m = torch.nn.Sequential(torch.nn.Linear(4, 2))
+    >>> qm = qfhe.quantize_torch_model(m, np.random.RandomState(0).randn(64, 4), n_bits=4)
+    >>> qm.forward(np.zeros((1, 4))).shape
+    (1, 2)
     """
 
     def __init__(self, float_graph: Graph, fused_graph: Graph, graph: Graph, bitwidths: dict[str, ValueInfo],
@@ -101,7 +109,14 @@ class QuantizedModule:
 
     @property
     def is_compiled(self) -> bool:
-        """Whether :meth:`compile` has run."""
+        """Whether :meth:`compile` has run.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> qfhe.quantize_torch_model(torch.nn.Linear(3, 2), np.random.randn(40, 3), n_bits=3).is_compiled
+        False
+        """
         return self._compiled is not None
 
     def _require_compiled(self) -> CompiledCircuits:
@@ -114,7 +129,15 @@ class QuantizedModule:
 
     @property
     def fhe_circuit(self):
-        """The single-sample concrete-python circuit (call ``keygen()`` on it before executing)."""
+        """The single-sample concrete-python circuit (call ``keygen()`` on it before executing).
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), np.random.randn(40, 3), n_bits=3)
+        >>> qm.fhe_circuit.keys.are_generated
+        False
+        """
         return self._require_compiled().circuit
 
     @property
@@ -124,6 +147,13 @@ class QuantizedModule:
         Keys: ``pbs_count``, ``max_bit_width`` (concrete's ``maximum_integer_bit_width()``),
         ``compile_seconds``, ``batch_compile_seconds``, ``p_error``, ``global_p_error``,
         ``complexity``, ``pbs_count_per_layer``, key sizes.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), np.random.randn(40, 3), n_bits=3)
+        >>> sorted(qm.statistics)[:3]
+        ['batch_compile_seconds', 'compile_seconds', 'complexity']
         """
         return dict(self._require_compiled().statistics)
 
@@ -217,7 +247,17 @@ class QuantizedModule:
         return evaluate("quant", [arr], a)
 
     def dequantize_output(self, codes: np.ndarray) -> np.ndarray:
-        """Client side: circuit output codes → float outputs (adds the last layer's bias)."""
+        """Client side: circuit output codes → float outputs (adds the last layer's bias).
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> m = torch.nn.Linear(3, 2)
+        >>> qm = qfhe.quantize_torch_model(m, np.random.randn(40, 3), n_bits=3)
+        >>> # a zero accumulator of the last layer decodes to that layer's bias
+        >>> bool(np.allclose(qm.dequantize_output(np.zeros((1, 2), int)), m.bias.detach().numpy()))
+        True
+        """
         return evaluate("dequant", [np.asarray(codes)], self._output_node.attrs)
 
     # -- internals ------------------------------------------------------------------------------

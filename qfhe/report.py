@@ -21,6 +21,11 @@ class BitwidthReport(list):
 
     Each dict has ``layer``, ``acc_min``, ``acc_max``, ``acc_bits``, ``tlu_bits`` (None for a
     circuit output, which has no table lookup), ``lsbs_removed`` and ``tlu`` (the lookup's node).
+
+    Examples
+    --------
+    >>> len(BitwidthReport([]))
+    0
     """
 
     def __str__(self) -> str:

@@ -53,6 +53,11 @@ def check_input(X, shape: tuple, name: str = "X") -> np.ndarray:
     ------
     InputValidationError
         For a non-numeric dtype, NaN/inf, a wrong rank or a wrong per-sample shape.
+
+    Examples
+    --------
+    >>> check_input([[1, 2]], (2,))
+    array([[1., 2.]])
     """
     arr = to_numpy(X, name)
     if arr.ndim != len(shape) + 1:

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn  # noqa: F401  (docstring examples)
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.ir.activations import ACTIVATIONS, ActivationDef
@@ -44,21 +45,45 @@ class Emitter:
         return name
 
     def graph(self, outputs: list[str]) -> Graph:
-        """Return the graph built so far."""
+        """Return the graph built so far.
+
+        Examples
+        --------
+        >>> em = Emitter(); em.graph([em.input("x", (2,))]).ops()
+        ['input']
+        """
         return Graph(self.nodes, outputs).verify("frontend")
 
     def input(self, name: str, shape) -> str:
-        """Add the graph input with per-sample ``shape``."""
+        """Add the graph input with per-sample ``shape``.
+
+        Examples
+        --------
+        >>> Emitter().input("x", (3, 4))
+        'x'
+        """
         return self._add(name, "input", [], {"shape": tuple(shape), "dtype": "float"})
 
     def gemm(self, name, x, weight, bias) -> str:
-        """Add ``x @ weight.T + bias``."""
+        """Add ``x @ weight.T + bias``.
+
+        Examples
+        --------
+        >>> em = Emitter(); em.gemm("fc", em.input("x", (2,)), np.ones((1, 2)), None)
+        'fc'
+        """
         return self._add(name, "gemm", [x], {"weight": weight, "bias": bias})
 
     def conv(self, name, x, weight, bias, stride, padding, dilation, groups, in_shape, out_shape) -> str:
         """Add a 2-D convolution; a 1-D one is lowered to 2-D with height 1 between reshapes.
 
         concrete-python 2.11 rejects 1-D convolutions, hence the lowering.
+
+        Examples
+        --------
+        >>> em = Emitter(); x = em.input("x", (1, 5))
+        >>> em.conv("c", x, np.ones((2, 1, 3)), None, (1,), (0,), (1,), 1, (1, 5), (2, 3))
+        'c_to1d'
         """
         attrs = {"weight": weight, "bias": bias, "groups": int(groups)}
         if weight.ndim == 3:
@@ -72,29 +97,65 @@ class Emitter:
         return self._add(name, "conv", [x], attrs)
 
     def activation(self, name, x, fn, params) -> str:
-        """Add an elementwise activation from the registry."""
+        """Add an elementwise activation from the registry.
+
+        Examples
+        --------
+        >>> em = Emitter(); em.activation("r", em.input("x", (2,)), "relu", {})
+        'r'
+        """
         return self._add(name, "activation", [x], {"fn": fn, "params": dict(params)})
 
     def affine(self, name, x, scale, shift) -> str:
-        """Add ``x * scale + shift`` (scalars or per-channel arrays)."""
+        """Add ``x * scale + shift`` (scalars or per-channel arrays).
+
+        Examples
+        --------
+        >>> em = Emitter(); em.affine("s", em.input("x", (2,)), 2.0, 1.0)
+        's'
+        """
         return self._add(name, "affine", [x], {"scale": np.asarray(scale, np.float64), "shift": np.asarray(shift, np.float64)})
 
     def add(self, name, a, b) -> str:
-        """Add the sum of two tensors."""
+        """Add the sum of two tensors.
+
+        Examples
+        --------
+        >>> em = Emitter(); x = em.input("x", (2,)); em.add("a", x, x)
+        'a'
+        """
         return self._add(name, "add", [a, b], {})
 
     def concat(self, name, xs, axis) -> str:
-        """Add a concatenation along ``axis`` (axis 0 is the batch)."""
+        """Add a concatenation along ``axis`` (axis 0 is the batch).
+
+        Examples
+        --------
+        >>> em = Emitter(); x = em.input("x", (2,)); em.concat("c", [x, x], 1)
+        'c'
+        """
         return self._add(name, "concat", list(xs), {"axis": int(axis)})
 
     def reshape(self, name, x, shape) -> str:
-        """Add a per-sample reshape."""
+        """Add a per-sample reshape.
+
+        Examples
+        --------
+        >>> em = Emitter(); em.reshape("r", em.input("x", (2, 3)), (6,))
+        'r'
+        """
         return self._add(name, "reshape", [x], {"shape": tuple(shape)})
 
 
 @dataclass(frozen=True)
 class ActivationForms:
-    """Every torch spelling of the registered activations."""
+    """Every torch spelling of the registered activations.
+
+    Examples
+    --------
+    >>> activation_forms().modules[nn.GELU].params
+    ('approximate',)
+    """
 
     modules: dict
     functions: dict

@@ -39,6 +39,11 @@ class ActivationDef:
         The ``torch.nn`` module class.
     params : tuple of str
         Names of module attributes that are keyword arguments of ``functional``.
+
+    Examples
+    --------
+    >>> ACTIVATIONS["softplus"].params
+    ('beta', 'threshold')
     """
 
     name: str

@@ -17,7 +17,6 @@ return %y
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
@@ -105,7 +104,13 @@ class Graph:
 
     @property
     def input_names(self) -> list[str]:
-        """Names of the ``input`` nodes, in order."""
+        """Names of the ``input`` nodes, in order.
+
+        Examples
+        --------
+        >>> Graph([Node("x", "input", [])], ["x"]).input_names
+        ['x']
+        """
         return [n.name for n in self.nodes if n.op == "input"]
 
     def consumers(self) -> dict[str, list[str]]:
@@ -139,11 +144,23 @@ class Graph:
         return f"{base}_{k}"
 
     def copy(self) -> "Graph":
-        """Copy the node list and attribute dicts (numpy arrays are shared, never mutated)."""
+        """Copy the node list and attribute dicts (numpy arrays are shared, never mutated).
+
+        Examples
+        --------
+        >>> g = Graph([Node("x", "input", [])], ["x"]); g.copy() is not g
+        True
+        """
         return Graph([n.clone() for n in self.nodes], list(self.outputs))
 
     def ops(self) -> list[str]:
-        """The op of each node, in order (handy in tests)."""
+        """The op of each node, in order (handy in tests).
+
+        Examples
+        --------
+        >>> Graph([Node("x", "input", [])], ["x"]).ops()
+        ['input']
+        """
         return [n.op for n in self.nodes]
 
     # -- checks and printing -------------------------------------------------------------------
@@ -174,7 +191,14 @@ class Graph:
         return self
 
     def format(self) -> str:
-        """Human-readable listing, one node per line."""
+        """Human-readable listing, one node per line.
+
+        Examples
+        --------
+        >>> print(Graph([Node("x", "input", [])], ["x"]).format())
+        %x = input()
+        return %x
+        """
         lines = []
         for n in self.nodes:
             args = ", ".join(f"%{i}" for i in n.inputs)
@@ -236,8 +260,3 @@ def unique_name(base: str, used: set[str]) -> str:
         name, k = f"{base}_{k}", k + 1
     used.add(name)
     return name
-
-
-def deepcopy_attrs(attrs: dict) -> dict:
-    """Deep-copy an attribute dict (used when a pass must own its data)."""
-    return copy.deepcopy(attrs)

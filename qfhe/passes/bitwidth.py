@@ -56,6 +56,11 @@ class ValueInfo:
         Width concrete gives the value (after linking).
     signed : bool
         Whether the value can be negative.
+
+    Examples
+    --------
+    >>> ValueInfo(-3, 100, 8, True).bounds
+    (-128, 127)
     """
 
     lo: int
@@ -65,12 +70,24 @@ class ValueInfo:
 
     @property
     def own_bits(self) -> int:
-        """Width the value's own range needs (``bits`` can be larger through linking)."""
+        """Width the value's own range needs (``bits`` can be larger through linking).
+
+        Examples
+        --------
+        >>> ValueInfo(0, 5, 8, False).own_bits
+        3
+        """
         return integer_bit_width(self.lo, self.hi)
 
     @property
     def bounds(self) -> tuple[int, int]:
-        """Interval representable at ``bits``: values outside wrap around in FHE."""
+        """Interval representable at ``bits``: values outside wrap around in FHE.
+
+        Examples
+        --------
+        >>> ValueInfo(0, 5, 4, False).bounds
+        (0, 15)
+        """
         return width_range(self.bits, self.signed)
 
 
@@ -86,7 +103,14 @@ def is_server_node(node: Node) -> bool:
 
 
 def client_input_nodes(graph: Graph) -> list[Node]:
-    """The client-side ``quant`` nodes that turn float inputs into circuit inputs."""
+    """The client-side ``quant`` nodes that turn float inputs into circuit inputs.
+
+    Examples
+    --------
+    >>> g = Graph([Node("x", "input", []), Node("q", "quant", ["x"], {"side": "client"})], ["q"])
+    >>> [n.name for n in client_input_nodes(g)]
+    ['q']
+    """
     return [n for n in graph.nodes if n.op == "quant" and n.attrs.get("side") == "client"]
 
 
@@ -106,6 +130,13 @@ def analyze_bitwidths(graph: Graph, inputset: np.ndarray, method: str = "calibra
     Returns
     -------
     dict of str to ValueInfo
+
+    Examples
+    --------
+    >>> g = Graph([Node("x", "input", [], {"shape": (1,), "dtype": "float"}),
+    ...            Node("q", "quant", ["x"], {"scale": 1.0, "zero_point": 0, "qmin": 0, "qmax": 15, "side": "client"})], ["q"])
+    >>> analyze_bitwidths(g, np.array([[3.0], [9.0]]))["q"]
+    ValueInfo(lo=3, hi=9, bits=4, signed=False)
     """
     if method not in _METHODS:
         raise ConfigurationError(f"bitwidth method must be one of {_METHODS}, got {method!r}")
@@ -187,7 +218,14 @@ def _intervals(graph: Graph) -> dict[str, tuple[int, int]]:
 
 
 def accumulator_of(graph: Graph, tlu: Node) -> str:
-    """Name of the value a TLU reads, looking through its rounding node."""
+    """Name of the value a TLU reads, looking through its rounding node.
+
+    Examples
+    --------
+    >>> g = Graph([Node("a", "input", []), Node("r", "round", ["a"]), Node("t", "tlu", ["r"])], ["t"])
+    >>> accumulator_of(g, g["t"])
+    'a'
+    """
     src = graph[tlu.inputs[0]]
     return src.inputs[0] if src.op == "round" else src.name
 
@@ -224,6 +262,11 @@ def check_tlu_widths(graph: Graph, info: dict[str, ValueInfo], n_weight_bits: in
 
     The message names the layer and width and lists the remedies, including the number of active
     inputs per neuron that keeps a signed accumulator within 16 bits.
+
+    Examples
+    --------
+    >>> check_tlu_widths(Graph([], []), {}, 4, 4) is None
+    True
     """
     for row in bitwidth_rows(graph, info):
         if row["tlu_bits"] is not None and row["tlu_bits"] > MAX_TLU_BITS:

@@ -17,6 +17,12 @@ def dce(graph: Graph) -> Graph:
     """Remove nodes whose value reaches no output; inputs are always kept.
 
     Requires: any graph. Ensures: every non-input node contributes to an output. Idempotent.
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> dce(Graph([Node("x", "input", []), Node("d", "add", ["x", "x"])], ["x"])).ops()
+    ['input']
     """
     live = set(graph.outputs)
     for n in reversed(graph.nodes):

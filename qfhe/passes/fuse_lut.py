@@ -30,6 +30,12 @@ def fuse_lut(graph: Graph) -> Graph:
     ``quant`` it replaces and stores its ``chain`` as plain data (op + attrs per step), so the
     table can be materialised for any input domain. Client-side ``quant``/``dequant`` nodes (input
     and output borders) are left alone. Values are bit-identical to the unfused graph. Idempotent.
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> fuse_lut(Graph([Node("x", "input", [])], ["x"])).ops()
+    ['input']
     """
     out: list[Node] = []
     for n in graph.nodes:

@@ -41,14 +41,31 @@ FLOAT_PASSES = (sink_reshapes, fold_affine)
 
 
 def canonicalize(graph: Graph) -> Graph:
-    """Run the float passes in order (see module docstring)."""
+    """Run the float passes in order (see module docstring).
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> canonicalize(Graph([Node("x", "input", [], {"shape": (1,), "dtype": "float"})], ["x"])).ops()
+    ['input']
+    """
     for p in FLOAT_PASSES:
         graph = p(graph)
     return graph
 
 
 def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits, per_channel: bool = False) -> Graph:
-    """Calibrate, quantize and fuse: the fused integer graph (no rounding yet)."""
+    """Calibrate, quantize and fuse: the fused integer graph (no rounding yet).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from qfhe.frontend import import_torch
+    >>> from qfhe.quant import parse_n_bits
+    >>> X = np.random.RandomState(0).randn(40, 3)
+    >>> build_integer_graph(import_torch(torch.nn.Linear(3, 2), torch.tensor(X)), X, parse_n_bits(4)).ops()
+    ['input', 'quant', 'qgemm', 'dequant']
+    """
     ranges = collect_ranges(float_graph, inputset)
     return fuse_lut(quantize_graph(float_graph, ranges, n_bits, per_channel))
 
@@ -61,6 +78,17 @@ def plan_rounding(fused: Graph, compile_inputset: np.ndarray, rounding: Rounding
     ------
     BitWidthError
         If a table lookup would still read more than 16 bits.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from qfhe.frontend import import_torch
+    >>> from qfhe.quant import parse_n_bits
+    >>> X = np.random.RandomState(0).randn(40, 3)
+    >>> fused = build_integer_graph(import_torch(torch.nn.Linear(3, 2), torch.tensor(X)), X, parse_n_bits(4))
+    >>> g, info = plan_rounding(fused, X, None)
+    >>> info["0"].bits > 0
+    True
     """
     graph = insert_rounding(fused, compile_inputset, rounding, method)
     info = analyze_bitwidths(graph, compile_inputset, method)

@@ -135,6 +135,17 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits:
     Graph
         The quantized graph (float input, float outputs). A graph that is already quantized
         (it has a client-side input ``quant``) is returned unchanged.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from qfhe.frontend import import_torch
+    >>> from qfhe.ir import collect_ranges
+    >>> from qfhe.quant import parse_n_bits
+    >>> X = np.random.RandomState(0).randn(40, 3)
+    >>> fg = import_torch(torch.nn.Linear(3, 2), torch.tensor(X))
+    >>> quantize_graph(fg, collect_ranges(fg, X), parse_n_bits(4)).ops()
+    ['input', 'quant', 'qgemm', 'dequant']
     """
     if any(n.attrs.get("side") == "client" for n in graph.nodes):
         return graph.copy()

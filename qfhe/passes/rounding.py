@@ -55,6 +55,12 @@ def insert_rounding(graph: Graph, inputset: np.ndarray, rounding: Rounding | Non
     Ensures: every ``tlu`` reads an accumulator whose own range was cut to at most
     ``rounding.n_bits`` bits; a ``tlu`` already preceded by a ``round`` is left alone, so the
     pass is idempotent. With ``rounding=None`` the graph is returned unchanged.
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> insert_rounding(Graph([Node("x", "input", [])], ["x"]), np.zeros((1, 1)), None).ops()
+    ['input']
     """
     if rounding is None:
         return graph.copy()

@@ -37,6 +37,11 @@ class NBits:
         Weights of linear/convolution layers.
     model_outputs : int
         Output of a final activation (unused when the graph ends in a linear op).
+
+    Examples
+    --------
+    >>> NBits(8, 4, 3, 8).op_weights
+    3
     """
 
     model_inputs: int
@@ -95,6 +100,11 @@ class Rounding:
     method : {"exact", "approximate"}
         ``exact`` is deterministic and costs about one PBS per removed bit; ``approximate`` costs
         nothing but may land one step off near the midpoint.
+
+    Examples
+    --------
+    >>> Rounding(5, "approximate").method
+    'approximate'
     """
 
     n_bits: int

@@ -48,14 +48,26 @@ class UniformQuantizer:
 
     @property
     def qmin(self) -> int:
-        """Smallest code."""
+        """Smallest code.
+
+        Examples
+        --------
+        >>> UniformQuantizer(4, 1.0, signed=True).qmin
+        -8
+        """
         if not self.signed:
             return 0
         return -(1 << (self.n_bits - 1)) + (1 if self.narrow else 0)
 
     @property
     def qmax(self) -> int:
-        """Largest code."""
+        """Largest code.
+
+        Examples
+        --------
+        >>> UniformQuantizer(4, 1.0).qmax
+        15
+        """
         return (1 << (self.n_bits - 1)) - 1 if self.signed else (1 << self.n_bits) - 1
 
     @classmethod
