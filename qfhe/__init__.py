@@ -7,7 +7,8 @@ Examples
 True
 """
 
-from qfhe.compile import compile_torch_model, quantize_torch_model
+from qfhe.compile import (compile_brevitas_qat_model, compile_torch_model, quantize_brevitas_qat_model,
+                          quantize_torch_model)
 from qfhe import errors
 from qfhe.errors import *  # noqa: F401,F403  (every error class is public API)
 from qfhe.model import QuantizedModule
@@ -18,6 +19,8 @@ __version__ = "0.1.0"
 __all__ = [
     "compile_torch_model",
     "quantize_torch_model",
+    "compile_brevitas_qat_model",
+    "quantize_brevitas_qat_model",
     "QuantizedModule",
     "BitwidthReport",
 ] + errors.__all__

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from qfhe.errors import ConfigurationError
+from qfhe.frontend.brevitas import import_brevitas
 from qfhe.frontend.torch_fx import import_torch
 from qfhe.ir.ops import evaluate
 from qfhe.model import QuantizedModule
@@ -48,19 +49,102 @@ def quantize_torch_model(
     >>> qm.is_compiled, [r["tlu_bits"] for r in qm.bitwidth_report()]
     (False, [3, None])
     """
+    return _quantize(import_torch, model, inputset, parse_n_bits(n_bits), rounding_threshold_bits, per_channel,
+                     bitwidth_method, qat=False)
+
+
+def quantize_brevitas_qat_model(model: torch.nn.Module, inputset, rounding_threshold_bits=None,
+                                bitwidth_method: str = "calibration") -> QuantizedModule:
+    """Import a Brevitas QAT model with its own quantizers, fuse and round it, without compiling.
+
+    Parameters are those of :func:`compile_brevitas_qat_model`.
+
+    Returns
+    -------
+    QuantizedModule
+
+    Examples
+    --------
+    >>> import numpy as np, torch, brevitas.nn as qnn, qfhe
+    >>> m = torch.nn.Sequential(qnn.QuantIdentity(bit_width=3, return_quant_tensor=True),
+    ...                         qnn.QuantLinear(4, 4, bias=True, weight_bit_width=3),
+    ...                         qnn.QuantReLU(bit_width=3, return_quant_tensor=True),
+    ...                         qnn.QuantLinear(4, 2, bias=True, weight_bit_width=3))
+    >>> qm = qfhe.quantize_brevitas_qat_model(m, np.random.RandomState(0).randn(50, 4))
+    >>> [n.op for n in qm.graph.nodes][1:]
+    ['quant', 'qgemm', 'tlu', 'qgemm', 'dequant']
+    """
+    # n_bits is unused by a QAT import (Brevitas gives every width); it only bounds the remedy text.
+    return _quantize(import_brevitas, model, inputset, parse_n_bits(8), rounding_threshold_bits, False,
+                     bitwidth_method, qat=True)
+
+
+def compile_brevitas_qat_model(
+    model: torch.nn.Module,
+    inputset,
+    rounding_threshold_bits=None,
+    p_error: float | None = None,
+    global_p_error: float | None = None,
+    configuration=None,
+    bitwidth_method: str = "calibration",
+    simulate_batch_size: int = 64,
+) -> QuantizedModule:
+    """Compile a Brevitas quantization-aware-trained model exactly as it was trained.
+
+    The quantizers (scale, zero point, bit-width, signedness, narrow range) and the integer weights
+    are read from the Brevitas modules; nothing is re-quantized. The first quantizer (a
+    ``QuantIdentity`` on the input) runs on the client. Every other requantization, with the
+    activations and any BatchNorm between a layer and its activation quantizer, becomes one table
+    lookup, rounding half to even like Brevitas.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Built from ``brevitas.nn`` layers.
+    inputset : ndarray or torch.Tensor, shape (n, ...)
+        Representative inputs: they size the integer accumulators (not the quantizers).
+    rounding_threshold_bits, p_error, global_p_error, configuration, bitwidth_method, simulate_batch_size
+        As in :func:`compile_torch_model`.
+
+    Returns
+    -------
+    QuantizedModule
+
+    Raises
+    ------
+    UnsupportedOpError
+        For an unsupported Brevitas module, or a float value an integer op reads (the message names
+        the node and where to put a ``QuantIdentity``).
+
+    Examples
+    --------
+    >>> import numpy as np, torch, brevitas.nn as qnn, qfhe
+    >>> m = torch.nn.Sequential(qnn.QuantIdentity(bit_width=3, return_quant_tensor=True),
+    ...                         qnn.QuantLinear(4, 2, bias=True, weight_bit_width=3))
+    >>> X = np.random.RandomState(0).randn(50, 4)
+    >>> qm = qfhe.compile_brevitas_qat_model(m, X)
+    >>> bool(np.array_equal(qm.forward(X), qm.forward(X, fhe="simulate")))
+    True
+    """
+    make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
+    qm = quantize_brevitas_qat_model(model, inputset, rounding_threshold_bits, bitwidth_method)
+    return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
+
+
+def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channel, bitwidth_method, qat):
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    nb = parse_n_bits(n_bits)
     rounding = parse_rounding(rounding_threshold_bits)
     X = check_inputset(inputset)
 
-    float_graph = canonicalize(import_torch(model, torch.as_tensor(X[:2], dtype=torch.float32)))
-    fused = build_integer_graph(float_graph, X, nb, per_channel)
+    float_graph = canonicalize(importer(model, torch.as_tensor(X[:2], dtype=torch.float32)))
+    fused = build_integer_graph(float_graph, X, nb, per_channel, qat)
     X_compile = with_input_corners(fused, X)
     graph, info = plan_rounding(fused, X_compile, rounding, bitwidth_method, nb)
 
     codes = evaluate("quant", [X_compile], client_input_nodes(graph)[0].attrs)
-    settings = {"n_bits": nb, "rounding": rounding, "per_channel": per_channel, "bitwidth_method": bitwidth_method}
+    settings = {"n_bits": None if qat else nb, "rounding": rounding, "per_channel": per_channel,
+                "bitwidth_method": bitwidth_method, "qat": qat}
     return QuantizedModule(float_graph, fused, graph, info, X.shape[1:], settings, _subsample(codes))
 
 

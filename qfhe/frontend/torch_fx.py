@@ -23,7 +23,6 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp
 
 from qfhe.errors import InputsetError, UnsupportedOpError
 from qfhe.frontend.lowering import Emitter, activation_forms
@@ -92,26 +91,77 @@ def import_torch(model: nn.Module, sample: torch.Tensor) -> Graph:
     model.eval()
     try:
         gm = trace(model)
-        sample = sample[:2].to(torch.float32)
-        if sample.shape[0] < 2:
-            sample = torch.cat([sample, sample])
-        with torch.no_grad():
-            try:
-                ShapeProp(gm).propagate(sample)
-            except Exception as exc:  # the model's own error (shape mismatch, dtype, ...)
-                root = exc
-                while root.__cause__ is not None:
-                    root = root.__cause__
-                raise InputsetError(
-                    f"the model failed on inputset samples of shape {tuple(sample.shape)}: {root}. "
-                    "Check that the inputset has the shape the model's forward expects"
-                ) from exc
-        return _convert(gm)
+        record_outputs(gm, sample)
+        return convert(gm)
     finally:
         model.train(was_training)
 
 
-def _convert(gm: torch.fx.GraphModule) -> Graph:
+class _Recorder(torch.fx.Interpreter):
+    """Runs the traced graph once, keeping each node's output and per-sample shape."""
+
+    def __init__(self, gm: torch.fx.GraphModule):
+        super().__init__(gm)
+        self.outputs: dict[str, object] = {}
+
+    def run_node(self, n: torch.fx.Node):
+        out = super().run_node(n)
+        value = getattr(out, "value", out)  # a Brevitas QuantTensor carries its tensor in .value
+        n.meta["qfhe_shape"] = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+        self.outputs[n.name] = out
+        return out
+
+
+def record_outputs(gm: torch.fx.GraphModule, sample: torch.Tensor) -> dict[str, object]:
+    """Run ``gm`` on two samples; store shapes in ``node.meta["qfhe_shape"]`` and return outputs.
+
+    Raises
+    ------
+    InputsetError
+        If the model fails on the sample (its own error is quoted).
+
+    Examples
+    --------
+    >>> gm = trace(torch.nn.Sequential(torch.nn.Linear(3, 2)))
+    >>> out = record_outputs(gm, torch.zeros(4, 3)); [n.meta["qfhe_shape"] for n in gm.graph.nodes][:2]
+    [(2, 3), (2, 2)]
+    """
+    sample = torch.as_tensor(sample)[:2].to(torch.float32)
+    if sample.shape[0] < 2:
+        sample = torch.cat([sample, sample])
+    recorder = _Recorder(gm)
+    with torch.no_grad():
+        try:
+            recorder.run(sample)
+        except Exception as exc:  # the model's own error (shape mismatch, dtype, ...)
+            root = exc
+            while root.__cause__ is not None:
+                root = root.__cause__
+            raise InputsetError(
+                f"the model failed on inputset samples of shape {tuple(sample.shape)}: {root}. "
+                "Check that the inputset has the shape the model's forward expects"
+            ) from exc
+    return recorder.outputs
+
+
+def convert(gm: torch.fx.GraphModule, module_hook=None) -> Graph:
+    """Convert a traced, shape-recorded graph module to a float qfhe graph.
+
+    Parameters
+    ----------
+    gm : torch.fx.GraphModule
+        After :func:`record_outputs`.
+    module_hook : callable, optional
+        ``hook(em, env, node, module, per_sample_shape, name)`` tried first for every
+        ``call_module`` node; returns an IR value name, or None to fall back to the torch mapping.
+        Other frontends (Brevitas) plug in here.
+
+    Examples
+    --------
+    >>> gm = trace(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.ReLU()))
+    >>> _ = record_outputs(gm, torch.zeros(2, 3)); convert(gm).ops()
+    ['input', 'gemm', 'activation']
+    """
     em = Emitter()
     env: dict[str, object] = {}  # fx node name -> IR value name, or a python value (shape maths)
     modules = dict(gm.named_modules())
@@ -121,8 +171,7 @@ def _convert(gm: torch.fx.GraphModule) -> Graph:
             f"the model's forward takes {len(placeholders)} tensor arguments; qfhe compiles models with exactly one input"
         )
     for node in gm.graph.nodes:
-        meta = node.meta.get("tensor_meta")
-        shape = tuple(meta.shape) if hasattr(meta, "shape") else None
+        shape = node.meta.get("qfhe_shape")
         if shape is not None and len(shape) >= 1 and shape[0] != 2 and node.op != "output":
             raise UnsupportedOpError(
                 f"node '{node.name}' ({_describe(node)}) changes the batch axis (shape {shape} for a batch of 2); "
@@ -146,8 +195,9 @@ def _convert(gm: torch.fx.GraphModule) -> Graph:
             )
         elif node.op == "call_module":
             # Module paths ("features.0", "fc1") name layers better than fx's mangled names.
-            node_name = str(node.target)
-            env[node.name] = _module(em, env, node, modules[node.target], per_sample, node_name)
+            name, mod = str(node.target), modules[node.target]
+            value = module_hook(em, env, node, mod, per_sample, name) if module_hook else None
+            env[node.name] = value if value is not None else _module(em, env, node, mod, per_sample, name)
         else:
             env[node.name] = _function(em, env, node, per_sample)
     raise UnsupportedOpError("the traced graph has no output node")  # pragma: no cover
@@ -170,7 +220,7 @@ def _value(env: dict, arg, node: torch.fx.Node) -> str:
 
 
 def _input_shape(node: torch.fx.Node) -> tuple:
-    return tuple(node.args[0].meta["tensor_meta"].shape[1:])
+    return tuple(node.args[0].meta["qfhe_shape"][1:])
 
 
 def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, name: str) -> str:
@@ -218,6 +268,8 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
         return em.activation(node.name, _value(env, args[0], node), act.name, forms.bind(act, args[1:], node.kwargs))
     if node.op == "call_method" and target in _ALIAS_METHODS:
         return _value(env, args[0], node)
+    if target is getattr and len(args) == 2 and args[1] == "value":
+        return _value(env, args[0], node)  # a Brevitas QuantTensor's real value: the same IR value
     if (node.op == "call_method" and target in _RESHAPE_METHODS) or target in _RESHAPE_FUNCS:
         return em.reshape(node.name, _value(env, args[0], node), shape)
     if target in _CAT:

@@ -17,6 +17,9 @@ reshape  any     reshape each sample to ``shape``
 qgemm    int     ``(x - zero_point) @ weight.T (+ bias)`` with integer weights and bias
 qconv    int     convolution of ``x - zero_point`` with integer weights (+ integer bias)
 dequant  int→f   ``scale * q + offset``
+fakequant float  ``dequant(quant(x))`` with a fixed quantizer (QAT: Brevitas' own quantizers)
+pack     int     ``a * 2^b_bits + (b - b_lo)``: two small integers in one, for a two-input lookup
+unpack_add int→f ``dequant_a(p >> b_bits) + dequant_b((p & (2^b_bits - 1)) + b_lo)``
 quant    f→int   ``clip(round_half_even(x / scale) + zero_point, qmin, qmax)``
 round    int     ``fhe.round_bit_pattern``: drop ``lsbs`` bits rounding half up
 tlu      int     table lookup: the float ``chain`` (dequant → … → quant) applied to each value
@@ -38,12 +41,14 @@ import numpy as np
 from qfhe.ir.activations import apply_activation
 from qfhe.ir.numeric import conv2d, round_half_up_lsbs
 
-FLOAT_OPS = {"gemm", "conv", "activation", "affine", "dequant"}
-INT_OPS = {"qgemm", "qconv", "quant", "round", "tlu"}
+FLOAT_OPS = {"gemm", "conv", "activation", "affine", "dequant", "fakequant", "unpack_add"}
+INT_OPS = {"qgemm", "qconv", "quant", "round", "tlu", "pack"}
 SHAPE_OPS = {"reshape"}
 #: Ops that produce a new integer value from integer inputs without a table lookup. concrete
 #: gives all values linked through these the same bit-width.
-LINEAR_INT_OPS = {"qgemm", "qconv", "add", "concat", "reshape"}
+LINEAR_INT_OPS = {"qgemm", "qconv", "add", "concat", "reshape", "pack"}
+#: Ops that turn an integer value into a float one: the first step of a table-lookup chain.
+DECODE_OPS = {"dequant", "unpack_add"}
 #: Elementwise univariate float ops (fusable into a table lookup).
 ELEMENTWISE_FLOAT_OPS = {"activation", "affine", "dequant", "quant"}
 
@@ -80,6 +85,20 @@ def _dequant(xs, a):
     return a["scale"] * xs[0].astype(np.float64) + a["offset"]
 
 
+def _fakequant(xs, a):
+    return _dequant([_quant(xs, a)], {"scale": a["scale"], "offset": -a["scale"] * a["zero_point"]})
+
+
+def _pack(xs, a):
+    return (xs[0].astype(np.int64) << a["b_bits"]) + (xs[1].astype(np.int64) - a["b_lo"])
+
+
+def _unpack_add(xs, a):
+    p = xs[0].astype(np.int64)
+    hi, lo = p >> a["b_bits"], (p & ((1 << a["b_bits"]) - 1)) + a["b_lo"]
+    return (a["scale_a"] * hi + a["offset_a"]) + (a["scale_b"] * lo + a["offset_b"])
+
+
 def _tlu(xs, a):
     v = xs[0]
     for step in a["chain"]:
@@ -98,6 +117,9 @@ _EVAL: dict[str, Callable] = {
     "qgemm": _qgemm,
     "qconv": _qconv,
     "dequant": _dequant,
+    "fakequant": _fakequant,
+    "pack": _pack,
+    "unpack_add": _unpack_add,
     "quant": _quant,
     "round": lambda xs, a: round_half_up_lsbs(xs[0], a["lsbs"]),
     "tlu": _tlu,

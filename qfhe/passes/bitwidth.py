@@ -177,7 +177,8 @@ def _observed(graph: Graph, inputset: np.ndarray) -> dict[str, tuple[int, int]]:
 
 def _tlu_range(node: Node, lo: int, hi: int) -> tuple[int, int]:
     values = np.arange(lo, hi + 1, dtype=np.int64)
-    ndim = max(np.ndim(s["attrs"].get("scale", 0.0)) for s in node.attrs["chain"])
+    ndim = max(np.ndim(v) for s in node.attrs["chain"] for k, v in s["attrs"].items()
+               if k in ("scale", "offset", "shift", "scale_a", "scale_b"))
     out = evaluate("tlu", [values.reshape((-1,) + (1,) * max(ndim - 1, 0))], node.attrs)
     return int(out.min()), int(out.max())
 
@@ -203,6 +204,10 @@ def _intervals(graph: Graph) -> dict[str, tuple[int, int]]:
             r[n.name] = _linear_interval(n, *r[n.inputs[0]])
         elif n.op == "add":
             r[n.name] = (r[n.inputs[0]][0] + r[n.inputs[1]][0], r[n.inputs[0]][1] + r[n.inputs[1]][1])
+        elif n.op == "pack":
+            (alo, ahi), (blo, bhi) = r[n.inputs[0]], r[n.inputs[1]]
+            shift, b0 = n.attrs["b_bits"], n.attrs["b_lo"]
+            r[n.name] = ((alo << shift) + blo - b0, (ahi << shift) + bhi - b0)
         elif n.op == "concat":
             r[n.name] = (min(r[i][0] for i in n.inputs), max(r[i][1] for i in n.inputs))
         elif n.op == "reshape":

@@ -53,7 +53,7 @@ def _compress(param: np.ndarray) -> np.ndarray:
 
 
 def sink_reshapes(graph: Graph) -> Graph:
-    """Move each ``reshape`` below the elementwise op (activation, affine) that follows it.
+    """Move each ``reshape`` below the elementwise op (activation, affine, fakequant) after it.
 
     Requires: a float graph. Ensures: no ``reshape`` feeds an ``activation`` or ``affine`` as its
     only consumer; values are unchanged. Affine parameters are re-laid out for the pre-reshape
@@ -78,7 +78,7 @@ def sink_reshapes(graph: Graph) -> Graph:
             if n.op != "reshape" or len(users[n.name]) != 1 or n.name in g.outputs:
                 continue
             nxt = g[users[n.name][0]]
-            if nxt.op not in ("activation", "affine"):
+            if nxt.op not in ("activation", "affine", "fakequant"):
                 continue
             src = n.inputs[0]
             new_attrs = dict(nxt.attrs)
@@ -105,7 +105,8 @@ def fold_affine(graph: Graph) -> Graph:
 
     Requires: a float graph. Ensures: no ``affine`` whose input is a gemm/conv used only by it;
     values are unchanged up to float64 rounding. An affine that cannot be folded (after an add,
-    or per-element) stays, and quantization fuses it into a table lookup. Idempotent.
+    or per-element, or after a layer with fixed QAT integer weights) stays, and quantization fuses
+    it into a table lookup. Idempotent.
 
     Examples
     --------
@@ -127,6 +128,7 @@ def fold_affine(graph: Graph) -> Graph:
             n.op == "affine"
             and prod is not None
             and prod.op in ("gemm", "conv")
+            and "weight_int" not in prod.attrs  # QAT integer weights are fixed: BN goes in the lookup
             and len(users[prod.name]) == 1
             and prod.name not in graph.outputs
         ):

@@ -1,5 +1,8 @@
 """Fuse each ``dequant → (float elementwise ops) → quant`` chain into ONE table lookup.
 
+A chain may also start with ``unpack_add`` (two quantized values packed into one integer), which
+makes the lookup a function of both.
+
 Examples
 --------
 >>> import numpy as np
@@ -17,6 +20,7 @@ return %q
 from __future__ import annotations
 
 from qfhe.ir.graph import Graph, Node
+from qfhe.ir.ops import DECODE_OPS
 from qfhe.passes.dce import dce
 
 _CHAIN_OPS = ("activation", "affine")
@@ -26,7 +30,8 @@ def fuse_lut(graph: Graph) -> Graph:
     """Replace every requantization chain by a ``tlu`` node that evaluates the chain on integers.
 
     Requires: a quantized graph (see :func:`qfhe.passes.quantize.quantize_graph`).
-    Ensures: no float node remains between integer ops; each fused ``tlu`` keeps the name of the
+    Ensures: no float node remains between integer ops; no lookup reads a lookup that nothing else
+    reads (the two chains are composed into one); each fused ``tlu`` keeps the name of the last
     ``quant`` it replaces and stores its ``chain`` as plain data (op + attrs per step), so the
     table can be materialised for any input domain. Client-side ``quant``/``dequant`` nodes (input
     and output borders) are left alone. Values are bit-identical to the unfused graph. Idempotent.
@@ -47,10 +52,27 @@ def fuse_lut(graph: Graph) -> Graph:
         while cur.op in _CHAIN_OPS:
             chain.append(cur)
             cur = graph[cur.inputs[0]]
-        if cur.op != "dequant" or cur.attrs.get("side") == "client":
+        if cur.op not in DECODE_OPS or cur.attrs.get("side") == "client":
             out.append(n.clone())  # not an integer-to-integer chain (e.g. reads the float input)
             continue
         chain.append(cur)
         steps = [{"op": c.op, "attrs": dict(c.attrs)} for c in reversed(chain)]
         out.append(Node(n.name, "tlu", [cur.inputs[0]], {"chain": steps}))
-    return dce(Graph(out, graph.outputs)).verify("fuse_lut")
+    return _merge_consecutive(dce(Graph(out, graph.outputs))).verify("fuse_lut")
+
+
+def _merge_consecutive(graph: Graph) -> Graph:
+    """A lookup whose only reader is another lookup folds into it: one PBS instead of two."""
+    users = graph.consumers()
+    by_name = {n.name: n for n in graph.nodes}
+    merged: set[str] = set()
+    out: list[Node] = []
+    for n in graph.nodes:
+        if n.op == "tlu":
+            src = by_name[n.inputs[0]]
+            if src.op == "tlu" and len(users[src.name]) == 1 and src.name not in graph.outputs:
+                n = n.clone(inputs=list(src.inputs), attrs={"chain": src.attrs["chain"] + n.attrs["chain"]})
+                merged.add(src.name)
+            by_name[n.name] = n
+        out.append(n)
+    return Graph([n for n in out if n.name not in merged], graph.outputs)

@@ -54,8 +54,11 @@ def canonicalize(graph: Graph) -> Graph:
     return graph
 
 
-def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits, per_channel: bool = False) -> Graph:
+def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits, per_channel: bool = False,
+                        qat: bool = False) -> Graph:
     """Calibrate, quantize and fuse: the fused integer graph (no rounding yet).
+
+    With ``qat=True`` the graph's own quantizers are used and nothing is calibrated.
 
     Examples
     --------
@@ -66,8 +69,8 @@ def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits,
     >>> build_integer_graph(import_torch(torch.nn.Linear(3, 2), torch.tensor(X)), X, parse_n_bits(4)).ops()
     ['input', 'quant', 'qgemm', 'dequant']
     """
-    ranges = collect_ranges(float_graph, inputset)
-    return fuse_lut(quantize_graph(float_graph, ranges, n_bits, per_channel))
+    ranges = {} if qat else collect_ranges(float_graph, inputset)
+    return fuse_lut(quantize_graph(float_graph, ranges, n_bits, per_channel, qat))
 
 
 def plan_rounding(fused: Graph, compile_inputset: np.ndarray, rounding: Rounding | None,

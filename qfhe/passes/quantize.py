@@ -54,9 +54,18 @@ def _quantized_int(name: str, q: UniformQuantizer) -> _Int:
     return _Int(name, s, np.float64(-s * q.zero_point), q)
 
 
+def _fixed_quantizer(attrs: dict) -> UniformQuantizer:
+    """The quantizer a ``fakequant`` node carries (QAT: read from Brevitas)."""
+    return UniformQuantizer(int(attrs["n_bits"]), float(attrs["scale"]), int(attrs["zero_point"]),
+                            signed=attrs["qmin"] < 0, narrow=attrs["qmin"] == -(1 << (attrs["n_bits"] - 1)) + 1)
+
+
 class _Builder:
-    def __init__(self, graph: Graph, ranges: dict, n_bits: NBits, per_channel: bool):
-        self.graph, self.ranges, self.n_bits, self.per_channel = graph, ranges, n_bits, per_channel
+    """Walks the float graph once, emitting integer nodes; one method per float op."""
+
+    def __init__(self, graph: Graph, ranges: dict, n_bits: NBits, per_channel: bool, qat: bool):
+        self.graph, self.ranges, self.n_bits, self.per_channel, self.qat = graph, ranges, n_bits, per_channel, qat
+        self.users = graph.consumers()
         self.nodes: list[Node] = []
         self.vals: dict[str, object] = {}  # float-graph name -> _Int or str (float value name)
         self._used: set[str] = set()
@@ -86,20 +95,30 @@ class _Builder:
         A second lookup at the narrow width is far cheaper than one at the wide width.
         """
         v = self.vals[fname]
-        if isinstance(v, _Int) and v.quantizer is not None and lo is None:
+        if isinstance(v, _Int) and v.quantizer is not None and (lo is None or self.qat):
             return v
+        if self.qat:
+            raise UnsupportedOpError(
+                f"node '{consumer}' reads '{fname}', which is not quantized; a QAT model must quantize every "
+                f"value an integer op reads: put a QuantIdentity (or a quantized activation) after '{fname}'"
+            )
         if lo is None:
             lo, hi = self.ranges[fname]
-        q = UniformQuantizer.from_range(lo, hi, bits)
+        return self.requantize(fname, UniformQuantizer.from_range(lo, hi, bits), consumer)
+
+    def requantize(self, fname: str, q: UniformQuantizer, consumer: str, name: str | None = None) -> _Int:
         key = (fname, q, consumer)
         if key not in self._quant_cache:
             src = self.as_float(fname)
-            name = self.emit(f"{fname}_q", "quant", [src], _quant_attrs(q))
-            self._quant_cache[key] = _quantized_int(name, q)
+            qname = self.emit(name or f"{fname}_q", "quant", [src], _quant_attrs(q))
+            self._quant_cache[key] = _quantized_int(qname, q)
         return self._quant_cache[key]
 
-    def weights(self, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def weights(self, attrs: dict) -> tuple[np.ndarray, np.ndarray]:
         """Integer weights and their scale (per channel: shape (O,))."""
+        if "weight_int" in attrs:  # QAT: the trained integer weights, untouched
+            return attrs["weight_int"].astype(np.int64), np.asarray(attrs["weight_scale"], np.float64)
+        w = attrs["weight"]
         nz = np.abs(w[w != 0])
         if nz.size and np.all(nz == nz[0]):
             # A single magnitude (average pooling, ±c weights) is exact as ±1: no wasted accumulator bits.
@@ -107,17 +126,127 @@ class _Builder:
         q = UniformQuantizer.symmetric(w, self.n_bits.op_weights, self.per_channel)
         return q.quantize(w), np.asarray(q.scale, np.float64)
 
+    # -- one handler per float op -----------------------------------------------------------------
+    def on_input(self, n: Node) -> None:
+        fin = self.emit(n.name, "input", [], dict(n.attrs))
+        users = [self.graph[u] for u in self.users[n.name]]
+        fixed = {tuple(sorted(_quant_attrs(_fixed_quantizer(u.attrs)).items())) for u in users if u.op == "fakequant"}
+        if self.qat:
+            if len(fixed) != 1 or any(u.op != "fakequant" for u in users):
+                raise UnsupportedOpError(
+                    f"the model input '{n.name}' feeds {[u.name for u in users]} without one input quantizer; "
+                    "start a QAT model with a QuantIdentity so the client knows how to quantize inputs"
+                )
+            q = _fixed_quantizer(next(u.attrs for u in users))
+        else:
+            q = UniformQuantizer.from_range(*self.ranges[n.name], self.n_bits.model_inputs)
+        name = self.emit(f"{n.name}_q", "quant", [fin], {**_quant_attrs(q), "side": "client"})
+        self.vals[n.name] = _quantized_int(name, q)
+
+    def on_fakequant(self, n: Node) -> None:
+        q = _fixed_quantizer(n.attrs)
+        v = self.vals[n.inputs[0]]
+        if isinstance(v, _Int) and v.quantizer is not None and _quant_attrs(v.quantizer) == _quant_attrs(q):
+            self.vals[n.name] = v  # already on this grid (input quantizer, or a repeated quantizer)
+        else:
+            self.vals[n.name] = self.requantize(n.inputs[0], q, n.name, name=n.name)
+
+    def on_linear(self, n: Node) -> None:
+        x = self.quantized(n.inputs[0], self.n_bits.op_inputs, n.name)
+        wq, ws = self.weights(n.attrs)
+        if n.op == "gemm":
+            attrs = {"weight": wq, "zero_point": int(x.quantizer.zero_point)}
+            bshape = (1, -1)
+        else:
+            attrs = {k: n.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
+            attrs.update(weight=wq, zero_point=int(x.quantizer.zero_point))
+            bshape = (1, -1, 1, 1)
+        scale = ws.reshape(bshape) * x.scale if np.ndim(ws) else np.float64(ws * x.scale)
+        bias = n.attrs.get("bias")
+        offset = np.float64(0.0)
+        if bias is not None and n.name in self.graph.outputs and not self.users[n.name]:
+            offset = bias.reshape(bshape)  # the last layer's bias is added by the client, in float
+        elif bias is not None and self.qat and not n.attrs.get("bias_at_acc_scale", False):
+            # Brevitas adds this bias in float: keep it in the lookup (one table per channel) to
+            # reproduce the trained model bit for bit.
+            offset = bias.reshape(bshape)
+        elif bias is not None:
+            # Integer bias at the accumulator's scale (as in integer-only inference, and exact for
+            # Brevitas' quantized biases): the lookup after it stays one table per tensor.
+            attrs["bias"] = np.rint(bias.reshape(bshape) / scale)[0].astype(np.int64)
+        name = self.emit(n.name, "q" + n.op, [x.name], attrs)
+        self.vals[n.name] = _Int(name, scale, offset)
+
+    def on_elementwise(self, n: Node) -> None:
+        self.vals[n.name] = self.emit(n.name, n.op, [self.as_float(n.inputs[0])], dict(n.attrs))
+
+    def on_add_concat(self, n: Node) -> None:
+        if self.qat:
+            ins = [self.quantized(i, 0, n.name) for i in n.inputs]
+            same = all(_quant_attrs(i.quantizer) == _quant_attrs(ins[0].quantizer) for i in ins)
+            if not same and n.op == "add":
+                return self._packed_add(n, ins[0], ins[1])
+            if not same:
+                raise UnsupportedOpError(
+                    f"node '{n.name}' concatenates tensors with different quantizers; give them one shared "
+                    "quantizer (QuantCat, or a shared QuantIdentity)"
+                )
+        else:
+            lo = min(self.ranges[i][0] for i in n.inputs)
+            hi = max(self.ranges[i][1] for i in n.inputs)
+            ins = [self.quantized(i, self.n_bits.op_inputs, n.name, lo, hi) for i in n.inputs]
+        q = ins[0].quantizer
+        name = self.emit(n.name, n.op, [i.name for i in ins], dict(n.attrs))
+        if n.op == "add":
+            # The sum of two codes on one grid is on that grid too, one bit wider, with zero point 2·zp:
+            # a linear op can read it directly (no lookup), as Brevitas reads a residual sum.
+            q = UniformQuantizer(q.n_bits + 1, q.scale, 2 * q.zero_point, signed=q.signed)
+        self.vals[n.name] = _quantized_int(name, q)
+
+    def _packed_add(self, n: Node, a: _Int, b: _Int) -> None:
+        """Sum of two values on different grids, exactly: pack both into one integer so the next
+        table lookup reads both (its width is the sum of theirs)."""
+        b_bits = max(1, int(b.quantizer.qmax - b.quantizer.qmin).bit_length())
+        pk = {"b_bits": b_bits, "b_lo": int(b.quantizer.qmin)}
+        p = self.emit(f"{n.name}_pack", "pack", [a.name, b.name], pk)
+        attrs = {**pk, "scale_a": np.float64(a.scale), "offset_a": np.float64(a.offset),
+                 "scale_b": np.float64(b.scale), "offset_b": np.float64(b.offset)}
+        self.vals[n.name] = self.emit(n.name, "unpack_add", [p], attrs)
+
+    def on_reshape(self, n: Node) -> None:
+        v = self.vals[n.inputs[0]]
+        if not (isinstance(v, _Int) and np.ndim(v.scale) == 0 and np.ndim(v.offset) == 0):
+            bits = self.n_bits.model_outputs if n.name in self.graph.outputs else self.n_bits.op_inputs
+            v = self.quantized(n.inputs[0], bits, n.name, *self.ranges.get(n.inputs[0], (None, None)))
+        name = self.emit(n.name, "reshape", [v.name], dict(n.attrs))
+        self.vals[n.name] = _Int(name, v.scale, v.offset, v.quantizer)
+
+    def on_output(self, o: str) -> str:
+        v = self.vals[o]
+        if isinstance(v, str):
+            v = self.quantized(o, self.n_bits.model_outputs, "output", *self.ranges.get(o, (None, None)))
+        return self.emit(f"{o}_out", "dequant", [v.name], {"scale": v.scale, "offset": v.offset, "side": "client"})
+
+
+_HANDLERS = {"input": _Builder.on_input, "fakequant": _Builder.on_fakequant, "gemm": _Builder.on_linear,
+             "conv": _Builder.on_linear, "activation": _Builder.on_elementwise, "affine": _Builder.on_elementwise,
+             "add": _Builder.on_add_concat, "concat": _Builder.on_add_concat, "reshape": _Builder.on_reshape}
+
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits: NBits,
-                   per_channel: bool = False) -> Graph:
-    """Quantize a canonical float graph with calibrated per-tensor ranges.
+                   per_channel: bool = False, qat: bool = False) -> Graph:
+    """Quantize a canonical float graph with calibrated per-tensor ranges, or with its own quantizers.
 
     Requires: a float graph after :func:`sink_reshapes` and :func:`fold_affine`, and ``ranges``
-    with the calibrated (min, max) of every node. Ensures: every gemm/conv became qgemm/qconv over
-    integer weights, with the bias added as an integer at the accumulator's scale (except a final
-    layer's bias, which the client adds in float); add/concat/reshape act on integers; every float op lies on a
-    ``dequant → … → quant`` chain, except the client-side input ``quant`` and output ``dequant``.
-    Requantization rounds half to even.
+    with the calibrated (min, max) of every node (unused with ``qat=True``). Ensures: every gemm/conv
+    became qgemm/qconv over integer weights, with the bias added as an integer at the accumulator's
+    scale (except a final layer's bias, which the client adds in float); add/concat/reshape act on
+    integers; every float op lies on a ``dequant → … → quant`` chain, except the client-side input
+    ``quant`` and output ``dequant``. Requantization rounds half to even.
+
+    With ``qat=True`` (Brevitas models) nothing is calibrated: ``fakequant`` nodes give every
+    quantizer and ``weight_int``/``weight_scale`` the weights; a value that would need a calibrated
+    quantizer is an error naming the node.
 
     Parameters
     ----------
@@ -129,6 +258,8 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits:
         Bit-widths (see :func:`qfhe.quant.parse_n_bits`).
     per_channel : bool
         Quantize weights per output channel instead of per tensor.
+    qat : bool
+        Use the graph's own quantizers only.
 
     Returns
     -------
@@ -149,65 +280,13 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits:
     """
     if any(n.attrs.get("side") == "client" for n in graph.nodes):
         return graph.copy()
-    b = _Builder(graph, ranges, n_bits, per_channel)
-    users = graph.consumers()
+    b = _Builder(graph, ranges, n_bits, per_channel, qat)
     for n in graph.nodes:
-        if n.op == "input":
-            fin = b.emit(n.name, "input", [], dict(n.attrs))
-            lo, hi = ranges[n.name]
-            q = UniformQuantizer.from_range(lo, hi, n_bits.model_inputs)
-            name = b.emit(f"{n.name}_q", "quant", [fin], {**_quant_attrs(q), "side": "client"})
-            b.vals[n.name] = _quantized_int(name, q)
-        elif n.op in ("gemm", "conv"):
-            x = b.quantized(n.inputs[0], n_bits.op_inputs, n.name)
-            wq, ws = b.weights(n.attrs["weight"])
-            if n.op == "gemm":
-                attrs = {"weight": wq, "zero_point": int(x.quantizer.zero_point)}
-                bshape = (1, -1)
-            else:
-                attrs = {k: n.attrs[k] for k in ("stride", "padding", "dilation", "groups")}
-                attrs.update(weight=wq, zero_point=int(x.quantizer.zero_point))
-                bshape = (1, -1, 1, 1)
-            scale = ws.reshape(bshape) * x.scale if np.ndim(ws) else np.float64(ws * x.scale)
-            bias = n.attrs.get("bias")
-            offset = np.float64(0.0)
-            if bias is not None and n.name in graph.outputs and len(users[n.name]) == 0:
-                offset = bias.reshape(bshape)  # the last layer's bias is added by the client, in float
-            elif bias is not None:
-                # Integer bias at the accumulator's scale (as in integer-only inference): the lookup
-                # that follows stays one table per tensor instead of one per channel.
-                attrs["bias"] = np.rint(bias.reshape(bshape) / scale)[0].astype(np.int64)
-            name = b.emit(n.name, "q" + n.op, [x.name], attrs)
-            b.vals[n.name] = _Int(name, scale, offset)
-        elif n.op in ("activation", "affine"):
-            b.vals[n.name] = b.emit(n.name, n.op, [b.as_float(n.inputs[0])], dict(n.attrs))
-        elif n.op in ("add", "concat"):
-            lo = min(ranges[i][0] for i in n.inputs)
-            hi = max(ranges[i][1] for i in n.inputs)
-            ins = [b.quantized(i, n_bits.op_inputs, n.name, lo, hi) for i in n.inputs]
-            q = ins[0].quantizer
-            name = b.emit(n.name, n.op, [i.name for i in ins], dict(n.attrs))
-            if n.op == "concat":
-                b.vals[n.name] = _quantized_int(name, q)
-            else:
-                s = np.float64(q.scale)
-                b.vals[n.name] = _Int(name, s, np.float64(-s * 2 * q.zero_point))
-        elif n.op == "reshape":
-            v = b.vals[n.inputs[0]]
-            if not (isinstance(v, _Int) and np.ndim(v.scale) == 0 and np.ndim(v.offset) == 0):
-                bits = n_bits.model_outputs if n.name in graph.outputs else n_bits.op_inputs
-                v = b.quantized(n.inputs[0], bits, n.name, *ranges[n.inputs[0]])
-            name = b.emit(n.name, "reshape", [v.name], dict(n.attrs))
-            b.vals[n.name] = _Int(name, v.scale, v.offset, v.quantizer)
-        else:
+        handler = _HANDLERS.get(n.op)
+        if handler is None:
             raise UnsupportedOpError(f"quantize: node '{n.name}' has op '{n.op}', which has no integer lowering")
-    outputs = []
-    for o in graph.outputs:
-        v = b.vals[o]
-        if isinstance(v, str):
-            v = b.quantized(o, n_bits.model_outputs, "output", *ranges[o])
-        out = b.emit(f"{o}_out", "dequant", [v.name], {"scale": v.scale, "offset": v.offset, "side": "client"})
-        outputs.append(out)
+        handler(b, n)
+    outputs = [b.on_output(o) for o in graph.outputs]
     result = Graph(b.nodes, outputs).verify("quantize")
     _check_no_dangling_float(result)
     return result
@@ -216,5 +295,5 @@ def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits:
 def _check_no_dangling_float(g: Graph) -> None:
     users = g.consumers()
     for n in g.nodes:
-        if n.op in ("activation", "affine") and not users[n.name]:
+        if n.op in ("activation", "affine", "unpack_add") and not users[n.name]:
             raise PassError(f"quantize: float node '{n.name}' is not followed by a quantization")

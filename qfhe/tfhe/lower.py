@@ -39,8 +39,11 @@ def circuit_io(graph: Graph) -> tuple[str, str]:
     return ins[0].name, graph[graph.outputs[0]].inputs[0]
 
 
+_PARAMS = ("scale", "offset", "shift", "scale_a", "offset_a", "scale_b", "offset_b")
+
+
 def _per_tensor(node: Node) -> bool:
-    return all(np.ndim(v) == 0 for s in node.attrs["chain"] for k, v in s["attrs"].items() if k in ("scale", "offset", "shift"))
+    return all(np.ndim(v) == 0 for s in node.attrs["chain"] for k, v in s["attrs"].items() if k in _PARAMS)
 
 
 def _tlu(node: Node, x, in_bits: int):
@@ -64,7 +67,7 @@ def _tlu(node: Node, x, in_bits: int):
 
 def _param_shape(node: Node) -> tuple:
     shapes = [np.shape(v)[1:] for s in node.attrs["chain"] for k, v in s["attrs"].items()
-              if k in ("scale", "offset", "shift") and np.ndim(v)]
+              if k in _PARAMS and np.ndim(v)]
     return tuple(np.broadcast_shapes(*shapes))
 
 
@@ -88,6 +91,8 @@ def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
         return y + a["bias"].reshape(1, -1, 1, 1) if a.get("bias") is not None else y
     if node.op == "add":
         return xs[0] + xs[1]
+    if node.op == "pack":
+        return xs[0] * (1 << a["b_bits"]) + (xs[1] - a["b_lo"])
     if node.op == "concat":
         return np.concatenate(tuple(xs), axis=a["axis"])
     if node.op == "reshape":
