@@ -23,6 +23,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/tfhe_mlp.py
+	$(PY) benchmarks/qat_vs_ptq.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

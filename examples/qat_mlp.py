@@ -29,7 +29,8 @@ class QATMLP(nn.Module):
 
     def __init__(self, bits: int = 3, hidden: int = 64, n_in: int = 64, n_out: int = 10):
         super().__init__()
-        self.quant_in = qnn.QuantIdentity(bit_width=bits, return_quant_tensor=True)
+        # Pixels are in [0, 1]: an unsigned input quantizer spends no code on negative values.
+        self.quant_in = qnn.QuantIdentity(bit_width=bits, signed=False, return_quant_tensor=True)
         self.fc1 = qnn.QuantLinear(n_in, hidden, bias=True, weight_bit_width=bits)
         self.act1 = qnn.QuantReLU(bit_width=bits, return_quant_tensor=True)
         self.fc2 = qnn.QuantLinear(hidden, hidden, bias=True, weight_bit_width=bits)

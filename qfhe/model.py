@@ -238,9 +238,11 @@ class QuantizedModule:
         outside = (arr < lo) | (arr > hi)
         if outside.any():
             rows = int(outside.reshape(len(arr), -1).any(axis=1).sum())
+            why = ("the model's input quantizer clips them too (Brevitas does the same)" if self.settings.get("qat")
+                   else "calibrate on data that covers them")
             warnings.warn(
                 f"{int(outside.sum())} input values in {rows} of {len(arr)} samples lie outside the calibrated input "
-                f"range [{lo:.4g}, {hi:.4g}] and were clipped; calibrate on data that covers them",
+                f"range [{lo:.4g}, {hi:.4g}] and were clipped; {why}",
                 InputClippingWarning,
                 stacklevel=3,
             )

@@ -27,7 +27,8 @@ from torch import nn
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
-from qfhe.frontend.torch_fx import _adaptive_avgpool, _avgpool, _input_shape, _np, _value, convert, record_outputs
+from qfhe.frontend.torch_fx import (_adaptive_avgpool, _avgpool, _input_shape, _np, _value, convert, record_outputs,
+                                    trace)
 from qfhe.ir.graph import Graph
 from qfhe.ir.activations import ACTIVATIONS
 
@@ -44,29 +45,20 @@ class BrevitasTracer(torch.fx.Tracer):
     >>> import brevitas.nn as qnn
     >>> BrevitasTracer().is_leaf_module(qnn.QuantReLU(), "act")
     True
-    """
-
-    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return type(m).__module__.startswith("brevitas.") or super().is_leaf_module(m, module_qualified_name)
-
-
-def trace_brevitas(model: nn.Module) -> torch.fx.GraphModule:
-    """Trace a Brevitas model with :class:`BrevitasTracer`.
-
-    Examples
-    --------
-    >>> import brevitas.nn as qnn
-    >>> gm = trace_brevitas(torch.nn.Sequential(qnn.QuantIdentity(), qnn.QuantReLU()))
+    >>> gm = trace(torch.nn.Sequential(qnn.QuantIdentity(), qnn.QuantReLU()), BrevitasTracer())
     >>> [n.op for n in gm.graph.nodes]
     ['placeholder', 'call_module', 'call_module', 'output']
     """
-    try:
-        return torch.fx.GraphModule(model, BrevitasTracer().trace(model))
-    except Exception as exc:  # torch.fx raises many kinds
-        raise UnsupportedOpError(
-            f"torch.fx could not trace {type(model).__name__}: {exc}. qfhe needs a model without "
-            "data-dependent control flow in forward()."
-        ) from exc
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        """Brevitas modules are leaves; torch's own rule otherwise.
+
+        Examples
+        --------
+        >>> BrevitasTracer().is_leaf_module(torch.nn.Sequential(), "seq")
+        False
+        """
+        return type(m).__module__.startswith("brevitas.") or super().is_leaf_module(m, module_qualified_name)
 
 
 def import_brevitas(model: nn.Module, sample: torch.Tensor) -> Graph:
@@ -100,7 +92,7 @@ def import_brevitas(model: nn.Module, sample: torch.Tensor) -> Graph:
     was_training = model.training
     model.eval()
     try:
-        gm = trace_brevitas(model)
+        gm = trace(model, BrevitasTracer())
         outputs = record_outputs(gm, sample)
         return convert(gm, _BrevitasHook(outputs))
     finally:
@@ -152,20 +144,16 @@ class _BrevitasHook:
         )
 
     # -- helpers ------------------------------------------------------------------------------
-    @staticmethod
-    def _fakequant(em: Emitter, x: str, attrs: dict, name: str) -> str:
-        return em._add(name, "fakequant", [x], attrs)
-
     def _input_quant(self, em, x, mod, name):
         proxy = getattr(mod, "input_quant", None)
         if proxy is not None and proxy.is_quant_enabled:
-            return self._fakequant(em, x, _proxy_attrs(proxy, f"node '{name}'"), name)
+            return em.fakequant(name, x, _proxy_attrs(proxy, f"node '{name}'"))
         return x
 
     def _output_quant(self, em, x, mod, name):
         proxy = getattr(mod, "output_quant", None)
         if proxy is not None and proxy.is_quant_enabled:
-            return self._fakequant(em, x, _proxy_attrs(proxy, f"node '{name}'"), f"{name}_out")
+            return em.fakequant(f"{name}_out", x, _proxy_attrs(proxy, f"node '{name}'"))
         return x
 
     def _activation(self, em, env, node, mod, name):
@@ -178,7 +166,7 @@ class _BrevitasHook:
             raise UnsupportedOpError(f"node '{name}' uses activation {type(impl).__name__}, which has no qfhe lowering")
         if not mod.act_quant.is_quant_enabled:
             return x
-        return self._fakequant(em, x, _proxy_attrs(mod.act_quant, f"node '{name}'"), name)
+        return em.fakequant(name, x, _proxy_attrs(mod.act_quant, f"node '{name}'"))
 
     def _linear(self, em, env, node, mod, shape, name):
         x = self._input_quant(em, _value(env, node.args[0], node), mod, f"{name}_in")
@@ -190,15 +178,13 @@ class _BrevitasHook:
         w_scale = w_scale[0] if w_scale.size == 1 else w_scale
         bias, bias_at_acc_scale = _quant_bias(mod)
         weight = w_int * (np.reshape(w_scale, (-1,) + (1,) * (w_int.ndim - 1)) if np.ndim(w_scale) else w_scale)
+        qat = {"weight_int": w_int.astype(np.int64), "weight_scale": np.asarray(w_scale, np.float64),
+               "bias_at_acc_scale": bias_at_acc_scale}
         if isinstance(mod, nn.Linear):
-            y = em.gemm(name, x, weight, bias)
+            y = em.gemm(name, x, weight, bias, **qat)
         else:
             y = em.conv(name, x, weight, bias, mod.stride, _pair_padding(mod), mod.dilation, mod.groups,
-                        _input_shape(node), shape)
-        conv_node = next(n for n in reversed(em.nodes) if n.op in ("gemm", "conv"))
-        w4 = w_int if isinstance(mod, nn.Linear) or w_int.ndim == 4 else w_int[:, :, None, :]
-        conv_node.attrs.update(weight_int=w4.astype(np.int64), weight_scale=np.asarray(w_scale, np.float64),
-                               bias_at_acc_scale=bias_at_acc_scale)
+                        _input_shape(node), shape, **qat)
         return self._output_quant(em, y, mod, name)
 
     def _pool(self, em, env, node, mod, shape, name):
@@ -218,7 +204,7 @@ class _BrevitasHook:
         if not hasattr(out, "scale"):
             raise UnsupportedOpError(f"node '{name}' did not return a QuantTensor; feed it a quantized tensor")
         attrs = _quantizer_attrs(out.scale, out.zero_point, out.bit_width, bool(out.signed), False, f"node '{name}'")
-        return self._fakequant(em, y, attrs, name)
+        return em.fakequant(name, y, attrs)
 
 
 def _pair_padding(mod) -> tuple:

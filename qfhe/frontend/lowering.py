@@ -64,17 +64,17 @@ class Emitter:
         """
         return self._add(name, "input", [], {"shape": tuple(shape), "dtype": "float"})
 
-    def gemm(self, name, x, weight, bias) -> str:
-        """Add ``x @ weight.T + bias``.
+    def gemm(self, name, x, weight, bias, **extra) -> str:
+        """Add ``x @ weight.T + bias`` (``extra`` attrs, e.g. QAT integer weights, are kept).
 
         Examples
         --------
         >>> em = Emitter(); em.gemm("fc", em.input("x", (2,)), np.ones((1, 2)), None)
         'fc'
         """
-        return self._add(name, "gemm", [x], {"weight": weight, "bias": bias})
+        return self._add(name, "gemm", [x], {"weight": weight, "bias": bias, **extra})
 
-    def conv(self, name, x, weight, bias, stride, padding, dilation, groups, in_shape, out_shape) -> str:
+    def conv(self, name, x, weight, bias, stride, padding, dilation, groups, in_shape, out_shape, **extra) -> str:
         """Add a 2-D convolution; a 1-D one is lowered to 2-D with height 1 between reshapes.
 
         concrete-python 2.11 rejects 1-D convolutions, hence the lowering.
@@ -85,8 +85,10 @@ class Emitter:
         >>> em.conv("c", x, np.ones((2, 1, 3)), None, (1,), (0,), (1,), 1, (1, 5), (2, 3))
         'c_to1d'
         """
-        attrs = {"weight": weight, "bias": bias, "groups": int(groups)}
+        attrs = {"weight": weight, "bias": bias, "groups": int(groups), **extra}
         if weight.ndim == 3:
+            if "weight_int" in extra:
+                attrs["weight_int"] = extra["weight_int"][:, :, None, :]
             c, length = in_shape
             x = self._add(f"{name}_to2d", "reshape", [x], {"shape": (c, 1, length)})
             attrs.update(weight=weight[:, :, None, :], stride=(1, stride[0]), padding=(0, padding[0]),
@@ -95,6 +97,17 @@ class Emitter:
             return self._add(f"{name}_to1d", "reshape", [y], {"shape": tuple(out_shape)})
         attrs.update(stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
         return self._add(name, "conv", [x], attrs)
+
+    def fakequant(self, name, x, attrs) -> str:
+        """Add a fixed quantize-dequantize (``scale, zero_point, qmin, qmax, n_bits``).
+
+        Examples
+        --------
+        >>> em = Emitter(); q = {"scale": 0.5, "zero_point": 0, "qmin": 0, "qmax": 7, "n_bits": 3}
+        >>> em.fakequant("q", em.input("x", (2,)), q)
+        'q'
+        """
+        return self._add(name, "fakequant", [x], dict(attrs))
 
     def activation(self, name, x, fn, params) -> str:
         """Add an elementwise activation from the registry.

@@ -39,8 +39,14 @@ _CAT = {torch.cat, torch.concat, torch.concatenate}
 _RESHAPE_FUNCS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
 
 
-def trace(model: nn.Module) -> torch.fx.GraphModule:
+def trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.GraphModule:
     """Symbolically trace ``model`` with torch.fx, turning tracing failures into qfhe errors.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+    tracer : torch.fx.Tracer, optional
+        A tracer with its own leaf modules (the Brevitas frontend passes one).
 
     Examples
     --------
@@ -53,7 +59,7 @@ def trace(model: nn.Module) -> torch.fx.GraphModule:
         if type(model).__module__.startswith("torch.nn.") and not list(model.children()):
             # A bare layer traces to functionals reading its parameters; wrapping keeps it a module call.
             model = nn.Sequential(model)
-        return torch.fx.symbolic_trace(model)
+        return torch.fx.GraphModule(model, (tracer or torch.fx.Tracer()).trace(model))
     except Exception as exc:  # torch.fx raises many kinds (TraceError, TypeError, ...)
         raise UnsupportedOpError(
             f"torch.fx could not trace {type(model).__name__}: {exc}. qfhe needs a model without "
