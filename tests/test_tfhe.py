@@ -184,3 +184,25 @@ def test_global_p_error_default_and_configuration_passthrough(fhe_config):
     qm2 = qfhe.compile_torch_model(m, X, n_bits=3, configuration=fhe_config.fork(p_error=0.01))
     assert qm2.statistics["p_error"] <= 0.01 * 1.0001
     assert qm.fhe_circuit.configuration.use_insecure_key_cache
+
+
+def test_per_channel_weights_use_per_channel_tables(digits, digits_mlp, fhe_config):
+    Xtr, Xte, _, yte = digits
+    qm = qfhe.compile_torch_model(digits_mlp, Xtr, n_bits=5, rounding_threshold_bits=5, per_channel=True,
+                                  p_error=LOW_P_ERROR, configuration=fhe_config)
+    chain = qm.graph[next(n.name for n in qm.graph.nodes if n.op == "tlu")].attrs["chain"]
+    assert np.ndim(chain[0]["attrs"]["scale"]) == 2  # one scale per output channel
+    np.testing.assert_array_equal(qm.forward(Xte), qm.forward(Xte, fhe="simulate"))
+    assert accuracy(qm.forward(Xte), yte) > 0.9
+
+
+def test_strided_dilated_grouped_conv_simulates_exactly(fhe_config):
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, stride=2, padding=2, dilation=2, groups=2), torch.nn.SiLU(),
+                            torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 3, 2))
+    X = np.random.RandomState(0).randn(64, 2, 6, 6)
+    qm = qfhe.compile_torch_model(m, X, n_bits=4, rounding_threshold_bits=4, p_error=LOW_P_ERROR,
+                                  configuration=fhe_config)
+    np.testing.assert_array_equal(qm.forward(X), qm.forward(X, fhe="simulate"))
+    for name, bits in _concrete_widths(qm).items():
+        assert bits == qm.bitwidths[name].bits, name
