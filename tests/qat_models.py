@@ -67,3 +67,19 @@ class QCNN(nn.Module):
         # torch.cat of two tensors on one grid (Brevitas 0.13.4's own QuantCat fails: no QuantTensor.cat)
         c = torch.cat([self.hard(e).flatten(1), self.hard(s).flatten(1)], dim=1)
         return self.fc(c)
+
+
+class QAdaptive(nn.Module):
+    """QuantConv2d → QuantReLU → TruncAdaptiveAvgPool2d → QuantLinear."""
+
+    def __init__(self, bits=3):
+        super().__init__()
+        self.quant_in = qnn.QuantIdentity(bit_width=bits, return_quant_tensor=True)
+        self.conv = qnn.QuantConv2d(1, 3, 3, padding=1, weight_bit_width=bits, bias=True)
+        self.act = qnn.QuantReLU(bit_width=bits, return_quant_tensor=True)
+        self.pool = qnn.TruncAdaptiveAvgPool2d((2, 2))
+        self.fc = qnn.QuantLinear(12, 2, weight_bit_width=bits, bias=True)
+
+    def forward(self, x):
+        x = self.pool(self.act(self.conv(self.quant_in(x))))
+        return self.fc(x.flatten(1))

@@ -15,7 +15,7 @@ from qfhe.ir import run
 from qfhe.passes import quantize_graph
 from qfhe.quant import parse_n_bits
 
-from qat_models import QCNN, QMLP, calibrate
+from qat_models import QCNN, QMLP, QAdaptive, calibrate
 
 LOW_P_ERROR = 1e-9
 ROOT = Path(__file__).resolve().parents[1]
@@ -65,11 +65,13 @@ def _check_exact(model, X):
     return qm, compared
 
 
-@pytest.mark.parametrize("kind", ["mlp", "mlp_bn", "mlp_per_channel", "cnn"])
+@pytest.mark.parametrize("kind", ["mlp", "mlp_bn", "mlp_per_channel", "cnn", "adaptive_pool"])
 def test_bit_exact_against_brevitas(kind):
     torch.manual_seed(0)
     if kind == "cnn":
         model, X = QCNN(), torch.randn(128, 1, 8, 8)
+    elif kind == "adaptive_pool":
+        model, X = QAdaptive(), torch.randn(128, 1, 6, 6)
     else:
         model = QMLP(bn=kind == "mlp_bn", per_channel=kind == "mlp_per_channel")
         X = torch.randn(256, 10)
