@@ -131,6 +131,15 @@ def compile_brevitas_qat_model(
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
 
 
+def _compile_ckks(model, inputset, ckks_params, pipeline):
+    from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, FakeBackend, HEScheme
+    from qfhe.ckks.passes import default_pipeline
+
+    X = check_inputset(inputset)
+    context = CompilationContext(HEScheme.CKKS, ckks_params or CKKSParameters(), FakeBackend())
+    return CKKSCompiler(context, pipeline or default_pipeline()).compile(model, X)
+
+
 def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channel, bitwidth_method, qat):
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -160,7 +169,9 @@ def compile_torch_model(
     bitwidth_method: str = "calibration",
     simulate_batch_size: int = 64,
     scheme: str = "tfhe",
-) -> QuantizedModule:
+    ckks_params=None,
+    pipeline=None,
+):
     """Compile a float PyTorch model into a model that runs on encrypted data.
 
     Parameters
@@ -188,12 +199,17 @@ def compile_torch_model(
         worst-case interval bounds (safe for any input, wider).
     simulate_batch_size : int
         Samples per call of the batch simulation circuit.
-    scheme : {"tfhe"}
-        The FHE scheme.
+    scheme : {"tfhe", "ckks"}
+        The FHE scheme. ``"ckks"`` returns a :class:`qfhe.ckks.CompiledCKKSModel` (approximate real
+        arithmetic, polynomial activations); the TFHE-only arguments are ignored there.
+    ckks_params : qfhe.ckks.CKKSParameters, optional
+        CKKS parameters (default: N = 2^15, 19 levels of 40 bits, 128-bit secure).
+    pipeline : qfhe.ckks.passes.PassPipeline, optional
+        CKKS passes (default: the fully optimized pipeline, ``qfhe.ckks.passes.default_pipeline()``).
 
     Returns
     -------
-    QuantizedModule
+    QuantizedModule or qfhe.ckks.CompiledCKKSModel
 
     Raises
     ------
@@ -208,8 +224,10 @@ def compile_torch_model(
     >>> bool(np.array_equal(qm.forward(X, fhe="disable"), qm.forward(X, fhe="simulate")))
     True
     """
+    if scheme == "ckks":
+        return _compile_ckks(model, inputset, ckks_params, pipeline)
     if scheme != "tfhe":
-        raise ConfigurationError(f"scheme must be 'tfhe' (the CKKS path is not available yet), got {scheme!r}")
+        raise ConfigurationError(f"scheme must be 'tfhe' or 'ckks', got {scheme!r}")
     make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
     qm = quantize_torch_model(model, inputset, n_bits, rounding_threshold_bits, per_channel, bitwidth_method)
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)

@@ -53,6 +53,10 @@ class PassError(QfheError, RuntimeError):
     """A compiler pass found its requirements unmet or broke an invariant (names the pass)."""
 
 
+class CKKSScheduleError(QfheError, ValueError):
+    """A CKKS op graph breaks a level/scale/size rule (names the node, the rule and the remedy)."""
+
+
 class QfheWarning(UserWarning):
     """Base class of qfhe warnings."""
 
@@ -80,6 +84,7 @@ __all__ = [
     "KeysNotGeneratedError",
     "NotCompiledError",
     "PassError",
+    "CKKSScheduleError",
     "QfheWarning",
     "InputClippingWarning",
     "OverflowRiskWarning",

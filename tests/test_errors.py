@@ -37,7 +37,7 @@ def tiny(fhe_config):
     ({"rounding_threshold_bits": {"n_bits": 4, "method": "fast"}}, r"rounding_threshold_bits\['method'\] must be 'exact' or 'approximate'"),
     ({"rounding_threshold_bits": {"bits": 4}}, "needs the key 'n_bits'"),
     ({"bitwidth_method": "guess"}, "bitwidth method must be one of"),
-    ({"scheme": "bgv"}, "scheme must be 'tfhe'"),
+    ({"scheme": "bgv"}, "scheme must be 'tfhe' or 'ckks'"),
     ({"simulate_batch_size": 0}, "simulate_batch_size must be a positive int"),
 ])
 def test_bad_compile_parameters(kwargs, match):

@@ -1,0 +1,172 @@
+"""CKKSCompiler: run a pass pipeline on a model and return something you can call.
+
+Examples
+--------
+>>> import numpy as np, torch
+>>> from qfhe.ckks import CKKSParameters, CompilationContext, FakeBackend, HEScheme, CKKSCompiler
+>>> from qfhe.ckks.passes import default_pipeline
+>>> m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
+>>> ctx = CompilationContext(HEScheme.CKKS, CKKSParameters(16384, [60] + [40] * 7 + [60], 2**40), FakeBackend())
+>>> X = torch.randn(32, 4)
+>>> compiled = CKKSCompiler(ctx, default_pipeline(bootstrapping=False)).compile(m, X)
+>>> bool(np.abs(compiled(X[:3]) - m(X[:3]).detach().numpy()).max() < 0.05)
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from qfhe.ckks.backends.fake import FakeBackend
+from qfhe.ckks.hegraph import annotate
+from qfhe.ckks.lower import polynomial_reference, to_he_graph
+from qfhe.ckks.params import CKKSParameters, HEScheme
+from qfhe.ckks.passes.base import PassPipeline
+from qfhe.ckks.passes.linear import lower_remaining
+from qfhe.errors import ConfigurationError, NotCompiledError, PassError
+from qfhe.frontend.torch_fx import import_torch
+from qfhe.ir.graph import Graph
+from qfhe.passes.pipelines import canonicalize
+from qfhe.validation import check_input, to_numpy
+
+
+@dataclass
+class CompilationContext:
+    """What every pass may read (scheme, parameters, backend) and write (``meta`` reports).
+
+    Examples
+    --------
+    >>> CompilationContext(HEScheme.CKKS, CKKSParameters(), FakeBackend()).meta
+    {}
+    """
+
+    scheme: HEScheme
+    params: CKKSParameters
+    backend: object = field(default_factory=FakeBackend)
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.scheme is not HEScheme.CKKS:
+            raise ConfigurationError(f"CompilationContext scheme must be HEScheme.CKKS, got {self.scheme!r}")
+
+
+class CompiledCKKSModel:
+    """An HE op graph bound to its parameters and backend.
+
+    ``compiled(x)`` runs on the backend; ``meta`` holds the pass reports (``cost_analysis``,
+    ``polynomials``, ``packing``, ``pass_seconds``).
+
+    Examples
+    --------
+    >>> CompiledCKKSModel.__name__
+    'CompiledCKKSModel'
+    """
+
+    def __init__(self, graph: Graph, he_graph: Graph, context: CompilationContext, input_shape: tuple):
+        self.graph = graph
+        self.he_graph = he_graph
+        self.context = context
+        self.params = context.params
+        self.backend = context.backend
+        self.meta = context.meta
+        self.input_shape = tuple(input_shape)
+
+    def _flat(self, x) -> np.ndarray:
+        arr = check_input(x, self.input_shape)
+        return arr.reshape(len(arr), -1)
+
+    def __call__(self, x) -> np.ndarray:
+        """Run the HE op graph on the context's backend (encrypt → evaluate → decrypt)."""
+        X = self._flat(x)
+        layout = self.meta["packing"]
+        if layout["strategy"] == "column_major":
+            b = layout["stride"]
+            return np.concatenate([self.backend.run(self.graph, self.params, X[i : i + b]) for i in range(0, len(X), b)])
+        return self.backend.run(self.graph, self.params, X)
+
+    def reference(self, x) -> np.ndarray:
+        """The float model with every activation replaced by its fitted polynomial."""
+        return polynomial_reference(self.he_graph, self._flat(x), self.meta.get("poly_functions", {}))
+
+    @property
+    def cost_analysis(self):
+        """The :class:`~qfhe.ckks.passes.CostAnalysis` (computed now if the pipeline had no CostAnalysisPass)."""
+        if "cost_analysis" not in self.meta:
+            from qfhe.ckks.passes.cost import analyze_cost
+
+            self.meta["cost_analysis"] = analyze_cost(self.graph, self.params)
+        return self.meta["cost_analysis"]
+
+    def forward(self, X, fhe: str = "disable") -> np.ndarray:
+        """Same meaning as the TFHE model's ``forward``.
+
+        ``disable``: the float model with the polynomial activations substituted. ``simulate``: the
+        HE op graph on the FakeBackend (levels and scales checked at every op). ``execute``: real
+        encryption, which needs a SEAL backend qfhe does not have yet.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.SiLU(), torch.nn.Linear(4, 2))
+        >>> X = np.random.RandomState(0).randn(32, 4)
+        >>> cm = qfhe.compile_torch_model(m, X, scheme="ckks")
+        >>> bool(np.abs(cm.forward(X[:2], fhe="simulate") - cm.forward(X[:2])).max() < 1e-6)
+        True
+        """
+        if fhe == "disable":
+            return self.reference(X)
+        if fhe == "simulate":
+            return self(X) if isinstance(self.backend, FakeBackend) else CompiledCKKSModel(
+                self.graph, self.he_graph, CompilationContext(HEScheme.CKKS, self.params, FakeBackend(), self.meta),
+                self.input_shape)(X)
+        if fhe == "execute":
+            raise NotCompiledError(
+                "fhe='execute' on the CKKS path needs a real CKKS backend (SEAL through tenseal.sealapi), which qfhe "
+                "does not provide yet; use fhe='simulate' (FakeBackend) or the TFHE path for encrypted execution")
+        raise ConfigurationError(f"fhe must be one of ('disable', 'simulate', 'execute'), got {fhe!r}")
+
+
+class CKKSCompiler:
+    """Compile a torch model with a :class:`PassPipeline` under a :class:`CompilationContext`.
+
+    After the pipeline, linear layers that no pass lowered use the plain diagonal method, and the
+    graph is checked against the level/scale/size rules (out of levels raises
+    :class:`~qfhe.errors.CKKSScheduleError` naming the node and the remedies).
+
+    Examples
+    --------
+    >>> CKKSCompiler(CompilationContext(HEScheme.CKKS, CKKSParameters(), FakeBackend()), PassPipeline([])).pipeline
+    PassPipeline([])
+    """
+
+    def __init__(self, context: CompilationContext, pipeline: PassPipeline):
+        self.context = context
+        self.pipeline = pipeline
+
+    def compile(self, model: torch.nn.Module, example_input) -> CompiledCKKSModel:
+        """Import ``model``, calibrate activation ranges on ``example_input`` and run the pipeline."""
+        self.context.params.check_security(real_encryption=getattr(self.context.backend, "real_encryption", False))
+        X = to_numpy(example_input, "example_input")
+        if X.ndim == 1:
+            X = X[None]
+        float_graph = canonicalize(import_torch(model, torch.as_tensor(X[:2], dtype=torch.float32)))
+        he = to_he_graph(float_graph, X)
+        graph = self.pipeline.run(he, self.context)
+        graph = finalize(graph, self.context)
+        return CompiledCKKSModel(graph, he, self.context, X.shape[1:])
+
+
+def finalize(graph: Graph, context: CompilationContext) -> Graph:
+    """Lower leftover linear layers (plain diagonals), refuse leftover high-level ops, check rules."""
+    if not any(n.op == "encrypt" for n in graph.nodes):
+        raise PassError("the pipeline never packed the input: put InputPackingPass first")
+    graph = lower_remaining(graph, context)
+    left = [n.name for n in graph.nodes if n.op in ("activation", "affine", "add", "input")]
+    if left:
+        raise PassError(f"nodes {left} were not lowered to HE ops: the pipeline needs NonlinearToPolynomialPass "
+                        "before the rescaling/relinearization passes")
+    annotate(graph, context.params)
+    return graph

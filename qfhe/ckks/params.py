@@ -1,0 +1,184 @@
+"""CKKS parameters and their 128-bit security check.
+
+Conventions follow SEAL: ``coeff_modulus`` lists prime bit sizes; the **last** prime is the special
+key-switching prime P and is not a level; the others q_0 … q_L are data primes. A fresh ciphertext
+is at level ``L = len(coeff_modulus) - 2`` and each rescale divides by the prime of its current
+level, ``q_level``, and drops one level. The fake backend takes each prime as exactly
+``2 ** bits`` (real primes are within a fraction of a bit of that).
+
+Examples
+--------
+>>> p = CKKSParameters(poly_modulus_degree=8192, coeff_modulus=[60, 40, 40, 60], scale=2**40)
+>>> p.slots, p.max_level, p.log_qp, p.is_secure
+(4096, 2, 200, True)
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import dataclass, field
+from enum import Enum
+
+from qfhe.errors import ConfigurationError, QfheWarning
+
+#: Largest log2(Q·P) with 128-bit classical security (HE standard, as SEAL enforces it).
+MAX_LOG_QP_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
+#: Levels a bootstrap consumes by default (its own circuit depth): the ciphertext comes back at
+#: ``max_level - bootstrap_depth``.
+DEFAULT_BOOTSTRAP_DEPTH = 4
+
+
+class HEScheme(Enum):
+    """Homomorphic encryption schemes of the expert API.
+
+    Examples
+    --------
+    >>> HEScheme("ckks") is HEScheme.CKKS
+    True
+    """
+
+    CKKS = "ckks"
+
+
+class InsecureParametersWarning(QfheWarning):
+    """The CKKS parameters give less than 128-bit security."""
+
+
+@dataclass(frozen=True)
+class CKKSParameters:
+    """CKKS ring degree, modulus chain and scale.
+
+    Parameters
+    ----------
+    poly_modulus_degree : int
+        Ring degree N (a power of two); N/2 slots.
+    coeff_modulus : list of int
+        Prime bit sizes, SEAL order: data primes q_0 … q_L, then the special prime.
+    scale : float
+        The waterline: every ciphertext returns to this scale after a rescale.
+    bootstrap_depth : int
+        Levels a bootstrap consumes (default 4): it returns to ``max_level - bootstrap_depth``.
+    allow_insecure : bool
+        Permit parameters beyond the 128-bit bound for real encryption (never in production).
+
+    Examples
+    --------
+    >>> CKKSParameters(8192, [60, 40, 40, 60], 2**40).prime_bits(2)
+    40
+    """
+
+    poly_modulus_degree: int = 32768
+    coeff_modulus: tuple = field(default=(60,) + (40,) * 19 + (60,))  # 880 bits: 128-bit secure at N = 2^15
+    scale: float = 2.0**40
+    bootstrap_depth: int = DEFAULT_BOOTSTRAP_DEPTH
+    allow_insecure: bool = False
+
+    def __post_init__(self):
+        object.__setattr__(self, "coeff_modulus", tuple(int(b) for b in self.coeff_modulus))
+        n = self.poly_modulus_degree
+        if not isinstance(n, int) or n < 1024 or n & (n - 1):
+            raise ConfigurationError(f"poly_modulus_degree must be a power of two >= 1024, got {n!r}")
+        if len(self.coeff_modulus) < 3:
+            raise ConfigurationError("coeff_modulus needs at least 3 primes: q_0, one rescaling prime, the special prime")
+        if any(not 20 <= b <= 60 for b in self.coeff_modulus):
+            raise ConfigurationError(f"coeff_modulus bit sizes must be within 20..60 (SEAL), got {self.coeff_modulus}")
+        if not self.scale > 1:
+            raise ConfigurationError(f"scale must be > 1, got {self.scale!r}")
+        if not isinstance(self.bootstrap_depth, int) or self.bootstrap_depth < 1:
+            raise ConfigurationError(f"bootstrap_depth must be a positive int, got {self.bootstrap_depth!r}")
+
+    @property
+    def slots(self) -> int:
+        """Number of complex slots, N/2."""
+        return self.poly_modulus_degree // 2
+
+    @property
+    def max_level(self) -> int:
+        """Level of a fresh ciphertext: the number of rescales it can take."""
+        return len(self.coeff_modulus) - 2
+
+    @property
+    def bootstrap_level(self) -> int:
+        """Level a bootstrapped ciphertext comes back at.
+
+        Raises
+        ------
+        ConfigurationError
+            If the modulus chain is too short to bootstrap at all.
+        """
+        if self.bootstrap_depth >= self.max_level:
+            raise ConfigurationError(
+                f"bootstrapping needs more than bootstrap_depth={self.bootstrap_depth} levels; these parameters have "
+                f"{self.max_level}. Add primes to coeff_modulus or lower bootstrap_depth"
+            )
+        return self.max_level - self.bootstrap_depth
+
+    @property
+    def log_qp(self) -> int:
+        """log2 of the whole modulus Q·P (what the security bound limits)."""
+        return sum(self.coeff_modulus)
+
+    def prime_bits(self, level: int) -> int:
+        """Bits of q_level, the prime a rescale at ``level`` divides by."""
+        return self.coeff_modulus[level]
+
+    def prime(self, level: int) -> float:
+        """q_level as the fake backend models it: exactly 2**bits."""
+        return 2.0 ** self.coeff_modulus[level]
+
+    def log_q(self, level: int) -> int:
+        """log2 of Q_level = q_0 · … · q_level (bounds a ciphertext's scale × magnitude)."""
+        return sum(self.coeff_modulus[: level + 1])
+
+    @property
+    def security_bound(self) -> int | None:
+        """Max log2(Q·P) for 128-bit security at this N, or None beyond the HE standard's table."""
+        return MAX_LOG_QP_128.get(self.poly_modulus_degree)
+
+    @property
+    def is_secure(self) -> bool:
+        """Whether log2(Q·P) is within the 128-bit bound (False beyond the table, e.g. N = 2^16)."""
+        bound = self.security_bound
+        return bound is not None and self.log_qp <= bound
+
+    def check_security(self, real_encryption: bool) -> None:
+        """Warn (fake backend) or raise (real encryption, unless ``allow_insecure``) if insecure.
+
+        Raises
+        ------
+        ConfigurationError
+            For real encryption with insecure parameters.
+
+        Examples
+        --------
+        >>> CKKSParameters(8192, [60] * 5, 2**40).check_security(real_encryption=True)
+        Traceback (most recent call last):
+        ...
+        qfhe.errors.ConfigurationError: CKKS parameters are not 128-bit secure: log2(QP) = 300 > 218 allowed at N = 8192. Use fewer or smaller primes, a larger poly_modulus_degree, or allow_insecure=True for experiments only
+        """
+        if self.is_secure:
+            return
+        bound = self.security_bound
+        why = (f"log2(QP) = {self.log_qp} > {bound} allowed at N = {self.poly_modulus_degree}" if bound is not None
+               else f"N = {self.poly_modulus_degree} is beyond the HE standard's 128-bit table")
+        msg = (f"CKKS parameters are not 128-bit secure: {why}. Use fewer or smaller primes, a larger "
+               "poly_modulus_degree, or allow_insecure=True for experiments only")
+        if real_encryption and not self.allow_insecure:
+            raise ConfigurationError(msg)
+        warnings.warn(msg, InsecureParametersWarning, stacklevel=3)
+
+    def ciphertext_bytes(self, level: int, size: int = 2) -> int:
+        """Memory of a ciphertext: ``size`` polynomials of N coefficients per prime, 8 bytes each."""
+        return size * (level + 1) * self.poly_modulus_degree * 8
+
+    def describe(self) -> str:
+        """One line for reports.
+
+        Examples
+        --------
+        >>> CKKSParameters(8192, [60, 40, 40, 60], 2**40).describe()
+        'N=8192, 2 levels, log2(QP)=200, scale=2^40'
+        """
+        return (f"N={self.poly_modulus_degree}, {self.max_level} levels, log2(QP)={self.log_qp}, "
+                f"scale=2^{math.log2(self.scale):g}")

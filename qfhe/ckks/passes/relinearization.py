@@ -1,0 +1,71 @@
+"""RelinearizationInsertionPass: bring size-3 products back to size 2.
+
+``eager`` relinearizes after every ct×ct. ``lazy`` (EVA) relinearizes only before a multiply, a
+rotation, a bootstrap or an output, or when the value has several uses: a sum of products needs one
+relinearization.
+
+Examples
+--------
+>>> RelinearizationInsertionPass("eager").strategy
+'eager'
+"""
+
+from __future__ import annotations
+
+from qfhe.ckks.passes.base import HEPass, Rewriter
+from qfhe.ckks.passes.linear import lower_remaining
+from qfhe.errors import ConfigurationError
+from qfhe.ir.graph import Graph
+
+_STRATEGIES = ("eager", "lazy")
+_NEEDS_SIZE2 = ("ciphertext_mult", "rotate", "decrypt", "bootstrap")
+
+
+class RelinearizationInsertionPass(HEPass):
+    """Insert ``relinearize`` nodes (``eager`` or ``lazy``).
+
+    Requires: an HE graph. Ensures: every ct×ct, rotation, bootstrap and output reads a size-2
+    ciphertext. Idempotent.
+
+    Examples
+    --------
+    >>> RelinearizationInsertionPass("never")
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ConfigurationError: RelinearizationInsertionPass strategy must be one of ('eager', 'lazy'), got 'never'
+    """
+
+    def __init__(self, strategy: str = "lazy"):
+        if strategy not in _STRATEGIES:
+            raise ConfigurationError(
+                f"RelinearizationInsertionPass strategy must be one of {_STRATEGIES}, got {strategy!r}")
+        self.strategy = strategy
+
+    def __call__(self, graph: Graph, context) -> Graph:
+        graph = lower_remaining(graph, context)  # linear layers no BSGS pass took: plain diagonals
+        if any(n.op == "relinearize" for n in graph.nodes):
+            return graph.copy()
+        uses = {k: len(v) for k, v in graph.consumers().items()}
+        rw = Rewriter({n.name for n in graph.nodes})
+        current: dict[str, str] = {}
+        big: set[str] = set()  # size-3 values
+
+        def relin(v: str) -> str:
+            name = current.get(v, v)
+            if name in big:
+                new = rw.emit(f"{v}_rl", "relinearize", [name], graph[v].attrs.get("layer"),
+                              period=graph[v].attrs.get("period"))
+                big.discard(name)
+                current[v] = new
+                return new
+            return name
+
+        for n in graph.nodes:
+            ins = [relin(i) if n.op in _NEEDS_SIZE2 else current.get(i, i) for i in n.inputs]
+            rw.keep(n.clone(inputs=ins))
+            if n.op == "ciphertext_mult" or (n.op != "relinearize" and n.op not in _NEEDS_SIZE2
+                                             and any(i in big for i in ins)):
+                big.add(n.name)
+                if self.strategy == "eager" or uses.get(n.name, 0) > 1:
+                    relin(n.name)
+        return Graph(rw.nodes, graph.outputs)

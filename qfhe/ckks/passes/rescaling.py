@@ -1,0 +1,95 @@
+"""RescalingInsertionPass: keep every ciphertext on the waterline, and align levels.
+
+Every multiply is arranged to produce Δ·q_l (Δ = ``params.scale``, q_l the prime of its level) so
+that exactly one rescale brings it back to Δ, whatever the primes are:
+
+* a plaintext operand is encoded at q_l;
+* a ct×ct product of two values at Δ would give Δ², which a rescale would turn into Δ²/q_l (with
+  60-bit primes and Δ = 2^40: 2^20, then 2^-20 — the failure seen on real SEAL); so one operand is
+  first multiplied by the plaintext 1 encoded at q_l/Δ (skipped when every prime equals Δ).
+
+``eager`` rescales right after each multiply. ``lazy`` (waterline rule, as EVA) defers the rescale
+until the value feeds a multiply, is an output, has several uses, or meets an already-rescaled
+value in an add; a sum of products then needs one rescale instead of one per product.
+Operands of binary ops are then mod-switched to equal levels (:func:`align_levels`).
+
+Examples
+--------
+>>> RescalingInsertionPass("lazy").strategy
+'lazy'
+"""
+
+from __future__ import annotations
+
+import math
+
+from qfhe.ckks.hegraph import MULTIPLIES, align_levels
+from qfhe.ckks.passes.base import HEPass, Rewriter
+from qfhe.ckks.passes.linear import lower_remaining
+from qfhe.errors import ConfigurationError
+from qfhe.ir.graph import Graph
+
+_STRATEGIES = ("eager", "lazy")
+
+
+class RescalingInsertionPass(HEPass):
+    """Insert rescales (``eager`` or ``lazy``), scale adjustments and level alignment.
+
+    Requires: a lowered HE graph without rescales. Ensures: the level/scale rules hold (see
+    :mod:`qfhe.ckks.hegraph`). Idempotent (a graph that has rescales is only re-aligned).
+
+    Examples
+    --------
+    >>> RescalingInsertionPass("sometimes")
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ConfigurationError: RescalingInsertionPass strategy must be one of ('eager', 'lazy'), got 'sometimes'
+    """
+
+    def __init__(self, strategy: str = "lazy"):
+        if strategy not in _STRATEGIES:
+            raise ConfigurationError(f"RescalingInsertionPass strategy must be one of {_STRATEGIES}, got {strategy!r}")
+        self.strategy = strategy
+
+    def __call__(self, graph: Graph, context) -> Graph:
+        graph = lower_remaining(graph, context)  # linear layers no BSGS pass took: plain diagonals
+        params = context.params
+        if any(n.op == "rescale" for n in graph.nodes):
+            return align_levels(graph, params)
+        needs_adjust = any(b != math.log2(params.scale) for b in params.coeff_modulus[:-1])
+        users = graph.consumers()
+        uses = {k: len(v) for k, v in users.items()}
+        rw = Rewriter({n.name for n in graph.nodes})
+        current: dict[str, str] = {}  # value -> name to read (its rescaled version once made)
+        pending: set[str] = set()  # values (by current name) sitting at Δ·q_l
+
+        def rescaled(v: str) -> str:
+            name = current.get(v, v)
+            if name in pending:
+                new = rw.emit(f"{v}_rs", "rescale", [name], _attr(graph, v, "layer"), period=_attr(graph, v, "period"))
+                pending.discard(name)
+                current[v] = new
+                return new
+            return name
+
+        for n in graph.nodes:
+            ins = []
+            for i in n.inputs:
+                force = (n.op in MULTIPLIES or n.op in ("decrypt", "bootstrap")
+                         or (n.op == "ciphertext_add" and not all(current.get(j, j) in pending for j in n.inputs)))
+                ins.append(rescaled(i) if force else current.get(i, i))
+            if n.op == "ciphertext_mult" and needs_adjust:
+                ins[0] = rw.emit(f"{n.name}_adj", "plaintext_mult", [ins[0]], n.attrs.get("layer"), value=1.0,
+                                 encode="adjust", period=n.attrs.get("period"))
+            rw.keep(n.clone(inputs=ins))
+            is_pending = n.op in MULTIPLIES and n.attrs.get("encode") != "adjust" or (
+                n.op in ("ciphertext_add", "plaintext_add", "rotate") and any(i in pending for i in ins))
+            if is_pending:
+                pending.add(n.name)
+                if self.strategy == "eager" or uses.get(n.name, 0) > 1:
+                    rescaled(n.name)
+        return align_levels(Graph(rw.nodes, graph.outputs), params)
+
+
+def _attr(graph: Graph, name: str, key: str):
+    return graph[name].attrs.get(key) if name in graph else None
