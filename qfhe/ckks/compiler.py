@@ -88,12 +88,24 @@ class CompiledCKKSModel:
         return self.backend.run(self.graph, self.params, X)
 
     def reference(self, x) -> np.ndarray:
-        """The float model with every activation replaced by its fitted polynomial."""
+        """The float model with every activation replaced by its fitted polynomial.
+
+        Examples
+        --------
+        >>> CompiledCKKSModel.reference.__name__
+        'reference'
+        """
         return polynomial_reference(self.he_graph, self._flat(x), self.meta.get("poly_functions", {}))
 
     @property
     def cost_analysis(self):
-        """The :class:`~qfhe.ckks.passes.CostAnalysis` (computed now if the pipeline had no CostAnalysisPass)."""
+        """The :class:`~qfhe.ckks.passes.CostAnalysis` (computed now if the pipeline had no CostAnalysisPass).
+
+        Examples
+        --------
+        >>> isinstance(CompiledCKKSModel.cost_analysis, property)
+        True
+        """
         if "cost_analysis" not in self.meta:
             from qfhe.ckks.passes.cost import analyze_cost
 
@@ -147,7 +159,13 @@ class CKKSCompiler:
         self.pipeline = pipeline
 
     def compile(self, model: torch.nn.Module, example_input) -> CompiledCKKSModel:
-        """Import ``model``, calibrate activation ranges on ``example_input`` and run the pipeline."""
+        """Import ``model``, calibrate activation ranges on ``example_input`` and run the pipeline.
+
+        Examples
+        --------
+        >>> callable(CKKSCompiler.compile)
+        True
+        """
         self.context.params.check_security(real_encryption=getattr(self.context.backend, "real_encryption", False))
         X = to_numpy(example_input, "example_input")
         if X.ndim == 1:
@@ -160,7 +178,17 @@ class CKKSCompiler:
 
 
 def finalize(graph: Graph, context: CompilationContext) -> Graph:
-    """Lower leftover linear layers (plain diagonals), refuse leftover high-level ops, check rules."""
+    """Lower leftover linear layers (plain diagonals), refuse leftover high-level ops, check rules.
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> ctx = CompilationContext(HEScheme.CKKS, CKKSParameters(), FakeBackend())
+    >>> finalize(Graph([Node("x", "input", [])], ["x"]), ctx)
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.PassError: the pipeline never packed the input: put InputPackingPass first
+    """
     if not any(n.op == "encrypt" for n in graph.nodes):
         raise PassError("the pipeline never packed the input: put InputPackingPass first")
     graph = lower_remaining(graph, context)

@@ -71,7 +71,13 @@ class ValueState:
 
     @property
     def log2_scale(self) -> float:
-        """log2 of the scale."""
+        """log2 of the scale.
+
+        Examples
+        --------
+        >>> ValueState(0, 8.0, 2).log2_scale
+        3.0
+        """
         return math.log2(self.scale)
 
 
@@ -80,7 +86,16 @@ def _fail(node: Node, rule: str, remedy: str) -> None:
 
 
 def plaintext_scale(node: Node, graph: Graph, states: dict, params: CKKSParameters, users: dict) -> float:
-    """Scale a ``plaintext_mult`` encodes its plaintext at (see the module table)."""
+    """Scale a ``plaintext_mult`` encodes its plaintext at (see the module table).
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+    >>> g = Graph([Node("x", "encrypt", []), Node("m", "plaintext_mult", ["x"], {"encode": "prime"})], ["m"])
+    >>> plaintext_scale(g["m"], g, {"x": ValueState(2, 2.0**40, 2)}, p, g.consumers()) == 2.0**40
+    True
+    """
     x = states[node.inputs[0]]
     if node.attrs.get("encode") == "adjust":
         via, mult = node.name, graph[users[node.name][0]]
@@ -158,7 +173,16 @@ def transition(node: Node, ins: list[ValueState], params: CKKSParameters, pt_sca
 
 
 def check_scale(node: Node, state: ValueState, params: CKKSParameters) -> None:
-    """The lower bound of a valid scale: log2(scale) ≥ log2(Δ) − 1."""
+    """The lower bound of a valid scale: log2(scale) ≥ log2(Δ) − 1.
+
+    Examples
+    --------
+    >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+    >>> check_scale(Node("r", "rescale", ["x"]), ValueState(1, 2.0**20, 2), p)
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.CKKSScheduleError: node 'r' (rescale): scale 2^20.00 fell below the waterline 2^40; a rescale divided by a prime larger than the scale; rescale by the waterline rule (RescalingInsertionPass)
+    """
     if state.log2_scale < math.log2(params.scale) - 1:
         _fail(node, f"scale 2^{state.log2_scale:.2f} fell below the waterline 2^{math.log2(params.scale):g}",
               "a rescale divided by a prime larger than the scale; rescale by the waterline rule (RescalingInsertionPass)")

@@ -49,6 +49,14 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
     ------
     UnsupportedOpError
         For ops the CKKS path cannot express (``concat``).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from qfhe.frontend import import_torch
+    >>> X = np.random.RandomState(0).randn(8, 3)
+    >>> to_he_graph(import_torch(torch.nn.Linear(3, 2), torch.tensor(X)), X).ops()
+    ['input', 'linear']
     """
     X = np.asarray(calibration, np.float64)
     if X.shape[0] < 2:
@@ -97,7 +105,17 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
 
 def polynomial_reference(he_graph: Graph, X: np.ndarray, polys: dict) -> np.ndarray:
     """Run the high-level graph in float64 with each activation replaced by its fitted polynomial
-    (``polys``: node name → numpy Polynomial); the exact target of the encrypted computation."""
+    (``polys``: node name → numpy Polynomial); the exact target of the encrypted computation.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from qfhe.frontend import import_torch
+    >>> X = np.random.RandomState(0).randn(8, 3)
+    >>> g = to_he_graph(import_torch(torch.nn.Linear(3, 2), torch.tensor(X)), X)
+    >>> polynomial_reference(g, X, {}).shape
+    (8, 2)
+    """
     from qfhe.ir.activations import apply_activation
 
     vals = {}

@@ -90,12 +90,26 @@ class CKKSParameters:
 
     @property
     def slots(self) -> int:
-        """Number of complex slots, N/2."""
+        """Number of complex slots, N/2.
+
+        Examples
+        --------
+        >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+        >>> p.slots
+        4096
+        """
         return self.poly_modulus_degree // 2
 
     @property
     def max_level(self) -> int:
-        """Level of a fresh ciphertext: the number of rescales it can take."""
+        """Level of a fresh ciphertext: the number of rescales it can take.
+
+        Examples
+        --------
+        >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+        >>> p.max_level
+        2
+        """
         return len(self.coeff_modulus) - 2
 
     @property
@@ -106,6 +120,11 @@ class CKKSParameters:
         ------
         ConfigurationError
             If the modulus chain is too short to bootstrap at all.
+
+        Examples
+        --------
+        >>> CKKSParameters(16384, [60] * 8, 2**40, bootstrap_depth=4).bootstrap_level
+        2
         """
         if self.bootstrap_depth >= self.max_level:
             raise ConfigurationError(
@@ -116,29 +135,70 @@ class CKKSParameters:
 
     @property
     def log_qp(self) -> int:
-        """log2 of the whole modulus Q·P (what the security bound limits)."""
+        """log2 of the whole modulus Q·P (what the security bound limits).
+
+        Examples
+        --------
+        >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+        >>> p.log_qp
+        200
+        """
         return sum(self.coeff_modulus)
 
     def prime_bits(self, level: int) -> int:
-        """Bits of q_level, the prime a rescale at ``level`` divides by."""
+        """Bits of q_level, the prime a rescale at ``level`` divides by.
+
+        Examples
+        --------
+        >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+        >>> p.prime_bits(0)
+        60
+        """
         return self.coeff_modulus[level]
 
     def prime(self, level: int) -> float:
-        """q_level as the fake backend models it: exactly 2**bits."""
+        """q_level as the fake backend models it: exactly 2**bits.
+
+        Examples
+        --------
+        >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+        >>> p.prime(1) == 2.0**40
+        True
+        """
         return 2.0 ** self.coeff_modulus[level]
 
     def log_q(self, level: int) -> int:
-        """log2 of Q_level = q_0 · … · q_level (bounds a ciphertext's scale × magnitude)."""
+        """log2 of Q_level = q_0 · … · q_level (bounds a ciphertext's scale × magnitude).
+
+        Examples
+        --------
+        >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+        >>> p.log_q(1)
+        100
+        """
         return sum(self.coeff_modulus[: level + 1])
 
     @property
     def security_bound(self) -> int | None:
-        """Max log2(Q·P) for 128-bit security at this N, or None beyond the HE standard's table."""
+        """Max log2(Q·P) for 128-bit security at this N, or None beyond the HE standard's table.
+
+        Examples
+        --------
+        >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+        >>> p.security_bound
+        218
+        """
         return MAX_LOG_QP_128.get(self.poly_modulus_degree)
 
     @property
     def is_secure(self) -> bool:
-        """Whether log2(Q·P) is within the 128-bit bound (False beyond the table, e.g. N = 2^16)."""
+        """Whether log2(Q·P) is within the 128-bit bound (False beyond the table, e.g. N = 2^16).
+
+        Examples
+        --------
+        >>> CKKSParameters(8192, [60] * 5, 2**40).is_secure
+        False
+        """
         bound = self.security_bound
         return bound is not None and self.log_qp <= bound
 
@@ -169,7 +229,14 @@ class CKKSParameters:
         warnings.warn(msg, InsecureParametersWarning, stacklevel=3)
 
     def ciphertext_bytes(self, level: int, size: int = 2) -> int:
-        """Memory of a ciphertext: ``size`` polynomials of N coefficients per prime, 8 bytes each."""
+        """Memory of a ciphertext: ``size`` polynomials of N coefficients per prime, 8 bytes each.
+
+        Examples
+        --------
+        >>> p = CKKSParameters(8192, [60, 40, 40, 60], 2**40)
+        >>> p.ciphertext_bytes(2)
+        393216
+        """
         return size * (level + 1) * self.poly_modulus_degree * 8
 
     def describe(self) -> str:

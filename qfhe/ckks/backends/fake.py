@@ -80,7 +80,13 @@ class FakeBackend:
         return v[(np.arange(slots) // stride) % length]
 
     def encrypt(self, X: np.ndarray, layout: dict, slots: int) -> np.ndarray:
-        """Client-side packing: rows of slot vectors (row_major: one per sample; column_major: one)."""
+        """Client-side packing: rows of slot vectors (row_major: one per sample; column_major: one).
+
+        Examples
+        --------
+        >>> FakeBackend().encrypt(np.array([[1.0, 2.0]]), {"length": 2, "stride": 1, "strategy": "row_major"}, 4)
+        array([[1., 2., 1., 2.]])
+        """
         n, stride = layout["length"], layout["stride"]
         batch, features = X.shape
         padded = np.zeros((batch, n))
@@ -111,6 +117,11 @@ class FakeBackend:
         ------
         CKKSScheduleError
             Naming the node, when a level, scale, size or magnitude rule is broken.
+
+        Examples
+        --------
+        >>> FakeBackend().simulate_noise
+        False
         """
         rng = np.random.default_rng(self.seed)
         layout = self._layout(graph)

@@ -29,7 +29,13 @@ class HEPass:
 
     @property
     def name(self) -> str:
-        """The pass's class name (what errors and timings report)."""
+        """The pass's class name (what errors and timings report).
+
+        Examples
+        --------
+        >>> HEPass().name
+        'HEPass'
+        """
         return type(self).__name__
 
     def __call__(self, graph: Graph, context) -> Graph:  # pragma: no cover - interface
@@ -53,7 +59,13 @@ class PassPipeline:
     passes: list = field(default_factory=list)
 
     def run(self, graph: Graph, context) -> Graph:
-        """Apply every pass in order; failures name the pass."""
+        """Apply every pass in order; failures name the pass.
+
+        Examples
+        --------
+        >>> PassPipeline([]).run(None, None) is None
+        True
+        """
         for p in self.passes:
             start = time.perf_counter()
             graph = p(graph, context)
@@ -81,7 +93,13 @@ class Rewriter:
         self.used = set(used)
 
     def emit(self, base: str, op: str, inputs: list[str], layer, name: str | None = None, **attrs) -> str:
-        """Append a node (``name`` forces an exact name, e.g. to keep a replaced node's name)."""
+        """Append a node (``name`` forces an exact name, e.g. to keep a replaced node's name).
+
+        Examples
+        --------
+        >>> rw = Rewriter(set()); rw.emit("a", "rotate", ["x"], "l"), rw.emit("a", "rotate", ["x"], "l")
+        ('a', 'a_1')
+        """
         if name is None:
             name = unique_name(base, self.used)
         else:
@@ -90,6 +108,12 @@ class Rewriter:
         return name
 
     def keep(self, node: Node) -> None:
-        """Append an existing node unchanged."""
+        """Append an existing node unchanged.
+
+        Examples
+        --------
+        >>> rw = Rewriter(set()); rw.keep(Node("x", "encrypt", [])); [n.name for n in rw.nodes]
+        ['x']
+        """
         self.used.add(node.name)
         self.nodes.append(node)

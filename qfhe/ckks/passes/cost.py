@@ -48,7 +48,13 @@ def op_latency_ms(op: str, level: int, params: CKKSParameters) -> float:
 
 @dataclass
 class CriticalNode:
-    """One node of the critical path."""
+    """One node of the critical path.
+
+    Examples
+    --------
+    >>> CriticalNode("r", "rotate").op
+    'rotate'
+    """
 
     name: str
     op: str

@@ -31,19 +31,37 @@ from qfhe.ir.graph import Graph, Node
 
 
 def bsgs_split(d: int) -> tuple[int, int]:
-    """Baby steps n1 = ceil(sqrt(d)) and giant steps n2 = ceil(d / n1)."""
+    """Baby steps n1 = ceil(sqrt(d)) and giant steps n2 = ceil(d / n1).
+
+    Examples
+    --------
+    >>> bsgs_split(10)
+    (4, 3)
+    """
     n1 = math.isqrt(d - 1) + 1 if d > 1 else 1
     return n1, -(-d // n1)
 
 
 def bsgs_rotations(d: int) -> int:
-    """Rotations of BSGS over d diagonals: n1 + n2 − 2."""
+    """Rotations of BSGS over d diagonals: n1 + n2 − 2.
+
+    Examples
+    --------
+    >>> bsgs_rotations(16)
+    6
+    """
     n1, n2 = bsgs_split(d)
     return n1 + n2 - 2
 
 
 def diagonal_rotations(d: int) -> int:
-    """Rotations of the plain diagonal method over d diagonals: d − 1."""
+    """Rotations of the plain diagonal method over d diagonals: d − 1.
+
+    Examples
+    --------
+    >>> diagonal_rotations(16)
+    15
+    """
     return d - 1
 
 
@@ -73,6 +91,15 @@ def lower_linear(rw: Rewriter, node: Node, x: str, in_period: int, use_bsgs: boo
 
     ``client_rotations`` maps a rotation amount to an input ciphertext the client already rotated
     (``diagonal`` packing); those rotations cost the server nothing.
+
+    Examples
+    --------
+    >>> rw = Rewriter({"x"})
+    >>> node = Node("fc", "linear", ["x"], {"matrix": np.arange(1.0, 17.0).reshape(4, 4), "bias": None, "period": 4})
+    >>> lower_linear(rw, node, "x", 4, use_bsgs=True)
+    'fc'
+    >>> sorted({n.op for n in rw.nodes})
+    ['ciphertext_add', 'plaintext_mult', 'rotate']
     """
     layer, m = node.name, node.attrs["period"]
     diags, length, folds = diagonals(node.attrs["matrix"], m, in_period)
@@ -130,7 +157,14 @@ def lower_linear(rw: Rewriter, node: Node, x: str, in_period: int, use_bsgs: boo
 
 
 def lower_linear_layers(graph: Graph, context, min_size: int) -> Graph:
-    """Lower every ``linear`` node: BSGS when its input size is at least ``min_size``."""
+    """Lower every ``linear`` node: BSGS when its input size is at least ``min_size``.
+
+    Examples
+    --------
+    >>> g = Graph([Node("x", "encrypt", [], {"period": 2}), Node("fc", "linear", ["x"], {"matrix": np.eye(2), "bias": None, "period": 2})], ["fc"])
+    >>> "linear" in lower_linear_layers(g, None, 16).ops()
+    False
+    """
     rw = Rewriter({n.name for n in graph.nodes})
     periods = {n.name: n.attrs.get("period") for n in graph.nodes}
     client = context.meta.get("client_rotations", {}) if context is not None else {}
@@ -145,7 +179,14 @@ def lower_linear_layers(graph: Graph, context, min_size: int) -> Graph:
 
 
 def lower_remaining(graph: Graph, context) -> Graph:
-    """Lower linear layers no pass lowered yet with the plain diagonal method (the baseline)."""
+    """Lower linear layers no pass lowered yet with the plain diagonal method (the baseline).
+
+    Examples
+    --------
+    >>> g = Graph([Node("x", "encrypt", [], {"period": 2})], ["x"])
+    >>> lower_remaining(g, None).ops()
+    ['encrypt']
+    """
     if any(n.op == "linear" for n in graph.nodes):
         return lower_linear_layers(graph, context, min_size=1 << 62)
     return graph
