@@ -24,6 +24,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/tfhe_mlp.py
 	$(PY) benchmarks/qat_vs_ptq.py
+	$(PY) benchmarks/ckks_pipelines.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

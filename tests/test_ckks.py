@@ -248,3 +248,16 @@ def test_fake_backend_checks_magnitude(data):
     c = compile_with(comparison_pipelines()["BSGS+Lazy"], X, model=big, params=tight)
     with pytest.raises(CKKSScheduleError, match="magnitude .* needs .* bits"):
         c(X[:2] * 1e3)
+
+
+@pytest.mark.parametrize("degree", [2, 3, 7, 8, 15])
+def test_polynomial_depth_is_optimal(degree):
+    from qfhe.ckks.passes.polynomial import poly_depth
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 4), nn.SiLU())
+    X = torch.randn(64, 4)
+    p = PassPipeline([InputPackingPass(), NonlinearToPolynomialPass(degree=degree), RescalingInsertionPass("lazy"),
+                      RelinearizationInsertionPass("lazy"), CostAnalysisPass()])
+    c = compile_with(p, X, model=m)
+    assert c.cost_analysis.depth == 1 + poly_depth(degree)  # one level for the linear layer
+    assert np.abs(c(X[:4]) - c.reference(X[:4])).max() < 1e-6
