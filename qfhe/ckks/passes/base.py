@@ -117,3 +117,47 @@ class Rewriter:
         """
         self.used.add(node.name)
         self.nodes.append(node)
+
+
+class Deferred:
+    """Values that owe a unary op (rescale, relinearize) that is inserted only when needed.
+
+    ``mark(v)`` records that v owes the op; ``read(v)`` is the name consumers should use now;
+    ``settle(v)`` inserts the op (once) and returns the new name.
+
+    Examples
+    --------
+    >>> g = Graph([Node("x", "encrypt", [], {"period": 4, "layer": "x"})], ["x"])
+    >>> rw = Rewriter({"x"}); rw.keep(g["x"]); d = Deferred(rw, g, "rescale", "rs")
+    >>> d.mark("x"); d.owes("x"), d.settle("x"), d.owes("x")
+    (True, 'x_rs', False)
+    """
+
+    def __init__(self, rw: Rewriter, graph: Graph, op: str, suffix: str):
+        self.rw, self.graph, self.op, self.suffix = rw, graph, op, suffix
+        self.current: dict[str, str] = {}
+        self.waiting: set[str] = set()
+
+    def read(self, v: str) -> str:
+        """The name that holds v's value now."""
+        return self.current.get(v, v)
+
+    def mark(self, name: str) -> None:
+        """Record that ``name`` owes the op."""
+        self.waiting.add(name)
+
+    def owes(self, v: str) -> bool:
+        """Whether v's current value still owes the op."""
+        return self.read(v) in self.waiting
+
+    def settle(self, v: str) -> str:
+        """Insert the op for v if it owes it; return the name to read."""
+        name = self.read(v)
+        if name not in self.waiting:
+            return name
+        src = self.graph[v] if v in self.graph else None
+        attrs = src.attrs if src is not None else {}
+        new = self.rw.emit(f"{v}_{self.suffix}", self.op, [name], attrs.get("layer"), period=attrs.get("period"))
+        self.waiting.discard(name)
+        self.current[v] = new
+        return new

@@ -12,7 +12,7 @@ Examples
 
 from __future__ import annotations
 
-from qfhe.ckks.passes.base import HEPass, Rewriter
+from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter
 from qfhe.ckks.passes.linear import lower_remaining
 from qfhe.errors import ConfigurationError
 from qfhe.ir.graph import Graph
@@ -47,25 +47,13 @@ class RelinearizationInsertionPass(HEPass):
             return graph.copy()
         uses = {k: len(v) for k, v in graph.consumers().items()}
         rw = Rewriter({n.name for n in graph.nodes})
-        current: dict[str, str] = {}
-        big: set[str] = set()  # size-3 values
-
-        def relin(v: str) -> str:
-            name = current.get(v, v)
-            if name in big:
-                new = rw.emit(f"{v}_rl", "relinearize", [name], graph[v].attrs.get("layer"),
-                              period=graph[v].attrs.get("period"))
-                big.discard(name)
-                current[v] = new
-                return new
-            return name
-
+        big = Deferred(rw, graph, "relinearize", "rl")  # size-3 values
         for n in graph.nodes:
-            ins = [relin(i) if n.op in _NEEDS_SIZE2 else current.get(i, i) for i in n.inputs]
+            ins = [big.settle(i) if n.op in _NEEDS_SIZE2 else big.read(i) for i in n.inputs]
             rw.keep(n.clone(inputs=ins))
             if n.op == "ciphertext_mult" or (n.op != "relinearize" and n.op not in _NEEDS_SIZE2
-                                             and any(i in big for i in ins)):
-                big.add(n.name)
+                                             and any(i in big.waiting for i in ins)):
+                big.mark(n.name)
                 if self.strategy == "eager" or uses.get(n.name, 0) > 1:
-                    relin(n.name)
+                    big.settle(n.name)
         return Graph(rw.nodes, graph.outputs)

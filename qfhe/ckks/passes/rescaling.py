@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 from qfhe.ckks.hegraph import MULTIPLIES, align_levels
-from qfhe.ckks.passes.base import HEPass, Rewriter
+from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter
 from qfhe.ckks.passes.linear import lower_remaining
 from qfhe.errors import ConfigurationError
 from qfhe.ir.graph import Graph
@@ -57,39 +57,21 @@ class RescalingInsertionPass(HEPass):
         if any(n.op == "rescale" for n in graph.nodes):
             return align_levels(graph, params)
         needs_adjust = any(b != math.log2(params.scale) for b in params.coeff_modulus[:-1])
-        users = graph.consumers()
-        uses = {k: len(v) for k, v in users.items()}
+        uses = {k: len(v) for k, v in graph.consumers().items()}
         rw = Rewriter({n.name for n in graph.nodes})
-        current: dict[str, str] = {}  # value -> name to read (its rescaled version once made)
-        pending: set[str] = set()  # values (by current name) sitting at Δ·q_l
-
-        def rescaled(v: str) -> str:
-            name = current.get(v, v)
-            if name in pending:
-                new = rw.emit(f"{v}_rs", "rescale", [name], _attr(graph, v, "layer"), period=_attr(graph, v, "period"))
-                pending.discard(name)
-                current[v] = new
-                return new
-            return name
+        pending = Deferred(rw, graph, "rescale", "rs")  # values sitting at Δ·q_l
 
         for n in graph.nodes:
-            ins = []
-            for i in n.inputs:
-                force = (n.op in MULTIPLIES or n.op in ("decrypt", "bootstrap")
-                         or (n.op == "ciphertext_add" and not all(current.get(j, j) in pending for j in n.inputs)))
-                ins.append(rescaled(i) if force else current.get(i, i))
+            mixed_add = n.op == "ciphertext_add" and not all(pending.owes(j) for j in n.inputs)
+            force = n.op in MULTIPLIES or n.op in ("decrypt", "bootstrap") or mixed_add
+            ins = [pending.settle(i) if force else pending.read(i) for i in n.inputs]
             if n.op == "ciphertext_mult" and needs_adjust:
                 ins[0] = rw.emit(f"{n.name}_adj", "plaintext_mult", [ins[0]], n.attrs.get("layer"), value=1.0,
                                  encode="adjust", period=n.attrs.get("period"))
             rw.keep(n.clone(inputs=ins))
-            is_pending = n.op in MULTIPLIES and n.attrs.get("encode") != "adjust" or (
-                n.op in ("ciphertext_add", "plaintext_add", "rotate") and any(i in pending for i in ins))
-            if is_pending:
-                pending.add(n.name)
+            if (n.op in MULTIPLIES and n.attrs.get("encode") != "adjust") or (
+                    n.op in ("ciphertext_add", "plaintext_add", "rotate") and any(i in pending.waiting for i in ins)):
+                pending.mark(n.name)
                 if self.strategy == "eager" or uses.get(n.name, 0) > 1:
-                    rescaled(n.name)
+                    pending.settle(n.name)
         return align_levels(Graph(rw.nodes, graph.outputs), params)
-
-
-def _attr(graph: Graph, name: str, key: str):
-    return graph[name].attrs.get(key) if name in graph else None
