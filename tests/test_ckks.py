@@ -261,3 +261,17 @@ def test_polynomial_depth_is_optimal(degree):
     c = compile_with(p, X, model=m)
     assert c.cost_analysis.depth == 1 + poly_depth(degree)  # one level for the linear layer
     assert np.abs(c(X[:4]) - c.reference(X[:4])).max() < 1e-6
+
+
+def test_input_larger_than_the_slot_count_is_split():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(3000, 16), nn.Tanh(), nn.Linear(16, 4))
+    X = torch.randn(32, 3000)
+    params = CKKSParameters(2048 * 2, [60] + [40] * 6 + [60], 2**40)  # 2048 slots: the input needs 2 ciphertexts
+    c = compile_with(comparison_pipelines()["BSGS+Lazy"], X, model=m, params=params)
+    assert sum(n.op == "encrypt" for n in c.graph.nodes) == 2
+    assert np.abs(c(X[:4]) - c.reference(X[:4])).max() < 1e-6
+    with pytest.raises(ConfigurationError, match="more than the 2048 slots"):
+        bad = comparison_pipelines()["BSGS+Lazy"]
+        bad.passes[0] = InputPackingPass(strategy="column_major")
+        compile_with(bad, X, model=m, params=params)

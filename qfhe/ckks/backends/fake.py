@@ -138,7 +138,10 @@ class FakeBackend:
             check_scale(n, state, params)
             length = n.attrs.get("length")
             if n.op == "encrypt":
-                v = self.encrypt(np.asarray(X, np.float64), layout, slots)
+                Xs = np.asarray(X, np.float64)
+                if "chunk" in n.attrs:  # one block of an input split across ciphertexts
+                    Xs = Xs[:, n.attrs["chunk"] * slots : (n.attrs["chunk"] + 1) * slots]
+                v = self.encrypt(Xs, layout, slots)
                 if n.attrs.get("rotation"):  # the client rotated this copy in the clear
                     v = np.roll(v, -n.attrs["rotation"] * stride, axis=1)
             elif n.op == "decrypt":

@@ -85,24 +85,11 @@ def diagonals(matrix: np.ndarray, m: int, n: int) -> tuple[list[np.ndarray], int
     return [W[i % m, (i + k) % n] for k in range(m)], n, int(math.log2(n // m))
 
 
-def lower_linear(rw: Rewriter, node: Node, x: str, in_period: int, use_bsgs: bool,
-                 client_rotations: dict | None = None) -> str:
-    """Emit the HE ops of one ``linear`` node; the last node keeps ``node.name``.
-
-    ``client_rotations`` maps a rotation amount to an input ciphertext the client already rotated
-    (``diagonal`` packing); those rotations cost the server nothing.
-
-    Examples
-    --------
-    >>> rw = Rewriter({"x"})
-    >>> node = Node("fc", "linear", ["x"], {"matrix": np.arange(1.0, 17.0).reshape(4, 4), "bias": None, "period": 4})
-    >>> lower_linear(rw, node, "x", 4, use_bsgs=True)
-    'fc'
-    >>> sorted({n.op for n in rw.nodes})
-    ['ciphertext_add', 'plaintext_mult', 'rotate']
-    """
-    layer, m = node.name, node.attrs["period"]
-    diags, length, folds = diagonals(node.attrs["matrix"], m, in_period)
+def _matvec(rw: Rewriter, layer: str, matrix: np.ndarray, m: int, x: str, in_period: int, use_bsgs: bool,
+            client_rotations: dict | None, prefix: str | None = None) -> str:
+    """Emit W·x by (BSGS) diagonals; return the accumulator (periodic with period m)."""
+    prefix = prefix or layer
+    diags, length, folds = diagonals(matrix, m, in_period)
     d = len(diags)
     rotated = dict(client_rotations or {})
 
@@ -114,15 +101,15 @@ def lower_linear(rw: Rewriter, node: Node, x: str, in_period: int, use_bsgs: boo
         return rw.emit(base, "rotate", [v], layer, k=k, period=length)
 
     def pmul(v: str, diag: np.ndarray) -> str:
-        return rw.emit(f"{layer}_pm", "plaintext_mult", [v], layer, value=diag, encode="prime", period=length)
+        return rw.emit(f"{prefix}_pm", "plaintext_mult", [v], layer, value=diag, encode="prime", period=length)
 
     def add(a: str | None, b: str) -> str:
-        return b if a is None else rw.emit(f"{layer}_acc", "ciphertext_add", [a, b], layer, period=length)
+        return b if a is None else rw.emit(f"{prefix}_acc", "ciphertext_add", [a, b], layer, period=length)
 
     acc = None
     if use_bsgs:
         n1, n2 = bsgs_split(d)
-        baby = [rot(x, i, f"{layer}_baby") for i in range(n1)]
+        baby = [rot(x, i, f"{prefix}_baby") for i in range(n1)]
         for j in range(n2):
             inner = None
             for i in range(n1):
@@ -132,17 +119,47 @@ def lower_linear(rw: Rewriter, node: Node, x: str, in_period: int, use_bsgs: boo
                 if np.any(diags[k]):
                     inner = add(inner, pmul(baby[i], np.roll(diags[k], j * n1)))
             if inner is not None:
-                acc = add(acc, rot(inner, j * n1, f"{layer}_giant"))
+                acc = add(acc, rot(inner, j * n1, f"{prefix}_giant"))
     else:
         for k in range(d):
             if np.any(diags[k]):
-                acc = add(acc, pmul(rot(x, k, f"{layer}_rot"), diags[k]))
+                acc = add(acc, pmul(rot(x, k, f"{prefix}_rot"), diags[k]))
     if acc is None:  # an all-zero matrix
         acc = pmul(x, np.zeros(length))
     shift = length // 2
     for _ in range(folds):
-        acc = add(acc, rot(acc, shift, f"{layer}_fold"))
+        acc = add(acc, rot(acc, shift, f"{prefix}_fold"))
         shift //= 2
+    return acc
+
+
+def lower_linear(rw: Rewriter, node: Node, x: str, in_period: int, use_bsgs: bool,
+                 client_rotations: dict | None = None) -> str:
+    """Emit the HE ops of one ``linear`` node; the last node keeps ``node.name``.
+
+    ``client_rotations`` maps a rotation amount to an input ciphertext the client already rotated
+    (``diagonal`` packing); those rotations cost the server nothing. An input split over several
+    ciphertexts (``parts``: more features than slots) is multiplied block by block, W·x = Σ W_k·x_k.
+
+    Examples
+    --------
+    >>> rw = Rewriter({"x"})
+    >>> node = Node("fc", "linear", ["x"], {"matrix": np.arange(1.0, 17.0).reshape(4, 4), "bias": None, "period": 4})
+    >>> lower_linear(rw, node, "x", 4, use_bsgs=True)
+    'fc'
+    >>> sorted({n.op for n in rw.nodes})
+    ['ciphertext_add', 'plaintext_mult', 'rotate']
+    """
+    layer, m, matrix = node.name, node.attrs["period"], node.attrs["matrix"]
+    parts = node.attrs.get("parts")
+    if parts:
+        acc = None
+        for k, part in enumerate(parts):
+            block = matrix[:, k * in_period : (k + 1) * in_period]
+            y = _matvec(rw, layer, block, m, part, in_period, use_bsgs, None, prefix=f"{layer}_part{k}")
+            acc = y if acc is None else rw.emit(f"{layer}_sum", "ciphertext_add", [acc, y], layer, period=m)
+    else:
+        acc = _matvec(rw, layer, matrix, m, x, in_period, use_bsgs, client_rotations)
     bias = node.attrs.get("bias")
     if bias is not None:
         b = np.zeros(m)
@@ -173,7 +190,7 @@ def lower_linear_layers(graph: Graph, context, min_size: int) -> Graph:
             rw.keep(n)
             continue
         x = n.inputs[0]
-        n_in = n.attrs["matrix"].shape[1]
+        n_in = n.attrs["matrix"].shape[1] if not n.attrs.get("parts") else periods[x]
         lower_linear(rw, n, x, periods[x], use_bsgs=n_in >= min_size, client_rotations=client.get(x))
     return Graph(rw.nodes, graph.outputs)
 

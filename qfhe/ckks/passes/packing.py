@@ -42,6 +42,9 @@ class InputPackingPass(HEPass):
       rotations for the first linear layer (``client_rotations`` ciphertexts), which removes those
       rotations from the server.
 
+    An input with more features than slots is split into several ciphertexts (``row_major`` and
+    ``diagonal``); the linear layers reading it multiply block by block.
+
     Requires: the high-level graph (``input``, ``linear``, ``activation``, ``affine``, ``add``).
     Ensures: ``input`` became ``encrypt`` (with ``strategy``, ``stride`` and ``length``), each output
     is read by a ``decrypt``, residual adds and per-feature affines (unfolded BatchNorm) are HE ops,
@@ -65,6 +68,7 @@ class InputPackingPass(HEPass):
         slots = context.params.slots
         stride = next_pow2(self.batch) if self.strategy == "column_major" else 1
         nodes, features, period = [], {}, {}
+        split = context.meta.setdefault("split_inputs", {})
         for n in graph.nodes:
             if n.op == "input":
                 features[n.name] = n.attrs["features"]
@@ -79,6 +83,10 @@ class InputPackingPass(HEPass):
             if n.op == "add" and period[n.inputs[0]] != period[n.inputs[1]]:
                 raise ConfigurationError(f"node '{n.name}' adds vectors of {features[n.inputs[0]]} and "
                                          f"{features[n.inputs[1]]} features; a residual add needs equal sizes")
+            if n.op == "input" and period[n.name] > slots:
+                nodes += self._split_input(graph, n, features[n.name], slots, context)
+                period[n.name] = slots
+                continue
             need = period[n.name] * stride
             if n.op == "linear":
                 need = max(need, period[n.inputs[0]] * stride)
@@ -86,9 +94,11 @@ class InputPackingPass(HEPass):
                 raise ConfigurationError(
                     f"node '{n.name}' needs {need} slots ({period[n.name]} features x {stride} samples) but "
                     f"N={context.params.poly_modulus_degree} has {slots}; use a larger poly_modulus_degree or a "
-                    "smaller column_major batch (splitting a tensor across ciphertexts is not supported yet)"
+                    "smaller column_major batch (only a model input is split across ciphertexts)"
                 )
             attrs = {**n.attrs, "period": period[n.name], "features": features[n.name], "layer": n.name}
+            if n.op == "linear" and n.inputs[0] in split:
+                attrs["parts"] = split[n.inputs[0]]
             if n.op == "add":
                 nodes.append(Node(n.name, "ciphertext_add", list(n.inputs), attrs))
             elif n.op == "affine":
@@ -103,7 +113,7 @@ class InputPackingPass(HEPass):
                 if self.strategy == "diagonal":
                     nodes += self._client_rotations(graph, n, enc, context)
             else:
-                nodes.append(n.clone(attrs=attrs))
+                nodes.append(n.clone(attrs=attrs, inputs=attrs.get("parts", n.inputs)))
         outs = []
         for o in graph.outputs:
             name = f"{o}_decrypt"
@@ -111,6 +121,22 @@ class InputPackingPass(HEPass):
             outs.append(name)
         context.meta["packing"] = {"strategy": self.strategy, "stride": stride, "batch": stride if stride > 1 else 1}
         return Graph(nodes, outs)
+
+    def _split_input(self, graph: Graph, node: Node, features: int, slots: int, context) -> list[Node]:
+        """An input larger than the slot count becomes several ciphertexts of ``slots`` features;
+        only linear layers may read it (block by block)."""
+        users = [graph[u] for u in graph.consumers()[node.name]]
+        if self.strategy == "column_major" or any(u.op != "linear" for u in users):
+            raise ConfigurationError(
+                f"input '{node.name}' has {features} features, more than the {slots} slots of one ciphertext; it can "
+                "be split across ciphertexts only with row_major/diagonal packing and only if linear layers read it")
+        parts = []
+        for k in range(-(-features // slots)):
+            parts.append(Node(f"{node.name}_part{k}", "encrypt", [], {
+                "length": slots, "stride": 1, "strategy": self.strategy, "chunk": k, "period": slots,
+                "features": min(slots, features - k * slots), "layer": node.name}))
+        context.meta.setdefault("split_inputs", {})[node.name] = [p.name for p in parts]
+        return parts
 
     @staticmethod
     def _client_rotations(graph: Graph, node: Node, enc: dict, context) -> list[Node]:
