@@ -139,19 +139,51 @@ class Deferred:
         self.waiting: set[str] = set()
 
     def read(self, v: str) -> str:
-        """The name that holds v's value now."""
+        """The name that holds v's value now.
+
+        Examples
+        --------
+        >>> g = Graph([Node("x", "encrypt", [], {"period": 4, "layer": "x"})], ["x"])
+        >>> rw = Rewriter({"x"}); rw.keep(g["x"]); d = Deferred(rw, g, "rescale", "rs")
+        >>> d.read("x")
+        'x'
+        """
         return self.current.get(v, v)
 
     def mark(self, name: str) -> None:
-        """Record that ``name`` owes the op."""
+        """Record that ``name`` owes the op.
+
+        Examples
+        --------
+        >>> g = Graph([Node("x", "encrypt", [], {"period": 4, "layer": "x"})], ["x"])
+        >>> rw = Rewriter({"x"}); rw.keep(g["x"]); d = Deferred(rw, g, "rescale", "rs")
+        >>> d.mark("x"); d.owes("x")
+        True
+        """
         self.waiting.add(name)
 
     def owes(self, v: str) -> bool:
-        """Whether v's current value still owes the op."""
+        """Whether v's current value still owes the op.
+
+        Examples
+        --------
+        >>> g = Graph([Node("x", "encrypt", [], {"period": 4, "layer": "x"})], ["x"])
+        >>> rw = Rewriter({"x"}); rw.keep(g["x"]); d = Deferred(rw, g, "rescale", "rs")
+        >>> d.owes("x")
+        False
+        """
         return self.read(v) in self.waiting
 
     def settle(self, v: str) -> str:
-        """Insert the op for v if it owes it; return the name to read."""
+        """Insert the op for v if it owes it; return the name to read.
+
+        Examples
+        --------
+        >>> g = Graph([Node("x", "encrypt", [], {"period": 4, "layer": "x"})], ["x"])
+        >>> rw = Rewriter({"x"}); rw.keep(g["x"]); d = Deferred(rw, g, "rescale", "rs")
+        >>> d.mark("x"); d.settle("x")
+        'x_rs'
+        """
         name = self.read(v)
         if name not in self.waiting:
             return name
