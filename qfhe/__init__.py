@@ -7,6 +7,13 @@ Examples
 True
 """
 
+import warnings as _warnings
+
+with _warnings.catch_warnings():
+    # concrete-python 2.11 imports the deprecated pkg_resources; that warning is concrete's, not the user's.
+    _warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
+    import concrete.fhe  # noqa: F401
+
 from qfhe.compile import (compile_brevitas_qat_model, compile_torch_model, quantize_brevitas_qat_model,
                           quantize_torch_model)
 from qfhe import errors
