@@ -21,3 +21,10 @@ def test_digits_mlp_example_short(capsys):
     assert result["acc_sim"] == result["acc_clear"]  # simulation of the circuit == clear integers
     (pred, label, seconds), = result["encrypted"]
     assert seconds > 0 and 0 <= pred < 10
+
+
+def test_ckks_example(capsys):
+    result = _load("ckks_mlp").main([])
+    out = capsys.readouterr().out
+    assert "not 128-bit secure" in out and "layer 1: gelu" in out and "estimated latency" in out
+    assert result["max_error"] < 1e-2 and result["cost"].total_operations["bootstrap"] >= 1
