@@ -12,8 +12,23 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from qfhe.errors import PassError
+from qfhe.errors import ConfigurationError, PassError
 from qfhe.ir.graph import Graph, Node, unique_name
+
+
+def check_strategy(pass_name: str, strategy: str, valid: tuple) -> str:
+    """Return ``strategy`` if valid, else raise an error naming the pass and listing the choices.
+
+    Examples
+    --------
+    >>> check_strategy("DemoPass", "fast", ("eager", "lazy"))
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ConfigurationError: DemoPass strategy must be one of ('eager', 'lazy'), got 'fast'
+    """
+    if strategy not in valid:
+        raise ConfigurationError(f"{pass_name} strategy must be one of {valid}, got {strategy!r}")
+    return strategy
 
 
 class HEPass:

@@ -23,7 +23,7 @@ import math
 
 from qfhe.ckks.hegraph import ValueState, align_levels, annotate
 from qfhe.ckks.params import CKKSParameters
-from qfhe.ckks.passes.base import HEPass, Rewriter
+from qfhe.ckks.passes.base import HEPass, Rewriter, check_strategy
 from qfhe.errors import CKKSScheduleError, ConfigurationError
 from qfhe.ir.graph import Graph
 
@@ -95,9 +95,7 @@ class BootstrappingInsertionPass(HEPass):
     """
 
     def __init__(self, level_threshold: float = 2.0, strategy: str = "greedy"):
-        if strategy not in _STRATEGIES:
-            raise ConfigurationError(
-                f"BootstrappingInsertionPass strategy must be one of {_STRATEGIES}, got {strategy!r}")
+        check_strategy(self.name, strategy, _STRATEGIES)
         self.level_threshold = level_threshold
         self.strategy = strategy
 

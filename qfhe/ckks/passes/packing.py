@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from qfhe.ckks.passes.base import HEPass
+from qfhe.ckks.passes.base import HEPass, check_strategy
 from qfhe.ckks.passes.linear import bsgs_split
 from qfhe.errors import ConfigurationError
 from qfhe.ir.graph import Graph, Node
@@ -57,8 +57,7 @@ class InputPackingPass(HEPass):
     """
 
     def __init__(self, strategy: str = "row_major", batch: int = 16):
-        if strategy not in STRATEGIES:
-            raise ConfigurationError(f"InputPackingPass strategy must be one of {STRATEGIES}, got {strategy!r}")
+        check_strategy(self.name, strategy, STRATEGIES)
         self.strategy = strategy
         self.batch = batch
 

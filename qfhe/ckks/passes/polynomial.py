@@ -9,7 +9,7 @@ from numpy.polynomial import Chebyshev, Polynomial
 
 from qfhe.ckks.passes.base import HEPass, Rewriter
 from qfhe.ir.activations import apply_activation
-from qfhe.ir.graph import Graph, Node
+from qfhe.ir.graph import Graph
 
 
 def fit_activation(fn: str, params: dict, lo: float, hi: float, degree: int) -> tuple[Polynomial, float]:

@@ -12,9 +12,8 @@ Examples
 
 from __future__ import annotations
 
-from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter
+from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter, check_strategy
 from qfhe.ckks.passes.linear import lower_remaining
-from qfhe.errors import ConfigurationError
 from qfhe.ir.graph import Graph
 
 _STRATEGIES = ("eager", "lazy")
@@ -36,9 +35,7 @@ class RelinearizationInsertionPass(HEPass):
     """
 
     def __init__(self, strategy: str = "lazy"):
-        if strategy not in _STRATEGIES:
-            raise ConfigurationError(
-                f"RelinearizationInsertionPass strategy must be one of {_STRATEGIES}, got {strategy!r}")
+        check_strategy(self.name, strategy, _STRATEGIES)
         self.strategy = strategy
 
     def __call__(self, graph: Graph, context) -> Graph:

@@ -24,9 +24,8 @@ from __future__ import annotations
 import math
 
 from qfhe.ckks.hegraph import MULTIPLIES, align_levels
-from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter
+from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter, check_strategy
 from qfhe.ckks.passes.linear import lower_remaining
-from qfhe.errors import ConfigurationError
 from qfhe.ir.graph import Graph
 
 _STRATEGIES = ("eager", "lazy")
@@ -47,8 +46,7 @@ class RescalingInsertionPass(HEPass):
     """
 
     def __init__(self, strategy: str = "lazy"):
-        if strategy not in _STRATEGIES:
-            raise ConfigurationError(f"RescalingInsertionPass strategy must be one of {_STRATEGIES}, got {strategy!r}")
+        check_strategy(self.name, strategy, _STRATEGIES)
         self.strategy = strategy
 
     def __call__(self, graph: Graph, context) -> Graph:
