@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, FakeBackend, HEScheme
-from qfhe.ckks.params import InsecureParametersWarning
+from qfhe.errors import InsecureParametersWarning
 from qfhe.ckks.passes import (BootstrappingInsertionPass, CostAnalysisPass, DeadCodeEliminationPass,
                               InputPackingPass, LinearLayerBSGSPass, NonlinearToPolynomialPass, PassPipeline,
                               RelinearizationInsertionPass, RescalingInsertionPass)

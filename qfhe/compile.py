@@ -11,14 +11,15 @@ from qfhe.frontend.brevitas import import_brevitas
 from qfhe.frontend.torch_fx import import_torch
 from qfhe.ir.ops import evaluate
 from qfhe.model import QuantizedModule
-from qfhe.passes.bitwidth import client_input_nodes
+from qfhe.passes.bitwidth import check_bitwidth_method, client_input_nodes
 from qfhe.passes.pipelines import build_integer_graph, canonicalize, plan_rounding
-from qfhe.quant.config import parse_n_bits, parse_rounding
+from qfhe.quant.config import NBits, parse_n_bits, parse_rounding
 from qfhe.tfhe.circuit import make_configuration
-from qfhe.validation import check_inputset
+from qfhe.validation import as_bool, as_float, as_int, check_inputset
 
-#: concrete evaluates the traced function once per compile sample; the bit-width hints carry the
-#: ranges of the whole inputset, so a subset is enough for concrete itself.
+#: concrete evaluates the traced function once per compile sample; qfhe gives concrete the ranges
+#: predicted on the whole inputset (:func:`qfhe.tfhe.circuit.compile_with_ranges`), so a subset is
+#: enough for concrete itself.
 MAX_CONCRETE_INPUTSET = 128
 
 
@@ -29,6 +30,7 @@ def quantize_torch_model(
     rounding_threshold_bits=None,
     per_channel: bool = False,
     bitwidth_method: str = "calibration",
+    calibration_margin: float = 0.0,
 ) -> QuantizedModule:
     """Import, quantize, fuse and round a float PyTorch model, without compiling a circuit.
 
@@ -49,12 +51,13 @@ def quantize_torch_model(
     >>> qm.is_compiled, [r["tlu_bits"] for r in qm.bitwidth_report()]
     (False, [3, None])
     """
-    return _quantize(import_torch, model, inputset, parse_n_bits(n_bits), rounding_threshold_bits, per_channel,
-                     bitwidth_method, qat=False)
+    return _quantize(import_torch, model, inputset, parse_n_bits(n_bits), rounding_threshold_bits,
+                     as_bool("per_channel", per_channel), bitwidth_method, calibration_margin, qat=False)
 
 
 def quantize_brevitas_qat_model(model: torch.nn.Module, inputset, rounding_threshold_bits=None,
-                                bitwidth_method: str = "calibration") -> QuantizedModule:
+                                bitwidth_method: str = "calibration",
+                                calibration_margin: float = 0.0) -> QuantizedModule:
     """Import a Brevitas QAT model with its own quantizers, fuse and round it, without compiling.
 
     Parameters are those of :func:`compile_brevitas_qat_model`.
@@ -74,9 +77,9 @@ def quantize_brevitas_qat_model(model: torch.nn.Module, inputset, rounding_thres
     >>> [n.op for n in qm.graph.nodes][1:]
     ['quant', 'qgemm', 'tlu', 'qgemm', 'dequant']
     """
-    # n_bits is unused by a QAT import (Brevitas gives every width); it only bounds the remedy text.
-    return _quantize(import_brevitas, model, inputset, parse_n_bits(8), rounding_threshold_bits, False,
-                     bitwidth_method, qat=True)
+    # A QAT import takes every width from Brevitas: n_bits is not used.
+    return _quantize(import_brevitas, model, inputset, None, rounding_threshold_bits, False,
+                     bitwidth_method, calibration_margin, qat=True)
 
 
 def compile_brevitas_qat_model(
@@ -88,6 +91,7 @@ def compile_brevitas_qat_model(
     configuration=None,
     bitwidth_method: str = "calibration",
     simulate_batch_size: int = 64,
+    calibration_margin: float = 0.0,
 ) -> QuantizedModule:
     """Compile a Brevitas quantization-aware-trained model exactly as it was trained.
 
@@ -103,7 +107,8 @@ def compile_brevitas_qat_model(
         Built from ``brevitas.nn`` layers.
     inputset : ndarray or torch.Tensor, shape (n, ...)
         Representative inputs: they size the integer accumulators (not the quantizers).
-    rounding_threshold_bits, p_error, global_p_error, configuration, bitwidth_method, simulate_batch_size
+    rounding_threshold_bits, p_error, global_p_error, configuration, bitwidth_method, simulate_batch_size, \
+calibration_margin
         As in :func:`compile_torch_model`.
 
     Returns
@@ -127,7 +132,7 @@ def compile_brevitas_qat_model(
     True
     """
     make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
-    qm = quantize_brevitas_qat_model(model, inputset, rounding_threshold_bits, bitwidth_method)
+    qm = quantize_brevitas_qat_model(model, inputset, rounding_threshold_bits, bitwidth_method, calibration_margin)
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
 
 
@@ -140,20 +145,21 @@ def _compile_ckks(model, inputset, ckks_params, pipeline):
     return CKKSCompiler(context, pipeline or default_pipeline()).compile(model, X)
 
 
-def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channel, bitwidth_method, qat):
+def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channel, bitwidth_method, margin, qat):
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     rounding = parse_rounding(rounding_threshold_bits)
+    method = check_bitwidth_method(bitwidth_method)
+    margin = as_float("calibration_margin", margin, 0.0, 10.0, closed=True)
     X = check_inputset(inputset)
 
     float_graph = canonicalize(importer(model, torch.as_tensor(X[:2], dtype=torch.float32)))
-    fused = build_integer_graph(float_graph, X, nb, per_channel, qat)
-    X_compile = with_input_corners(fused, X)
-    graph, info = plan_rounding(fused, X_compile, rounding, bitwidth_method, nb)
+    fused = build_integer_graph(float_graph, X, nb or NBits(8, 8, 8, 8), per_channel, qat)
+    graph, info = plan_rounding(fused, X, rounding, method, margin, qat)
 
-    codes = evaluate("quant", [X_compile], client_input_nodes(graph)[0].attrs)
-    settings = {"n_bits": None if qat else nb, "rounding": rounding, "per_channel": per_channel,
-                "bitwidth_method": bitwidth_method, "qat": qat}
+    codes = evaluate("quant", [X], client_input_nodes(graph)[0].attrs)
+    settings = {"n_bits": nb, "rounding": rounding, "per_channel": per_channel, "bitwidth_method": method,
+                "calibration_margin": margin, "qat": qat}
     return QuantizedModule(float_graph, fused, graph, info, X.shape[1:], settings, _subsample(codes))
 
 
@@ -171,6 +177,7 @@ def compile_torch_model(
     scheme: str = "tfhe",
     ckks_params=None,
     pipeline=None,
+    calibration_margin: float = 0.0,
 ):
     """Compile a float PyTorch model into a model that runs on encrypted data.
 
@@ -195,8 +202,13 @@ def compile_torch_model(
     per_channel : bool
         Quantize weights per output channel.
     bitwidth_method : {"calibration", "interval"}
-        Size accumulators from the calibration data (plus input-range corners), or from
-        worst-case interval bounds (safe for any input, wider).
+        ``"calibration"`` sizes every accumulator from the range the calibration data reach
+        (narrow, fast, accurate; an input that goes beyond is reported by every ``forward``
+        mode); ``"interval"`` from worst-case interval bounds over the whole clipped input box
+        (provably never wraps, but wider and slower).
+    calibration_margin : float
+        With ``"calibration"``, widen every observed range by this fraction of its width on each
+        side (e.g. 0.1) for headroom against inputs unlike the calibration data; 0 by default.
     simulate_batch_size : int
         Samples per call of the batch simulation circuit.
     scheme : {"tfhe", "ckks"}
@@ -206,6 +218,8 @@ def compile_torch_model(
         CKKS parameters (default: N = 2^15, 19 levels of 40 bits, 128-bit secure).
     pipeline : qfhe.ckks.passes.PassPipeline, optional
         CKKS passes (default: the fully optimized pipeline, ``qfhe.ckks.passes.default_pipeline()``).
+    calibration_margin : float
+        See ``bitwidth_method``.
 
     Returns
     -------
@@ -225,36 +239,28 @@ def compile_torch_model(
     True
     """
     if scheme == "ckks":
+        given = {"n_bits": n_bits != 6, "rounding_threshold_bits": rounding_threshold_bits is not None,
+                 "p_error": p_error is not None, "global_p_error": global_p_error is not None,
+                 "configuration": configuration is not None, "per_channel": per_channel is not False,
+                 "bitwidth_method": bitwidth_method != "calibration", "simulate_batch_size": simulate_batch_size != 64,
+                 "calibration_margin": calibration_margin != 0.0}
+        if any(given.values()):
+            raise ConfigurationError(
+                f"{', '.join(k for k, v in given.items() if v)} only apply to scheme='tfhe'; the CKKS path takes "
+                "ckks_params and pipeline (polynomial degree, packing and bootstrapping are passes)")
         return _compile_ckks(model, inputset, ckks_params, pipeline)
     if scheme != "tfhe":
         raise ConfigurationError(f"scheme must be 'tfhe' or 'ckks', got {scheme!r}")
+    if ckks_params is not None or pipeline is not None:
+        raise ConfigurationError("ckks_params and pipeline only apply to scheme='ckks'")
     make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
-    qm = quantize_torch_model(model, inputset, n_bits, rounding_threshold_bits, per_channel, bitwidth_method)
+    as_int("simulate_batch_size", simulate_batch_size, 1, None, "a positive int")
+    qm = quantize_torch_model(model, inputset, n_bits, rounding_threshold_bits, per_channel, bitwidth_method,
+                              calibration_margin)
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
-
-
-def with_input_corners(graph, X: np.ndarray) -> np.ndarray:
-    """Append the two corners of the clipped input range (all-minimum, all-maximum) to ``X``.
-
-    concrete sizes values from the inputset and silently wraps values beyond; the corners make
-    saturated inputs part of what the circuit is sized for.
-
-    Examples
-    --------
-    >>> import numpy as np, torch
-    >>> qm = quantize_torch_model(torch.nn.Linear(2, 1), np.random.RandomState(0).rand(40, 2), n_bits=3)
-    >>> with_input_corners(qm.graph, np.zeros((5, 2))).shape
-    (7, 2)
-    """
-    a = client_input_nodes(graph)[0].attrs
-    lo = a["scale"] * (a["qmin"] - a["zero_point"])
-    hi = a["scale"] * (a["qmax"] - a["zero_point"])
-    corners = np.stack([np.full(X.shape[1:], lo), np.full(X.shape[1:], hi)])
-    return np.concatenate([X, corners])
 
 
 def _subsample(codes: np.ndarray) -> np.ndarray:
     if len(codes) <= MAX_CONCRETE_INPUTSET:
         return codes
-    keep = np.linspace(0, len(codes) - 3, MAX_CONCRETE_INPUTSET - 2).astype(int)
-    return np.concatenate([codes[keep], codes[-2:]])  # the corners stay
+    return codes[np.linspace(0, len(codes) - 1, MAX_CONCRETE_INPUTSET).astype(int)]

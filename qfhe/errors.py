@@ -57,6 +57,10 @@ class CKKSScheduleError(QfheError, ValueError):
     """A CKKS op graph breaks a level/scale/size rule (names the node, the rule and the remedy)."""
 
 
+class PolynomialRangeError(QfheError, ValueError):
+    """CKKS, ``strict=True``: an activation input left its polynomial's fitted range."""
+
+
 class QfheWarning(UserWarning):
     """Base class of qfhe warnings."""
 
@@ -73,6 +77,22 @@ class SmallInputsetWarning(QfheWarning):
     """The calibration inputset is small; ranges may not cover real data."""
 
 
+class CalibrationWarning(QfheWarning):
+    """The calibration inputset has a feature that is constant, or whose range a few outliers dominate."""
+
+
+class InsecureParametersWarning(QfheWarning):
+    """The CKKS parameters give less than 128-bit security."""
+
+
+class NarrowCalibrationWarning(QfheWarning):
+    """The CKKS calibration input is a single sample: polynomial ranges will be narrow."""
+
+
+class PolynomialRangeWarning(QfheWarning):
+    """CKKS: activation inputs fell outside the range their polynomial was fitted on (it extrapolates)."""
+
+
 __all__ = [
     "QfheError",
     "UnsupportedOpError",
@@ -85,8 +105,13 @@ __all__ = [
     "NotCompiledError",
     "PassError",
     "CKKSScheduleError",
+    "PolynomialRangeError",
     "QfheWarning",
     "InputClippingWarning",
     "OverflowRiskWarning",
     "SmallInputsetWarning",
+    "CalibrationWarning",
+    "InsecureParametersWarning",
+    "NarrowCalibrationWarning",
+    "PolynomialRangeWarning",
 ]

@@ -22,13 +22,21 @@ from qfhe.errors import (CircuitOverflowError, ConfigurationError, InputClipping
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import run
 from qfhe.ir.ops import evaluate
-from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node
+from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node, value_layers
 from qfhe.report import BitwidthReport
 from qfhe.tfhe.circuit import CompiledCircuits, compile_circuits, execute, make_configuration, simulate
 from qfhe.tfhe.lower import make_circuit_function
-from qfhe.validation import check_input
+from qfhe.validation import as_bool, as_int, check_input
 
 FHE_MODES = ("disable", "simulate", "execute")
+
+
+def _describe_n_bits(nb) -> str:
+    if nb is None:
+        return "-"
+    if len({nb.model_inputs, nb.op_inputs, nb.op_weights, nb.model_outputs}) == 1:
+        return str(nb.op_inputs)
+    return f"(inputs {nb.model_inputs}, activations {nb.op_inputs}, weights {nb.op_weights}, outputs {nb.model_outputs})"
 
 
 class QuantizedModule:
@@ -71,11 +79,14 @@ class QuantizedModule:
         self.input_shape = tuple(input_shape)
         self.settings = dict(settings)
         self._input_node: Node = client_input_nodes(graph)[0]
+        self._layers = value_layers(graph)
         self._output_node: Node = graph[graph.outputs[0]]
         # The reference interpreter runs exactly the circuit's nodes, fed with the client's codes.
         circuit_input = Node(self._input_node.name, "input", [], {"shape": self.input_shape, "dtype": "int"})
         self._server_graph = Graph([circuit_input] + [n for n in graph.nodes if is_server_node(n)],
                                    [self._output_node.inputs[0]]).verify("circuit")
+        zero = np.full((1,) + self.input_shape, self._input_node.attrs.get("zero_point", 0), np.int64)
+        self.output_shape = tuple(self.dequantize_output(run(self._server_graph, [zero])[0]).shape[1:])
 
     # -- public API -----------------------------------------------------------------------------
     def compile(self, p_error: float | None = None, global_p_error: float | None = None, configuration=None,
@@ -100,8 +111,7 @@ class QuantizedModule:
         >>> qm.compile(p_error=0.01).statistics["p_error"] <= 0.01
         True
         """
-        if isinstance(simulate_batch_size, bool) or not isinstance(simulate_batch_size, int) or simulate_batch_size < 1:
-            raise ConfigurationError(f"simulate_batch_size must be a positive int, got {simulate_batch_size!r}")
+        simulate_batch_size = as_int("simulate_batch_size", simulate_batch_size, 1, None, "a positive int")
         cfg = make_configuration(configuration, p_error, global_p_error)
         fn = make_circuit_function(self.graph, self.bitwidths)
         self._compiled = compile_circuits(fn, self._compile_codes, cfg, simulate_batch_size)
@@ -145,7 +155,8 @@ class QuantizedModule:
         """Statistics of the single-sample circuit (a copy).
 
         Keys: ``pbs_count``, ``max_bit_width`` (concrete's ``maximum_integer_bit_width()``),
-        ``compile_seconds``, ``batch_compile_seconds``, ``p_error``, ``global_p_error``,
+        ``compile_seconds``, ``batch_compile_seconds``, ``p_error`` (per table lookup),
+        ``global_p_error`` (probability that at least one lookup of a run errs),
         ``complexity``, ``pbs_count_per_layer``, key sizes.
 
         Examples
@@ -190,8 +201,9 @@ class QuantizedModule:
             simulation of the compiled circuit, in batches. ``execute``: real encryption, run and
             decryption, one sample at a time (needs ``fhe_circuit.keygen()`` first).
         strict : bool
-            With ``fhe="disable"``, raise :class:`CircuitOverflowError` instead of warning when a
-            value leaves its compiled range.
+            Raise :class:`CircuitOverflowError` instead of warning when a value leaves its
+            compiled range. Every mode runs this check on the clear integers first (it is cheap):
+            in the circuit such a value would wrap around silently.
         progress : callable, optional
             Wraps the sample iterator in ``execute`` mode (e.g. ``tqdm.tqdm``).
 
@@ -211,14 +223,53 @@ class QuantizedModule:
         """
         if fhe not in FHE_MODES:
             raise ConfigurationError(f"fhe must be one of {FHE_MODES}, got {fhe!r}")
+        as_bool("strict", strict)
+        compiled = None if fhe == "disable" else self._require_compiled()
         codes = self.quantize_input(X)
-        if fhe == "disable":
-            out = self._reference(codes, strict)
-        elif fhe == "simulate":
-            out = simulate(self._require_compiled(), codes)
-        else:
-            out = execute(self._require_compiled().circuit, codes, progress)
+        if len(codes) == 0:
+            return np.zeros((0,) + self.output_shape)
+        out = self._reference(codes, strict)  # the range check, in every mode
+        if fhe == "simulate":
+            out = simulate(compiled, codes)
+        elif fhe == "execute":
+            out = execute(compiled.circuit, codes, progress)
         return self.dequantize_output(out)
+
+    def __call__(self, X, fhe: str = "disable", strict: bool = False, progress: Callable | None = None) -> np.ndarray:
+        """``qm(X, ...)`` is ``qm.forward(X, ...)``, as for the torch model.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> qm = qfhe.quantize_torch_model(torch.nn.Linear(3, 2), np.random.randn(40, 3), n_bits=3)
+        >>> bool((qm(np.ones((2, 3))) == qm.forward(np.ones((2, 3)))).all())
+        True
+        """
+        return self.forward(X, fhe, strict, progress)
+
+    def __repr__(self) -> str:
+        """Layers with their accumulator and lookup widths, and the compile state.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> m = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+        >>> qfhe.quantize_torch_model(m, np.random.RandomState(0).randn(64, 4), n_bits=4)  # doctest: +ELLIPSIS
+        QuantizedModule(input (4,) -> output (2,), PTQ n_bits=4, bitwidth_method='calibration', not compiled
+          layer  acc_min  acc_max  acc_bits  tlu_bits  lsbs_removed
+          0 ...
+        )
+        """
+        nb = self.settings.get("n_bits")
+        quant = "QAT (Brevitas)" if self.settings.get("qat") else f"PTQ n_bits={_describe_n_bits(nb)}"
+        if self._compiled is None:
+            state = "not compiled"
+        else:
+            st = self._compiled.statistics
+            state = f"compiled: {st['pbs_count']} PBS, max bit-width {st['max_bit_width']}, p_error {st['p_error']:.3g}"
+        table = "\n".join("  " + line for line in str(self.bitwidth_report()).splitlines())
+        return (f"QuantizedModule(input {self.input_shape} -> output {self.output_shape}, {quant}, "
+                f"bitwidth_method={self.settings.get('bitwidth_method')!r}, {state}\n{table}\n)")
 
     def quantize_input(self, X) -> np.ndarray:
         """Client side: validate, clip (with a warning) and quantize inputs to circuit codes.
@@ -273,8 +324,11 @@ class QuantizedModule:
             lo, hi = info.bounds
             bad = ((value < lo) | (value > hi)).reshape(len(value), -1).any(axis=1)
             if bad.any():
+                layer = self._layers.get(node.name, node.name)
+                kind = {"round": "rounded accumulator", "tlu": "lookup output", "reshape": "reshaped value"}
+                what = f"layer '{layer}'" + ("" if layer == node.name else f" ({kind.get(node.op, node.op)})")
                 problems.append(
-                    f"layer '{node.name}': {int(bad.sum())} of {len(value)} samples leave the compiled range "
+                    f"{what}: {int(bad.sum())} of {len(value)} samples leave the compiled range "
                     f"[{lo}, {hi}] ({info.bits} bits)"
                 )
 

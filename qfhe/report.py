@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> r = BitwidthReport([{"layer": "fc1", "tlu": "fc1_act", "acc_min": -90, "acc_max": 75, "acc_bits": 8,
+>>> r = BitwidthReport([{"layer": "fc1", "value": "fc1", "tlu": "fc1_act", "acc_min": -90, "acc_max": 75, "acc_bits": 8,
 ...                      "tlu_bits": 6, "lsbs_removed": 2}])
 >>> print(r)
 layer  acc_min  acc_max  acc_bits  tlu_bits  lsbs_removed
@@ -19,8 +19,10 @@ COLUMNS = ("layer", "acc_min", "acc_max", "acc_bits", "tlu_bits", "lsbs_removed"
 class BitwidthReport(list):
     """A list of per-layer dicts whose ``str()`` is an aligned table.
 
-    Each dict has ``layer``, ``acc_min``, ``acc_max``, ``acc_bits``, ``tlu_bits`` (None for a
-    circuit output, which has no table lookup), ``lsbs_removed`` and ``tlu`` (the lookup's node).
+    One row per layer whose accumulator feeds a table lookup, and per circuit output. Each dict
+    has ``layer`` (the torch module name), ``acc_min``, ``acc_max``, ``acc_bits``, ``tlu_bits``
+    (None for a circuit output, which has no table lookup), ``lsbs_removed``, ``value`` (the
+    accumulator's graph node) and ``tlu`` (the first lookup reading it).
 
     Examples
     --------

@@ -10,8 +10,8 @@ from torch import nn
 import qfhe
 from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, FakeBackend, HEScheme
 from qfhe.ckks.hegraph import annotate
-from qfhe.ckks.lower import NarrowCalibrationWarning, to_he_graph
-from qfhe.ckks.params import InsecureParametersWarning
+from qfhe.ckks.lower import to_he_graph
+from qfhe.errors import InsecureParametersWarning, NarrowCalibrationWarning
 from qfhe.ckks.passes import (BootstrappingInsertionPass, CostAnalysisPass, DeadCodeEliminationPass,
                               InputPackingPass, LinearLayerBSGSPass, NonlinearToPolynomialPass, PassPipeline,
                               PrintGraphPass, RelinearizationInsertionPass, RescalingInsertionPass,
@@ -174,7 +174,7 @@ def test_security_check():
 def test_out_of_levels_names_node_and_remedies(data):
     X, _ = data
     small = CKKSParameters(32768, [60] + [40] * 6 + [60], 2**40)
-    with pytest.raises(CKKSScheduleError, match=r"node '.*' \(rescale\): its input is at level 0.*"
+    with pytest.raises(CKKSScheduleError, match=r"node '.*' \(plaintext_mult\): multiplies at level 0.*"
                                                 r"add BootstrappingInsertionPass"):
         compile_with(comparison_pipelines()["BSGS+Lazy"], X, params=small)
 

@@ -29,14 +29,22 @@ def tiny(fhe_config):
 
 @pytest.mark.parametrize("kwargs,match", [
     ({"p_error": 0.01, "global_p_error": 0.01}, "give p_error .* or global_p_error .*, not both"),
-    ({"p_error": 2.0}, r"p_error must be in \(0, 1\), got 2.0"),
+    ({"p_error": 2.0}, r"p_error must be a number in \(0, 1\), got 2.0"),
+    ({"p_error": "0.01"}, r"p_error must be a number in \(0, 1\), got '0.01' \(str\)"),
+    ({"global_p_error": True}, r"global_p_error must be a number in \(0, 1\), got True"),
+    ({"configuration": "x"}, r"configuration must be a concrete.fhe.Configuration, got 'x' \(str\)"),
+    ({"per_channel": "yes"}, r"per_channel must be True or False, got 'yes'"),
+    ({"calibration_margin": "0.1"}, r"calibration_margin must be a number in \[0, 10\]"),
+    ({"n_bits": 4.0}, "n_bits must be an int from 2 to 16"),
+    ({"scheme": "ckks", "n_bits": 4, "p_error": 0.1}, r"n_bits, p_error only apply to scheme='tfhe'"),
+    ({"pipeline": []}, r"ckks_params and pipeline only apply to scheme='ckks'"),
     ({"n_bits": 1}, "n_bits must be an int from 2 to 16"),
     ({"n_bits": {"op_inputs": 4, "weights": 3}}, "n_bits has unknown key 'weights'"),
     ({"n_bits": {"op_inputs": 20}}, r"n_bits\['op_inputs'\] must be an int from 2 to 16, got 20"),
     ({"rounding_threshold_bits": 9}, "rounding_threshold_bits must be None, an int from 2 to 8"),
     ({"rounding_threshold_bits": {"n_bits": 4, "method": "fast"}}, r"rounding_threshold_bits\['method'\] must be 'exact' or 'approximate'"),
     ({"rounding_threshold_bits": {"bits": 4}}, "needs the key 'n_bits'"),
-    ({"bitwidth_method": "guess"}, "bitwidth method must be one of"),
+    ({"bitwidth_method": "guess"}, "bitwidth_method must be one of"),
     ({"scheme": "bgv"}, "scheme must be 'tfhe' or 'ckks'"),
     ({"simulate_batch_size": 0}, "simulate_batch_size must be a positive int"),
 ])
@@ -65,8 +73,77 @@ def test_bad_inputset(X, match):
 
 
 def test_wrong_inputset_shape_for_model():
-    with pytest.raises(InputsetError, match=r"the model failed on inputset samples of shape \(2, 5\): mat1 and mat2 shapes cannot be multiplied"):
+    with pytest.raises(InputsetError, match=r"the model failed on inputset samples of shape \(2, 5\): RuntimeError: mat1 and mat2 shapes cannot be multiplied"):
         qfhe.compile_torch_model(nn.Sequential(nn.Linear(4, 2)), np.zeros((40, 5)))
+
+
+def test_ragged_inputset():
+    with pytest.raises(InputsetError, match=r"inputset is ragged \(its rows have different lengths\)"):
+        qfhe.compile_torch_model(nn.Sequential(nn.Linear(2, 2)), [[1.0, 2.0], [1.0]] * 20)
+
+
+def test_numpy_scalars_are_accepted_wherever_python_numbers_are(fhe_config):
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    X = np.random.RandomState(0).randn(40, 4)
+    qm = qfhe.compile_torch_model(m, X, n_bits=np.int64(4), rounding_threshold_bits=np.int32(3),
+                                  p_error=np.float32(0.01), simulate_batch_size=np.int64(8), per_channel=np.bool_(False),
+                                  calibration_margin=np.float64(0.1), configuration=fhe_config)
+    assert qm.settings["n_bits"].op_inputs == 4 and type(qm.settings["n_bits"].op_inputs) is int
+    qm.compile(global_p_error=np.float64(0.01))
+    np.testing.assert_array_equal(qm.forward(X[:3], fhe="simulate"), qm.forward(X[:3]))
+    assert qfhe.quantize_torch_model(m, X, n_bits={"op_inputs": np.int8(3)}).settings["n_bits"].op_inputs == 3
+
+
+@pytest.mark.parametrize("fhe", ["disable", "simulate", "execute"])
+def test_empty_batch_gives_an_empty_result(tiny, fhe):
+    qm, _, _ = tiny
+    out = qm.forward(np.zeros((0, 4)), fhe=fhe)  # no keys needed: nothing is encrypted
+    assert out.shape == (0, 2)
+
+
+def test_two_input_model_is_a_clear_unsupported_op():
+    class TwoInputs(nn.Module):
+        def forward(self, a, b):
+            return a + b
+
+    with pytest.raises(UnsupportedOpError, match=r"forward takes 2 tensor arguments \(a, b\); qfhe compiles models "
+                                                  r"with exactly one input: concatenate"):
+        qfhe.compile_torch_model(TwoInputs(), np.zeros((40, 4)))
+
+
+def test_brevitas_model_through_compile_torch_model_points_to_the_qat_entry():
+    import brevitas.nn as qnn
+    m = nn.Sequential(qnn.QuantIdentity(bit_width=3, return_quant_tensor=True), qnn.QuantLinear(4, 2, bias=True))
+    with pytest.raises(UnsupportedOpError, match=r"module '0' \(QuantIdentity\) is a Brevitas quantized layer: compile a "
+                                                  r"Brevitas QAT model with qfhe.compile_brevitas_qat_model"):
+        qfhe.compile_torch_model(m, np.random.randn(40, 4))
+
+
+def test_double_model_compiles(fhe_config):
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2)).double()
+    X = np.random.RandomState(0).randn(40, 4)
+    qm = qfhe.compile_torch_model(m, X, n_bits=6, configuration=fhe_config)
+    ref = m(torch.tensor(X[:5])).detach().numpy()
+    assert np.abs(qm.forward(X[:5], fhe="simulate") - ref).max() < 0.2
+
+
+def test_outliers_in_the_inputset_are_named():
+    X = np.random.RandomState(0).randn(200, 4)
+    X[17, 3] = 1e30
+    with pytest.warns(qfhe.CalibrationWarning, match=r"dominated by outliers: 1 value in 1 sample \(first: sample 17, "
+                                                      r"feature 3 = 1e\+30\).* remove or clip these samples"):
+        qm = qfhe.quantize_torch_model(nn.Sequential(nn.Linear(4, 2)), X)
+    assert len(np.unique(qm.forward(X[:10]).round(6), axis=0)) == 1  # what the warning is about
+
+
+def test_constant_features_are_named():
+    X = np.random.RandomState(0).randn(200, 4)
+    X[:, 1] = 3.0
+    with pytest.warns(qfhe.CalibrationWarning, match=r"1 of 4 features never vary in the inputset: feature 1 \(= 3\)"):
+        qfhe.quantize_torch_model(nn.Sequential(nn.Linear(4, 2)), X)
+    with pytest.warns(qfhe.CalibrationWarning, match="features never vary"):
+        qfhe.compile_torch_model(nn.Sequential(nn.Linear(4, 2)), X, scheme="ckks")
 
 
 def test_small_inputset_warns(fhe_config):
@@ -122,6 +199,25 @@ def test_bitwidth_error_names_layer_and_remedies():
     with pytest.raises(BitWidthError, match=r"layer '0' feeds a table lookup of \d+ bits .* at most 16 bits\. "
                                             r"Remedies: set rounding_threshold_bits .* at most 1 active input at 8-bit weights"):
         qfhe.compile_torch_model(m, X, n_bits=8, bitwidth_method="interval")
+
+
+def test_bitwidth_error_never_suggests_zero_active_inputs():
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Linear(8, 4), nn.ReLU(), nn.Linear(4, 2))
+    with pytest.raises(BitWidthError, match=r"Remedies: set rounding_threshold_bits \(e.g. 6\) or lower n_bits$"):
+        qfhe.quantize_torch_model(m, np.random.RandomState(0).rand(64, 8), n_bits=16)
+
+
+def test_qat_bitwidth_error_uses_the_models_own_widths():
+    import brevitas.nn as qnn
+    torch.manual_seed(0)
+    m = nn.Sequential(qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
+                      qnn.QuantLinear(512, 4, bias=False, weight_bit_width=8),
+                      qnn.QuantReLU(bit_width=4, return_quant_tensor=True), qnn.QuantLinear(4, 2, bias=False))
+    X = np.random.RandomState(0).randn(64, 512)
+    with pytest.raises(BitWidthError, match=r"lower the Brevitas layers' bit-widths or prune each neuron to at most 1 "
+                                            r"active input at 8-bit weights and 8-bit inputs"):
+        qfhe.quantize_brevitas_qat_model(m, X, bitwidth_method="interval")
 
 
 def test_unsupported_op_through_compile():

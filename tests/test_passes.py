@@ -110,7 +110,7 @@ def test_insert_rounding(case):
     assert rounded.ops().count("round") >= 1
     for row in bitwidth_rows(rounded, analyze_bitwidths(rounded, X)):
         if row["tlu"] is not None:
-            own = analyze_bitwidths(rounded, X)[row["layer"]].own_bits
+            own = analyze_bitwidths(rounded, X)[row["value"]].own_bits
             assert own - row["lsbs_removed"] <= 4
     assert insert_rounding(rounded, X, Rounding(4)).ops() == rounded.ops()
     # a target wider than every accumulator changes nothing, and the values stay equal

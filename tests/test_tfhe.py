@@ -1,5 +1,7 @@
 """End to end through concrete-python: clear integers == simulation == encryption."""
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -188,11 +190,14 @@ def test_global_p_error_default_and_configuration_passthrough(fhe_config):
 
 def test_per_channel_weights_use_per_channel_tables(digits, digits_mlp, fhe_config):
     Xtr, Xte, _, yte = digits
+    # a margin: the test split reaches a little beyond the calibrated ranges
     qm = qfhe.compile_torch_model(digits_mlp, Xtr, n_bits=5, rounding_threshold_bits=5, per_channel=True,
-                                  p_error=LOW_P_ERROR, configuration=fhe_config)
+                                  p_error=LOW_P_ERROR, configuration=fhe_config, calibration_margin=0.1)
     chain = qm.graph[next(n.name for n in qm.graph.nodes if n.op == "tlu")].attrs["chain"]
     assert np.ndim(chain[0]["attrs"]["scale"]) == 2  # one scale per output channel
-    np.testing.assert_array_equal(qm.forward(Xte), qm.forward(Xte, fhe="simulate"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", OverflowRiskWarning)
+        np.testing.assert_array_equal(qm.forward(Xte), qm.forward(Xte, fhe="simulate"))
     assert accuracy(qm.forward(Xte), yte) > 0.9
 
 

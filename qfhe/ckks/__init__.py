@@ -9,7 +9,8 @@ Examples
 
 from qfhe.ckks.backends.fake import FakeBackend
 from qfhe.ckks.compiler import CKKSCompiler, CompilationContext, CompiledCKKSModel
-from qfhe.ckks.params import CKKSParameters, HEScheme, InsecureParametersWarning
+from qfhe.ckks.params import CKKSParameters, HEScheme
+from qfhe.errors import InsecureParametersWarning
 
 __all__ = ["CKKSParameters", "HEScheme", "CompilationContext", "FakeBackend", "CKKSCompiler", "CompiledCKKSModel",
            "InsecureParametersWarning"]

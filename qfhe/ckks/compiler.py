@@ -15,7 +15,8 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import torch
@@ -26,11 +27,12 @@ from qfhe.ckks.lower import polynomial_reference, to_he_graph
 from qfhe.ckks.params import CKKSParameters, HEScheme
 from qfhe.ckks.passes.base import PassPipeline
 from qfhe.ckks.passes.linear import lower_remaining
-from qfhe.errors import ConfigurationError, NotCompiledError, PassError
+from qfhe.errors import (ConfigurationError, NotCompiledError, PassError, PolynomialRangeError,
+                         PolynomialRangeWarning)
 from qfhe.frontend.torch_fx import import_torch
 from qfhe.ir.graph import Graph
 from qfhe.passes.pipelines import canonicalize
-from qfhe.validation import check_input, to_numpy
+from qfhe.validation import as_bool, check_input, to_numpy, warn_about_calibration
 
 
 @dataclass
@@ -73,19 +75,71 @@ class CompiledCKKSModel:
         self.backend = context.backend
         self.meta = context.meta
         self.input_shape = tuple(input_shape)
+        self.output_size = int(sum(graph[o].attrs.get("length", 0) for o in graph.outputs))
 
     def _flat(self, x) -> np.ndarray:
         arr = check_input(x, self.input_shape)
-        return arr.reshape(len(arr), -1)
+        return arr.reshape(len(arr), int(np.prod(self.input_shape, dtype=int)))
 
-    def __call__(self, x) -> np.ndarray:
-        """Run the HE op graph on the context's backend (encrypt → evaluate → decrypt)."""
+    def __call__(self, x, strict: bool = False) -> np.ndarray:
+        """Run the HE op graph on the context's backend (encrypt → evaluate → decrypt).
+
+        Activation inputs outside their fitted polynomial ranges are counted on the clear path
+        first: a warning, or :class:`~qfhe.errors.PolynomialRangeError` with ``strict=True``.
+        """
         X = self._flat(x)
+        if len(X) == 0:
+            return np.zeros((0, self.output_size))
+        self.check_ranges(X, strict)
         layout = self.meta["packing"]
         if layout["strategy"] == "column_major":
             b = layout["stride"]
             return np.concatenate([self.backend.run(self.graph, self.params, X[i : i + b]) for i in range(0, len(X), b)])
         return self.backend.run(self.graph, self.params, X)
+
+    def check_ranges(self, x, strict: bool = False) -> dict[str, int]:
+        """Count, per activation, the inputs outside the range its polynomial was fitted on.
+
+        Outside that range a polynomial extrapolates and its error grows fast (an error of 13 at
+        3x the range was measured for a degree-8 fit). Warns with
+        :class:`~qfhe.errors.PolynomialRangeWarning`, or raises
+        :class:`~qfhe.errors.PolynomialRangeError` with ``strict=True``.
+
+        Returns
+        -------
+        dict of str to int
+            Layer name → number of values outside its fitted range (only layers with some).
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> m = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Tanh())
+        >>> cm = qfhe.compile_torch_model(m, np.random.RandomState(0).randn(64, 2), scheme="ckks")
+        >>> cm.check_ranges(np.zeros((1, 2)))
+        {}
+        """
+        X = self._flat(x)
+        fits = self.meta.get("polynomials", {})
+        outside: dict[str, int] = {}
+
+        def observe(name: str, values: np.ndarray) -> None:
+            if name in fits:
+                lo, hi = fits[name]["range"]
+                count = int(((values < lo) | (values > hi)).sum())
+                if count:
+                    outside[name] = count
+
+        polynomial_reference(self.he_graph, X, self.meta.get("poly_functions", {}), observe)
+        if outside:
+            parts = "; ".join(f"layer '{k}': {v} values outside [{fits[k]['range'][0]:.4g}, {fits[k]['range'][1]:.4g}]"
+                              for k, v in outside.items())
+            msg = (f"activation inputs outside the range their polynomial was fitted on: {parts}. There the polynomial "
+                   "extrapolates and the result can be far off: calibrate on data that covers these inputs, or widen "
+                   "the fit (NonlinearToPolynomialPass(margin=...))")
+            if strict:
+                raise PolynomialRangeError(msg)
+            warnings.warn(msg, PolynomialRangeWarning, stacklevel=3)
+        return outside
 
     def reference(self, x) -> np.ndarray:
         """The float model with every activation replaced by its fitted polynomial.
@@ -112,12 +166,14 @@ class CompiledCKKSModel:
             self.meta["cost_analysis"] = analyze_cost(self.graph, self.params)
         return self.meta["cost_analysis"]
 
-    def forward(self, X, fhe: str = "disable") -> np.ndarray:
+    def forward(self, X, fhe: str = "disable", strict: bool = False) -> np.ndarray:
         """Same meaning as the TFHE model's ``forward``.
 
         ``disable``: the float model with the polynomial activations substituted. ``simulate``: the
         HE op graph on the FakeBackend (levels and scales checked at every op). ``execute``: real
-        encryption, which needs a SEAL backend qfhe does not have yet.
+        encryption, which needs a SEAL backend qfhe does not have yet. Every mode first counts the
+        activation inputs outside their fitted ranges (:meth:`check_ranges`; ``strict=True``
+        raises).
 
         Examples
         --------
@@ -128,17 +184,23 @@ class CompiledCKKSModel:
         >>> bool(np.abs(cm.forward(X[:2], fhe="simulate") - cm.forward(X[:2])).max() < 1e-6)
         True
         """
+        if fhe not in ("disable", "simulate", "execute"):
+            raise ConfigurationError(f"fhe must be one of ('disable', 'simulate', 'execute'), got {fhe!r}")
+        as_bool("strict", strict)
         if fhe == "disable":
-            return self.reference(X)
+            flat = self._flat(X)
+            if len(flat) == 0:
+                return np.zeros((0, self.output_size))
+            self.check_ranges(flat, strict)
+            return self.reference(flat)
         if fhe == "simulate":
-            return self(X) if isinstance(self.backend, FakeBackend) else CompiledCKKSModel(
+            return self(X, strict) if isinstance(self.backend, FakeBackend) else CompiledCKKSModel(
                 self.graph, self.he_graph, CompilationContext(HEScheme.CKKS, self.params, FakeBackend(), self.meta),
-                self.input_shape)(X)
+                self.input_shape)(X, strict)
         if fhe == "execute":
             raise NotCompiledError(
                 "fhe='execute' on the CKKS path needs a real CKKS backend (SEAL through tenseal.sealapi), which qfhe "
                 "does not provide yet; use fhe='simulate' (FakeBackend) or the TFHE path for encrypted execution")
-        raise ConfigurationError(f"fhe must be one of ('disable', 'simulate', 'execute'), got {fhe!r}")
 
 
 class CKKSCompiler:
@@ -161,20 +223,26 @@ class CKKSCompiler:
     def compile(self, model: torch.nn.Module, example_input) -> CompiledCKKSModel:
         """Import ``model``, calibrate activation ranges on ``example_input`` and run the pipeline.
 
+        The compiler's context is left as it was: the model gets a copy, with its own ``meta``.
+
         Examples
         --------
         >>> callable(CKKSCompiler.compile)
         True
         """
-        self.context.params.check_security(real_encryption=getattr(self.context.backend, "real_encryption", False))
+        # Each compiled model owns its context: the passes write their reports into ``meta``, and a
+        # shared one let a second compile overwrite the first model's polynomials.
+        context = replace(self.context, meta={})
+        context.params.check_security(real_encryption=getattr(context.backend, "real_encryption", False))
         X = to_numpy(example_input, "example_input")
         if X.ndim == 1:
             X = X[None]
+        warn_about_calibration(X, stacklevel=3)
         float_graph = canonicalize(import_torch(model, torch.as_tensor(X[:2], dtype=torch.float32)))
         he = to_he_graph(float_graph, X)
-        graph = self.pipeline.run(he, self.context)
-        graph = finalize(graph, self.context)
-        return CompiledCKKSModel(graph, he, self.context, X.shape[1:])
+        graph = self.pipeline.run(he, context)
+        graph = finalize(graph, context)
+        return CompiledCKKSModel(graph, he, context, X.shape[1:])
 
 
 def finalize(graph: Graph, context: CompilationContext) -> Graph:

@@ -131,6 +131,9 @@ def transition(node: Node, ins: list[ValueState], params: CKKSParameters, pt_sca
     x = ins[0]
     if op in ("decrypt", "plaintext_add"):
         return x
+    if op in MULTIPLIES and check and min(i.level for i in ins) < 1:
+        _fail(node, "multiplies at level 0, so its product can never be rescaled: the model needs more levels than "
+                    "these parameters have", _REMEDY_LEVELS)
     if op == "plaintext_mult":
         return ValueState(x.level, x.scale * pt_scale, x.size)
     if op in ("ciphertext_add", "ciphertext_mult") and not check:

@@ -20,14 +20,10 @@ import warnings
 
 import numpy as np
 
-from qfhe.errors import QfheWarning, UnsupportedOpError
+from qfhe.errors import NarrowCalibrationWarning, UnsupportedOpError
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import collect_ranges
 from qfhe.ir.ops import evaluate
-
-
-class NarrowCalibrationWarning(QfheWarning):
-    """The CKKS calibration input is a single sample: polynomial ranges will be narrow."""
 
 
 def _dense(node: Node, in_shape: tuple) -> np.ndarray:
@@ -103,9 +99,11 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
     return Graph(nodes, [alias.get(o, o) for o in float_graph.outputs]).verify("to_he_graph")
 
 
-def polynomial_reference(he_graph: Graph, X: np.ndarray, polys: dict) -> np.ndarray:
+def polynomial_reference(he_graph: Graph, X: np.ndarray, polys: dict, observer=None) -> np.ndarray:
     """Run the high-level graph in float64 with each activation replaced by its fitted polynomial
     (``polys``: node name → numpy Polynomial); the exact target of the encrypted computation.
+
+    ``observer(name, values)``, if given, sees the input of every activation.
 
     Examples
     --------
@@ -127,6 +125,8 @@ def polynomial_reference(he_graph: Graph, X: np.ndarray, polys: dict) -> np.ndar
             vals[n.name] = y + n.attrs["bias"] if n.attrs["bias"] is not None else y
         elif n.op == "activation":
             x = vals[n.inputs[0]]
+            if observer is not None:
+                observer(n.name, x)
             vals[n.name] = polys[n.name](x) if n.name in polys else apply_activation(n.attrs["fn"], n.attrs["params"], x)
         elif n.op == "affine":
             vals[n.name] = vals[n.inputs[0]] * n.attrs["scale"] + n.attrs["shift"]

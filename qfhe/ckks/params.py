@@ -16,11 +16,13 @@ Examples
 from __future__ import annotations
 
 import math
+import numbers
 import warnings
 from dataclasses import dataclass, field
 from enum import Enum
 
-from qfhe.errors import ConfigurationError, QfheWarning
+from qfhe.errors import ConfigurationError, InsecureParametersWarning
+from qfhe.validation import as_float, as_int
 
 #: Largest log2(Q·P) with 128-bit classical security (HE standard, as SEAL enforces it).
 MAX_LOG_QP_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
@@ -39,10 +41,6 @@ class HEScheme(Enum):
     """
 
     CKKS = "ckks"
-
-
-class InsecureParametersWarning(QfheWarning):
-    """The CKKS parameters give less than 128-bit security."""
 
 
 @dataclass(frozen=True)
@@ -75,18 +73,32 @@ class CKKSParameters:
     allow_insecure: bool = False
 
     def __post_init__(self):
-        object.__setattr__(self, "coeff_modulus", tuple(int(b) for b in self.coeff_modulus))
+        try:
+            object.__setattr__(self, "coeff_modulus", tuple(as_int("coeff_modulus bit sizes", b, 20, 60)
+                                                            for b in self.coeff_modulus))
+        except TypeError:
+            raise ConfigurationError(f"coeff_modulus must be a list of prime bit sizes, got {self.coeff_modulus!r}") from None
         n = self.poly_modulus_degree
-        if not isinstance(n, int) or n < 1024 or n & (n - 1):
+        if isinstance(n, numbers.Integral) and not isinstance(n, bool):
+            n = int(n)
+            object.__setattr__(self, "poly_modulus_degree", n)
+        if not isinstance(n, int) or isinstance(n, bool) or n < 1024 or n & (n - 1):
             raise ConfigurationError(f"poly_modulus_degree must be a power of two >= 1024, got {n!r}")
         if len(self.coeff_modulus) < 3:
             raise ConfigurationError("coeff_modulus needs at least 3 primes: q_0, one rescaling prime, the special prime")
-        if any(not 20 <= b <= 60 for b in self.coeff_modulus):
-            raise ConfigurationError(f"coeff_modulus bit sizes must be within 20..60 (SEAL), got {self.coeff_modulus}")
-        if not self.scale > 1:
-            raise ConfigurationError(f"scale must be > 1, got {self.scale!r}")
-        if not isinstance(self.bootstrap_depth, int) or self.bootstrap_depth < 1:
-            raise ConfigurationError(f"bootstrap_depth must be a positive int, got {self.bootstrap_depth!r}")
+        object.__setattr__(self, "scale", as_float("scale", self.scale, 1.0, math.inf))
+        log_scale, rescaling = math.log2(self.scale), self.coeff_modulus[1:-1]
+        if log_scale > min(rescaling) + 1e-9:
+            raise ConfigurationError(
+                f"scale 2^{log_scale:g} is larger than the smallest rescaling prime ({min(rescaling)} bits, "
+                f"coeff_modulus[1:-1]): a rescale divides a product by that prime, so the scale would not come back "
+                f"to the waterline. Use scale <= 2^{min(rescaling)}, or rescaling primes of at least {math.ceil(log_scale)} bits")
+        if self.coeff_modulus[0] <= log_scale:
+            raise ConfigurationError(
+                f"the first prime (q_0, {self.coeff_modulus[0]} bits) must exceed the scale (2^{log_scale:g}) by the "
+                f"bits of the largest value it decrypts; use a q_0 of about {math.ceil(log_scale) + 20} bits or a smaller scale")
+        object.__setattr__(self, "bootstrap_depth", as_int("bootstrap_depth", self.bootstrap_depth, 1, None,
+                                                           "a positive int"))
 
     @property
     def slots(self) -> int:

@@ -27,8 +27,8 @@ from torch import nn
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
-from qfhe.frontend.torch_fx import (_adaptive_avgpool, _avgpool, _input_shape, _np, _value, convert, record_outputs,
-                                    trace)
+from qfhe.frontend.torch_fx import (_adaptive_avgpool, _avgpool, _input_shape, _np, _value, check_single_input, convert,
+                                    record_outputs, trace)
 from qfhe.ir.graph import Graph
 from qfhe.ir.activations import ACTIVATIONS
 
@@ -93,6 +93,7 @@ def import_brevitas(model: nn.Module, sample: torch.Tensor) -> Graph:
     model.eval()
     try:
         gm = trace(model, BrevitasTracer())
+        check_single_input(gm)
         outputs = record_outputs(gm, sample)
         return convert(gm, _BrevitasHook(outputs))
     finally:

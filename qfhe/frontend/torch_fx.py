@@ -93,14 +93,36 @@ def import_torch(model: nn.Module, sample: torch.Tensor) -> Graph:
     >>> import_torch(m, torch.zeros(2, 2, 4)).ops()
     ['input', 'reshape', 'conv', 'reshape', 'reshape', 'gemm']
     """
+    brevitas = next((f"module '{name}' ({type(m).__name__})" for name, m in model.named_modules()
+                     if type(m).__module__.startswith("brevitas.")), None)
+    if brevitas is not None:
+        raise UnsupportedOpError(
+            f"{brevitas} is a Brevitas quantized layer: compile a Brevitas QAT model with "
+            "qfhe.compile_brevitas_qat_model, which keeps its trained quantizers (compile_torch_model would re-quantize it)")
     was_training = model.training
     model.eval()
     try:
         gm = trace(model)
+        check_single_input(gm)
         record_outputs(gm, sample)
         return convert(gm)
     finally:
         model.train(was_training)
+
+
+def check_single_input(gm: torch.fx.GraphModule) -> None:
+    """Raise :class:`UnsupportedOpError` unless the traced forward takes exactly one tensor.
+
+    Examples
+    --------
+    >>> check_single_input(trace(torch.nn.Linear(2, 2))) is None
+    True
+    """
+    names = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(names) != 1:
+        raise UnsupportedOpError(
+            f"the model's forward takes {len(names)} tensor arguments ({', '.join(map(str, names))}); qfhe compiles "
+            "models with exactly one input: concatenate the inputs into one tensor and split it inside forward")
 
 
 class _Recorder(torch.fx.Interpreter):
@@ -132,7 +154,9 @@ def record_outputs(gm: torch.fx.GraphModule, sample: torch.Tensor) -> dict[str, 
     >>> out = record_outputs(gm, torch.zeros(4, 3)); [n.meta["qfhe_shape"] for n in gm.graph.nodes][:2]
     [(2, 3), (2, 2)]
     """
-    sample = torch.as_tensor(sample)[:2].to(torch.float32)
+    param = next(iter(gm.parameters()), None)
+    dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
+    sample = torch.as_tensor(sample)[:2].to(dtype)  # a .double() model runs on float64 samples
     if sample.shape[0] < 2:
         sample = torch.cat([sample, sample])
     recorder = _Recorder(gm)
@@ -144,7 +168,7 @@ def record_outputs(gm: torch.fx.GraphModule, sample: torch.Tensor) -> dict[str, 
             while root.__cause__ is not None:
                 root = root.__cause__
             raise InputsetError(
-                f"the model failed on inputset samples of shape {tuple(sample.shape)}: {root}. "
+                f"the model failed on inputset samples of shape {tuple(sample.shape)}: {type(root).__name__}: {root}. "
                 "Check that the inputset has the shape the model's forward expects"
             ) from exc
     return recorder.outputs
@@ -171,11 +195,7 @@ def convert(gm: torch.fx.GraphModule, module_hook=None) -> Graph:
     em = Emitter()
     env: dict[str, object] = {}  # fx node name -> IR value name, or a python value (shape maths)
     modules = dict(gm.named_modules())
-    placeholders = [n for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(placeholders) != 1:
-        raise UnsupportedOpError(
-            f"the model's forward takes {len(placeholders)} tensor arguments; qfhe compiles models with exactly one input"
-        )
+    check_single_input(gm)
     for node in gm.graph.nodes:
         shape = node.meta.get("qfhe_shape")
         if shape is not None and len(shape) >= 1 and shape[0] != 2 and node.op != "output":

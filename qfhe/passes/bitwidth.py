@@ -8,11 +8,15 @@ The TFHE lowering passes these widths to ``fhe.hint`` so concrete can only agree
 
 Two ways to size ranges:
 
-* ``"calibration"`` (default): ranges observed on the compile inputset (calibration samples plus
-  the two corners of the clipped input range). Tight; a new input beyond them is caught by the
-  reference interpreter's overflow check.
+* ``"calibration"`` (default): ranges observed on the calibration samples, optionally widened by
+  a ``margin`` (a fraction of each range's width on each side). Tight, so accumulators stay narrow;
+  an input that drives a value beyond its range is reported by the range check every ``forward``
+  mode runs (:class:`~qfhe.errors.OverflowRiskWarning`).
 * ``"interval"``: worst-case interval bounds propagated from the full input code range. Safe for
-  any input, and wider.
+  any input that the client's clipping lets through, and wider.
+
+(The corners of the input box, all-minimum and all-maximum, are not a worst case of a linear layer
+and adding them to the calibration set only widened accumulators and cost accuracy.)
 
 Examples
 --------
@@ -114,7 +118,8 @@ def client_input_nodes(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if n.op == "quant" and n.attrs.get("side") == "client"]
 
 
-def analyze_bitwidths(graph: Graph, inputset: np.ndarray, method: str = "calibration") -> dict[str, ValueInfo]:
+def analyze_bitwidths(graph: Graph, inputset: np.ndarray, method: str = "calibration",
+                      margin: float = 0.0) -> dict[str, ValueInfo]:
     """Predict range and width of every encrypted value.
 
     Requires: a quantized graph (fused or not). Ensures nothing about the graph (analysis only);
@@ -124,8 +129,12 @@ def analyze_bitwidths(graph: Graph, inputset: np.ndarray, method: str = "calibra
     ----------
     graph : Graph
     inputset : ndarray
-        Float compile inputset (calibration samples; corners are added by the caller).
+        Float calibration samples.
     method : {"calibration", "interval"}
+    margin : float
+        With ``"calibration"``: widen each observed range by this fraction of its width on each
+        side (the input codes stay within the input quantizer, a lookup's output within the image
+        of its widened input). Ignored by ``"interval"``.
 
     Returns
     -------
@@ -138,9 +147,13 @@ def analyze_bitwidths(graph: Graph, inputset: np.ndarray, method: str = "calibra
     >>> analyze_bitwidths(g, np.array([[3.0], [9.0]]))["q"]
     ValueInfo(lo=3, hi=9, bits=4, signed=False)
     """
-    if method not in _METHODS:
-        raise ConfigurationError(f"bitwidth method must be one of {_METHODS}, got {method!r}")
-    ranges = _observed(graph, inputset) if method == "calibration" else _intervals(graph)
+    check_bitwidth_method(method)
+    if method == "calibration":
+        ranges = _observed(graph, inputset)
+        if margin:
+            ranges = _widened(graph, ranges, margin)
+    else:
+        ranges = _intervals(graph)
     parent = {k: k for k in ranges}
 
     def find(k: str) -> str:
@@ -173,6 +186,39 @@ def _observed(graph: Graph, inputset: np.ndarray) -> dict[str, tuple[int, int]]:
 
     run(graph, inputset, observe)
     return ranges
+
+
+def check_bitwidth_method(method) -> str:
+    """Return ``method`` if it names a sizing method, else raise :class:`ConfigurationError`.
+
+    Examples
+    --------
+    >>> check_bitwidth_method("interval")
+    'interval'
+    """
+    if method not in _METHODS:
+        raise ConfigurationError(f"bitwidth_method must be one of {_METHODS}, got {method!r}")
+    return method
+
+
+def _widened(graph: Graph, observed: dict[str, tuple[int, int]], margin: float) -> dict[str, tuple[int, int]]:
+    r: dict[str, tuple[int, int]] = {}
+    for n in graph.nodes:
+        if n.name not in observed:
+            continue
+        lo, hi = observed[n.name]
+        pad = int(np.ceil(margin * (hi - lo)))
+        if n.op == "quant":  # the client clips to the quantizer: codes never leave it
+            r[n.name] = (max(lo - pad, n.attrs["qmin"]), min(hi + pad, n.attrs["qmax"]))
+        elif n.op == "tlu":
+            tlo, thi = _tlu_range(n, *r[n.inputs[0]])
+            r[n.name] = (min(lo, tlo), max(hi, thi))
+        elif n.op == "round":
+            a, b = r[n.inputs[0]]
+            r[n.name] = tuple(int(round_half_up_lsbs(np.array(v), n.attrs["lsbs"])) for v in (a, b))
+        else:
+            r[n.name] = (lo - pad, hi + pad)
+    return r
 
 
 def _tlu_range(node: Node, lo: int, hi: int) -> tuple[int, int]:
@@ -235,8 +281,34 @@ def accumulator_of(graph: Graph, tlu: Node) -> str:
     return src.inputs[0] if src.op == "round" else src.name
 
 
+def value_layers(graph: Graph) -> dict[str, str]:
+    """The layer (torch module or node name) each integer value belongs to.
+
+    A linear layer's accumulator, its rounding, its lookup and any reshape of them carry the
+    layer's name (``fc1``, ``features.0``), so the bit-width report, ``pbs_count_per_layer`` and
+    error messages all speak of the same layers. The circuit input belongs to the model input.
+
+    Examples
+    --------
+    >>> g = Graph([Node("x", "input", []), Node("x_q", "quant", ["x"], {"side": "client"}),
+    ...            Node("fc1", "qgemm", ["x_q"]), Node("r", "round", ["fc1"]), Node("act_q", "tlu", ["r"])], ["act_q"])
+    >>> value_layers(g)
+    {'x': 'x', 'x_q': 'x', 'fc1': 'fc1', 'r': 'fc1', 'act_q': 'fc1'}
+    """
+    layers: dict[str, str] = {}
+    for n in graph.nodes:
+        if n.op in ("round", "tlu", "reshape") or (n.op == "quant" and n.attrs.get("side") == "client"):
+            layers[n.name] = layers.get(n.inputs[0], n.inputs[0])
+        else:
+            layers[n.name] = n.name
+    return layers
+
+
 def bitwidth_rows(graph: Graph, info: dict[str, ValueInfo]) -> list[dict]:
-    """One row per table lookup and per circuit output: the figures of ``bitwidth_report``.
+    """One row per accumulator a table lookup reads, and per circuit output: the figures of
+    ``bitwidth_report``.
+
+    ``layer`` is the layer's name (see :func:`value_layers`), ``value`` the accumulator's node.
 
     Examples
     --------
@@ -244,44 +316,59 @@ def bitwidth_rows(graph: Graph, info: dict[str, ValueInfo]) -> list[dict]:
     >>> rows
     []
     """
-    rows = []
+    rows, seen = [], set()
+    layers = value_layers(graph)
     for n in graph.nodes:
         if n.op == "tlu":
             acc = accumulator_of(graph, n)
+            if acc in seen:  # several lookups read one accumulator (through one rounding)
+                continue
+            seen.add(acc)
             src = graph[n.inputs[0]]
             lsbs = src.attrs["lsbs"] if src.op == "round" else 0
             v = info[acc]
-            rows.append({"layer": acc, "tlu": n.name, "acc_min": v.lo, "acc_max": v.hi, "acc_bits": v.bits,
-                         "tlu_bits": v.bits - lsbs, "lsbs_removed": lsbs})
+            rows.append({"layer": layers[acc], "value": acc, "tlu": n.name, "acc_min": v.lo, "acc_max": v.hi,
+                         "acc_bits": v.bits, "tlu_bits": v.bits - lsbs, "lsbs_removed": lsbs})
     for o in graph.outputs:
         acc = graph[o].inputs[0]
         if acc in info and graph[acc].op != "tlu":
             v = info[acc]
-            rows.append({"layer": acc, "tlu": None, "acc_min": v.lo, "acc_max": v.hi, "acc_bits": v.bits,
-                         "tlu_bits": None, "lsbs_removed": 0})
+            rows.append({"layer": layers[acc], "value": acc, "tlu": None, "acc_min": v.lo, "acc_max": v.hi,
+                         "acc_bits": v.bits, "tlu_bits": None, "lsbs_removed": 0})
     return rows
 
 
-def check_tlu_widths(graph: Graph, info: dict[str, ValueInfo], n_weight_bits: int, n_input_bits: int) -> None:
+def check_tlu_widths(graph: Graph, info: dict[str, ValueInfo], qat: bool = False) -> None:
     """Raise :class:`BitWidthError` if a table lookup would read more than 16 bits.
 
-    The message names the layer and width and lists the remedies, including the number of active
-    inputs per neuron that keeps a signed accumulator within 16 bits.
+    The message names the layer and width and lists the remedies. The pruning advice uses the
+    layer's own weight and input widths (read from the graph, so it is right for QAT models too):
+    the number of active inputs per neuron that keeps its accumulator within 16 bits.
 
     Examples
     --------
-    >>> check_tlu_widths(Graph([], []), {}, 4, 4) is None
+    >>> check_tlu_widths(Graph([], []), {}) is None
     True
     """
     for row in bitwidth_rows(graph, info):
-        if row["tlu_bits"] is not None and row["tlu_bits"] > MAX_TLU_BITS:
-            k = max_active_inputs(MAX_TLU_BITS, n_weight_bits, n_input_bits)
-            raise BitWidthError(
-                f"layer '{row['layer']}' feeds a table lookup of {row['tlu_bits']} bits (range "
-                f"[{row['acc_min']}, {row['acc_max']}]); TFHE table lookups take at most {MAX_TLU_BITS} bits. "
-                f"Remedies: set rounding_threshold_bits (e.g. 6), lower n_bits, or prune each neuron to at most "
-                f"{k} active input{'s' if k != 1 else ''} at {n_weight_bits}-bit weights and {n_input_bits}-bit inputs"
-            )
+        if row["tlu_bits"] is None or row["tlu_bits"] <= MAX_TLU_BITS:
+            continue
+        fewer = "lower the Brevitas layers' bit-widths" if qat else "lower n_bits"
+        remedies = ["set rounding_threshold_bits (e.g. 6)", fewer]
+        acc = graph[row["value"]]
+        if acc.op in ("qgemm", "qconv") and acc.inputs[0] in info:
+            n_w = int(np.abs(acc.attrs["weight"]).max()).bit_length() + 1
+            x = info[acc.inputs[0]]
+            n_a = max(abs(x.lo - acc.attrs["zero_point"]), abs(x.hi - acc.attrs["zero_point"])).bit_length()
+            k = max_active_inputs(MAX_TLU_BITS, n_w, n_a)
+            if k >= 1:
+                remedies.append(f"prune each neuron to at most {k} active input{'s' if k != 1 else ''} at "
+                                f"{n_w}-bit weights and {n_a}-bit inputs")
+        raise BitWidthError(
+            f"layer '{row['layer']}' feeds a table lookup of {row['tlu_bits']} bits (range "
+            f"[{row['acc_min']}, {row['acc_max']}]); TFHE table lookups take at most {MAX_TLU_BITS} bits. "
+            f"Remedies: {', '.join(remedies[:-1])} or {remedies[-1]}"
+        )
 
 
 def max_active_inputs(acc_bits: int, n_weight_bits: int, n_input_bits: int) -> int:
@@ -296,6 +383,6 @@ def max_active_inputs(acc_bits: int, n_weight_bits: int, n_input_bits: int) -> i
     >>> max_active_inputs(8, 3, 3)   # 127 // (3 * 7)
     6
     """
-    wmax = (1 << (n_weight_bits - 1)) - 1
+    wmax = max(1, (1 << (n_weight_bits - 1)) - 1)
     xmax = (1 << n_input_bits) - 1
     return ((1 << (acc_bits - 1)) - 1) // max(1, wmax * xmax)

@@ -74,8 +74,11 @@ def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits,
 
 
 def plan_rounding(fused: Graph, compile_inputset: np.ndarray, rounding: Rounding | None,
-                  method: str = "calibration", n_bits: NBits | None = None) -> tuple[Graph, dict[str, ValueInfo]]:
+                  method: str = "calibration", margin: float = 0.0,
+                  qat: bool = False) -> tuple[Graph, dict[str, ValueInfo]]:
     """Insert rounding for ``rounding`` and return the graph with its final bit-width table.
+
+    ``method`` and ``margin`` size the ranges (see :func:`qfhe.passes.bitwidth.analyze_bitwidths`).
 
     Raises
     ------
@@ -93,8 +96,7 @@ def plan_rounding(fused: Graph, compile_inputset: np.ndarray, rounding: Rounding
     >>> info["0"].bits > 0
     True
     """
-    graph = insert_rounding(fused, compile_inputset, rounding, method)
-    info = analyze_bitwidths(graph, compile_inputset, method)
-    nb = n_bits or NBits(8, 8, 8, 8)
-    check_tlu_widths(graph, info, nb.op_weights, nb.op_inputs)
+    graph = insert_rounding(fused, compile_inputset, rounding, method, margin)
+    info = analyze_bitwidths(graph, compile_inputset, method, margin)
+    check_tlu_widths(graph, info, qat)
     return graph, info

@@ -48,7 +48,7 @@ def lsbs_to_remove(own_bits: int, linked_bits: int, target_bits: int) -> int:
 
 
 def insert_rounding(graph: Graph, inputset: np.ndarray, rounding: Rounding | None,
-                    method: str = "calibration") -> Graph:
+                    method: str = "calibration", margin: float = 0.0) -> Graph:
     """Put a ``round`` node in front of each ``tlu`` whose input is wider than ``rounding.n_bits``.
 
     Requires: a fused graph and the compile inputset (float) that sizes it.
@@ -70,7 +70,7 @@ def insert_rounding(graph: Graph, inputset: np.ndarray, rounding: Rounding | Non
         todo = [n for n in g.nodes if n.op == "tlu" and n.name not in done]
         if not todo:
             return g.verify("insert_rounding")
-        info = analyze_bitwidths(g, inputset, method)
+        info = analyze_bitwidths(g, inputset, method, margin)
         tlu = todo[0]
         done.add(tlu.name)
         src = info[tlu.inputs[0]]

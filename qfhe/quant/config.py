@@ -14,7 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numbers
+
+import numpy as np
+
 from qfhe.errors import ConfigurationError
+from qfhe.validation import as_int
 
 #: Defaults for keys missing from an ``n_bits`` dict: ``op_inputs`` is 6; ``op_weights`` and
 #: ``model_inputs`` follow ``op_inputs``; ``model_outputs`` is 8 (output precision costs no PBS width).
@@ -51,9 +56,7 @@ class NBits:
 
 
 def _check_bits(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 16:
-        raise ConfigurationError(f"n_bits['{name}'] must be an int from 2 to 16, got {value!r}")
-    return value
+    return as_int(f"n_bits['{name}']", value, 2, 16)
 
 
 def parse_n_bits(n_bits) -> NBits:
@@ -82,11 +85,16 @@ def parse_n_bits(n_bits) -> NBits:
             op_weights=_check_bits("op_weights", n_bits.get("op_weights", op_inputs)),
             model_outputs=_check_bits("model_outputs", n_bits.get("model_outputs", DEFAULT_MODEL_OUTPUTS)),
         )
-    if isinstance(n_bits, bool) or not isinstance(n_bits, int) or not 2 <= n_bits <= 16:
+    if not _is_int(n_bits) or not 2 <= n_bits <= 16:
         raise ConfigurationError(
             f"n_bits must be an int from 2 to 16 or a dict with keys {', '.join(_KEYS)}; got {n_bits!r}"
         )
-    return NBits(n_bits, n_bits, n_bits, n_bits)
+    n = int(n_bits)
+    return NBits(n, n, n, n)
+
+
+def _is_int(value) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 @dataclass(frozen=True)
@@ -144,9 +152,9 @@ def parse_rounding(value) -> Rounding | None:
                 f"rounding_threshold_bits['method'] must be 'exact' or 'approximate', got {value.get('method')!r}"
             )
         value = value["n_bits"]
-    if isinstance(value, bool) or not isinstance(value, int) or not 2 <= value <= 8:
+    if not _is_int(value) or not 2 <= value <= 8:
         raise ConfigurationError(
             f"rounding_threshold_bits must be None, an int from 2 to 8, or "
             f"{{'n_bits': int, 'method': 'exact'|'approximate'}}; got {value!r}"
         )
-    return Rounding(value, method)
+    return Rounding(int(value), method)

@@ -17,8 +17,10 @@ from typing import Callable
 
 import numpy as np
 from concrete import fhe
+from concrete.fhe.representation import Operation
 
-from qfhe.errors import ConfigurationError, KeysNotGeneratedError
+from qfhe.errors import ConfigurationError, KeysNotGeneratedError, PassError
+from qfhe.validation import as_float
 
 #: qfhe's default error budget when neither ``p_error`` nor ``global_p_error`` is given: the
 #: whole single-sample circuit fails (any PBS off by one step or more) with probability at most 1e-5.
@@ -45,9 +47,12 @@ def make_configuration(configuration: fhe.Configuration | None, p_error: float |
     """
     if p_error is not None and global_p_error is not None:
         raise ConfigurationError("give p_error (per table lookup) or global_p_error (whole circuit), not both")
-    for name, value in (("p_error", p_error), ("global_p_error", global_p_error)):
-        if value is not None and not 0 < value < 1:
-            raise ConfigurationError(f"{name} must be in (0, 1), got {value!r}")
+    p_error = None if p_error is None else as_float("p_error", p_error, 0, 1)
+    global_p_error = None if global_p_error is None else as_float("global_p_error", global_p_error, 0, 1)
+    if configuration is not None and not isinstance(configuration, fhe.Configuration):
+        raise ConfigurationError(
+            f"configuration must be a concrete.fhe.Configuration, got {configuration!r} "
+            f"({type(configuration).__name__}); build one with concrete.fhe.Configuration(...)")
     base = configuration if configuration is not None else fhe.Configuration()
     if p_error is None and global_p_error is None:
         if base.p_error is not None or base.global_p_error is not None:
@@ -81,26 +86,94 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
         Chunk size of the batch simulation circuit.
     """
     start = time.perf_counter()
-    circuit = fhe.Compiler(fn, {"x": "encrypted"}).compile([s[None] for s in inputset], configuration)
+    circuit = compile_with_ranges(fn, [s[None] for s in inputset], configuration)
     compile_seconds = time.perf_counter() - start
     batch_cfg = configuration.fork(p_error=circuit.p_error, global_p_error=None, fhe_execution=False,
                                    fhe_simulation=True)
     chunks = [_pad(inputset[i : i + batch_size], batch_size) for i in range(0, len(inputset), batch_size)]
     start = time.perf_counter()
-    batch = fhe.Compiler(fn, {"x": "encrypted"}).compile(chunks, batch_cfg)
+    batch = compile_with_ranges(fn, chunks, batch_cfg)
+    # Circuit.global_p_error in concrete-python 2.11 returns the per-PBS p_error; the module's
+    # statistics carry the whole-circuit figure.
+    module_stats = circuit.statistics
     stats = {
         "pbs_count": int(circuit.programmable_bootstrap_count),
         "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
         "compile_seconds": compile_seconds,
         "batch_compile_seconds": time.perf_counter() - start,
         "p_error": float(circuit.p_error),
-        "global_p_error": float(circuit.global_p_error),
+        "global_p_error": float(module_stats["global_p_error"]),
         "complexity": float(circuit.complexity),
-        "pbs_count_per_layer": {k: int(v) for k, v in circuit.programmable_bootstrap_count_per_tag.items()},
+        "pbs_count_per_layer": _per_layer(circuit.programmable_bootstrap_count_per_tag, getattr(fn, "layers", {})),
         "size_of_bootstrap_keys": int(circuit.size_of_bootstrap_keys),
         "size_of_keyswitch_keys": int(circuit.size_of_keyswitch_keys),
     }
     return CompiledCircuits(circuit, batch, batch_size, stats)
+
+
+def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configuration) -> fhe.Circuit:
+    """Compile ``fn`` so that concrete types every value for the range qfhe predicted.
+
+    concrete takes a value's type (width and sign) from the range it sees on the inputset, and a
+    width hint carries no sign: a value predicted in [-105, 105] that the inputset never made
+    negative became ``uint8`` and wrapped silently. So each measured range is widened to the
+    predicted one (``fn.predicted_ranges``, from the bit-width analysis) before concrete assigns
+    types; with ``bitwidth_method="interval"`` the circuit is then right for every clipped input.
+    A function without ``predicted_ranges`` compiles from the inputset alone.
+
+    Examples
+    --------
+    >>> def f(x):
+    ...     return x - 3
+    >>> f.predicted_ranges, f.input_name = {}, "x"
+    >>> c = compile_with_ranges(f, [np.array([5]), np.array([7])], fhe.Configuration())
+    >>> str(c.graph.ordered_outputs()[0].output.dtype)   # the inputset alone: never negative
+    'uint3'
+    >>> def g(x):
+    ...     with fhe.tag("y"):
+    ...         return fhe.hint(x - 3, bit_width=4)
+    >>> g.predicted_ranges, g.input_name = {"x": (0, 7), "y": (-3, 4)}, "x"
+    >>> str(compile_with_ranges(g, [np.array([5]), np.array([7])], fhe.Configuration()).graph
+    ...     .ordered_outputs()[0].output.dtype)
+    'int4'
+    """
+    compiler = fhe.Compiler(fn, {"x": "encrypted"})
+    ranges = getattr(fn, "predicted_ranges", {})
+    if not ranges:
+        return compiler.compile(inputset, configuration)
+    graph = compiler.trace(inputset, configuration)
+    if not callable(getattr(graph, "measure_bounds", None)):  # pragma: no cover - concrete API drift
+        raise PassError("compile_with_ranges: this concrete-python version has no Graph.measure_bounds; "
+                        "qfhe supports concrete-python 2.10-2.11")
+    measured = graph.measure_bounds
+
+    def predicted(node) -> tuple | None:
+        if node.operation == Operation.Input:
+            return ranges.get(fn.input_name)
+        if "bit_width_hint" in node.properties:  # the hinted node is the tagged value itself
+            return ranges.get(node.tag)
+        return None
+
+    def measure_with_predictions(samples):
+        bounds = measured(samples)
+        for node, b in bounds.items():
+            r = predicted(node)
+            if r is not None and isinstance(b["min"], (np.integer, int)):
+                b["min"], b["max"] = np.int64(min(int(b["min"]), r[0])), np.int64(max(int(b["max"]), r[1]))
+        return bounds
+
+    # An attribute of this one graph object, read by the compile below: no global state changes.
+    graph.measure_bounds = measure_with_predictions
+    return compiler.compile(None, configuration)
+
+
+def _per_layer(per_tag: dict, layers: dict) -> dict[str, int]:
+    """concrete counts PBS per tag (qfhe tags each value with its node); sum them per layer."""
+    out: dict[str, int] = {}
+    for tag, count in per_tag.items():
+        layer = layers.get(tag, tag)
+        out[layer] = out.get(layer, 0) + int(count)
+    return {k: v for k, v in out.items() if v}
 
 
 def _pad(chunk: np.ndarray, size: int) -> np.ndarray:

@@ -2,8 +2,10 @@
 
 Each server node becomes the concrete-python expression with the same integer semantics as the
 reference interpreter (:mod:`qfhe.ir.ops`); every value gets ``fhe.hint(bit_width=...)`` with the
-width the bit-width analysis predicted, so concrete sizes the circuit exactly as qfhe reports it,
-and is tagged with its node name (``programmable_bootstrap_count_per_tag`` names layers).
+width the bit-width analysis predicted and is tagged with its node name
+(``programmable_bootstrap_count_per_tag`` names layers). The function carries the predicted range
+of every value (``f.predicted_ranges``), which :func:`qfhe.tfhe.circuit.compile_circuits` gives
+concrete as bounds, so concrete's types (width *and sign*) are the ones qfhe predicted.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from concrete.fhe.tracing import Tracer
 from qfhe.errors import UnsupportedOpError
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.ops import evaluate
-from qfhe.passes.bitwidth import ValueInfo, client_input_nodes, is_server_node
+from qfhe.passes.bitwidth import ValueInfo, client_input_nodes, is_server_node, value_layers
 
 _EXACTNESS = {"exact": fhe.Exactness.EXACT, "approximate": fhe.Exactness.APPROXIMATE}
 
@@ -146,4 +148,7 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
                 vals[n.name] = fhe.hint(v, bit_width=info[n.name].bits)
         return vals[out_name]
 
+    f.predicted_ranges = {name: (v.lo, v.hi) for name, v in info.items()}
+    f.input_name = x_name
+    f.layers = value_layers(graph)  # node tag -> layer, for pbs_count_per_layer
     return f

@@ -31,6 +31,30 @@ def check_strategy(pass_name: str, strategy: str, valid: tuple) -> str:
     return strategy
 
 
+def require(graph: Graph, pass_name: str, packed: bool = True, absent: dict | None = None) -> None:
+    """Check what a pass requires, naming the pass that is missing before it.
+
+    ``packed``: the graph went through InputPackingPass (values have periods). ``absent``: op →
+    the pass that removes it (e.g. ``{"activation": "NonlinearToPolynomialPass"}``).
+
+    Examples
+    --------
+    >>> require(Graph([Node("x", "input", [])], ["x"]), "LinearLayerBSGSPass")
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.PassError: LinearLayerBSGSPass needs a packed graph: put InputPackingPass before it
+    """
+    if graph is None:
+        raise PassError(f"{pass_name} got no graph")
+    if packed and not any(n.op == "encrypt" for n in graph.nodes):
+        raise PassError(f"{pass_name} needs a packed graph: put InputPackingPass before it")
+    for op, producer in (absent or {}).items():
+        left = next((n.name for n in graph.nodes if n.op == op), None)
+        if left is not None:
+            raise PassError(f"{pass_name} found the {op} node '{left}', which {producer} removes: put {producer} "
+                            f"before {pass_name}")
+
+
 class HEPass:
     """Base class: a pass is ``__call__(graph, context) -> graph`` with a ``name``.
 

@@ -23,15 +23,19 @@ import math
 
 from qfhe.ckks.hegraph import ValueState, align_levels, annotate
 from qfhe.ckks.params import CKKSParameters
-from qfhe.ckks.passes.base import HEPass, Rewriter, check_strategy
-from qfhe.errors import CKKSScheduleError, ConfigurationError
+from qfhe.ckks.passes.base import HEPass, Rewriter, check_strategy, require
+from qfhe.errors import CKKSScheduleError, ConfigurationError, PassError
 from qfhe.ir.graph import Graph
+from qfhe.validation import as_float
 
 _STRATEGIES = ("greedy", "minimal")
 
 
 def tolerant_levels(graph: Graph, params: CKKSParameters) -> dict[str, ValueState]:
     """Levels/scales/sizes without raising: levels may go negative (to see how far short a plan is).
+
+    Below level 1 a rescale or plaintext uses q_1, the prime it would meet once a bootstrap has
+    restored levels (q_0 is never a rescaling prime), so scales stay meaningful past level 0.
 
     Examples
     --------
@@ -50,7 +54,7 @@ def tolerant_levels(graph: Graph, params: CKKSParameters) -> dict[str, ValueStat
         elif n.op == "bootstrap":
             s = ValueState(params.bootstrap_level, delta, 2)
         elif n.op == "rescale":
-            s = ValueState(ins[0].level - 1, ins[0].scale / params.prime(max(ins[0].level, 0)), ins[0].size)
+            s = ValueState(ins[0].level - 1, ins[0].scale / params.prime(max(ins[0].level, 1)), ins[0].size)
         elif n.op == "mod_switch":
             s = ValueState(ins[0].level - n.attrs.get("levels", 1), ins[0].scale, ins[0].size)
         elif n.op == "relinearize":
@@ -58,7 +62,7 @@ def tolerant_levels(graph: Graph, params: CKKSParameters) -> dict[str, ValueStat
         elif n.op == "ciphertext_mult":
             s = ValueState(min(x.level for x in ins), ins[0].scale * ins[1].scale, 3)
         elif n.op == "plaintext_mult":
-            lvl = max(ins[0].level, 0)
+            lvl = max(ins[0].level, 1)
             scale = params.prime(lvl) if n.attrs.get("encode") == "adjust" else ins[0].scale * params.prime(lvl)
             s = ValueState(ins[0].level, scale, ins[0].size)
         elif len(ins) == 2:
@@ -96,10 +100,16 @@ class BootstrappingInsertionPass(HEPass):
 
     def __init__(self, level_threshold: float = 2.0, strategy: str = "greedy"):
         check_strategy(self.name, strategy, _STRATEGIES)
-        self.level_threshold = level_threshold
+        self.level_threshold = as_float(f"{self.name} level_threshold", level_threshold, 0.0, 1e6, closed=True)
         self.strategy = strategy
 
     def __call__(self, graph: Graph, context) -> Graph:
+        require(graph, self.name, absent={"activation": "NonlinearToPolynomialPass", "linear": "LinearLayerBSGSPass"})
+        ops = set(graph.ops())
+        for op, producer in (("rescale", "RescalingInsertionPass"), ("relinearize", "RelinearizationInsertionPass")):
+            if "ciphertext_mult" in ops and op not in ops:
+                raise PassError(f"{self.name} needs a {'rescaled' if op == 'rescale' else 'relinearized'} graph: "
+                                f"put {producer} before it")
         params = context.params
         if any(n.op == "bootstrap" for n in graph.nodes):
             return graph.copy()
@@ -107,15 +117,18 @@ class BootstrappingInsertionPass(HEPass):
         states = tolerant_levels(graph, params)
         bounds = _boundaries(graph)
         segments = _segments(graph, states, bounds, params)
-        chosen = self._plan(segments, params, bounds)
+        # a boundary value still owing its rescale is rescaled before its bootstrap: one more level
+        extra = [0 if math.isclose(states[b].scale, params.scale, rel_tol=1e-9) else 1 for b in bounds]
+        chosen = self._plan(segments, params, bounds, extra)
         context.meta["bootstrapping"] = {"strategy": self.strategy, "bootstraps": len(chosen), "at": chosen}
         if chosen:
-            graph = _insert(graph, states, chosen, params)
+            graph = _insert(graph, chosen, params)
         graph = align_levels(graph, params)
         annotate(graph, params)  # raises, naming the node, if it still runs out of levels
         return graph
 
-    def _plan(self, segments: list[tuple[int, int]], params: CKKSParameters, bounds: list[str]) -> list[str]:
+    def _plan(self, segments: list[tuple[int, int]], params: CKKSParameters, bounds: list[str],
+              extra: list[int]) -> list[str]:
         if self.strategy == "minimal" and _feasible_without(segments, params):
             return []
         top, lb = params.max_level, params.bootstrap_level
@@ -131,7 +144,7 @@ class BootstrappingInsertionPass(HEPass):
                         f"node '{bounds[i - 1] if i else 'input'}': the next layer needs {need} levels but only {level} "
                         f"remain; raise level_threshold above {need - 1} or use strategy='minimal'")
                 level -= cons
-                if i < len(bounds) and level < self.level_threshold:
+                if i < len(bounds) and level < self.level_threshold and level - extra[i] >= 0:
                     chosen.append(bounds[i])
                     level = lb
             return chosen
@@ -143,7 +156,7 @@ class BootstrappingInsertionPass(HEPass):
                 if level - need < 0:
                     continue
                 options = [(level - cons, count, path)]
-                if i < len(bounds):
+                if i < len(bounds) and level - cons - extra[i] >= 0:
                     options.append((lb, count + 1, path + [bounds[i]]))
                 for lvl, c, p in options:
                     if lvl not in nxt or c < nxt[lvl][0]:
@@ -179,18 +192,22 @@ def _segments(graph: Graph, states: dict, bounds: list[str], params: CKKSParamet
     return out
 
 
-def _insert(graph: Graph, states: dict, chosen: list[str], params: CKKSParameters) -> Graph:
-    chosen_set = set(chosen)
-    rw = Rewriter({n.name for n in graph.nodes})
-    current: dict[str, str] = {}
-    for n in graph.nodes:
-        rw.keep(n.clone(inputs=[current.get(i, i) for i in n.inputs]))
-        if n.name in chosen_set:
-            v, s = n.name, states[n.name]
-            layer, period = n.attrs.get("layer"), n.attrs.get("period")
-            if not math.isclose(s.scale, params.scale, rel_tol=1e-9):
-                v = rw.emit(f"{n.name}_rs", "rescale", [v], layer, period=period)
-            if s.size == 3:
-                v = rw.emit(f"{n.name}_rl", "relinearize", [v], layer, period=period)
-            current[n.name] = rw.emit(f"{n.name}_bs", "bootstrap", [v], layer, period=period)
-    return Graph(rw.nodes, [current.get(o, o) for o in graph.outputs])
+def _insert(graph: Graph, chosen: list[str], params: CKKSParameters) -> Graph:
+    """Insert the bootstraps one at a time, in order: each one changes the levels and scales of
+    everything after it, so the state at the next chosen value is recomputed before it is read."""
+    for name in chosen:
+        states = tolerant_levels(graph, params)
+        rw = Rewriter({n.name for n in graph.nodes})
+        current: dict[str, str] = {}
+        for n in graph.nodes:
+            rw.keep(n.clone(inputs=[current.get(i, i) for i in n.inputs]))
+            if n.name == name:
+                v, s = n.name, states[n.name]
+                layer, period = n.attrs.get("layer"), n.attrs.get("period")
+                if not math.isclose(s.scale, params.scale, rel_tol=1e-9):
+                    v = rw.emit(f"{n.name}_rs", "rescale", [v], layer, period=period)
+                if s.size == 3:
+                    v = rw.emit(f"{n.name}_rl", "relinearize", [v], layer, period=period)
+                current[n.name] = rw.emit(f"{n.name}_bs", "bootstrap", [v], layer, period=period)
+        graph = align_levels(Graph(rw.nodes, [current.get(o, o) for o in graph.outputs]), params)
+    return graph

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from qfhe.ckks.hegraph import COUNTED_OPS, annotate
 from qfhe.ckks.params import CKKSParameters
-from qfhe.ckks.passes.base import HEPass
+from qfhe.ckks.passes.base import HEPass, require
 from qfhe.ir.graph import Graph
 
 _MODEL = Path(__file__).resolve().parents[1] / "cost_model.json"
@@ -185,6 +185,8 @@ class CostAnalysisPass(HEPass):
         self.include_critical_path = include_critical_path
 
     def __call__(self, graph: Graph, context) -> Graph:
+        require(graph, self.name, absent={"activation": "NonlinearToPolynomialPass", "linear": "LinearLayerBSGSPass",
+                                          "add": "InputPackingPass"})
         analysis = analyze_cost(graph, context.params)
         if not self.include_critical_path:
             analysis.critical_path = []

@@ -26,8 +26,9 @@ import math
 
 import numpy as np
 
-from qfhe.ckks.passes.base import HEPass, Rewriter
+from qfhe.ckks.passes.base import HEPass, Rewriter, require
 from qfhe.ir.graph import Graph, Node
+from qfhe.validation import as_int
 
 
 def bsgs_split(d: int) -> tuple[int, int]:
@@ -223,7 +224,8 @@ class LinearLayerBSGSPass(HEPass):
     """
 
     def __init__(self, min_size: int = 16):
-        self.min_size = min_size
+        self.min_size = as_int(f"{self.name} min_size", min_size, 1)
 
     def __call__(self, graph: Graph, context) -> Graph:
+        require(graph, self.name)
         return lower_linear_layers(graph, context, self.min_size)

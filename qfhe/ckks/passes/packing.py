@@ -6,8 +6,9 @@ import numpy as np
 
 from qfhe.ckks.passes.base import HEPass, check_strategy
 from qfhe.ckks.passes.linear import bsgs_split
-from qfhe.errors import ConfigurationError
+from qfhe.errors import ConfigurationError, PassError
 from qfhe.ir.graph import Graph, Node
+from qfhe.validation import as_int
 
 STRATEGIES = ("row_major", "column_major", "diagonal")
 
@@ -59,9 +60,11 @@ class InputPackingPass(HEPass):
     def __init__(self, strategy: str = "row_major", batch: int = 16):
         check_strategy(self.name, strategy, STRATEGIES)
         self.strategy = strategy
-        self.batch = batch
+        self.batch = as_int(f"{self.name} batch", batch, 1)
 
     def __call__(self, graph: Graph, context) -> Graph:
+        if graph is None:
+            raise PassError(f"{self.name} got no graph")
         if any(n.op == "encrypt" for n in graph.nodes):
             return graph.copy()
         slots = context.params.slots

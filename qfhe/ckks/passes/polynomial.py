@@ -7,9 +7,10 @@ import math
 import numpy as np
 from numpy.polynomial import Chebyshev, Polynomial
 
-from qfhe.ckks.passes.base import HEPass, Rewriter
+from qfhe.ckks.passes.base import HEPass, Rewriter, require
 from qfhe.ir.activations import apply_activation
 from qfhe.ir.graph import Graph
+from qfhe.validation import as_float, as_int
 
 
 def fit_activation(fn: str, params: dict, lo: float, hi: float, degree: int) -> tuple[Polynomial, float]:
@@ -106,11 +107,12 @@ class NonlinearToPolynomialPass(HEPass):
     """
 
     def __init__(self, degree: int = 8, margin: float = 0.1, coefficient_tol: float = 1e-12):
-        self.degree = degree
-        self.margin = margin
-        self.coefficient_tol = coefficient_tol
+        self.degree = as_int(f"{self.name} degree", degree, 1, 63)
+        self.margin = as_float(f"{self.name} margin", margin, 0.0, 10.0, closed=True)
+        self.coefficient_tol = as_float(f"{self.name} coefficient_tol", coefficient_tol, 0.0, 1.0, closed=True)
 
     def __call__(self, graph: Graph, context) -> Graph:
+        require(graph, self.name)
         rw = Rewriter({n.name for n in graph.nodes})
         report = context.meta.setdefault("polynomials", {})
         functions = context.meta.setdefault("poly_functions", {})

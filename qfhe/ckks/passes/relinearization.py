@@ -12,7 +12,7 @@ Examples
 
 from __future__ import annotations
 
-from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter, check_strategy
+from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter, check_strategy, require
 from qfhe.ckks.passes.linear import lower_remaining
 from qfhe.ir.graph import Graph
 
@@ -39,6 +39,7 @@ class RelinearizationInsertionPass(HEPass):
         self.strategy = strategy
 
     def __call__(self, graph: Graph, context) -> Graph:
+        require(graph, self.name, absent={"activation": "NonlinearToPolynomialPass"})
         graph = lower_remaining(graph, context)  # linear layers no BSGS pass took: plain diagonals
         if any(n.op == "relinearize" for n in graph.nodes):
             return graph.copy()

@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 
 from qfhe.ckks.hegraph import MULTIPLIES, align_levels
-from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter, check_strategy
+from qfhe.ckks.passes.base import Deferred, HEPass, Rewriter, check_strategy, require
 from qfhe.ckks.passes.linear import lower_remaining
 from qfhe.ir.graph import Graph
 
@@ -50,6 +50,7 @@ class RescalingInsertionPass(HEPass):
         self.strategy = strategy
 
     def __call__(self, graph: Graph, context) -> Graph:
+        require(graph, self.name, absent={"activation": "NonlinearToPolynomialPass"})
         graph = lower_remaining(graph, context)  # linear layers no BSGS pass took: plain diagonals
         params = context.params
         if any(n.op == "rescale" for n in graph.nodes):
