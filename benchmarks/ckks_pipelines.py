@@ -29,7 +29,9 @@ from qfhe.ckks.passes import (BootstrappingInsertionPass, CostAnalysisPass, Dead
                               RelinearizationInsertionPass, RescalingInsertionPass, comparison_pipelines)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, table, write_json  # noqa: E402
+from common import load_example, machine, table, write_json  # noqa: E402
+
+EXPERT = "Expert pipeline (README, greedy threshold 30)"
 
 PARAMS = dict(poly_modulus_degree=32768, coeff_modulus=[60] * 38, scale=2**40)  # the seed (insecure)
 
@@ -85,6 +87,14 @@ def main(argv=None) -> dict:
         baseline = baseline or compiled.cost_analysis.estimated_latency
         rows.append(r)
     poly = {k: (v["range"], v["max_error"]) for k, v in compiled.meta["polynomials"].items()}
+    expert = load_example("ckks_mlp").expert_pipeline
+    expert_pipeline = expert()
+    expert_pipeline.passes[-1].verbose = False
+    compiled, seconds = compile_model(model, expert_pipeline, X)
+    noisy_pipeline = expert()
+    noisy_pipeline.passes[-1].verbose = False
+    noisy, _ = compile_model(model, noisy_pipeline, X, noise=True)
+    rows.append(row(EXPERT, compiled, seconds, float(np.abs(noisy(Xt) - float_out).max()), baseline))
 
     Xd = torch.randn(128, 32) * 0.5
     deep_model = deep()

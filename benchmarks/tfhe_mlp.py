@@ -1,9 +1,11 @@
 """TFHE digits MLP (64-64-64-10, ReLU): what rounding buys, measured in one run.
 
-Rows: 6-bit PTQ without rounding (the baseline), with exact rounding to 6 bits, and with
-approximate rounding to 5 bits. For each: compile, keygen and FHE time per sample, PBS count,
-max bit-width, accuracy (float, clear integers, simulated), and simulation of the whole test
-split through the batch circuit against a per-sample loop on the single-sample circuit.
+Rows: 6-bit PTQ without rounding (the baseline), with exact rounding to 6 bits (ranges sized
+from the calibration data, the default, and from interval bounds, the provably safe choice), and
+with approximate rounding to 5 bits. For each: compile, keygen and FHE time per sample, PBS count,
+max bit-width, accuracy (float, clear integers, simulated), how many test samples the simulation
+computes differently from the clear integers, and simulation of the whole test split through the
+batch circuit against a per-sample loop on the single-sample circuit.
 
 Rows whose table lookups are wider than ``--max-exec-tlu-bits`` skip keygen and execution (a
 16-bit lookup takes many seconds each; the table says so instead of hanging), and rows wider
@@ -35,24 +37,31 @@ _example = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_example)
 
 ROWS = [
-    ("6 bits, no rounding", 6, None),
-    ("6 bits, exact rounding to 6", 6, 6),
-    ("6 bits, approximate rounding to 5", 6, {"n_bits": 5, "method": "approximate"}),
+    ("6 bits, no rounding", 6, None, "calibration"),
+    ("6 bits, exact rounding to 6", 6, 6, "calibration"),
+    ("6 bits, exact rounding to 6, interval sizing", 6, 6, "interval"),
+    ("6 bits, approximate rounding to 5", 6, {"n_bits": 5, "method": "approximate"}, "calibration"),
 ]
 
 COLUMNS = [("config", "configuration"), ("tlu_bits", "max TLU bits"), ("max_bit_width", "max bit-width"),
-           ("pbs_count", "PBS"), ("compile_s", "compile s"), ("keygen_s", "keygen s"),
+           ("acc_bits", "first accumulator bits"), ("pbs_count", "PBS"), ("global_p_error", "global p_error"),
+           ("compile_s", "compile s"), ("keygen_s", "keygen s"),
            ("fhe_s_per_sample", "FHE s/sample"), ("acc_float", "acc float"), ("acc_clear", "acc clear"),
-           ("acc_sim", "acc simulated"), ("sim_batch_s", "simulate split, batch s"),
+           ("acc_sim", "acc simulated"), ("differ", "samples simulate != clear"),
+           ("sim_batch_s", "simulate split, batch s"),
            ("sim_loop_s", "simulate split, loop s"), ("note", "note")]
 
 
-def run_row(name, n_bits, rounding, model, data, args) -> dict:
+def run_row(name, n_bits, rounding, method, model, data, args) -> dict:
     Xtr, Xte, _, yte = data
     row = {"config": name}
-    qm = qfhe.quantize_torch_model(model, Xtr, n_bits=n_bits, rounding_threshold_bits=rounding)
-    row["tlu_bits"] = max(r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None)
-    row["acc_clear"] = float((qm.forward(Xte).argmax(1) == yte).mean())
+    qm = qfhe.quantize_torch_model(model, Xtr, n_bits=n_bits, rounding_threshold_bits=rounding,
+                                   bitwidth_method=method)
+    report = qm.bitwidth_report()
+    row["tlu_bits"] = max(r["tlu_bits"] for r in report if r["tlu_bits"] is not None)
+    row["acc_bits"] = report[0]["acc_bits"]
+    clear = qm.forward(Xte)
+    row["acc_clear"] = float((clear.argmax(1) == yte).mean())
     if row["tlu_bits"] > args.max_compile_tlu_bits:
         row["note"] = f"not compiled: {row['tlu_bits']}-bit TLUs > {args.max_compile_tlu_bits}"
         return row
@@ -60,11 +69,13 @@ def run_row(name, n_bits, rounding, model, data, args) -> dict:
     qm.compile()
     row["compile_s"] = time.perf_counter() - start
     st = qm.statistics
-    row.update(pbs_count=st["pbs_count"], max_bit_width=st["max_bit_width"])
+    row.update(pbs_count=st["pbs_count"], max_bit_width=st["max_bit_width"], global_p_error=st["global_p_error"])
     start = time.perf_counter()
     sim = qm.forward(Xte, fhe="simulate")
     row["sim_batch_s"] = time.perf_counter() - start
     row["acc_sim"] = float((sim.argmax(1) == yte).mean())
+    row["differ"] = f"{int((sim != clear).any(axis=1).sum())}/{len(Xte)}"
+    row["labels_differ"] = int((sim.argmax(1) != clear.argmax(1)).sum())
     codes = qm.quantize_input(Xte)
     start = time.perf_counter()
     loop = np.concatenate([qm.fhe_circuit.simulate(codes[i : i + 1]) for i in range(len(codes))])
@@ -96,8 +107,8 @@ def main(argv=None) -> dict:
     with torch.no_grad():
         acc_float = float((model(torch.tensor(data[1], dtype=torch.float32)).argmax(1).numpy() == data[3]).mean())
     rows = []
-    for name, n_bits, rounding in ROWS:
-        row = run_row(name, n_bits, rounding, model, data, args)
+    for name, n_bits, rounding, method in ROWS:
+        row = run_row(name, n_bits, rounding, method, model, data, args)
         row["acc_float"] = acc_float
         rows.append(row)
         print(f"done: {name}", flush=True)

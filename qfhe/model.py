@@ -26,7 +26,7 @@ from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, i
 from qfhe.report import BitwidthReport
 from qfhe.tfhe.circuit import CompiledCircuits, compile_circuits, execute, make_configuration, simulate
 from qfhe.tfhe.lower import make_circuit_function
-from qfhe.validation import as_bool, as_int, check_input
+from qfhe.validation import as_bool, as_int, check_input, user_stacklevel
 
 FHE_MODES = ("disable", "simulate", "execute")
 
@@ -295,7 +295,7 @@ class QuantizedModule:
                 f"{int(outside.sum())} input values in {rows} of {len(arr)} samples lie outside the calibrated input "
                 f"range [{lo:.4g}, {hi:.4g}] and were clipped; {why}",
                 InputClippingWarning,
-                stacklevel=3,
+                stacklevel=user_stacklevel(),
             )
         return evaluate("quant", [arr], a)
 
@@ -339,5 +339,5 @@ class QuantizedModule:
                    + ". Recalibrate on data that covers these inputs, or compile with bitwidth_method='interval'")
             if strict:
                 raise CircuitOverflowError(msg)
-            warnings.warn(msg, OverflowRiskWarning, stacklevel=3)
+            warnings.warn(msg, OverflowRiskWarning, stacklevel=user_stacklevel())
         return out

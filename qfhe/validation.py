@@ -14,6 +14,8 @@ qfhe.errors.InputValidationError: X has per-sample shape (4,) but the model expe
 from __future__ import annotations
 
 import numbers
+import os
+import sys
 import warnings
 
 import numpy as np
@@ -25,6 +27,23 @@ from qfhe.errors import (CalibrationWarning, ConfigurationError, InputsetError, 
 SMALL_INPUTSET = 32
 #: A calibration range this many times wider than the range of 99% of the values is dominated by outliers.
 OUTLIER_RATIO = 50.0
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_stacklevel() -> int:
+    """The ``stacklevel`` that makes a warning point at the first caller outside qfhe.
+
+    Examples
+    --------
+    >>> user_stacklevel() >= 1
+    True
+    """
+    level, frame = 1, sys._getframe(1)
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(_PACKAGE):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def as_int(name: str, value, lo: int | None = None, hi: int | None = None, what: str = "an int") -> int:
@@ -169,13 +188,13 @@ def check_inputset(X) -> np.ndarray:
             f"the inputset has only {n} samples; quantization ranges may not cover real data. "
             f"Use at least {SMALL_INPUTSET}, ideally a few hundred representative samples",
             SmallInputsetWarning,
-            stacklevel=3,
+            stacklevel=user_stacklevel(),
         )
-    warn_about_calibration(arr, stacklevel=4)
+    warn_about_calibration(arr)
     return arr
 
 
-def warn_about_calibration(X: np.ndarray, stacklevel: int = 2) -> None:
+def warn_about_calibration(X: np.ndarray) -> None:
     """Warn when an inputset cannot calibrate well: outliers that dominate its range, constant features.
 
     Every range qfhe sizes comes from this data. A few huge values stretch a per-tensor input
@@ -202,7 +221,7 @@ def warn_about_calibration(X: np.ndarray, stacklevel: int = 2) -> None:
             warnings.warn(
                 f"{const.size} of {flat.shape[1]} features never vary in the inputset: feature{'s' if const.size > 1 else ''} "
                 f"{shown}. The circuit is sized as if they never will; if they vary in real data, calibrate on data "
-                "where they do (or drop them)", CalibrationWarning, stacklevel=stacklevel)
+                "where they do (or drop them)", CalibrationWarning, stacklevel=user_stacklevel())
     lo, hi = float(flat.min()), float(flat.max())
     qlo, qhi = (float(v) for v in np.quantile(flat, [0.005, 0.995]))
     body = qhi - qlo
@@ -215,4 +234,4 @@ def warn_about_calibration(X: np.ndarray, stacklevel: int = 2) -> None:
             f"{'s' if far.sum() > 1 else ''} in {rows.size} sample{'s' if rows.size > 1 else ''} (first: sample {i}, "
             f"feature {j} = {flat[i, j]:.4g}) while 99% of the values lie in [{qlo:.4g}, {qhi:.4g}]. The quantizer "
             "spends its codes on them and ordinary inputs collapse onto a few codes: remove or clip these samples "
-            "before calibrating", CalibrationWarning, stacklevel=stacklevel)
+            "before calibrating", CalibrationWarning, stacklevel=user_stacklevel())

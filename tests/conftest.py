@@ -52,6 +52,18 @@ def digits_mlp(digits):
     return train(m, Xtr, ytr)
 
 
+class ResidualMLP(nn.Module):
+    """Two ReLU layers with a residual add: fc3(h + relu(fc2(h))), h = relu(fc1(x))."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.fc1(x))
+        return self.fc3(h + torch.relu(self.fc2(h)))
+
+
 class SmallCNN(nn.Module):
     """Conv + BatchNorm + residual add + average pooling + flatten + linear, on 1x6x6 images."""
 

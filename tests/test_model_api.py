@@ -9,15 +9,7 @@ from torch import nn
 import qfhe
 from qfhe.errors import OverflowRiskWarning
 
-
-class ResidualMLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc2, self.fc3 = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)
-
-    def forward(self, x):
-        h = torch.relu(self.fc1(x))
-        return self.fc3(h + torch.relu(self.fc2(h)))
+from conftest import ResidualMLP
 
 
 class PoolCNN(nn.Module):

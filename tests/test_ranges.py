@@ -12,7 +12,7 @@ from torch import nn
 import qfhe
 from qfhe.errors import CircuitOverflowError, OverflowRiskWarning
 
-from conftest import accuracy
+from conftest import ResidualMLP, accuracy
 
 LOW_P_ERROR = 1e-9
 
@@ -42,16 +42,6 @@ def test_interval_mode_types_negative_accumulators_as_signed(fhe_config):
     acc = next(n for n in qm.fhe_circuit.graph.query_nodes(ordered=True) if n.tag == "0" and
                "bit_width_hint" in n.properties)
     assert acc.output.dtype.is_signed and acc.output.dtype.bit_width == qm.bitwidths["0"].bits
-
-
-class ResidualMLP(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.fc1, self.fc2, self.fc3 = nn.Linear(6, 8), nn.Linear(8, 8), nn.Linear(8, 3)
-
-    def forward(self, x):
-        h = torch.relu(self.fc1(x))
-        return self.fc3(h + torch.relu(self.fc2(h)))
 
 
 def _input_box(qm, n, seed):

@@ -32,7 +32,7 @@ from qfhe.errors import (ConfigurationError, NotCompiledError, PassError, Polyno
 from qfhe.frontend.torch_fx import import_torch
 from qfhe.ir.graph import Graph
 from qfhe.passes.pipelines import canonicalize
-from qfhe.validation import as_bool, check_input, to_numpy, warn_about_calibration
+from qfhe.validation import as_bool, check_input, to_numpy, user_stacklevel, warn_about_calibration
 
 
 @dataclass
@@ -138,7 +138,7 @@ class CompiledCKKSModel:
                    "the fit (NonlinearToPolynomialPass(margin=...))")
             if strict:
                 raise PolynomialRangeError(msg)
-            warnings.warn(msg, PolynomialRangeWarning, stacklevel=3)
+            warnings.warn(msg, PolynomialRangeWarning, stacklevel=user_stacklevel())
         return outside
 
     def reference(self, x) -> np.ndarray:
@@ -237,7 +237,7 @@ class CKKSCompiler:
         X = to_numpy(example_input, "example_input")
         if X.ndim == 1:
             X = X[None]
-        warn_about_calibration(X, stacklevel=3)
+        warn_about_calibration(X)
         float_graph = canonicalize(import_torch(model, torch.as_tensor(X[:2], dtype=torch.float32)))
         he = to_he_graph(float_graph, X)
         graph = self.pipeline.run(he, context)

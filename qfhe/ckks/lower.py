@@ -24,6 +24,7 @@ from qfhe.errors import NarrowCalibrationWarning, UnsupportedOpError
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import collect_ranges
 from qfhe.ir.ops import evaluate
+from qfhe.validation import user_stacklevel
 
 
 def _dense(node: Node, in_shape: tuple) -> np.ndarray:
@@ -58,7 +59,7 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
     if X.shape[0] < 2:
         warnings.warn("the CKKS calibration input is a single sample, so polynomial ranges come from one point and "
                       "will be narrow; pass a calibration batch (a few hundred samples)", NarrowCalibrationWarning,
-                      stacklevel=3)
+                      stacklevel=user_stacklevel())
     ranges = collect_ranges(float_graph, X)
     shapes: dict[str, tuple] = {}
     alias: dict[str, str] = {}

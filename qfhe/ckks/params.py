@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 
 from qfhe.errors import ConfigurationError, InsecureParametersWarning
-from qfhe.validation import as_float, as_int
+from qfhe.validation import as_float, as_int, user_stacklevel
 
 #: Largest log2(Q·P) with 128-bit classical security (HE standard, as SEAL enforces it).
 MAX_LOG_QP_128 = {1024: 27, 2048: 54, 4096: 109, 8192: 218, 16384: 438, 32768: 881}
@@ -238,7 +238,7 @@ class CKKSParameters:
                "poly_modulus_degree, or allow_insecure=True for experiments only")
         if real_encryption and not self.allow_insecure:
             raise ConfigurationError(msg)
-        warnings.warn(msg, InsecureParametersWarning, stacklevel=3)
+        warnings.warn(msg, InsecureParametersWarning, stacklevel=user_stacklevel())
 
     def ciphertext_bytes(self, level: int, size: int = 2) -> int:
         """Memory of a ciphertext: ``size`` polynomials of N coefficients per prime, 8 bytes each.
