@@ -218,8 +218,6 @@ def compile_torch_model(
         CKKS parameters (default: N = 2^15, 19 levels of 40 bits, 128-bit secure).
     pipeline : qfhe.ckks.passes.PassPipeline, optional
         CKKS passes (default: the fully optimized pipeline, ``qfhe.ckks.passes.default_pipeline()``).
-    calibration_margin : float
-        See ``bitwidth_method``.
 
     Returns
     -------

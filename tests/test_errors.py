@@ -17,6 +17,11 @@ def test_errors_importable_from_both_places():
         assert getattr(qfhe, name) is getattr(errors, name)
         assert issubclass(getattr(errors, name), QfheError)
     assert issubclass(UnsupportedOpError, ValueError) and issubclass(KeysNotGeneratedError, RuntimeError)
+    for name in ("InsecureParametersWarning", "NarrowCalibrationWarning", "PolynomialRangeWarning", "CalibrationWarning",
+                 "OverflowRiskWarning", "InputClippingWarning", "SmallInputsetWarning"):
+        assert getattr(qfhe, name) is getattr(errors, name) and issubclass(getattr(errors, name), qfhe.QfheWarning)
+    import qfhe.ckks
+    assert qfhe.ckks.InsecureParametersWarning is errors.InsecureParametersWarning
 
 
 @pytest.fixture(scope="module")
