@@ -20,8 +20,8 @@ def test_errors_importable_from_both_places():
     for name in ("InsecureParametersWarning", "NarrowCalibrationWarning", "PolynomialRangeWarning", "CalibrationWarning",
                  "OverflowRiskWarning", "InputClippingWarning", "SmallInputsetWarning"):
         assert getattr(qfhe, name) is getattr(errors, name) and issubclass(getattr(errors, name), qfhe.QfheWarning)
-    import qfhe.ckks
-    assert qfhe.ckks.InsecureParametersWarning is errors.InsecureParametersWarning
+    from qfhe import ckks
+    assert ckks.InsecureParametersWarning is errors.InsecureParametersWarning
 
 
 @pytest.fixture(scope="module")
