@@ -78,9 +78,9 @@ def test_calibration_is_the_default_and_adds_no_corners(digits, digits_mlp, fhe_
     acc = {}
     qfhe.ir.run(qm.graph, Xtr, lambda n, v: acc.setdefault(n.name, (v.min(), v.max())) if n.name == "0" else None)
     assert (qm.bitwidths["0"].lo, qm.bitwidths["0"].hi) == tuple(int(v) for v in acc["0"])
-    corners = qfhe.quantize_torch_model(digits_mlp, np.concatenate([Xtr, [Xtr.min(0) * 0 + Xtr.min()],
-                                                                     [Xtr.max(0) * 0 + Xtr.max()]]),
-                                        n_bits=6, rounding_threshold_bits=6)
+    box_corners = np.stack([np.full(64, Xtr.min()), np.full(64, Xtr.max())])  # what "calibration" used to add
+    corners = qfhe.quantize_torch_model(digits_mlp, np.concatenate([Xtr, box_corners]), n_bits=6,
+                                        rounding_threshold_bits=6)
     assert corners.bitwidths["0"].own_bits > qm.bitwidths["0"].own_bits  # what the corners used to cost
 
 
