@@ -286,7 +286,8 @@ class QuantizedModule:
         a = self._input_node.attrs
         lo = a["scale"] * (a["qmin"] - a["zero_point"] - 0.5)
         hi = a["scale"] * (a["qmax"] - a["zero_point"] + 0.5)
-        outside = (arr < lo) | (arr > hi)
+        tol = 1e-9 * (hi - lo)  # a value on the edge (x = max of the calibration data) is not clipped
+        outside = (arr < lo - tol) | (arr > hi + tol)
         if outside.any():
             rows = int(outside.reshape(len(arr), -1).any(axis=1).sum())
             why = ("the model's input quantizer clips them too (Brevitas does the same)" if self.settings.get("qat")

@@ -16,7 +16,32 @@ from __future__ import annotations
 COLUMNS = ("layer", "acc_min", "acc_max", "acc_bits", "tlu_bits", "lsbs_removed")
 
 
-class BitwidthReport(list):
+class Table(list):
+    """A list of dicts whose ``str()`` is an aligned table of the ``COLUMNS`` keys.
+
+    Examples
+    --------
+    >>> class T(Table):
+    ...     COLUMNS = ("a", "b")
+    >>> print(T([{"a": "x", "b": 1}, {"a": "yy", "b": None}]))
+    a   b
+    x   1
+    yy  -
+    """
+
+    COLUMNS: tuple = ()
+
+    def __str__(self) -> str:
+        cols = self.COLUMNS
+        cells = [list(cols)] + [["-" if r[c] is None else str(r[c]) for c in cols] for r in self]
+        widths = [max(len(row[i]) for row in cells) for i in range(len(cols))]
+        lines = []
+        for row in cells:
+            lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
+        return "\n".join(lines)
+
+
+class BitwidthReport(Table):
     """A list of per-layer dicts whose ``str()`` is an aligned table.
 
     One row per layer whose accumulator feeds a table lookup, and per circuit output. Each dict
@@ -30,10 +55,4 @@ class BitwidthReport(list):
     0
     """
 
-    def __str__(self) -> str:
-        cells = [list(COLUMNS)] + [["-" if r[c] is None else str(r[c]) for c in COLUMNS] for r in self]
-        widths = [max(len(row[i]) for row in cells) for i in range(len(COLUMNS))]
-        lines = []
-        for row in cells:
-            lines.append("  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(row, widths))))
-        return "\n".join(lines)
+    COLUMNS = COLUMNS
