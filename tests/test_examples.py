@@ -65,3 +65,19 @@ def test_readme_expert_snippet_runs_as_written():
         warnings.simplefilter("ignore", InsecureParametersWarning)
         exec(compile(snippet, "README.md", "exec"), ns)  # noqa: S102 - the README's own code
     assert ns["compiled"].meta["cost_analysis"].total_operations["rotate"] > 0
+
+
+def test_prune_finetune_example_short(capsys):
+    result = _load("prune_finetune").main(["--short", "--model", "cnn", "--ratio", "0.5", "--n-accum-bits", "8"])
+    out = capsys.readouterr().out
+    assert "worst_case_bits" in out and "before |" in out and "after |" in out
+    before, after = result["rows"]
+    assert after["max_bit_width"] <= 8 < before["max_bit_width"]  # proved by the interval analysis
+    assert after["params"] < before["params"] and after["pbs_count"] < before["pbs_count"]
+
+
+def test_prune_finetune_example_help(capsys):
+    import pytest
+    with pytest.raises(SystemExit) as exit_info:
+        _load("prune_finetune").main(["--help"])
+    assert exit_info.value.code == 0 and "--n-accum-bits" in capsys.readouterr().out

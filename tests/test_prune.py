@@ -33,6 +33,7 @@ def _load(name):
 
 
 qat_mlp = _load("qat_mlp")
+prune_finetune = _load("prune_finetune")
 
 
 def _brute_force_k(w, x, n_accum):
@@ -125,28 +126,10 @@ def test_masks_survive_training_and_can_be_made_permanent(pruned_qat_mlp):
     assert not hasattr(permanent.fc1, "weight_mask") and bool((permanent.fc1.weight[zeros] == 0).all())
 
 
-class QCNN(nn.Module):
-    """4-bit QAT CNN on 8x8 digits: conv → BatchNorm → ReLU, conv → ReLU, linear."""
-
-    def __init__(self, channels=8):
-        super().__init__()
-        self.quant_in = qnn.QuantIdentity(bit_width=4, signed=False, return_quant_tensor=True)
-        self.conv1 = qnn.QuantConv2d(1, channels, 3, padding=1, weight_bit_width=4)
-        self.bn = nn.BatchNorm2d(channels)
-        self.act1 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
-        self.conv2 = qnn.QuantConv2d(channels, channels, 3, stride=2, padding=1, weight_bit_width=4)
-        self.act2 = qnn.QuantReLU(bit_width=4, return_quant_tensor=True)
-        self.fc = qnn.QuantLinear(channels * 16, 10, bias=True, weight_bit_width=4)
-
-    def forward(self, x):
-        x = self.act1(self.bn(self.conv1(self.quant_in(x.reshape(-1, 1, 8, 8)))))
-        return self.fc(self.act2(self.conv2(x)).flatten(1))
-
-
 def test_qat_cnn_structured_then_unstructured_is_proved_within_target(digits01, fhe_config):
     Xtr, Xte, ytr, yte = digits01
     torch.manual_seed(0)
-    cnn = QCNN()
+    cnn = prune_finetune.QATCNN(bits=4)
     fine_tune(cnn, _loader(Xtr, ytr), epochs=3, lr=1e-2, progress=False)
     small = prune_structured(cnn, Xtr[:2], ratio=0.5)
     assert (small.conv1.out_channels, small.bn.num_features, small.conv2.in_channels) == (4, 4, 4)

@@ -42,7 +42,14 @@ NONNEGATIVE = {"relu", "relu6", "sigmoid", "hardsigmoid", "softplus"}
 
 @dataclass(frozen=True)
 class LayerRange:
-    """What bounds one layer's accumulator: its module, weight codes, input codes, integer bias."""
+    """What bounds one layer's accumulator: its module, weight codes, input codes, integer bias.
+
+    Examples
+    --------
+    >>> r = LayerRange("fc", torch.nn.Linear(2, 1), (-3, 3), (0, 7), np.zeros(1, np.int64))
+    >>> max_inputs(8, r.weight, r.inputs)
+    6
+    """
 
     name: str
     module: nn.Module
