@@ -146,6 +146,22 @@ def test_qat_cnn_structured_then_unstructured_is_proved_within_target(digits01, 
     np.testing.assert_array_equal(qm.forward(Xte[:50]), qm.forward(Xte[:50], fhe="simulate"))
 
 
+def test_trained_qat_cnn_structured_pruning_stays_consistent(digits01):
+    """After longer training a QuantTensor hid the conv→flatten→linear coupling from torch-pruning
+    (it cut 2 of the linear layer's 128 inputs instead of 32); tracing with quantization off fixes it."""
+    Xtr, _, ytr, _ = digits01
+    torch.manual_seed(0)
+    cnn = prune_finetune.QATCNN(bits=3)
+    fine_tune(cnn, _loader(Xtr, ytr), epochs=40, lr=1e-2, progress=False)
+    small = prune_structured(cnn, Xtr[:2], ratio=0.25)
+    assert (small.conv2.out_channels, small.fc.in_features) == (6, 96)
+    sparse = prune_to_accumulator(small, 8, example_input=Xtr[:2])
+    again = prune_to_accumulator(sparse, 7, example_input=Xtr[:2])  # a masked model can be pruned further
+    assert all(r["worst_case_bits"] <= 7 for r in accumulator_report(again, 7, example_input=Xtr[:2]))
+    with pytest.raises(ConfigurationError, match=r"carries an unstructured pruning mask: prune_structured first"):
+        prune_structured(sparse, Xtr[:2], ratio=0.25)
+
+
 def test_float_model_is_pruned_for_ptq_widths():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))

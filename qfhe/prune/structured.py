@@ -17,6 +17,7 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import copy
 
 import numpy as np
@@ -48,6 +49,16 @@ def _output_layers(model: nn.Module, example: torch.Tensor) -> list[nn.Module]:
         for h in hooks:
             h.remove()
     return last[-1:]
+
+
+def _float_view(model: nn.Module):
+    """Trace with Brevitas quantization switched off: torch-pruning then sees plain tensors (a
+    QuantTensor hid the flatten between a trained conv and a linear layer from its graph)."""
+    if not any(type(m).__module__.startswith("brevitas.") for m in model.modules()):
+        return contextlib.nullcontext()
+    from brevitas.graph.calibrate import quantization_status_manager
+    return quantization_status_manager(model, disable_act_quant=True, disable_weight_quant=True,
+                                       disable_bias_quant=True, is_training=False)
 
 
 def _check_brevitas(model: nn.Module) -> None:
@@ -109,6 +120,11 @@ def prune_structured(model: nn.Module, example_input, ratio: float = 0.5, import
         raise ConfigurationError(f"ratio must be in [0, 1), got {ratio!r}: pruning every channel leaves no model")
     if importance not in IMPORTANCES:
         raise ConfigurationError(f"importance must be one of {IMPORTANCES}, got {importance!r}")
+    masked = next((name for name, m in model.named_modules() if hasattr(m, "weight_mask")), None)
+    if masked is not None:
+        raise ConfigurationError(
+            f"layer '{masked}' carries an unstructured pruning mask: prune_structured first, then "
+            "prune_to_accumulator (or call qfhe.prune.remove_masks before structured pruning)")
     target = model if as_bool("inplace", inplace) else copy.deepcopy(model)
     was_training = target.training
     target.eval()
@@ -118,9 +134,11 @@ def prune_structured(model: nn.Module, example_input, ratio: float = 0.5, import
     _check_brevitas(target)
     try:
         ignored = _output_layers(target, example)
-        pruner = tp.pruner.MetaPruner(target, example, importance=_importance(importance), pruning_ratio=ratio,
-                                      ignored_layers=ignored)
-        pruner.step()
+        with _float_view(target):
+            pruner = tp.pruner.MetaPruner(target, example, importance=_importance(importance), pruning_ratio=ratio,
+                                          ignored_layers=ignored)
+            pruner.step()
+        target.eval()
         with torch.no_grad():
             target(example)  # the pruned model still runs
     except (UnsupportedOpError, ConfigurationError):

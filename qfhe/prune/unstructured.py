@@ -205,7 +205,7 @@ def prune_to_accumulator(model: nn.Module, n_accum_bits: int, example_input=None
     (12, 32)
     """
     n_acc = as_int("n_accum_bits", n_accum_bits, 2, 32)
-    target = model if as_bool("inplace", inplace) else copy.deepcopy(model)
+    target = model if as_bool("inplace", inplace) else copy_model(model)
     for layer in layer_ranges(target, example_input, n_bits):
         w = _effective_weight(layer.module)
         rows = w.reshape(w.shape[0], -1)
@@ -249,6 +249,27 @@ def accumulator_report(model: nn.Module, n_accum_bits: int | None = None, exampl
         rows.append({"layer": layer.name, "fan_in": flat.shape[1], "k": k, "max_nonzero": int(nonzero.max()),
                      "kept": round(float((flat != 0).float().mean()), 3), "worst_case_bits": worst})
     return PruningReport(rows)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy that also works on a model with pruning masks.
+
+    A masked module's ``weight`` is computed from ``weight_orig * weight_mask``, a non-leaf tensor
+    that ``copy.deepcopy`` refuses; it is detached before copying and recomputed in the copy.
+
+    Examples
+    --------
+    >>> m = prune_to_accumulator(torch.nn.Sequential(torch.nn.Linear(32, 2)), 9, n_bits=3)
+    >>> bool((copy_model(m)[0].weight == m[0].weight).all())
+    True
+    """
+    for module in model.modules():
+        if hasattr(module, "weight_mask"):
+            module.weight = module.weight.detach()
+    twin = copy.deepcopy(model)
+    reapply_masks(model)
+    reapply_masks(twin)
+    return twin
 
 
 def remove_masks(model: nn.Module) -> nn.Module:
