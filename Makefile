@@ -25,6 +25,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/tfhe_mlp.py
 	$(PY) benchmarks/qat_vs_ptq.py
 	$(PY) benchmarks/ckks_pipelines.py
+	$(PY) benchmarks/pruning.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
