@@ -12,6 +12,8 @@ True
 
 from __future__ import annotations
 
+from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
+
 
 class QfheError(Exception):
     """Base class of every error raised by qfhe."""
@@ -47,6 +49,10 @@ class KeysNotGeneratedError(QfheError, RuntimeError):
 
 class NotCompiledError(QfheError, RuntimeError):
     """An operation needs a compiled circuit that does not exist yet."""
+
+
+class NotFittedError(QfheError, _SklearnNotFittedError):
+    """An estimator method needs ``fit`` first (also scikit-learn's ``NotFittedError``)."""
 
 
 class PassError(QfheError, RuntimeError):
@@ -103,6 +109,7 @@ __all__ = [
     "CircuitOverflowError",
     "KeysNotGeneratedError",
     "NotCompiledError",
+    "NotFittedError",
     "PassError",
     "CKKSScheduleError",
     "PolynomialRangeError",

@@ -88,6 +88,19 @@ class QuantizedModule:
         zero = np.full((1,) + self.input_shape, self._input_node.attrs.get("zero_point", 0), np.int64)
         self.output_shape = tuple(self.dequantize_output(run(self._server_graph, [zero])[0]).shape[1:])
 
+    def __getstate__(self) -> dict:
+        """Pickling keeps the quantized model and drops the circuits (concrete objects cannot be
+        pickled): call :meth:`compile` again after loading.
+
+        Examples
+        --------
+        >>> import pickle, numpy as np, torch, qfhe
+        >>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), np.random.randn(40, 3), n_bits=3)
+        >>> pickle.loads(pickle.dumps(qm)).is_compiled
+        False
+        """
+        return {**self.__dict__, "_compiled": None}
+
     # -- public API -----------------------------------------------------------------------------
     def compile(self, p_error: float | None = None, global_p_error: float | None = None, configuration=None,
                 simulate_batch_size: int = 64) -> "QuantizedModule":

@@ -1,0 +1,158 @@
+"""The built-in estimators (qfhe.sklearn), measured in one run on three datasets.
+
+Datasets (80/20 split, fixed seed, stratified for classification): digits and breast_cancer
+(NeuralNetClassifier, LogisticRegression) and diabetes (NeuralNetRegressor, LinearRegression,
+Ridge). For the neural nets, every ``n_accum_bits`` in {8, 10, 12, None} x ``(n_w_bits,
+n_a_bits)`` in {(2, 2), (3, 3), (4, 4)}, the other parameters at their defaults; the
+``n_accum_bits=None`` rows are the baseline without the per-neuron bound. Then the default
+classifier, ``prune()`` at 50 % of it, and the linear models.
+
+Per row: score (accuracy, or R² for regressors) of the clear integer model and of the simulated
+circuit, max bit-width, PBS count, and FHE seconds per sample on ``--n-exec`` encrypted samples
+(keygen excluded, reported apart), skipped for circuits with more than ``--max-exec-pbs`` lookups
+or wider than ``--max-exec-bits`` (the note says so).
+
+Writes ``benchmarks/results/builtin_nn.json`` and ``builtin_nn.png`` (accuracy against FHE latency).
+
+    python benchmarks/builtin_nn.py [--n-exec 2] [--datasets digits breast_cancer diabetes]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
+from sklearn.model_selection import train_test_split
+
+from qfhe.sklearn import LinearRegression, LogisticRegression, NeuralNetClassifier, NeuralNetRegressor, Ridge
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import RESULTS, machine, table, write_json  # noqa: E402
+
+ACCUM = (8, 10, 12, None)
+BITS = ((2, 2), (3, 3), (4, 4))
+DATASETS = {"digits": (load_digits, True), "breast_cancer": (load_breast_cancer, True),
+            "diabetes": (load_diabetes, False)}
+COLUMNS = [("dataset", "dataset"), ("model", "model"), ("n_accum_bits", "n_accum_bits"), ("bits", "w/a bits"),
+           ("hidden", "hidden"), ("score_clear", "score clear"), ("score_sim", "score simulated"),
+           ("max_bit_width", "max bit-width"), ("pbs_count", "PBS"), ("keygen_s", "keygen s"),
+           ("fhe_s_per_sample", "FHE s/sample"), ("note", "note")]
+
+
+def load(name: str):
+    loader, classification = DATASETS[name]
+    X, y = loader(return_X_y=True)
+    return train_test_split(X, y, test_size=0.2, random_state=0, stratify=y if classification else None)
+
+
+def measure(est, data, args, **row) -> dict:
+    """Compile on the training set, score clear and simulated, execute a few samples."""
+    Xtr, Xte, ytr, yte = data
+    start = time.perf_counter()
+    est.compile(Xtr)
+    st = est.quantized_module_.statistics
+    row.update(score_clear=round(est.score(Xte, yte), 4), score_sim=round(est.score(Xte, yte, fhe="simulate"), 4),
+               max_bit_width=st["max_bit_width"], pbs_count=st["pbs_count"],
+               compile_s=round(time.perf_counter() - start, 1))
+    if row["pbs_count"] > args.max_exec_pbs:
+        row["note"] = f"execution skipped: {row['pbs_count']} PBS > {args.max_exec_pbs}"
+    elif row["max_bit_width"] > args.max_exec_bits:
+        row["note"] = f"execution skipped: {row['max_bit_width']}-bit values > {args.max_exec_bits}"
+    elif args.n_exec:
+        start = time.perf_counter()
+        est.fhe_circuit.keygen()
+        row["keygen_s"] = round(time.perf_counter() - start, 1)
+        x = Xte[: args.n_exec]
+        start = time.perf_counter()
+        executed = est.predict(x, fhe="execute")
+        row["fhe_s_per_sample"] = round((time.perf_counter() - start) / len(x), 2)
+        row["execute_equals_simulate"] = bool(np.array_equal(executed, est.predict(x, fhe="simulate")))
+    print({k: v for k, v in row.items() if k != "dataset"}, flush=True)
+    return row
+
+
+def nn_rows(name: str, data, args) -> list[dict]:
+    Xtr, Xte, ytr, yte = data
+    cls = NeuralNetClassifier if DATASETS[name][1] else NeuralNetRegressor
+    rows = []
+    for n_w, n_a in BITS:
+        for n_accum in ACCUM:
+            est = cls(n_w_bits=n_w, n_a_bits=n_a, n_accum_bits=n_accum, random_state=0).fit(Xtr, ytr)
+            rows.append(measure(est, data, args, dataset=name, model=cls.__name__, n_accum_bits=n_accum or "none",
+                                bits=f"{n_w}/{n_a}", hidden=str(est._hidden(Xtr.shape[1]))))
+    default = cls(random_state=0).fit(Xtr, ytr)
+    rows.append(measure(default, data, args, dataset=name, model=f"{cls.__name__}()",
+                        n_accum_bits=default.n_accum_bits, bits=f"{default.n_w_bits}/{default.n_a_bits}",
+                        hidden=str(default._hidden(Xtr.shape[1])), note="defaults"))
+    small = default.prune(Xtr, ytr, n_prune_neurons_percentage=0.5)
+    rows.append(measure(small, data, args, dataset=name, model=f"{cls.__name__}().prune(0.5)",
+                        n_accum_bits=small.n_accum_bits, bits=f"{small.n_w_bits}/{small.n_a_bits}",
+                        hidden=str(small.hidden_sizes)))
+    return rows
+
+
+def linear_rows(name: str, data, args) -> list[dict]:
+    Xtr, Xte, ytr, yte = data
+    models = [LogisticRegression()] if DATASETS[name][1] else [LinearRegression(), Ridge()]
+    return [measure(m.fit(Xtr, ytr), data, args, dataset=name, model=type(m).__name__, n_accum_bits="-",
+                    bits=f"{m.n_bits}/-", hidden="-") for m in models]
+
+
+def plot(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = sorted({r["dataset"] for r in rows if DATASETS[r["dataset"]][1]})
+    fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        for bits, marker in (("2/2", "o"), ("3/3", "s"), ("4/4", "^")):
+            pts = [r for r in rows if r["dataset"] == name and r["bits"] == bits and r.get("fhe_s_per_sample")
+                   and r["model"] == "NeuralNetClassifier"]
+            ax.scatter([r["fhe_s_per_sample"] for r in pts], [r["score_sim"] for r in pts], marker=marker,
+                       label=f"w/a {bits} bits")
+            for r in pts:
+                ax.annotate(f"{r['n_accum_bits']}", (r["fhe_s_per_sample"], r["score_sim"]), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")
+        for r in rows:
+            if r["dataset"] == name and r.get("fhe_s_per_sample") and r["model"] != "NeuralNetClassifier":
+                ax.scatter([r["fhe_s_per_sample"]], [r["score_sim"]], marker="*", s=120, label=r["model"])
+        ax.set_xscale("log")
+        ax.set_xlabel("FHE seconds per sample (2 cores, log scale)")
+        ax.set_ylabel("simulated accuracy (test split)")
+        ax.set_title(f"{name}: labels are n_accum_bits")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
+    parser.add_argument("--n-exec", type=int, default=2, help="encrypted samples per executed row")
+    parser.add_argument("--max-exec-pbs", type=int, default=800)
+    parser.add_argument("--max-exec-bits", type=int, default=16)
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=UserWarning)  # calibration notes on raw tabular data
+    rows = []
+    for name in args.datasets:
+        data = load(name)
+        rows += nn_rows(name, data, args) + linear_rows(name, data, args)
+    info = machine()
+    print(f"\nBuilt-in estimators, measured {info['date']} on {info['machine']}\n")
+    print(table(rows, COLUMNS))
+    RESULTS.mkdir(exist_ok=True)
+    png = RESULTS / "builtin_nn.png"
+    plot(rows, png)
+    print(f"\nwrote {write_json('builtin_nn', {'machine': info, 'rows': rows})} and {png}")
+    return {"rows": rows}
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""scikit-learn estimators that run on encrypted data: ``fit``, ``compile``, ``predict(X, fhe=...)``.
+
+- :class:`NeuralNetClassifier`, :class:`NeuralNetRegressor`: Brevitas quantization-aware-trained
+  MLPs with a per-neuron accumulator bound, and ``prune()``.
+- :class:`LogisticRegression`, :class:`LinearRegression`, :class:`Ridge`: scikit-learn's models,
+  quantized, compiled without table lookups; ``from_sklearn_model`` imports a fitted one.
+
+Examples
+--------
+>>> import numpy as np
+>>> from qfhe.sklearn import LogisticRegression
+>>> X = np.random.RandomState(0).randn(100, 3); y = (X[:, 0] > 0).astype(int)
+>>> clf = LogisticRegression(n_bits=6).fit(X, y).compile(X)
+>>> clf.predict(X[:3], fhe="simulate").tolist() == clf.predict(X[:3]).tolist()
+True
+"""
+
+from qfhe.sklearn.linear import LinearRegression, LogisticRegression, Ridge
+from qfhe.sklearn.neural_net import NeuralNetClassifier, NeuralNetRegressor, PruneReport
+
+__all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "PruneReport", "LogisticRegression", "LinearRegression",
+           "Ridge"]

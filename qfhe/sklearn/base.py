@@ -1,0 +1,189 @@
+"""What every qfhe estimator shares: data validation, client-side scaling, compile and the FHE modes.
+
+An estimator owns a float torch model (``module_``) and the :class:`qfhe.QuantizedModule` built
+from it (``quantized_module_``). ``fit`` trains and quantizes on the training data, so
+``fhe="disable"`` works at once; :meth:`FHEEstimatorMixin.compile` builds the circuits. The
+inputs are standardised on the client (``scaler_``), in the clear, before quantization: a
+per-tensor input quantizer then spends its codes on every feature alike, whatever their units.
+
+Examples
+--------
+>>> from qfhe.sklearn.base import check_fhe
+>>> check_fhe("simulate")
+'simulate'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.base import is_classifier
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.validation import validate_data
+
+from qfhe.errors import ConfigurationError, InputValidationError, NotCompiledError, NotFittedError
+from qfhe.model import FHE_MODES, QuantizedModule
+
+
+def check_fhe(fhe: str) -> str:
+    """Validate an ``fhe`` mode.
+
+    Examples
+    --------
+    >>> check_fhe("execute")
+    'execute'
+    """
+    if fhe not in FHE_MODES:
+        raise ConfigurationError(f"fhe must be one of {FHE_MODES}, got {fhe!r}")
+    return fhe
+
+
+def fit_scaler(X: np.ndarray) -> StandardScaler:
+    """A StandardScaler on ``X``; constant features keep scale 1 (sklearn's rule).
+
+    Examples
+    --------
+    >>> fit_scaler(np.array([[0.0, 1.0], [2.0, 1.0]])).scale_.tolist()
+    [1.0, 1.0]
+    """
+    return StandardScaler().fit(X)
+
+
+def label_indices(estimator, y, where: str) -> np.ndarray:
+    """Index of each label of ``y`` in ``estimator.classes_``; an unknown label is an error naming it.
+
+    Examples
+    --------
+    >>> class E: classes_ = np.array(["a", "b"])
+    >>> label_indices(E(), ["b", "a"], "score").tolist()
+    [1, 0]
+    """
+    y = np.asarray(y).ravel()
+    classes = estimator.classes_
+    idx = np.searchsorted(classes, y)
+    idx = np.clip(idx, 0, len(classes) - 1)
+    unknown = classes[idx] != y
+    if unknown.any():
+        shown = ", ".join(repr(v) for v in np.unique(y[unknown])[:5])
+        raise InputValidationError(
+            f"{type(estimator).__name__}.{where}: y contains labels not seen in fit: {shown}; the classes are "
+            f"{classes.tolist()}")
+    return idx
+
+
+class FHEEstimatorMixin:
+    """``compile``, validation and the FHE-mode forward shared by the qfhe estimators.
+
+    Subclasses set ``module_`` (torch), ``scaler_`` and ``quantized_module_`` in ``fit`` and
+    implement ``_quantize(Xs)`` (standardised inputs to a :class:`qfhe.QuantizedModule`).
+
+    Examples
+    --------
+    >>> from qfhe.sklearn import LinearRegression
+    >>> isinstance(LinearRegression(), FHEEstimatorMixin)
+    True
+    """
+
+    # -- validation -------------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "quantized_module_"):
+            raise NotFittedError(
+                f"This {type(self).__name__} instance is not fitted yet: call fit(X, y) (or from_sklearn_model) first")
+
+    def _validate_X(self, X, where: str, reset: bool = False) -> np.ndarray:
+        """Float64 2-D finite X with the fitted number of features (the message names X and the method)."""
+        try:
+            return validate_data(self, X, reset=reset, dtype=np.float64)
+        except ValueError as exc:
+            raise InputValidationError(f"{type(self).__name__}.{where}: {exc}") from exc
+
+    def _validate_Xy(self, X, y, where: str, multi_output: bool) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            X, y = validate_data(self, X, y, dtype=np.float64, multi_output=multi_output,
+                                 y_numeric=not is_classifier(self))
+        except ValueError as exc:
+            raise InputValidationError(f"{type(self).__name__}.{where}: {exc}") from exc
+        if len(X) < 2:
+            raise InputValidationError(
+                f"{type(self).__name__}.{where}: X has 1 sample; fitting and calibration need at least 2 samples "
+                "(ideally hundreds)")
+        return X, y
+
+    def _scaled(self, X, where: str) -> np.ndarray:
+        self._check_fitted()
+        return self.scaler_.transform(self._validate_X(X, where))
+
+    # -- circuit ------------------------------------------------------------------------------------
+    def compile(self, X, p_error: float | None = None, global_p_error: float | None = None, configuration=None,
+                simulate_batch_size: int = 64, bitwidth_method: str = "calibration",
+                calibration_margin: float = 0.0):
+        """Build the TFHE circuit, with ``X`` as the calibration inputset; returns self.
+
+        ``X`` (raw features, e.g. the training set) sizes every integer range of the circuit; the
+        weights and quantizers are those ``fit`` produced. Afterwards ``fhe="simulate"`` and
+        ``fhe="execute"`` work, and ``quantized_module_`` holds the compiled
+        :class:`qfhe.QuantizedModule`.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+            Representative inputs, at least 2 (ideally hundreds).
+        p_error, global_p_error, configuration, simulate_batch_size
+            As in :meth:`qfhe.QuantizedModule.compile`.
+        bitwidth_method, calibration_margin
+            As in :func:`qfhe.compile_torch_model`: ``"interval"`` sizes every accumulator for
+            any input in the input quantizer's range, ``"calibration"`` from ``X``.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        NotFittedError
+            Before ``fit``.
+        InputValidationError
+            For NaN/inf, a wrong number of features or a non-2-D ``X``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LinearRegression
+        >>> X = np.random.RandomState(0).randn(50, 3); y = X @ [1.0, -2.0, 0.5]
+        >>> reg = LinearRegression(n_bits=6).fit(X, y).compile(X)
+        >>> reg.quantized_module_.statistics["pbs_count"]
+        0
+        """
+        Xs = self._scaled(X, "compile")
+        qm = self._quantize(Xs, bitwidth_method=bitwidth_method, calibration_margin=calibration_margin)
+        self.quantized_module_ = qm.compile(p_error=p_error, global_p_error=global_p_error,
+                                            configuration=configuration, simulate_batch_size=simulate_batch_size)
+        return self
+
+    @property
+    def fhe_circuit(self):
+        """The compiled single-sample concrete-python circuit (``keygen()`` it before ``fhe="execute"``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LinearRegression
+        >>> X = np.random.RandomState(0).randn(50, 2)
+        >>> LinearRegression(n_bits=4).fit(X, X.sum(1)).compile(X).fhe_circuit.keys.are_generated
+        False
+        """
+        self._check_fitted()
+        return self.quantized_module_.fhe_circuit
+
+    def _forward(self, X, fhe: str, where: str) -> np.ndarray:
+        """Raw model outputs (logits / standardised targets) for raw X in an FHE mode."""
+        check_fhe(fhe)
+        Xs = self._scaled(X, where)
+        if fhe != "disable" and not self.quantized_module_.is_compiled:
+            raise NotCompiledError(
+                f"{type(self).__name__} is fitted but not compiled: call compile(X_train) before {where}(X, "
+                f"fhe={fhe!r}) (fhe='disable' runs the clear integer model without compiling)")
+        return self.quantized_module_.forward(Xs, fhe=fhe)
+
+    def _quantize(self, Xs: np.ndarray, bitwidth_method: str = "calibration",
+                  calibration_margin: float = 0.0) -> QuantizedModule:
+        raise NotImplementedError

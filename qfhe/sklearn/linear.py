@@ -1,0 +1,358 @@
+"""Linear models: fitted by scikit-learn, quantized, compiled to a circuit without table lookups.
+
+What the server computes: one integer matrix product of the encrypted input codes with the
+quantized weights, plus an integer bias, and nothing else (0 PBS). The client standardises and
+quantizes the features before encryption, and after decryption dequantizes the scores and applies
+the link in the clear: the sigmoid/softmax and argmax of a classifier. The standardisation is
+folded into the weights (``w·x + b = (w·σ)·z + (b + w·μ)``), so the float model is exactly
+scikit-learn's while a per-tensor input quantizer spends its codes evenly over features of any
+units.
+
+Examples
+--------
+>>> import numpy as np
+>>> from sklearn.linear_model import LinearRegression as SkLinearRegression
+>>> from qfhe.sklearn import LinearRegression
+>>> X = np.random.RandomState(0).randn(100, 3); y = X @ [2.0, -1.0, 0.5] + 4
+>>> reg = LinearRegression.from_sklearn_model(SkLinearRegression().fit(X, y), X, n_bits=8)
+>>> float(np.abs(reg.predict(X) - y).max()) < 0.2
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sklearn.linear_model as sklm
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted
+from torch import nn
+
+from qfhe.compile import quantize_torch_model
+from qfhe.errors import ConfigurationError, InputValidationError
+from qfhe.model import QuantizedModule
+from qfhe.sklearn.base import FHEEstimatorMixin, fit_scaler, label_indices
+
+
+class _LinearModel(FHEEstimatorMixin, BaseEstimator):
+    """Fit with scikit-learn, fold the standardisation, quantize with ``n_bits``."""
+
+    _sklearn_class: type
+
+    def _sklearn_params(self) -> dict:
+        return {k: v for k, v in self.get_params().items() if k != "n_bits"}
+
+    def fit(self, X, y):
+        """Fit scikit-learn's model on ``(X, y)``, then quantize it (see :meth:`from_sklearn_model`).
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import Ridge
+        >>> X = np.random.RandomState(0).randn(60, 2)
+        >>> Ridge(alpha=0.1).fit(X, X[:, 0]).coef_.shape
+        (2,)
+        """
+        X, y = self._validate_Xy(X, y, "fit", multi_output=not self._classifier)
+        if self._classifier:
+            try:
+                check_classification_targets(y)
+            except ValueError as exc:
+                raise InputValidationError(
+                    f"{type(self).__name__}.fit: y: {exc}. A classifier needs class labels; for a continuous target "
+                    "use LinearRegression or Ridge") from exc
+        return self._import(self._sklearn_class(**self._sklearn_params()).fit(X, y), X)
+
+    @classmethod
+    def from_sklearn_model(cls, sklearn_model, X, n_bits=8):
+        """Import an already fitted scikit-learn model: quantize it, calibrated on ``X``.
+
+        Parameters
+        ----------
+        sklearn_model : fitted scikit-learn estimator of the matching class
+        X : array-like, shape (n_samples, n_features)
+            Calibration data (e.g. the training set): it fits the client's standardisation and
+            the quantizer ranges.
+        n_bits : int or dict
+            As in :func:`qfhe.compile_torch_model` (inputs and weights).
+
+        Returns
+        -------
+        estimator
+            Fitted, not compiled; its parameters copy the scikit-learn model's.
+
+        Raises
+        ------
+        ConfigurationError
+            For a model of another class or an unfitted one.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.linear_model import LogisticRegression as SkLogisticRegression
+        >>> from qfhe.sklearn import LogisticRegression
+        >>> X = np.random.RandomState(0).randn(80, 3); y = (X[:, 0] > 0).astype(int)
+        >>> clf = LogisticRegression.from_sklearn_model(SkLogisticRegression().fit(X, y), X, n_bits=8)
+        >>> float((clf.predict(X) == clf.sklearn_model_.predict(X)).mean()) > 0.95
+        True
+        """
+        if not isinstance(sklearn_model, cls._sklearn_class):
+            raise ConfigurationError(
+                f"{cls.__name__}.from_sklearn_model needs a fitted sklearn.linear_model.{cls._sklearn_class.__name__}, "
+                f"got {type(sklearn_model).__name__}")
+        try:
+            check_is_fitted(sklearn_model)
+        except Exception as exc:
+            raise ConfigurationError(
+                f"{cls.__name__}.from_sklearn_model: the {type(sklearn_model).__name__} is not fitted: call its fit "
+                "first") from exc
+        names = cls._get_param_names()
+        est = cls(n_bits=n_bits, **{k: v for k, v in sklearn_model.get_params().items() if k in names})
+        X = est._validate_X(X, "from_sklearn_model", reset=True)
+        if X.shape[1] != np.shape(sklearn_model.coef_)[-1]:
+            raise InputValidationError(
+                f"{cls.__name__}.from_sklearn_model: X has {X.shape[1]} features but the model was fitted on "
+                f"{np.shape(sklearn_model.coef_)[-1]}")
+        if len(X) < 2:
+            raise InputValidationError(f"{cls.__name__}.from_sklearn_model: X has 1 sample; calibration needs at "
+                                       "least 2 (ideally hundreds)")
+        return est._import(sklearn_model, X)
+
+    def _import(self, model, X: np.ndarray):
+        self.sklearn_model_ = model
+        self.coef_, self.intercept_ = model.coef_, model.intercept_
+        if getattr(model, "n_iter_", None) is not None:
+            self.n_iter_ = model.n_iter_
+        if self._classifier:
+            self.classes_ = model.classes_
+        W = np.atleast_2d(np.asarray(model.coef_, dtype=np.float64))
+        b = np.broadcast_to(np.asarray(model.intercept_, dtype=np.float64), (W.shape[0],))
+        self.scaler_ = fit_scaler(X)
+        mu, sigma = self.scaler_.mean_, self.scaler_.scale_
+        linear = nn.Linear(W.shape[1], W.shape[0])
+        with torch.no_grad():
+            linear.weight.copy_(torch.as_tensor(W * sigma))
+            linear.bias.copy_(torch.as_tensor(b + W @ mu))
+        self.module_ = linear.double()
+        self.quantized_module_ = self._quantize(self.scaler_.transform(X))
+        return self
+
+    def _quantize(self, Xs: np.ndarray, bitwidth_method: str = "calibration",
+                  calibration_margin: float = 0.0) -> QuantizedModule:
+        return quantize_torch_model(self.module_, Xs, n_bits=self.n_bits, bitwidth_method=bitwidth_method,
+                                    calibration_margin=calibration_margin)
+
+    def _scores(self, X, fhe: str, where: str) -> np.ndarray:
+        """Decrypted scores ``X @ coef_.T + intercept_`` (quantized), in an FHE mode."""
+        out = self._forward(X, fhe, where)
+        return out.ravel() if np.ndim(self.coef_) == 1 or (self._classifier and out.shape[1] == 1) else out
+
+
+class LinearRegression(RegressorMixin, _LinearModel):
+    """Ordinary least squares (scikit-learn's), run on encrypted data without table lookups.
+
+    The server computes ``codes @ W_int + b_int`` on the encrypted input codes; the client
+    standardises and quantizes ``X`` and dequantizes the result.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights (as in :func:`qfhe.compile_torch_model`).
+    fit_intercept, positive
+        As in ``sklearn.linear_model.LinearRegression``.
+
+    Attributes
+    ----------
+    coef_, intercept_ : ndarray
+        scikit-learn's float parameters.
+    sklearn_model_ : sklearn.linear_model.LinearRegression
+    quantized_module_ : qfhe.QuantizedModule
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import LinearRegression
+    >>> X = np.random.RandomState(0).randn(100, 3); y = X @ [1.0, 2.0, 3.0]
+    >>> reg = LinearRegression().fit(X, y).compile(X)
+    >>> bool(np.allclose(reg.predict(X[:2], fhe="simulate"), reg.predict(X[:2])))
+    True
+    """
+
+    _sklearn_class = sklm.LinearRegression
+    _classifier = False
+
+    def __init__(self, n_bits=8, fit_intercept=True, positive=False):
+        self.n_bits = n_bits
+        self.fit_intercept = fit_intercept
+        self.positive = positive
+
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
+        """Predicted targets, in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LinearRegression
+        >>> X = np.random.RandomState(0).randn(50, 2)
+        >>> LinearRegression().fit(X, X[:, 0]).predict(X[:3]).shape
+        (3,)
+        """
+        return self._scores(X, fhe, "predict")
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
+        """R² in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LinearRegression
+        >>> X = np.random.RandomState(0).randn(50, 2)
+        >>> LinearRegression().fit(X, X[:, 0]).score(X, X[:, 0]) > 0.99
+        True
+        """
+        return float(r2_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight))
+
+
+class Ridge(LinearRegression):
+    """Ridge regression (scikit-learn's), run on encrypted data without table lookups.
+
+    Parameters are ``n_bits`` and those of ``sklearn.linear_model.Ridge``; see
+    :class:`LinearRegression` for what the server and the client compute.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import Ridge
+    >>> X = np.random.RandomState(0).randn(100, 3); y = X @ [1.0, 2.0, 3.0]
+    >>> Ridge(alpha=1.0).fit(X, y).score(X, y) > 0.99
+    True
+    """
+
+    _sklearn_class = sklm.Ridge
+
+    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, solver="auto", max_iter=None, tol=1e-4,
+                 positive=False, random_state=None):
+        self.n_bits = n_bits
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.positive = positive
+        self.random_state = random_state
+
+
+class LogisticRegression(ClassifierMixin, _LinearModel):
+    """Logistic regression (scikit-learn's), run on encrypted data without table lookups.
+
+    The server computes the class scores ``codes @ W_int + b_int``; the client decrypts them and
+    applies the sigmoid (binary) or softmax (multiclass) and the argmax in the clear.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    C, fit_intercept, class_weight, solver, max_iter, tol, random_state
+        As in ``sklearn.linear_model.LogisticRegression``.
+
+    Attributes
+    ----------
+    classes_, coef_, intercept_, sklearn_model_, quantized_module_
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import LogisticRegression
+    >>> X = np.random.RandomState(0).randn(200, 4); y = np.where(X[:, 0] - X[:, 2] > 0, "pos", "neg")
+    >>> clf = LogisticRegression().fit(X, y)
+    >>> clf.score(X, y) > 0.95, clf.predict_proba(X[:2]).shape
+    (True, (2, 2))
+    """
+
+    _sklearn_class = sklm.LogisticRegression
+    _classifier = True
+
+    def __init__(self, n_bits=8, C=1.0, fit_intercept=True, class_weight=None, solver="lbfgs", max_iter=100, tol=1e-4,
+                 random_state=None):
+        self.n_bits = n_bits
+        self.C = C
+        self.fit_intercept = fit_intercept
+        self.class_weight = class_weight
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.random_state = random_state
+
+    def decision_function(self, X, fhe: str = "disable") -> np.ndarray:
+        """Class scores (shape (n,) for two classes), decrypted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LogisticRegression
+        >>> X = np.random.RandomState(0).randn(60, 2); y = (X[:, 0] > 0).astype(int)
+        >>> LogisticRegression().fit(X, y).decision_function(X[:3]).shape
+        (3,)
+        """
+        return self._scores(X, fhe, "decision_function")
+
+    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
+        """Class probabilities, computed on the client from the decrypted scores.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LogisticRegression
+        >>> X = np.random.RandomState(0).randn(90, 2); y = np.arange(90) % 3
+        >>> bool(np.allclose(LogisticRegression().fit(X, y).predict_proba(X[:4]).sum(1), 1))
+        True
+        """
+        scores = self._scores(X, fhe, "predict_proba")
+        if scores.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-scores))
+            return np.stack([1 - p, p], axis=1)
+        if self.solver == "liblinear":  # one-vs-rest: independent sigmoids, normalised
+            p = 1.0 / (1.0 + np.exp(-scores))
+            return p / p.sum(axis=1, keepdims=True)
+        e = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
+        """Predicted labels, in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LogisticRegression
+        >>> X = np.random.RandomState(0).randn(60, 2); y = np.where(X[:, 0] > 0, "a", "b")
+        >>> LogisticRegression().fit(X, y).predict(X[:2]).tolist()
+        ['a', 'a']
+        """
+        scores = self._scores(X, fhe, "predict")
+        idx = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
+        return self.classes_[idx]
+
+    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
+        """Accuracy in an FHE mode; a label not seen in ``fit`` is an error naming it.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LogisticRegression
+        >>> X = np.random.RandomState(0).randn(60, 2); y = (X[:, 0] > 0).astype(int)
+        >>> LogisticRegression().fit(X, y).score(X, y) > 0.9
+        True
+        """
+        label_indices(self, y, "score")
+        return float(accuracy_score(np.asarray(y).ravel(), self.predict(X, fhe=fhe), sample_weight=sample_weight))

@@ -1,0 +1,465 @@
+"""``NeuralNetClassifier`` and ``NeuralNetRegressor``: Brevitas QAT MLPs with a per-neuron accumulator bound.
+
+``fit`` standardises the inputs (on the client), trains a :class:`qfhe.sklearn.mlp.QuantMLP`
+with quantization in the loop, keeps in every neuron only as many weights as its accumulator can
+sum within ``n_accum_bits`` (:func:`qfhe.prune.prune_to_accumulator`), and quantizes the result
+with :func:`qfhe.quantize_brevitas_qat_model`. ``compile`` builds the circuit; ``prune`` removes
+hidden neurons with torch-pruning and fine-tunes.
+
+Examples
+--------
+>>> import numpy as np
+>>> from qfhe.sklearn import NeuralNetClassifier
+>>> X = np.random.RandomState(0).randn(120, 4); y = (X[:, 0] > 0).astype(int)
+>>> clf = NeuralNetClassifier(max_epochs=5, random_state=0).fit(X, y)
+>>> clf.predict(X[:3]).shape, clf.classes_.tolist()
+((3,), [0, 1])
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
+from torch import nn
+
+from qfhe.compile import quantize_brevitas_qat_model
+from qfhe.errors import ConfigurationError, InputClippingWarning, InputValidationError
+from qfhe.model import QuantizedModule
+from qfhe.prune import prune_structured, prune_to_accumulator
+from qfhe.quant.config import parse_rounding
+from qfhe.report import Table
+from qfhe.sklearn.base import FHEEstimatorMixin, fit_scaler, label_indices
+from qfhe.sklearn.mlp import QuantMLP, activation_class, from_state, to_state, train_module
+from qfhe.validation import as_bool, as_float, as_int
+
+
+class PruneReport(Table):
+    """Before and after :meth:`NeuralNetClassifier.prune`: hidden neurons (one table lookup each),
+    score, widest accumulator.
+
+    Examples
+    --------
+    >>> print(PruneReport([{"model": "before", "hidden_neurons": 128, "score": 0.97, "max_acc_bits": 10}]))
+    model   hidden_neurons  score  max_acc_bits
+    before             128   0.97            10
+    """
+
+    COLUMNS = ("model", "hidden_neurons", "score", "max_acc_bits")
+
+
+class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
+    """Parameters, training and pruning shared by the classifier and the regressor."""
+
+    def __init__(self, n_layers=3, n_hidden_neurons_multiplier=1.0, hidden_sizes=None, activation_function="relu",
+                 n_input_bits=4, n_w_bits=3, n_a_bits=3, n_accum_bits=10, lr=0.01, max_epochs=60, batch_size=64,
+                 weight_decay=0.0, random_state=None, verbose=False, rounding_threshold_bits=None,
+                 pruning_warmup=0.25):
+        self.n_layers = n_layers
+        self.n_hidden_neurons_multiplier = n_hidden_neurons_multiplier
+        self.hidden_sizes = hidden_sizes
+        self.activation_function = activation_function
+        self.n_input_bits = n_input_bits
+        self.n_w_bits = n_w_bits
+        self.n_a_bits = n_a_bits
+        self.n_accum_bits = n_accum_bits
+        self.lr = lr
+        self.max_epochs = max_epochs
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.random_state = random_state
+        self.verbose = verbose
+        self.rounding_threshold_bits = rounding_threshold_bits
+        self.pruning_warmup = pruning_warmup
+
+    # -- parameters ---------------------------------------------------------------------------------
+    def _hidden(self, n_features: int) -> tuple[int, ...]:
+        if self.hidden_sizes is not None:
+            sizes = tuple(self.hidden_sizes) if not isinstance(self.hidden_sizes, numbers.Integral) else None
+            if sizes is None or any(not isinstance(h, numbers.Integral) or h < 1 for h in sizes):
+                raise ConfigurationError(
+                    f"hidden_sizes must be a sequence of positive ints (one per hidden layer), got {self.hidden_sizes!r}")
+            return tuple(int(h) for h in sizes)
+        n_layers = as_int("n_layers", self.n_layers, 1, 64)
+        mult = as_float("n_hidden_neurons_multiplier", self.n_hidden_neurons_multiplier, 0.0, 1e4)
+        return (max(1, int(round(mult * n_features))),) * (n_layers - 1)
+
+    def _check_params(self) -> None:
+        as_int("n_input_bits", self.n_input_bits, 2, 8)
+        as_int("n_w_bits", self.n_w_bits, 2, 8)
+        as_int("n_a_bits", self.n_a_bits, 1, 8)
+        if self.n_accum_bits is not None:
+            as_int("n_accum_bits", self.n_accum_bits, 2, 16, "an int from 2 to 16, or None for no bound")
+        as_float("lr", self.lr, 0.0, 10.0)
+        as_int("max_epochs", self.max_epochs, 1)
+        as_int("batch_size", self.batch_size, 2, None, "an int >= 2 (BatchNorm needs 2 samples per batch)")
+        as_float("weight_decay", self.weight_decay, 0.0, 10.0, closed=True)
+        as_bool("verbose", self.verbose)
+        as_float("pruning_warmup", self.pruning_warmup, 0.0, 1.0, closed=True)
+        parse_rounding(self.rounding_threshold_bits)
+        activation_class(self.activation_function)
+
+    def _seed(self) -> int:
+        return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
+
+    # -- fit -------------------------------------------------------------------------------------
+    def fit(self, X, y):
+        """Standardise, train with quantization in the loop and the accumulator bound, quantize.
+
+        Parameters
+        ----------
+        X : array-like, shape (n_samples, n_features)
+        y : array-like, shape (n_samples,) (or (n_samples, n_targets) for the regressor)
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        InputValidationError
+            For NaN/inf, mismatched lengths, one sample, or (classifier) a continuous target.
+        ConfigurationError
+            For an invalid parameter, e.g. an ``n_accum_bits`` too small to keep one input per
+            neuron (the message gives the minimum).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import NeuralNetRegressor
+        >>> X = np.random.RandomState(0).randn(80, 3)
+        >>> reg = NeuralNetRegressor(max_epochs=3, random_state=0).fit(X, X[:, 0])
+        >>> reg.n_features_in_, len(reg.history_)
+        (3, 3)
+        """
+        self._check_params()
+        X, y = self._validate_Xy(X, y, "fit", multi_output=not self._classifier)
+        targets, n_out = self._encode_targets(y)
+        self.scaler_ = fit_scaler(X)
+        Xs = self.scaler_.transform(X)
+        seed = self._seed()
+        with torch.random.fork_rng():  # seeded weights without touching the caller's generator
+            torch.manual_seed(seed)
+            module = QuantMLP(X.shape[1], n_out, self._hidden(X.shape[1]), self.n_input_bits, self.n_w_bits,
+                              self.n_a_bits, self.activation_function)
+        if self.n_accum_bits is not None:  # an impossible bound fails now, not after the warm-up
+            prune_to_accumulator(module, self.n_accum_bits, example_input=Xs[:2])
+        self.history_ = train_module(module, Xs, targets, self._loss, lr=self.lr, max_epochs=self.max_epochs,
+                                     batch_size=self.batch_size, weight_decay=self.weight_decay, seed=seed,
+                                     n_accum_bits=self.n_accum_bits, warmup=self.pruning_warmup,
+                                     verbose=self.verbose, desc=f"{type(self).__name__}.fit")
+        self.module_ = module
+        self.quantized_module_ = self._quantize(Xs)
+        return self
+
+    def _quantize(self, Xs: np.ndarray, bitwidth_method: str = "calibration",
+                  calibration_margin: float = 0.0) -> QuantizedModule:
+        with warnings.catch_warnings():
+            # constant standardised features are normal in tabular data (and were already fitted around)
+            warnings.filterwarnings("ignore", message=".*never vary in the inputset")
+            return quantize_brevitas_qat_model(self.module_, Xs, rounding_threshold_bits=self.rounding_threshold_bits,
+                                               bitwidth_method=bitwidth_method, calibration_margin=calibration_margin)
+
+    def _forward(self, X, fhe: str, where: str) -> np.ndarray:
+        with warnings.catch_warnings():
+            # The input quantizer was trained: its clipping is part of the model, as it was in training.
+            warnings.simplefilter("ignore", InputClippingWarning)
+            return super()._forward(X, fhe, where)
+
+    # -- prune -----------------------------------------------------------------------------------
+    def prune(self, X, y, n_prune_neurons_percentage: float = 0.5, max_epochs: int | None = None):
+        """A new fitted estimator with a fraction of every hidden layer's neurons removed, fine-tuned.
+
+        The neurons with the smallest weights go (:func:`qfhe.prune.prune_structured`, torch-pruning
+        keeps the BatchNorm and the next layer consistent), so the circuit has that many fewer table
+        lookups; then the model is fine-tuned with the per-neuron accumulator bound. ``self`` is not
+        changed. The new estimator's ``pruning_report_`` compares neurons, score on ``(X, y)``,
+        widest accumulator and lookups before and after (printed when ``verbose``).
+
+        Parameters
+        ----------
+        X, y : array-like
+            Training data for the fine-tuning (and the report's score).
+        n_prune_neurons_percentage : float in [0, 1)
+            Fraction of each hidden layer's neurons to remove.
+        max_epochs : int, optional
+            Fine-tuning epochs; default half of ``max_epochs``.
+
+        Returns
+        -------
+        estimator
+            Fitted (not compiled), with ``hidden_sizes`` set to the new widths.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import NeuralNetClassifier
+        >>> X = np.random.RandomState(0).randn(100, 4); y = (X[:, 0] > 0).astype(int)
+        >>> clf = NeuralNetClassifier(hidden_sizes=(8, 8), max_epochs=4, random_state=0).fit(X, y)
+        >>> small = clf.prune(X, y, 0.5, max_epochs=2)
+        >>> small.hidden_sizes, [r["hidden_neurons"] for r in small.pruning_report_]
+        ((4, 4), [16, 8])
+        """
+        self._check_fitted()
+        ratio = as_float("n_prune_neurons_percentage", n_prune_neurons_percentage, 0.0, 1.0, closed=True)
+        if ratio >= 1.0:
+            raise ConfigurationError(
+                f"n_prune_neurons_percentage must be in [0, 1), got {ratio!r}: removing every neuron leaves no model")
+        epochs = max(1, self.max_epochs // 2) if max_epochs is None else as_int("max_epochs", max_epochs, 1)
+        Xv, yv = self._validate_Xy(X, y, "prune", multi_output=not self._classifier)
+        Xv = self._validate_X(Xv, "prune")  # the fitted number of features
+        targets = self._targets_for(yv, "prune")
+        Xs = self.scaler_.transform(Xv)
+        module = prune_structured(self.module_, Xs[:2], ratio=ratio)
+        small = clone(self)
+        small.hidden_sizes = tuple(m.out_features for m in module.layers if isinstance(m, nn.Linear))[:-1]
+        for name in self._fitted_state:
+            setattr(small, name, getattr(self, name))
+        small.history_ = train_module(module, Xs, targets, self._loss, lr=self.lr, max_epochs=epochs,
+                                      batch_size=self.batch_size, weight_decay=self.weight_decay, seed=self._seed(),
+                                      n_accum_bits=self.n_accum_bits, warmup=0.0, verbose=self.verbose,
+                                      desc=f"{type(self).__name__}.prune")
+        small.module_ = module
+        small.quantized_module_ = small._quantize(Xs)
+        small.pruning_report_ = PruneReport([est._summary(name, Xv, yv) for name, est in
+                                             (("before", self), ("after", small))])
+        if self.verbose:
+            print(small.pruning_report_)
+        return small
+
+    def _summary(self, name: str, X, y) -> dict:
+        rows = self.quantized_module_.bitwidth_report()
+        hidden = sum(m.out_features for m in self.module_.layers if isinstance(m, nn.Linear)) - self._n_outputs()
+        return {"model": name, "hidden_neurons": hidden, "score": round(float(self.score(X, y)), 4),
+                "max_acc_bits": max(r["acc_bits"] for r in rows)}
+
+    def _n_outputs(self) -> int:
+        return self.module_.layers[-1].out_features
+
+    def __getstate__(self):
+        state = super().__getstate__()
+        if "module_" in state:  # Brevitas modules cannot be pickled; their spec and tensors can
+            state = {**state, "module_": to_state(state["module_"])}
+        return state
+
+    def __setstate__(self, state):
+        if isinstance(state.get("module_"), dict):
+            state = {**state, "module_": from_state(state["module_"])}
+        super().__setstate__(state)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.non_deterministic = self.random_state is None
+        return tags
+
+
+class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
+    """A quantization-aware-trained MLP classifier that runs on encrypted data.
+
+    Hidden layers are ``QuantLinear → BatchNorm1d → activation quantizer`` (BatchNorm fuses into
+    the table lookup); the output layer's logits are dequantized on the client, which then takes
+    the softmax/argmax in the clear. Every neuron keeps at most the number of non-zero weights its
+    accumulator can sum within ``n_accum_bits`` bits, for any input: compiled with
+    ``bitwidth_method="interval"`` and no rounding, no accumulator is wider.
+
+    Parameters
+    ----------
+    n_layers : int
+        Linear layers, the output layer included (``n_layers - 1`` hidden layers).
+    n_hidden_neurons_multiplier : float
+        Hidden width = this x the number of input features (ignored when ``hidden_sizes`` is set).
+    hidden_sizes : sequence of int, optional
+        Width of each hidden layer; overrides ``n_layers`` and the multiplier.
+    activation_function : str or torch activation class
+        ``"relu"`` (a Brevitas ``QuantReLU``) or one of ``"sigmoid", "tanh", "gelu", "silu",
+        "leaky_relu", "elu", "hardtanh"`` (followed by a ``QuantIdentity``).
+    n_input_bits, n_w_bits, n_a_bits : int
+        Bit-widths of the input quantizer, of the weights and of the hidden activations.
+    n_accum_bits : int or None
+        Per-neuron accumulator bound (sign bit included); None trains without it.
+    lr, max_epochs, batch_size, weight_decay
+        Adam with a cosine learning-rate schedule over ``max_epochs``.
+    random_state : int, RandomState or None
+        Seeds the initial weights and the batch order (torch's global generator is left alone).
+    verbose : bool
+        tqdm progress bars during training.
+    rounding_threshold_bits : int, dict, "approximate" spec or None
+        As in :func:`qfhe.compile_brevitas_qat_model`: table lookups read accumulators rounded to
+        this many bits.
+    pruning_warmup : float in [0, 1]
+        Fraction of the epochs trained dense before the per-neuron masks are chosen (from the
+        weights' magnitudes) and fixed.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    module_ : torch.nn.Module
+        The trained Brevitas model (masks made permanent: pruned weights are zeros).
+    scaler_ : sklearn.preprocessing.StandardScaler
+        Input standardisation, run on the client.
+    quantized_module_ : qfhe.QuantizedModule
+        ``bitwidth_report()``, and after :meth:`compile`, ``statistics`` and ``fhe_circuit``.
+    history_ : list of dict
+        Per-epoch training loss.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import NeuralNetClassifier
+    >>> X = np.random.RandomState(0).randn(200, 4); y = np.where(X[:, 0] + X[:, 1] > 0, "yes", "no")
+    >>> clf = NeuralNetClassifier(hidden_sizes=(16,), max_epochs=10, random_state=0).fit(X, y).compile(X)
+    >>> clf.predict(X[:2], fhe="simulate").tolist() == clf.predict(X[:2]).tolist()
+    True
+    >>> bool(np.allclose(clf.predict_proba(X[:2]).sum(1), 1))
+    True
+    """
+
+    _classifier = True
+    _fitted_state = ("scaler_", "classes_", "n_features_in_")
+
+    @staticmethod
+    def _loss(outputs, targets):
+        return nn.functional.cross_entropy(outputs, targets)
+
+    def _encode_targets(self, y) -> tuple[np.ndarray, int]:
+        try:
+            check_classification_targets(y)
+        except ValueError as exc:
+            raise InputValidationError(
+                f"{type(self).__name__}.fit: y: {exc}. A classifier needs class labels; for a continuous target use "
+                "NeuralNetRegressor") from exc
+        self.classes_ = np.unique(y)
+        if len(self.classes_) < 2:
+            raise InputValidationError(
+                f"{type(self).__name__}.fit: y has only one class ({self.classes_[0]!r}); a classifier needs at least "
+                "2 classes")
+        return self._targets_for(y, "fit"), len(self.classes_)
+
+    def _targets_for(self, y, where: str) -> torch.Tensor:
+        return torch.as_tensor(label_indices(self, y, where), dtype=torch.long)
+
+    def _n_outputs(self) -> int:
+        return len(self.classes_)
+
+    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
+        """Class probabilities: softmax, on the client, of the decrypted logits.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import NeuralNetClassifier
+        >>> X = np.random.RandomState(1).randn(60, 3); y = (X[:, 0] > 0).astype(int)
+        >>> NeuralNetClassifier(max_epochs=2, random_state=0).fit(X, y).predict_proba(X[:4]).shape
+        (4, 2)
+        """
+        logits = self._forward(X, fhe, "predict_proba")
+        e = np.exp(logits - logits.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
+        """Predicted labels (argmax of the decrypted logits, on the client).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import NeuralNetClassifier
+        >>> X = np.random.RandomState(1).randn(60, 3); y = np.where(X[:, 0] > 0, "a", "b")
+        >>> NeuralNetClassifier(max_epochs=2, random_state=0).fit(X, y).predict(X[:2]).dtype.kind
+        'U'
+        """
+        logits = self._forward(X, fhe, "predict")
+        return self.classes_[logits.argmax(axis=1)]
+
+    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
+        """Accuracy in an FHE mode.
+
+        Raises
+        ------
+        InputValidationError
+            When ``y`` holds a label not seen in ``fit`` (named).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import NeuralNetClassifier
+        >>> X = np.random.RandomState(1).randn(60, 3); y = (X[:, 0] > 0).astype(int)
+        >>> 0.5 < NeuralNetClassifier(max_epochs=5, random_state=0).fit(X, y).score(X, y) <= 1
+        True
+        """
+        label_indices(self, y, "score")
+        return float(accuracy_score(np.asarray(y).ravel(), self.predict(X, fhe=fhe), sample_weight=sample_weight))
+
+
+class NeuralNetRegressor(RegressorMixin, _NeuralNetBase):
+    """A quantization-aware-trained MLP regressor that runs on encrypted data.
+
+    Same architecture and parameters as :class:`NeuralNetClassifier`; the targets are standardised
+    for training and the decrypted outputs are mapped back on the client. Several targets
+    (``y`` of shape (n, k)) are supported.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import NeuralNetRegressor
+    >>> X = np.random.RandomState(0).randn(200, 3); y = 10 * X[:, 0] + 3
+    >>> reg = NeuralNetRegressor(hidden_sizes=(16,), max_epochs=20, random_state=0).fit(X, y)
+    >>> reg.score(X, y) > 0.8
+    True
+    """
+
+    _classifier = False
+    _fitted_state = ("scaler_", "y_mean_", "y_scale_", "y_shape_", "n_features_in_")
+
+    @staticmethod
+    def _loss(outputs, targets):
+        return nn.functional.mse_loss(outputs, targets)
+
+    def _encode_targets(self, y) -> tuple[np.ndarray, int]:
+        y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        self.y_mean_ = y2.mean(axis=0)
+        scale = y2.std(axis=0)
+        self.y_scale_ = np.where(scale > 0, scale, 1.0)
+        self.y_shape_ = np.shape(y)[1:]
+        return self._targets_for(y, "fit"), y2.shape[1]
+
+    def _targets_for(self, y, where: str) -> torch.Tensor:
+        y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)
+        return torch.as_tensor((y2 - self.y_mean_) / self.y_scale_, dtype=torch.float32)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        return tags
+
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
+        """Predicted targets (decrypted outputs, de-standardised on the client).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import NeuralNetRegressor
+        >>> X = np.random.RandomState(1).randn(60, 3)
+        >>> NeuralNetRegressor(max_epochs=2, random_state=0).fit(X, X[:, 0]).predict(X[:4]).shape
+        (4,)
+        """
+        out = self._forward(X, fhe, "predict") * self.y_scale_ + self.y_mean_
+        return out.reshape((len(out),) + tuple(self.y_shape_))
+
+    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
+        """R² in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import NeuralNetRegressor
+        >>> X = np.random.RandomState(1).randn(60, 3)
+        >>> NeuralNetRegressor(max_epochs=2, random_state=0).fit(X, X[:, 0]).score(X, X[:, 0]) <= 1
+        True
+        """
+        return float(r2_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight))
