@@ -81,3 +81,13 @@ def test_prune_finetune_example_help(capsys):
     with pytest.raises(SystemExit) as exit_info:
         _load("prune_finetune").main(["--help"])
     assert exit_info.value.code == 0 and "--n-accum-bits" in capsys.readouterr().out
+
+
+def test_sklearn_estimators_example_short(capsys):
+    result = _load("sklearn_estimators").main(["--short"])
+    out = capsys.readouterr().out
+    assert "keygen" in out and "hidden_neurons" in out
+    assert result["nn_acc_sim"] > 0.85 and result["pruned_acc"] > 0.8
+    assert result["linear_pbs"] == 0 and result["linear_acc_sim"] >= result["linear_acc_sklearn"] - 0.03
+    for pred, label, seconds in result["nn_encrypted"] + result["linear_encrypted"]:
+        assert seconds > 0 and pred in range(10)

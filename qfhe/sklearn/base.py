@@ -96,9 +96,9 @@ class FHEEstimatorMixin:
         except ValueError as exc:
             raise InputValidationError(f"{type(self).__name__}.{where}: {exc}") from exc
 
-    def _validate_Xy(self, X, y, where: str, multi_output: bool) -> tuple[np.ndarray, np.ndarray]:
+    def _validate_Xy(self, X, y, where: str, multi_output: bool, reset: bool = True) -> tuple[np.ndarray, np.ndarray]:
         try:
-            X, y = validate_data(self, X, y, dtype=np.float64, multi_output=multi_output,
+            X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, multi_output=multi_output,
                                  y_numeric=not is_classifier(self))
         except ValueError as exc:
             raise InputValidationError(f"{type(self).__name__}.{where}: {exc}") from exc
