@@ -10,8 +10,8 @@ epochs, ``prune()`` at 50 % of the default, and the linear models.
 
 Per row: score (accuracy, or R² for regressors) of the clear integer model and of the simulated
 circuit, max bit-width, PBS count, and FHE seconds per sample on ``--n-exec`` encrypted samples
-(keygen excluded, reported apart), skipped for circuits with more than ``--max-exec-pbs`` lookups
-or wider than ``--max-exec-bits`` (the note says so).
+(keygen excluded, reported apart), skipped for circuits with more than ``--max-exec-pbs`` lookups,
+or with lookups and values wider than ``--max-exec-bits`` (the note says so).
 
 Writes ``benchmarks/results/builtin_nn.json`` and ``builtin_nn.png`` (accuracy against FHE latency).
 
@@ -62,7 +62,7 @@ def measure(est, data, args, **row) -> dict:
                compile_s=round(time.perf_counter() - start, 1))
     if row["pbs_count"] > args.max_exec_pbs:
         row["note"] = f"execution skipped: {row['pbs_count']} PBS > {args.max_exec_pbs}"
-    elif row["max_bit_width"] > args.max_exec_bits:
+    elif row["pbs_count"] and row["max_bit_width"] > args.max_exec_bits:  # a PBS-free circuit is fast at any width
         row["note"] = f"execution skipped: {row['max_bit_width']}-bit values > {args.max_exec_bits}"
     elif args.n_exec:
         start = time.perf_counter()

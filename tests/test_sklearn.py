@@ -289,9 +289,10 @@ def test_bad_input_names_the_parameter(est):
 
 def test_impossible_accumulator_bound_says_the_minimum():
     X, y = _blobs()
-    with pytest.raises(ConfigurationError, match=r"n_accum_bits=5 is too small for layer 'layers.0'.*"
-                                                 r"Use n_accum_bits >= 6"):
-        NeuralNetClassifier(n_accum_bits=5, **FAST_NN).fit(X, y)
+    # 2-bit weights (-1..1) times 4-bit signed inputs (-8..7): one product needs 5 bits
+    with pytest.raises(ConfigurationError, match=r"n_accum_bits=4 is too small for layer 'layers.0'.*"
+                                                 r"Use n_accum_bits >= 5"):
+        NeuralNetClassifier(n_accum_bits=4, **FAST_NN).fit(X, y)
 
 
 @pytest.mark.parametrize("params, match", [

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import is_classifier
+from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import validate_data
 
@@ -68,6 +69,20 @@ def label_indices(estimator, y, where: str) -> np.ndarray:
             f"{type(estimator).__name__}.{where}: y contains labels not seen in fit: {shown}; the classes are "
             f"{classes.tolist()}")
     return idx
+
+
+def accuracy(estimator, X, y, sample_weight, fhe: str) -> float:
+    """A classifier's accuracy in an FHE mode; a label of ``y`` not seen in ``fit`` is an error naming it.
+
+    Examples
+    --------
+    >>> from qfhe.sklearn import LogisticRegression
+    >>> X = np.random.RandomState(0).randn(60, 2); y = (X[:, 0] > 0).astype(int)
+    >>> accuracy(LogisticRegression().fit(X, y), X, y, None, "disable") > 0.9
+    True
+    """
+    label_indices(estimator, y, "score")
+    return float(accuracy_score(np.asarray(y).ravel(), estimator.predict(X, fhe=fhe), sample_weight=sample_weight))
 
 
 class FHEEstimatorMixin:

@@ -24,8 +24,9 @@ from __future__ import annotations
 import numpy as np
 import sklearn.linear_model as sklm
 import torch
+from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 from torch import nn
@@ -33,7 +34,7 @@ from torch import nn
 from qfhe.compile import quantize_torch_model
 from qfhe.errors import ConfigurationError, InputValidationError
 from qfhe.model import QuantizedModule
-from qfhe.sklearn.base import FHEEstimatorMixin, fit_scaler, label_indices
+from qfhe.sklearn.base import FHEEstimatorMixin, accuracy, fit_scaler
 
 
 class _LinearModel(FHEEstimatorMixin, BaseEstimator):
@@ -325,8 +326,7 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         if self.solver == "liblinear":  # one-vs-rest: independent sigmoids, normalised
             p = 1.0 / (1.0 + np.exp(-scores))
             return p / p.sum(axis=1, keepdims=True)
-        e = np.exp(scores - scores.max(axis=1, keepdims=True))
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(scores, axis=1)
 
     def predict(self, X, fhe: str = "disable") -> np.ndarray:
         """Predicted labels, in an FHE mode.
@@ -354,5 +354,4 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         >>> LogisticRegression().fit(X, y).score(X, y) > 0.9
         True
         """
-        label_indices(self, y, "score")
-        return float(accuracy_score(np.asarray(y).ravel(), self.predict(X, fhe=fhe), sample_weight=sample_weight))
+        return accuracy(self, X, y, sample_weight, fhe)

@@ -125,7 +125,10 @@ def from_state(state: dict) -> QuantMLP:
     False
     """
     module = QuantMLP(**state["spec"])
-    module.load_state_dict(state["state_dict"])
+    missing, unexpected = module.load_state_dict(state["state_dict"], strict=False)
+    # Brevitas leaves out the scale of a quantizer that never saw data; the fresh one is the same
+    if unexpected or any(not k.endswith("scaling_impl.value") for k in missing):
+        raise ValueError(f"the state does not match the model: missing {missing}, unexpected {unexpected}")
     return module.eval()
 
 
