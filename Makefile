@@ -26,6 +26,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/qat_vs_ptq.py
 	$(PY) benchmarks/ckks_pipelines.py
 	$(PY) benchmarks/pruning.py
+	$(PY) benchmarks/builtin_nn.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
