@@ -22,7 +22,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import validate_data
 
 from qfhe.errors import ConfigurationError, InputValidationError, NotCompiledError, NotFittedError
-from qfhe.model import FHE_MODES, QuantizedModule
+from qfhe.model import FHE_MODES
 
 
 def check_fhe(fhe: str) -> str:
@@ -198,7 +198,3 @@ class FHEEstimatorMixin:
                 f"{type(self).__name__} is fitted but not compiled: call compile(X_train) before {where}(X, "
                 f"fhe={fhe!r}) (fhe='disable' runs the clear integer model without compiling)")
         return self.quantized_module_.forward(Xs, fhe=fhe)
-
-    def _quantize(self, Xs: np.ndarray, bitwidth_method: str = "calibration",
-                  calibration_margin: float = 0.0) -> QuantizedModule:
-        raise NotImplementedError
