@@ -24,6 +24,7 @@ def run(
     graph: Graph,
     inputs: np.ndarray | Mapping[str, np.ndarray] | list[np.ndarray],
     observer: Callable[[Node, np.ndarray], None] | None = None,
+    evaluator: Callable[[Node, list[np.ndarray]], np.ndarray] | None = None,
 ) -> list[np.ndarray]:
     """Run ``graph`` on batched inputs and return its outputs.
 
@@ -35,6 +36,10 @@ def run(
     observer : callable, optional
         Called as ``observer(node, value)`` after every node; used by calibration and by the
         overflow check.
+    evaluator : callable, optional
+        Computes a node's value as ``evaluator(node, input_values)`` instead of the exact
+        :func:`qfhe.ir.ops.evaluate`; the table-lookup error model
+        (:mod:`qfhe.tfhe.noise`) uses it to perturb lookups and roundings.
 
     Returns
     -------
@@ -64,7 +69,8 @@ def run(
             value = np.asarray(feeds[node.name])
             value = value.astype(np.int64 if node.attrs.get("dtype") == "int" else np.float64)
         else:
-            value = evaluate(node.op, [values[i] for i in node.inputs], node.attrs)
+            args = [values[i] for i in node.inputs]
+            value = evaluate(node.op, args, node.attrs) if evaluator is None else evaluator(node, args)
         if observer is not None:
             observer(node, value)
         values[node.name] = value

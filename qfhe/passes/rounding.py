@@ -31,8 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from qfhe.errors import ConfigurationError
 from qfhe.ir.graph import Graph, Node
-from qfhe.passes.bitwidth import analyze_bitwidths
+from qfhe.passes.bitwidth import analyze_bitwidths, value_layers
 from qfhe.quant.config import Rounding
 
 
@@ -47,14 +48,49 @@ def lsbs_to_remove(own_bits: int, linked_bits: int, target_bits: int) -> int:
     return max(0, min(own_bits - target_bits, linked_bits - 1))
 
 
-def insert_rounding(graph: Graph, inputset: np.ndarray, rounding: Rounding | None,
+def lookup_layers(graph: Graph) -> list[str]:
+    """Names of the layers whose accumulator a table lookup reads, in graph order: the keys a
+    per-layer ``rounding_threshold_bits`` dict may use.
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> g = Graph([Node("x", "input", []), Node("fc1", "qgemm", ["x"]), Node("t", "tlu", ["fc1"])], ["t"])
+    >>> lookup_layers(g)
+    ['fc1']
+    """
+    layers = value_layers(graph)
+    return list(dict.fromkeys(layers[n.inputs[0]] for n in graph.nodes if n.op == "tlu"))
+
+
+def _per_layer(graph: Graph, rounding) -> dict[str, Rounding | None]:
+    valid = lookup_layers(graph)
+    if isinstance(rounding, Rounding):
+        return {layer: rounding for layer in valid}
+    unknown = [k for k in rounding if k not in valid]
+    if unknown:
+        raise ConfigurationError(
+            f"rounding_threshold_bits names unknown layer(s) {unknown}; the layers with a table lookup are "
+            f"{valid} (see bitwidth_report())")
+    return dict(rounding)
+
+
+def insert_rounding(graph: Graph, inputset: np.ndarray, rounding: Rounding | dict | None,
                     method: str = "calibration", margin: float = 0.0) -> Graph:
-    """Put a ``round`` node in front of each ``tlu`` whose input is wider than ``rounding.n_bits``.
+    """Put a ``round`` node in front of each ``tlu`` whose input is wider than its target.
+
+    ``rounding`` is one :class:`Rounding` for every lookup, or a dict from layer name (see
+    :func:`lookup_layers`) to a :class:`Rounding` or None; layers it leaves out are not rounded.
 
     Requires: a fused graph and the compile inputset (float) that sizes it.
-    Ensures: every ``tlu`` reads an accumulator whose own range was cut to at most
-    ``rounding.n_bits`` bits; a ``tlu`` already preceded by a ``round`` is left alone, so the
-    pass is idempotent. With ``rounding=None`` the graph is returned unchanged.
+    Ensures: every ``tlu`` reads an accumulator whose own range was cut to at most its target
+    ``n_bits``; a ``tlu`` already preceded by a ``round`` is left alone, so the pass is
+    idempotent. With ``rounding=None`` the graph is returned unchanged.
+
+    Raises
+    ------
+    ConfigurationError
+        For a per-layer dict naming a layer without a table lookup (the message lists the valid ones).
 
     Examples
     --------
@@ -64,20 +100,24 @@ def insert_rounding(graph: Graph, inputset: np.ndarray, rounding: Rounding | Non
     """
     if rounding is None:
         return graph.copy()
+    targets = _per_layer(graph, rounding)
+    layer_of = value_layers(graph)
     g = graph.copy()
     done: set[str] = {n.name for n in g.nodes if n.op == "tlu" and g[n.inputs[0]].op == "round"}
     while True:
         todo = [n for n in g.nodes if n.op == "tlu" and n.name not in done]
         if not todo:
             return g.verify("insert_rounding")
-        info = analyze_bitwidths(g, inputset, method, margin)
         tlu = todo[0]
         done.add(tlu.name)
-        src = info[tlu.inputs[0]]
-        lsbs = lsbs_to_remove(src.own_bits, src.bits, rounding.n_bits)
+        target = targets.get(layer_of[tlu.inputs[0]])
+        if target is None:
+            continue
+        src = analyze_bitwidths(g, inputset, method, margin)[tlu.inputs[0]]
+        lsbs = lsbs_to_remove(src.own_bits, src.bits, target.n_bits)
         if lsbs == 0:
             continue
-        attrs = {"lsbs": lsbs, "method": rounding.method}
+        attrs = {"lsbs": lsbs, "method": target.method}
         # Lookups reading the same accumulator share one rounding (exact rounding costs PBS).
         shared = next((n.name for n in g.nodes if n.op == "round" and n.inputs == tlu.inputs and n.attrs == attrs), None)
         rname = shared or g.fresh_name(f"{tlu.name}_round")

@@ -119,23 +119,42 @@ class Rounding:
     method: str = "exact"
 
 
-def parse_rounding(value) -> Rounding | None:
-    """Validate ``rounding_threshold_bits``: None, an int 2..8 (exact), or a dict.
+def parse_rounding(value) -> "Rounding | dict[str, Rounding | None] | None":
+    """Validate ``rounding_threshold_bits``: None, an int 2..8 (exact), a dict, or a per-layer dict.
+
+    A dict with the key ``n_bits`` applies to every table lookup. Any other dict maps layer names
+    (as in ``bitwidth_report()``) to an int, a ``{"n_bits", "method"}`` dict or None; layers it
+    leaves out are not rounded. Layer names are checked against the graph by
+    :func:`qfhe.passes.rounding.insert_rounding`.
 
     Raises
     ------
     ConfigurationError
-        Naming the parameter and the accepted forms.
+        Naming the parameter (and layer) and the accepted forms.
 
     Examples
     --------
     >>> parse_rounding(6)
     Rounding(n_bits=6, method='exact')
+    >>> parse_rounding({"fc1": 5, "fc2": {"n_bits": 4, "method": "approximate"}})
+    {'fc1': Rounding(n_bits=5, method='exact'), 'fc2': Rounding(n_bits=4, method='approximate')}
     >>> parse_rounding({"n_bits": 6, "method": "fast"})
     Traceback (most recent call last):
     ...
     qfhe.errors.ConfigurationError: rounding_threshold_bits['method'] must be 'exact' or 'approximate', got 'fast'
     """
+    if isinstance(value, dict) and value and "n_bits" not in value and "method" not in value:
+        out: dict[str, Rounding | None] = {}
+        for layer, v in value.items():
+            if not isinstance(layer, str):
+                raise ConfigurationError(f"rounding_threshold_bits: per-layer keys must be layer names (str), "
+                                         f"got {layer!r}")
+            out[layer] = _parse_one(v, f"rounding_threshold_bits['{layer}']")
+        return out
+    return _parse_one(value, "rounding_threshold_bits")
+
+
+def _parse_one(value, name: str) -> Rounding | None:
     if value is None:
         return None
     method = "exact"
@@ -143,18 +162,18 @@ def parse_rounding(value) -> Rounding | None:
         unknown = set(value) - {"n_bits", "method"}
         if unknown or "n_bits" not in value:
             raise ConfigurationError(
-                "rounding_threshold_bits as a dict needs the key 'n_bits' and optionally 'method'; "
+                f"{name} as a dict needs the key 'n_bits' and optionally 'method'; "
                 f"got keys {sorted(value)}"
             )
         method = str(value.get("method", "exact")).lower()
         if method not in ("exact", "approximate"):
             raise ConfigurationError(
-                f"rounding_threshold_bits['method'] must be 'exact' or 'approximate', got {value.get('method')!r}"
+                f"{name}['method'] must be 'exact' or 'approximate', got {value.get('method')!r}"
             )
         value = value["n_bits"]
     if not _is_int(value) or not 2 <= value <= 8:
         raise ConfigurationError(
-            f"rounding_threshold_bits must be None, an int from 2 to 8, or "
-            f"{{'n_bits': int, 'method': 'exact'|'approximate'}}; got {value!r}"
+            f"{name} must be None, an int from 2 to 8, {{'n_bits': int, 'method': 'exact'|'approximate'}}, "
+            f"a per-layer dict of those, or 'auto'; got {value!r}"
         )
     return Rounding(int(value), method)

@@ -63,17 +63,17 @@ def make_configuration(configuration: fhe.Configuration | None, p_error: float |
 
 @dataclass
 class CompiledCircuits:
-    """The single-sample circuit, the batch simulation circuit and compile statistics."""
+    """The single-sample circuit, the batch simulation circuit (None until built) and compile statistics."""
 
     circuit: fhe.Circuit
-    batch_circuit: fhe.Circuit
+    batch_circuit: fhe.Circuit | None
     batch_size: int
     statistics: dict
 
 
 def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Configuration,
-                     batch_size: int) -> CompiledCircuits:
-    """Compile ``fn`` for one sample and for a batch of ``batch_size`` samples.
+                     batch_size: int, with_batch: bool = True) -> CompiledCircuits:
+    """Compile ``fn`` for one sample and (``with_batch``) for a batch of ``batch_size`` samples.
 
     Parameters
     ----------
@@ -84,15 +84,13 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
     configuration : fhe.Configuration
     batch_size : int
         Chunk size of the batch simulation circuit.
+    with_batch : bool
+        Also compile the batch simulation circuit; tuning leaves it out for candidates it only
+        judges with :mod:`qfhe.tfhe.noise` and adds it with :func:`add_batch_circuit` at the end.
     """
     start = time.perf_counter()
     circuit = compile_with_ranges(fn, [s[None] for s in inputset], configuration)
     compile_seconds = time.perf_counter() - start
-    batch_cfg = configuration.fork(p_error=circuit.p_error, global_p_error=None, fhe_execution=False,
-                                   fhe_simulation=True)
-    chunks = [_pad(inputset[i : i + batch_size], batch_size) for i in range(0, len(inputset), batch_size)]
-    start = time.perf_counter()
-    batch = compile_with_ranges(fn, chunks, batch_cfg)
     # Circuit.global_p_error in concrete-python 2.11 returns the per-PBS p_error; the module's
     # statistics carry the whole-circuit figure.
     module_stats = circuit.statistics
@@ -100,7 +98,7 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
         "pbs_count": int(circuit.programmable_bootstrap_count),
         "max_bit_width": int(circuit.graph.maximum_integer_bit_width()),
         "compile_seconds": compile_seconds,
-        "batch_compile_seconds": time.perf_counter() - start,
+        "batch_compile_seconds": None,
         "p_error": float(circuit.p_error),
         "global_p_error": float(module_stats["global_p_error"]),
         "complexity": float(circuit.complexity),
@@ -108,7 +106,31 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
         "size_of_bootstrap_keys": int(circuit.size_of_bootstrap_keys),
         "size_of_keyswitch_keys": int(circuit.size_of_keyswitch_keys),
     }
-    return CompiledCircuits(circuit, batch, batch_size, stats)
+    compiled = CompiledCircuits(circuit, None, batch_size, stats)
+    return add_batch_circuit(fn, inputset, compiled, configuration) if with_batch else compiled
+
+
+def add_batch_circuit(fn: Callable, inputset: np.ndarray, compiled: CompiledCircuits,
+                      configuration: fhe.Configuration) -> CompiledCircuits:
+    """Add the batch simulation circuit, compiled with the single circuit's own per-PBS ``p_error``
+    (and no ``global_p_error``) so that it simulates the same parameters.
+
+    Examples
+    --------
+    >>> def f(x):
+    ...     return x + 1
+    >>> c = compile_circuits(f, np.arange(4).reshape(4, 1), fhe.Configuration(), 2, with_batch=False)
+    >>> c.batch_circuit is None, add_batch_circuit(f, np.arange(4).reshape(4, 1), c, fhe.Configuration()).batch_size
+    (True, 2)
+    """
+    size = compiled.batch_size
+    batch_cfg = configuration.fork(p_error=compiled.circuit.p_error, global_p_error=None, fhe_execution=False,
+                                   fhe_simulation=True)
+    chunks = [_pad(inputset[i : i + size], size) for i in range(0, len(inputset), size)]
+    start = time.perf_counter()
+    batch = compile_with_ranges(fn, chunks, batch_cfg)
+    stats = {**compiled.statistics, "batch_compile_seconds": time.perf_counter() - start}
+    return CompiledCircuits(compiled.circuit, batch, size, stats)
 
 
 def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configuration) -> fhe.Circuit:
