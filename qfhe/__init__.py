@@ -20,6 +20,7 @@ from qfhe import errors
 from qfhe.errors import *  # noqa: F401,F403  (every error class is public API)
 from qfhe.model import QuantizedModule
 from qfhe.report import BitwidthReport
+from qfhe.tune import PErrorSearchResult, find_best_p_error
 
 __version__ = "0.1.0"
 
@@ -30,4 +31,6 @@ __all__ = [
     "quantize_brevitas_qat_model",
     "QuantizedModule",
     "BitwidthReport",
+    "find_best_p_error",
+    "PErrorSearchResult",
 ] + errors.__all__

@@ -15,6 +15,8 @@ from qfhe.passes.bitwidth import check_bitwidth_method, client_input_nodes
 from qfhe.passes.pipelines import build_integer_graph, canonicalize, plan_rounding
 from qfhe.quant.config import NBits, parse_n_bits, parse_rounding
 from qfhe.tfhe.circuit import make_configuration
+from qfhe.tune.metrics import resolve_metric
+from qfhe.tune.rounding import plan_auto_rounding
 from qfhe.validation import as_bool, as_float, as_int, check_inputset
 
 #: concrete evaluates the traced function once per compile sample; qfhe gives concrete the ranges
@@ -31,6 +33,10 @@ def quantize_torch_model(
     per_channel: bool = False,
     bitwidth_method: str = "calibration",
     calibration_margin: float = 0.0,
+    X_val=None,
+    y_val=None,
+    rounding_tolerance: float = 0.01,
+    rounding_metric="accuracy",
 ) -> QuantizedModule:
     """Import, quantize, fuse and round a float PyTorch model, without compiling a circuit.
 
@@ -52,12 +58,14 @@ def quantize_torch_model(
     (False, [3, None])
     """
     return _quantize(import_torch, model, inputset, parse_n_bits(n_bits), rounding_threshold_bits,
-                     as_bool("per_channel", per_channel), bitwidth_method, calibration_margin, qat=False)
+                     as_bool("per_channel", per_channel), bitwidth_method, calibration_margin, qat=False,
+                     auto=(X_val, y_val, rounding_tolerance, rounding_metric))
 
 
 def quantize_brevitas_qat_model(model: torch.nn.Module, inputset, rounding_threshold_bits=None,
                                 bitwidth_method: str = "calibration",
-                                calibration_margin: float = 0.0) -> QuantizedModule:
+                                calibration_margin: float = 0.0, X_val=None, y_val=None,
+                                rounding_tolerance: float = 0.01, rounding_metric="accuracy") -> QuantizedModule:
     """Import a Brevitas QAT model with its own quantizers, fuse and round it, without compiling.
 
     Parameters are those of :func:`compile_brevitas_qat_model`.
@@ -79,7 +87,8 @@ def quantize_brevitas_qat_model(model: torch.nn.Module, inputset, rounding_thres
     """
     # A QAT import takes every width from Brevitas: n_bits is not used.
     return _quantize(import_brevitas, model, inputset, None, rounding_threshold_bits, False,
-                     bitwidth_method, calibration_margin, qat=True)
+                     bitwidth_method, calibration_margin, qat=True,
+                     auto=(X_val, y_val, rounding_tolerance, rounding_metric))
 
 
 def compile_brevitas_qat_model(
@@ -92,6 +101,10 @@ def compile_brevitas_qat_model(
     bitwidth_method: str = "calibration",
     simulate_batch_size: int = 64,
     calibration_margin: float = 0.0,
+    X_val=None,
+    y_val=None,
+    rounding_tolerance: float = 0.01,
+    rounding_metric="accuracy",
 ) -> QuantizedModule:
     """Compile a Brevitas quantization-aware-trained model exactly as it was trained.
 
@@ -108,7 +121,7 @@ def compile_brevitas_qat_model(
     inputset : ndarray or torch.Tensor, shape (n, ...)
         Representative inputs: they size the integer accumulators (not the quantizers).
     rounding_threshold_bits, p_error, global_p_error, configuration, bitwidth_method, simulate_batch_size, \
-calibration_margin
+calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric
         As in :func:`compile_torch_model`.
 
     Returns
@@ -132,7 +145,8 @@ calibration_margin
     True
     """
     make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
-    qm = quantize_brevitas_qat_model(model, inputset, rounding_threshold_bits, bitwidth_method, calibration_margin)
+    qm = quantize_brevitas_qat_model(model, inputset, rounding_threshold_bits, bitwidth_method, calibration_margin,
+                                     X_val, y_val, rounding_tolerance, rounding_metric)
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
 
 
@@ -145,22 +159,37 @@ def _compile_ckks(model, inputset, ckks_params, pipeline):
     return CKKSCompiler(context, pipeline or default_pipeline()).compile(model, X)
 
 
-def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channel, bitwidth_method, margin, qat):
+def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channel, bitwidth_method, margin, qat,
+              auto=(None, None, 0.01, "accuracy")):
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    rounding = parse_rounding(rounding_threshold_bits)
+    X_val, y_val, tolerance, metric = auto
+    is_auto = isinstance(rounding_threshold_bits, str) and rounding_threshold_bits == "auto"
+    if is_auto and (X_val is None or y_val is None):
+        raise ConfigurationError("rounding_threshold_bits='auto' needs validation data: pass X_val and y_val "
+                                 "(held-out inputs and targets) so each layer's rounding can be measured")
+    if not is_auto and (X_val is not None or y_val is not None):
+        raise ConfigurationError("X_val and y_val are only used by rounding_threshold_bits='auto'")
+    if is_auto:
+        resolve_metric(metric)  # fail fast, before importing
+    rounding = None if is_auto else parse_rounding(rounding_threshold_bits)
     method = check_bitwidth_method(bitwidth_method)
     margin = as_float("calibration_margin", margin, 0.0, 10.0, closed=True)
     X = check_inputset(inputset)
 
     float_graph = canonicalize(importer(model, torch.as_tensor(X[:2], dtype=torch.float32)))
     fused = build_integer_graph(float_graph, X, nb or NBits(8, 8, 8, 8), per_channel, qat)
-    graph, info = plan_rounding(fused, X, rounding, method, margin, qat)
+    codes = _subsample(evaluate("quant", [X], client_input_nodes(fused)[0].attrs))
 
-    codes = evaluate("quant", [X], client_input_nodes(graph)[0].attrs)
-    settings = {"n_bits": nb, "rounding": rounding, "per_channel": per_channel, "bitwidth_method": method,
-                "calibration_margin": margin, "qat": qat}
-    return QuantizedModule(float_graph, fused, graph, info, X.shape[1:], settings, _subsample(codes))
+    def build(r) -> QuantizedModule:
+        graph, info = plan_rounding(fused, X, r, method, margin, qat)
+        settings = {"n_bits": nb, "rounding": r, "per_channel": per_channel, "bitwidth_method": method,
+                    "calibration_margin": margin, "qat": qat}
+        return QuantizedModule(float_graph, fused, graph, info, X.shape[1:], settings, codes)
+
+    if is_auto:
+        return plan_auto_rounding(build, X_val, y_val, metric, tolerance)[0]
+    return build(rounding)
 
 
 def compile_torch_model(
@@ -178,6 +207,10 @@ def compile_torch_model(
     ckks_params=None,
     pipeline=None,
     calibration_margin: float = 0.0,
+    X_val=None,
+    y_val=None,
+    rounding_tolerance: float = 0.01,
+    rounding_metric="accuracy",
 ):
     """Compile a float PyTorch model into a model that runs on encrypted data.
 
@@ -191,9 +224,21 @@ def compile_torch_model(
         Bit-width of everything, or a dict with keys ``model_inputs``, ``op_inputs``,
         ``op_weights``, ``model_outputs`` (defaults: op_inputs 6, op_weights and model_inputs
         follow op_inputs, model_outputs 8).
-    rounding_threshold_bits : None, int or dict
-        Width (sign included) of every table lookup input: None (no rounding), an int 2..8 (exact
-        rounding) or ``{"n_bits": int, "method": "exact" | "approximate"}``.
+    rounding_threshold_bits : None, int, dict or "auto"
+        Width (sign included) of the table lookup inputs: None (no rounding), an int 2..8 (exact
+        rounding), ``{"n_bits": int, "method": "exact" | "approximate"}`` for every lookup, a
+        per-layer dict ``{layer: int | {"n_bits", "method"} | None}`` (layers as in
+        ``bitwidth_report()``; layers left out are not rounded), or ``"auto"``: a per-layer search
+        for the fewest bits whose metric on ``X_val, y_val`` stays within ``rounding_tolerance``
+        of the unrounded model (the plan is ``qm.rounding_plan``; ``qm.rounding_plan.as_dict()``
+        passed back here reproduces the circuit).
+    X_val, y_val : array-like, optional
+        Validation data for ``rounding_threshold_bits="auto"`` (required there, refused elsewhere).
+    rounding_tolerance : float
+        Allowed metric loss of ``"auto"`` rounding against the unrounded model (0.01 = one point).
+    rounding_metric : {"accuracy", "r2", "mse"} or callable
+        The metric of ``"auto"`` rounding (as in :func:`qfhe.find_best_p_error`; ``accuracy``
+        compares ``y_val`` with the argmax of the outputs).
     p_error, global_p_error : float, optional
         Error probability per table lookup, or for the whole circuit; give at most one. qfhe's
         default is ``global_p_error=1e-5``.
@@ -241,7 +286,8 @@ def compile_torch_model(
                  "p_error": p_error is not None, "global_p_error": global_p_error is not None,
                  "configuration": configuration is not None, "per_channel": per_channel is not False,
                  "bitwidth_method": bitwidth_method != "calibration", "simulate_batch_size": simulate_batch_size != 64,
-                 "calibration_margin": calibration_margin != 0.0}
+                 "calibration_margin": calibration_margin != 0.0, "X_val": X_val is not None,
+                 "y_val": y_val is not None}
         if any(given.values()):
             raise ConfigurationError(
                 f"{', '.join(k for k, v in given.items() if v)} only apply to scheme='tfhe'; the CKKS path takes "
@@ -254,7 +300,7 @@ def compile_torch_model(
     make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
     as_int("simulate_batch_size", simulate_batch_size, 1, None, "a positive int")
     qm = quantize_torch_model(model, inputset, n_bits, rounding_threshold_bits, per_channel, bitwidth_method,
-                              calibration_margin)
+                              calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric)
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
 
 

@@ -24,7 +24,8 @@ from qfhe.ir.interpreter import run
 from qfhe.ir.ops import evaluate
 from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node, value_layers
 from qfhe.report import BitwidthReport
-from qfhe.tfhe.circuit import CompiledCircuits, compile_circuits, execute, make_configuration, simulate
+from qfhe.tfhe.circuit import (CompiledCircuits, add_batch_circuit, compile_circuits, execute, make_configuration,
+                               simulate)
 from qfhe.tfhe.lower import make_circuit_function
 from qfhe.validation import as_bool, as_int, check_input, user_stacklevel
 
@@ -58,6 +59,9 @@ class QuantizedModule:
         The single-sample circuit (keygen, encrypted execution).
     statistics : dict
         ``pbs_count``, ``max_bit_width``, ``compile_seconds`` and more, for the single-sample circuit.
+    rounding_plan : qfhe.tune.RoundingPlan or None
+        With ``rounding_threshold_bits="auto"``: the per-layer rounding chosen, printable, and
+        ``as_dict()`` to reproduce it.
 
     Examples
     --------
@@ -78,6 +82,8 @@ class QuantizedModule:
         self._compiled: CompiledCircuits | None = None
         self.input_shape = tuple(input_shape)
         self.settings = dict(settings)
+        #: The per-layer plan ``rounding_threshold_bits="auto"`` chose (a RoundingPlan), else None.
+        self.rounding_plan = None
         self._input_node: Node = client_input_nodes(graph)[0]
         self._layers = value_layers(graph)
         self._output_node: Node = graph[graph.outputs[0]]
@@ -124,10 +130,22 @@ class QuantizedModule:
         >>> qm.compile(p_error=0.01).statistics["p_error"] <= 0.01
         True
         """
+        return self._adopt(*self._compile_candidate(p_error, global_p_error, configuration, simulate_batch_size))
+
+    def _compile_candidate(self, p_error=None, global_p_error=None, configuration=None,
+                           simulate_batch_size: int = 64) -> tuple[CompiledCircuits, object]:
+        """The single-sample circuit only, leaving ``self`` unchanged (tuning compiles candidates
+        with it and keeps the one it chooses); returns it with its configuration."""
         simulate_batch_size = as_int("simulate_batch_size", simulate_batch_size, 1, None, "a positive int")
         cfg = make_configuration(configuration, p_error, global_p_error)
         fn = make_circuit_function(self.graph, self.bitwidths)
-        self._compiled = compile_circuits(fn, self._compile_codes, cfg, simulate_batch_size)
+        return compile_circuits(fn, self._compile_codes, cfg, simulate_batch_size, with_batch=False), cfg
+
+    def _adopt(self, compiled: CompiledCircuits, configuration) -> "QuantizedModule":
+        """Make ``compiled`` (from :meth:`_compile_candidate`) this model's circuits, adding the
+        batch simulation circuit."""
+        fn = make_circuit_function(self.graph, self.bitwidths)
+        self._compiled = add_batch_circuit(fn, self._compile_codes, compiled, configuration)
         return self
 
     @property

@@ -198,3 +198,7 @@ class FHEEstimatorMixin:
                 f"{type(self).__name__} is fitted but not compiled: call compile(X_train) before {where}(X, "
                 f"fhe={fhe!r}) (fhe='disable' runs the clear integer model without compiling)")
         return self.quantized_module_.forward(Xs, fhe=fhe)
+
+    def _input_codes(self, X, where: str) -> np.ndarray:
+        """Circuit input codes of raw ``X``, as the client computes them (used by tuning)."""
+        return self.quantized_module_.quantize_input(self._scaled(X, where))

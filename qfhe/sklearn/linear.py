@@ -151,7 +151,9 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
 
     def _scores(self, X, fhe: str, where: str) -> np.ndarray:
         """Decrypted scores ``X @ coef_.T + intercept_`` (quantized), in an FHE mode."""
-        out = self._forward(X, fhe, where)
+        return self._shape_scores(self._forward(X, fhe, where))
+
+    def _shape_scores(self, out: np.ndarray) -> np.ndarray:
         return out.ravel() if np.ndim(self.coef_) == 1 or (self._classifier and out.shape[1] == 1) else out
 
 
@@ -205,6 +207,9 @@ class LinearRegression(RegressorMixin, _LinearModel):
         (3,)
         """
         return self._scores(X, fhe, "predict")
+
+    def _decode_output(self, out: np.ndarray) -> np.ndarray:
+        return self._shape_scores(out)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -339,7 +344,10 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         >>> LogisticRegression().fit(X, y).predict(X[:2]).tolist()
         ['a', 'a']
         """
-        scores = self._scores(X, fhe, "predict")
+        return self._decode_output(self._forward(X, fhe, "predict"))
+
+    def _decode_output(self, out: np.ndarray) -> np.ndarray:
+        scores = self._shape_scores(out)
         idx = (scores > 0).astype(int) if scores.ndim == 1 else scores.argmax(axis=1)
         return self.classes_[idx]
 

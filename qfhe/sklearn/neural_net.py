@@ -175,6 +175,11 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
             warnings.simplefilter("ignore", InputClippingWarning)
             return super()._forward(X, fhe, where)
 
+    def _input_codes(self, X, where: str) -> np.ndarray:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InputClippingWarning)
+            return super()._input_codes(X, where)
+
     # -- prune -----------------------------------------------------------------------------------
     def prune(self, X, y, n_prune_neurons_percentage: float = 0.5, max_epochs: int | None = None):
         """A new fitted estimator with a fraction of every hidden layer's neurons removed, fine-tuned.
@@ -373,7 +378,9 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
         >>> NeuralNetClassifier(max_epochs=2, random_state=0).fit(X, y).predict(X[:2]).dtype.kind
         'U'
         """
-        logits = self._forward(X, fhe, "predict")
+        return self._decode_output(self._forward(X, fhe, "predict"))
+
+    def _decode_output(self, logits: np.ndarray) -> np.ndarray:
         return self.classes_[logits.argmax(axis=1)]
 
     def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
@@ -447,7 +454,10 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNetBase):
         >>> NeuralNetRegressor(max_epochs=2, random_state=0).fit(X, X[:, 0]).predict(X[:4]).shape
         (4,)
         """
-        out = self._forward(X, fhe, "predict") * self.y_scale_ + self.y_mean_
+        return self._decode_output(self._forward(X, fhe, "predict"))
+
+    def _decode_output(self, out: np.ndarray) -> np.ndarray:
+        out = out * self.y_scale_ + self.y_mean_
         return out.reshape((len(out),) + tuple(self.y_shape_))
 
     def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:

@@ -12,7 +12,7 @@ runs on the reference interpreter instead, with a ``numpy.random.Generator``:
 * approximate rounding is done by that same lookup: the error lands *before* the fraction is
   rounded, so values near a midpoint go either way at random and the rest round exactly;
 * exact rounding is computed exactly (the few lookups it uses internally are not modelled); the
-  lookup after it reads ``round(error)`` steps off;
+  lookup after it reads ``round(error)`` steps off (a step of a rounded value is ``2^lsbs``);
 * an index pushed beyond the lookup's representable range wraps around negacyclically (TFHE's
   padding bit): the table value comes out negated, as measured in concrete's simulation.
 
@@ -85,17 +85,20 @@ def run_with_lookup_errors(server_graph: Graph, info: dict[str, ValueInfo], code
     """
     sigma = noise_sigma(p_error)
     approximate = {n.name for n in server_graph.nodes if n.op == "round" and n.attrs["method"] == "approximate"}
+    # A rounded value keeps its scale (round_bit_pattern clears LSBs): one step is 2^lsbs.
+    step_of = {n.name: 1 << n.attrs["lsbs"] for n in server_graph.nodes if n.op == "round"}
 
     def evaluator(node: Node, xs: list[np.ndarray]) -> np.ndarray:
         if node.name in approximate:
             step = float(1 << node.attrs["lsbs"])
             noisy = xs[0] / step + 0.5 + rng.normal(0.0, sigma, np.shape(xs[0]))
-            return np.floor(noisy).astype(np.int64)
+            return np.floor(noisy).astype(np.int64) << node.attrs["lsbs"]
         if node.op != "tlu":
             return evaluate(node.op, xs, node.attrs)
         index = xs[0]
         if node.inputs[0] not in approximate:
-            index = index + np.rint(rng.normal(0.0, sigma, np.shape(index))).astype(np.int64)
+            step = step_of.get(node.inputs[0], 1)
+            index = index + step * np.rint(rng.normal(0.0, sigma, np.shape(index))).astype(np.int64)
         lo, hi = info[node.inputs[0]].bounds
         outside = (index < lo) | (index > hi)
         if not outside.any():

@@ -1,0 +1,185 @@
+"""What tuning measures: the metric, and how circuit outputs become predictions.
+
+A tuning target is the circuit's integer graph, the validation inputs already quantized, and the
+client-side decoding that turns output codes into predictions (argmax for a classifier, the
+estimator's own post-processing for ``qfhe.sklearn`` estimators). Every candidate is then scored
+by running the reference interpreter, exactly or with the lookup-error model
+(:mod:`qfhe.tfhe.noise`).
+
+Examples
+--------
+>>> fn, higher = resolve_metric("mse")
+>>> fn([1.0, 2.0], [1.0, 4.0]), higher
+(2.0, False)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+from sklearn.metrics import accuracy_score, mean_squared_error, r2_score
+
+from qfhe.errors import ConfigurationError, InputValidationError
+from qfhe.model import QuantizedModule
+from qfhe.tfhe.noise import run_with_lookup_errors
+from qfhe.validation import to_numpy
+
+#: name -> (function of (y_true, y_pred), higher is better)
+METRICS: dict[str, tuple[Callable, bool]] = {
+    "accuracy": (accuracy_score, True),
+    "r2": (r2_score, True),
+    "mse": (mean_squared_error, False),
+}
+
+
+def resolve_metric(metric, higher_is_better: bool = True) -> tuple[Callable, bool]:
+    """A metric name or callable, as ``(fn(y_true, y_pred) -> float, higher_is_better)``.
+
+    Names: ``accuracy`` and ``r2`` (higher is better), ``mse`` (lower is better). A callable is
+    taken as higher-is-better unless ``higher_is_better=False``.
+
+    Raises
+    ------
+    ConfigurationError
+        For an unknown name (the message lists the valid ones) or a non-callable.
+
+    Examples
+    --------
+    >>> resolve_metric("f1")
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ConfigurationError: metric 'f1' is unknown; use one of accuracy, r2, mse, or a callable (y_true, y_pred) -> float
+    """
+    if isinstance(metric, str):
+        if metric not in METRICS:
+            raise ConfigurationError(f"metric {metric!r} is unknown; use one of {', '.join(METRICS)}, or a callable "
+                                     "(y_true, y_pred) -> float")
+        return METRICS[metric]
+    if not callable(metric):
+        raise ConfigurationError(f"metric must be a name ({', '.join(METRICS)}) or a callable (y_true, y_pred) -> "
+                                 f"float, got {metric!r}")
+    return metric, bool(higher_is_better)
+
+
+def within(score: float, reference: float, loss: float, higher: bool) -> bool:
+    """Whether ``score`` is at most ``loss`` worse than ``reference``.
+
+    Examples
+    --------
+    >>> within(0.95, 0.96, 0.01, True), within(0.2, 0.1, 0.05, False)
+    (True, False)
+    """
+    return score >= reference - loss - 1e-12 if higher else score <= reference + loss + 1e-12
+
+
+@dataclass
+class TuningTarget:
+    """A quantized model, validation data quantized for it, and how outputs become predictions.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, qfhe
+    >>> m = torch.nn.Sequential(torch.nn.Linear(4, 3))
+    >>> X = np.random.RandomState(0).randn(50, 4)
+    >>> t = make_target(qfhe.quantize_torch_model(m, X, n_bits=6), X, X.argmax(1) % 3, "find_best_p_error")
+    >>> t.predict(t.reference_codes()).shape
+    (50,)
+    """
+
+    module: QuantizedModule
+    codes: np.ndarray
+    y: np.ndarray
+    decode: Callable[[np.ndarray], np.ndarray]
+
+    def predict(self, output_codes: np.ndarray) -> np.ndarray:
+        """Predictions from circuit output codes.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> X = np.random.RandomState(0).randn(20, 4)
+        >>> t = make_target(qfhe.quantize_torch_model(torch.nn.Linear(4, 3), X, n_bits=6), X, np.zeros(20), "doc")
+        >>> t.predict(t.reference_codes()).shape
+        (20,)
+        """
+        return self.decode(self.module.dequantize_output(output_codes))
+
+    def reference_codes(self) -> np.ndarray:
+        """Exact output codes (``fhe="disable"``, no range check).
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> X = np.random.RandomState(0).randn(20, 4)
+        >>> t = make_target(qfhe.quantize_torch_model(torch.nn.Linear(4, 3), X, n_bits=6), X, np.zeros(20), "doc")
+        >>> t.reference_codes().shape
+        (20, 3)
+        """
+        from qfhe.ir.interpreter import run
+
+        return run(self.module._server_graph, [self.codes])[0]
+
+    def noisy_codes(self, p_error: float, rng: np.random.Generator) -> np.ndarray:
+        """Output codes with modelled lookup errors at per-lookup ``p_error``.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> X = np.random.RandomState(0).randn(20, 4)
+        >>> t = make_target(qfhe.quantize_torch_model(torch.nn.Linear(4, 3), X, n_bits=6), X, np.zeros(20), "doc")
+        >>> bool((t.noisy_codes(0.1, np.random.default_rng(0)) == t.reference_codes()).all())  # no lookup
+        True
+        """
+        return run_with_lookup_errors(self.module._server_graph, self.module.bitwidths, self.codes, p_error, rng)
+
+
+def _argmax_decode(out: np.ndarray) -> np.ndarray:
+    out = out.reshape(len(out), -1)
+    return out.argmax(axis=1) if out.shape[1] > 1 else (out[:, 0] > 0).astype(int)
+
+
+def _outputs(out: np.ndarray) -> np.ndarray:
+    return out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out
+
+
+def make_target(model, X, y, where: str, metric_name: str | None = "accuracy") -> TuningTarget:
+    """Build the :class:`TuningTarget` of a ``QuantizedModule`` or a fitted ``qfhe.sklearn`` estimator.
+
+    For a ``QuantizedModule``, ``accuracy`` compares ``y`` with the argmax of the outputs (a single
+    output column is a logit: positive means class 1); other metrics and callables see the outputs
+    themselves (one output column flattened).
+
+    Raises
+    ------
+    InputValidationError
+        For empty validation data or ``X`` and ``y`` of different lengths.
+    ConfigurationError
+        For a model that is neither.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, qfhe
+    >>> X = np.random.RandomState(0).randn(20, 4)
+    >>> make_target(qfhe.quantize_torch_model(torch.nn.Linear(4, 3), X), X, np.zeros(19), "doc")
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.InputValidationError: doc: X_val has 20 samples but y_val has 19; they must match
+    """
+    y_arr = np.asarray(y)
+    n_x = len(X) if hasattr(X, "__len__") else None
+    if n_x == 0 or y_arr.size == 0:
+        raise InputValidationError(f"{where}: the validation data is empty; pass a held-out X_val and y_val "
+                                   "with at least one sample")
+    if n_x != len(y_arr):
+        raise InputValidationError(f"{where}: X_val has {n_x} samples but y_val has {len(y_arr)}; they must match")
+    if isinstance(model, QuantizedModule):
+        arr = to_numpy(X, "X_val")
+        decode = _argmax_decode if metric_name == "accuracy" else _outputs
+        return TuningTarget(model, model.quantize_input(arr), y_arr, decode)
+    if hasattr(model, "_decode_output") and hasattr(model, "_input_codes"):
+        model._check_fitted()
+        return TuningTarget(model.quantized_module_, model._input_codes(X, where), y_arr, model._decode_output)
+    raise ConfigurationError(f"{where}: model must be a qfhe.QuantizedModule or a fitted qfhe.sklearn estimator, "
+                             f"got {type(model).__name__}")

@@ -1,0 +1,243 @@
+"""``find_best_p_error``: the largest table-lookup error probability that keeps a metric within tolerance.
+
+A larger ``p_error`` lets concrete choose smaller cryptographic parameters, so every lookup gets
+cheaper, but lookups then read one step off more often. The metric falls (roughly) monotonically
+as ``p_error`` grows, so the search tries the largest value first, then bisects in log space
+between the largest value known to fail and the smallest known to pass, and stops when they are
+within ``resolution`` of each other.
+
+Each candidate costs one compilation of the single-sample circuit (no batch circuit, no
+re-import, calibration or rounding plan): its own per-lookup ``p_error`` (concrete picks
+parameters at or below the request) drives the seeded lookup-error model
+(:mod:`qfhe.tfhe.noise`) on the whole validation set, ``n_simulation`` times with fixed seeds.
+The same seeds serve every candidate, so candidates differ only by their error probability and
+the result is deterministic for a given ``random_state``.
+
+Examples
+--------
+>>> import numpy as np, torch, qfhe
+>>> from qfhe import find_best_p_error
+>>> torch.manual_seed(0)                                       # doctest: +ELLIPSIS
+<...>
+>>> m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
+>>> X = np.random.RandomState(0).randn(200, 4); y = (X[:, 0] > 0).astype(int)
+>>> qm = qfhe.quantize_torch_model(m, X, n_bits=4)
+>>> best = find_best_p_error(qm, X, y, max_metric_loss=0.02, progress=False)
+>>> best.n_compilations <= 10, qm.is_compiled
+(True, True)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from qfhe.errors import ConfigurationError
+from qfhe.report import Table
+from qfhe.tune.metrics import make_target, resolve_metric, within
+from qfhe.validation import as_bool, as_float, as_int
+
+#: Search ranges: per lookup, and for the whole circuit.
+P_ERROR_RANGE = (1e-6, 0.3)
+GLOBAL_P_ERROR_RANGE = (1e-5, 0.99)
+
+
+class SearchHistory(Table):
+    """One row per compiled candidate: requested ``p_error``, the circuit's per-lookup
+    ``actual_p_error``, mean ``score`` (and ``score_std``) over the simulations, ``accepted``,
+    ``compile_s``.
+
+    Examples
+    --------
+    >>> print(SearchHistory([{"p_error": 0.3, "actual_p_error": 0.29, "score": 0.9, "score_std": 0.01,
+    ...                       "accepted": False, "compile_s": 1.5}]))
+    p_error  actual_p_error  score  score_std  accepted  compile_s
+    0.3                0.29    0.9       0.01     False        1.5
+    """
+
+    COLUMNS = ("p_error", "actual_p_error", "score", "score_std", "accepted", "compile_s")
+
+
+@dataclass
+class PErrorSearchResult:
+    """What :func:`find_best_p_error` chose and how.
+
+    Attributes
+    ----------
+    p_error : float
+        The chosen value (per lookup, or for the whole circuit if ``global_p_error``); the model
+        is left compiled with it.
+    global_p_error : bool
+        Whether ``p_error`` is the whole-circuit probability.
+    reference_score : float
+        The metric with exact lookups (``fhe="disable"``).
+    score : float
+        Mean modelled metric at the chosen value.
+    n_compilations : int
+        Circuits compiled by the search.
+    seconds : float
+        Wall time of the search.
+    history : SearchHistory
+        Every candidate, in the order tried.
+
+    Examples
+    --------
+    >>> r = PErrorSearchResult(0.01, False, 0.95, 0.948, 3, 4.2)
+    >>> r.p_error, len(r.history)
+    (0.01, 0)
+    """
+
+    p_error: float
+    global_p_error: bool
+    reference_score: float
+    score: float
+    n_compilations: int
+    seconds: float
+    history: SearchHistory = field(default_factory=SearchHistory)
+
+    def __str__(self) -> str:
+        kind = "global_p_error" if self.global_p_error else "p_error"
+        return (f"{kind}={self.p_error:.3g}: score {self.score:.4f} (reference {self.reference_score:.4f}), "
+                f"{self.n_compilations} compilations in {self.seconds:.1f} s\n{self.history}")
+
+
+def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: float = 0.01,
+                      global_p_error: bool = False, n_simulation: int = 5, random_state: int = 0,
+                      max_compilations: int = 10, resolution: float = 2.0, p_error_range: tuple | None = None,
+                      configuration=None, higher_is_better: bool = True,
+                      progress: bool = True) -> PErrorSearchResult:
+    """Find the largest ``p_error`` whose simulated metric stays within ``max_metric_loss`` of exact.
+
+    Parameters
+    ----------
+    model : QuantizedModule or qfhe.sklearn estimator
+        Quantized (``quantize_*``/``compile_*``, PTQ or QAT) or a fitted built-in estimator. It is
+        left compiled at the chosen value.
+    X_val, y_val : array-like
+        Held-out validation data (raw features for an estimator, model inputs otherwise).
+    metric : {"accuracy", "r2", "mse"} or callable
+        ``accuracy`` and ``r2``: higher is better; ``mse``: lower is better; a callable
+        ``(y_true, y_pred) -> float`` is higher-is-better unless ``higher_is_better=False``. For a
+        ``QuantizedModule``, ``accuracy`` compares ``y_val`` with the argmax of the outputs.
+    max_metric_loss : float
+        Allowed loss, in the metric's units (0.01 = one accuracy point), against the metric with
+        exact lookups.
+    global_p_error : bool
+        Search the whole-circuit error probability instead of the per-lookup one.
+    n_simulation : int
+        Seeded simulations of the whole validation set per candidate; their mean is judged.
+    random_state : int
+        Seeds the simulations: equal seeds give equal results.
+    max_compilations : int
+        Compilation budget of the search.
+    resolution : float
+        Stop when the passing and failing values are within this factor.
+    p_error_range : (float, float), optional
+        Values searched; default ``(1e-6, 0.3)``, or ``(1e-5, 0.99)`` with ``global_p_error``.
+    configuration : concrete.fhe.Configuration, optional
+        Passed to every compilation.
+    higher_is_better : bool
+        For a callable ``metric``.
+    progress : bool
+        Show a tqdm bar over candidates.
+
+    Returns
+    -------
+    PErrorSearchResult
+
+    Raises
+    ------
+    ConfigurationError
+        For a negative ``max_metric_loss``, an unknown metric or a bad range.
+    InputValidationError
+        For empty validation data or ``X_val``/``y_val`` of different lengths.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe import find_best_p_error
+    >>> from qfhe.sklearn import LogisticRegression
+    >>> X = np.random.RandomState(0).randn(100, 3); y = (X[:, 0] > 0).astype(int)
+    >>> clf = LogisticRegression().fit(X, y)
+    >>> find_best_p_error(clf, X, y, max_metric_loss=-1)
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ConfigurationError: max_metric_loss must be >= 0 (the allowed loss in the metric's units, e.g. 0.01), got -1
+    """
+    start = time.perf_counter()
+    fn, higher = resolve_metric(metric, higher_is_better)
+    if not isinstance(max_metric_loss, (int, float)) or isinstance(max_metric_loss, bool) or max_metric_loss < 0:
+        raise ConfigurationError(f"max_metric_loss must be >= 0 (the allowed loss in the metric's units, e.g. 0.01), "
+                                 f"got {max_metric_loss!r}")
+    global_p_error = as_bool("global_p_error", global_p_error)
+    n_simulation = as_int("n_simulation", n_simulation, 1, None, "a positive int")
+    max_compilations = as_int("max_compilations", max_compilations, 1, None, "a positive int")
+    resolution = as_float("resolution", resolution, 1.0, math.inf)
+    lo, hi = _check_range(p_error_range or (GLOBAL_P_ERROR_RANGE if global_p_error else P_ERROR_RANGE))
+    target = make_target(model, X_val, y_val, "find_best_p_error", metric if isinstance(metric, str) else None)
+    reference = float(fn(target.y, target.predict(target.reference_codes())))
+    seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
+
+    history = SearchHistory()
+    best = None  # (requested p, score, compiled, cfg)
+    bar = tqdm(total=max_compilations, desc="find_best_p_error", disable=not progress, leave=False)
+
+    def judge(p: float) -> bool:
+        nonlocal best
+        t0 = time.perf_counter()
+        compiled, cfg = target.module._compile_candidate(None if global_p_error else p,
+                                                         p if global_p_error else None, configuration)
+        actual = compiled.statistics["p_error"]
+        scores = [float(fn(target.y, target.predict(target.noisy_codes(actual, np.random.default_rng(s)))))
+                  for s in seeds]
+        ok = within(float(np.mean(scores)), reference, max_metric_loss, higher)
+        history.append({"p_error": float(f"{p:.4g}"), "actual_p_error": float(f"{actual:.4g}"),
+                        "score": round(float(np.mean(scores)), 4), "score_std": round(float(np.std(scores)), 4),
+                        "accepted": ok, "compile_s": round(time.perf_counter() - t0, 2)})
+        bar.update(1)
+        if ok and (best is None or p > best[0]):
+            best = (p, float(np.mean(scores)), compiled, cfg)
+        return ok
+
+    try:
+        failing, passing = hi, None
+        if not judge(hi):
+            while len(history) < max_compilations:
+                # Bisect in log space; until a value passes, the low end of the range stands in.
+                low = lo if passing is None else passing
+                if failing / low <= resolution:
+                    break
+                p = math.sqrt(failing * low)
+                if judge(p):
+                    passing = p
+                else:
+                    failing = p
+            if best is None and len(history) < max_compilations:
+                judge(lo)
+    finally:
+        bar.close()
+    n_compilations = len(history)
+    if best is None:
+        # Nothing passed, not even the low end of the range (the metric is noisier than the
+        # tolerance): keep the low end, the closest to exact lookups the range allows.
+        compiled, cfg = target.module._compile_candidate(None if global_p_error else lo,
+                                                         lo if global_p_error else None, configuration)
+        n_compilations += 1
+        best = (lo, float("nan"), compiled, cfg)
+    target.module._adopt(best[2], best[3])
+    return PErrorSearchResult(best[0], global_p_error, reference, best[1], n_compilations,
+                              time.perf_counter() - start, history)
+
+
+def _check_range(r) -> tuple[float, float]:
+    try:
+        lo, hi = (float(v) for v in r)
+    except (TypeError, ValueError):
+        raise ConfigurationError(f"p_error_range must be two floats (low, high), got {r!r}") from None
+    if not 0 < lo < hi < 1:
+        raise ConfigurationError(f"p_error_range must satisfy 0 < low < high < 1, got {r!r}")
+    return lo, hi

@@ -1,0 +1,213 @@
+"""``rounding_threshold_bits="auto"``: the fewest lookup input bits, layer by layer, within a tolerance.
+
+Layers are visited from the most expensive (lookups × 2^accumulator bits) to the cheapest. For
+each, with the choices already made for the layers before it kept, the search bisects for the
+fewest bits whose metric on the validation set stays within ``tolerance`` of the unrounded
+reference: first with approximate rounding (no extra PBS; judged as the mean over
+``n_simulation`` seeded runs of the lookup-error model, because approximate rounding is random),
+then, if that fails or may cost more, with exact rounding (deterministic, judged exactly, but
+about one extra PBS per removed bit per value). The cheaper of the two by a per-PBS cost table
+wins. The metric is always that of the whole plan so far, so the tolerance holds for the end
+result, not per layer.
+
+Every candidate is a re-plan of the fused graph (:func:`qfhe.passes.rounding.insert_rounding`
+with a per-layer dict): no re-import, no re-calibration, no compilation.
+
+Examples
+--------
+>>> p = RoundingPlan([{"layer": "fc1", "lookups": 64, "acc_bits": 15, "lsbs_removed": 10, "tlu_bits": 5,
+...                    "method": "approximate", "score": 0.97, "delta": -0.002}], reference_score=0.972)
+>>> p.as_dict()
+{'fc1': {'n_bits': 5, 'method': 'approximate'}}
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+
+from qfhe.errors import ConfigurationError
+from qfhe.model import QuantizedModule
+from qfhe.quant.config import Rounding
+from qfhe.report import Table
+from qfhe.tune.metrics import make_target, resolve_metric, within
+
+#: Rough per-PBS cost (ms) by lookup input width, from DESIGN.md §5; only the order matters.
+PBS_COST_MS = {2: 6.3, 3: 8.0, 4: 9.6, 5: 18.0, 6: 32.0, 7: 115.0, 8: 408.0}
+#: One PBS of exact rounding, measured on the digits MLP (1088 extra PBS cost about 19 s).
+EXACT_ROUND_PBS_MS = 17.0
+
+
+def pbs_cost(bits: int) -> float:
+    """Rough cost (ms) of one lookup reading ``bits`` bits; wider than 8 grows 3.5× per bit.
+
+    Examples
+    --------
+    >>> pbs_cost(6), pbs_cost(9) > pbs_cost(8)
+    (32.0, True)
+    """
+    if bits <= 2:
+        return PBS_COST_MS[2]
+    if bits <= 8:
+        return PBS_COST_MS[bits]
+    return PBS_COST_MS[8] * 3.5 ** (bits - 8)
+
+
+class RoundingPlan(Table):
+    """The per-layer rounding ``rounding_threshold_bits="auto"`` chose, printable as a table.
+
+    One row per layer with a table lookup, in the order the search visited them: ``layer``,
+    ``lookups`` (per sample), ``acc_bits`` (the accumulator's own width), ``lsbs_removed``,
+    ``tlu_bits`` (what the lookup reads), ``method`` (``approximate``, ``exact`` or ``-`` for
+    none), ``score`` (the validation metric with this and every earlier row applied) and
+    ``delta`` (its difference from ``reference_score``, the unrounded metric).
+
+    Examples
+    --------
+    >>> RoundingPlan([], reference_score=0.9).reference_score
+    0.9
+    """
+
+    COLUMNS = ("layer", "lookups", "acc_bits", "lsbs_removed", "tlu_bits", "method", "score", "delta")
+
+    def __init__(self, rows=(), reference_score: float = float("nan"), metric: str = "", tolerance: float = 0.0):
+        super().__init__(rows)
+        self.reference_score = reference_score
+        self.metric = metric
+        self.tolerance = tolerance
+
+    def as_dict(self) -> dict[str, dict]:
+        """The plan as a per-layer ``rounding_threshold_bits`` dict, which reproduces the circuit.
+
+        Examples
+        --------
+        >>> RoundingPlan([{"layer": "a", "method": "-", "tlu_bits": 9}]).as_dict()
+        {}
+        """
+        return {r["layer"]: {"n_bits": r.get("n_bits", r["tlu_bits"]), "method": r["method"]}
+                for r in self if r["method"] != "-"}
+
+    def __str__(self) -> str:
+        head = f"rounding plan ({self.metric} reference {self.reference_score:.4f}, tolerance {self.tolerance})"
+        return head + "\n" + super().__str__()
+
+
+def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y_val, metric="accuracy",
+                       tolerance: float = 0.01, n_simulation: int = 5, random_state: int = 0,
+                       p_error: float = 1e-6) -> tuple[QuantizedModule, RoundingPlan]:
+    """Search the per-layer rounding (see the module docstring); return the model it gives and the plan.
+
+    Parameters
+    ----------
+    build : callable
+        ``build(per_layer_dict_or_None) -> QuantizedModule``: re-plans rounding on the fused graph.
+    X_val, y_val : array-like
+        Validation data.
+    metric : str or callable
+        As in :func:`qfhe.find_best_p_error`.
+    tolerance : float
+        Allowed metric loss against the unrounded model.
+    n_simulation, random_state : int
+        Seeded simulations per approximate-rounding candidate.
+    p_error : float
+        Per-lookup error probability the approximate candidates are simulated at.
+
+    Returns
+    -------
+    (QuantizedModule, RoundingPlan)
+
+    Examples
+    --------
+    ``compile_torch_model(..., rounding_threshold_bits="auto")`` calls it with its own ``build``:
+
+    >>> import numpy as np, torch, qfhe
+    >>> torch.manual_seed(0)                                      # doctest: +ELLIPSIS
+    <...>
+    >>> m = torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    >>> X = np.random.RandomState(0).randn(200, 4); y = m(torch.tensor(X).float()).argmax(1).numpy()
+    >>> qm = qfhe.quantize_torch_model(m, X, n_bits=6, rounding_threshold_bits="auto", X_val=X, y_val=y)
+    >>> [r["method"] for r in qm.rounding_plan], qm.rounding_plan[0]["tlu_bits"] < qm.rounding_plan[0]["acc_bits"]
+    (['approximate'], True)
+    """
+    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or tolerance < 0:
+        raise ConfigurationError(f"rounding_tolerance must be >= 0 (the allowed loss in the metric's units, "
+                                 f"e.g. 0.01), got {tolerance!r}")
+    fn, higher = resolve_metric(metric)
+    name = metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
+    base = build(None)
+    target = make_target(base, X_val, y_val, "rounding_threshold_bits='auto'", name if isinstance(metric, str) else None)
+    reference = float(fn(target.y, target.predict(target.reference_codes())))
+    seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
+
+    def score(plan: dict) -> tuple[QuantizedModule, float]:
+        qm = build(plan)
+        target.module = qm
+        if not any(r.method == "approximate" for r in plan.values()):
+            return qm, float(fn(target.y, target.predict(target.reference_codes())))
+        runs = [fn(target.y, target.predict(target.noisy_codes(p_error, np.random.default_rng(s)))) for s in seeds]
+        return qm, float(np.mean(runs))
+
+    rows = {r["layer"]: r for r in base.bitwidth_report() if r["tlu_bits"] is not None}
+    lookups = _lookups_per_layer(base, target.codes[:1])
+    order = sorted(rows, key=lambda layer: -lookups.get(layer, 1) * 2.0 ** rows[layer]["acc_bits"])
+    plan: dict[str, Rounding] = {}
+    current, current_score = base, reference
+    out_rows = []
+    for layer in order:
+        own = int(rows[layer]["acc_bits"])
+        found = {}
+        for method in ("approximate", "exact"):
+            bits = _fewest_bits(lambda b: score({**plan, layer: Rounding(b, method)}), own, reference,
+                                tolerance, higher)
+            if bits is not None:
+                found[method] = bits
+            if method == "approximate" and bits is not None and bits <= 3:
+                break  # exact rounding cannot be cheaper than a 2-3 bit lookup with no extra PBS
+        if found:
+            n = lookups.get(layer, 1)
+            cost = {m: n * (pbs_cost(b) + (EXACT_ROUND_PBS_MS * (own - b) if m == "exact" else 0.0))
+                    for m, b in found.items()}
+            method = min(cost, key=cost.get)
+            plan[layer] = Rounding(found[method], method)
+            current, current_score = score(plan)
+        r = current.bitwidth_report()
+        row = next(x for x in r if x["layer"] == layer)
+        out_rows.append({"layer": layer, "lookups": lookups.get(layer), "acc_bits": own,
+                         "lsbs_removed": row["lsbs_removed"], "tlu_bits": row["tlu_bits"],
+                         "method": plan[layer].method if layer in plan else "-", "score": round(current_score, 4),
+                         "delta": round(current_score - reference, 4),
+                         "n_bits": plan[layer].n_bits if layer in plan else None})
+    current = build(plan) if plan else base
+    current.rounding_plan = RoundingPlan(out_rows, reference, name, tolerance)
+    return current, current.rounding_plan
+
+
+def _fewest_bits(evaluate: Callable[[int], tuple], own: int, reference: float, tolerance: float,
+                 higher: bool) -> int | None:
+    """Bisect for the smallest width in [2, own - 1] that passes (None if even own - 1 fails)."""
+    lo, hi = 2, own - 1
+    if hi < lo or not within(evaluate(hi)[1], reference, tolerance, higher):
+        return None
+    while lo < hi:  # invariant: hi passes
+        mid = (lo + hi) // 2
+        if within(evaluate(mid)[1], reference, tolerance, higher):
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+def _lookups_per_layer(qm: QuantizedModule, codes: np.ndarray) -> dict[str, int]:
+    """Table lookups per sample, by layer (the size of each lookup's output)."""
+    from qfhe.ir.interpreter import run
+
+    counts: dict[str, int] = {}
+
+    def observe(node, value):
+        if node.op == "tlu":
+            layer = qm._layers.get(node.inputs[0], node.inputs[0])
+            counts[layer] = counts.get(layer, 0) + int(np.prod(value.shape[1:]))
+
+    run(qm._server_graph, [codes], observe)
+    return counts
