@@ -143,6 +143,9 @@ def test_find_best_p_error_global_and_callable_metric(approx5, split):
     best = find_best_p_error(approx5, Xval, yval, metric=lambda t, out: float((t == out.argmax(1)).mean()), global_p_error=True,
                              max_metric_loss=0.02, max_compilations=4, progress=False)
     assert best.global_p_error and best.n_compilations <= 4
+    shared = find_best_p_error(approx5, Xval, yval, reference_score=best.reference_score + 0.02,
+                               max_metric_loss=0.02, max_compilations=3, progress=False)
+    assert shared.reference_score == best.reference_score + 0.02 and shared.score >= shared.reference_score - 0.02
     assert approx5.statistics["global_p_error"] <= best.p_error * 1.001
 
 

@@ -108,7 +108,7 @@ class PErrorSearchResult:
 def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: float = 0.01,
                       global_p_error: bool = False, n_simulation: int = 5, random_state: int = 0,
                       max_compilations: int = 10, resolution: float = 2.0, p_error_range: tuple | None = None,
-                      configuration=None, higher_is_better: bool = True,
+                      configuration=None, higher_is_better: bool = True, reference_score: float | None = None,
                       progress: bool = True) -> PErrorSearchResult:
     """Find the largest ``p_error`` whose simulated metric stays within ``max_metric_loss`` of exact.
 
@@ -142,6 +142,10 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         Passed to every compilation.
     higher_is_better : bool
         For a callable ``metric``.
+    reference_score : float, optional
+        Measure the loss against this score instead of the model's own exact-lookup metric; e.g.
+        ``qm.rounding_plan.reference_score`` (the unrounded model), so that the losses of
+        ``"auto"`` rounding and of the error probability share one budget.
     progress : bool
         Show a tqdm bar over candidates.
 
@@ -180,6 +184,8 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
     lo, hi = _check_range(p_error_range or (GLOBAL_P_ERROR_RANGE if global_p_error else P_ERROR_RANGE))
     target = make_target(model, X_val, y_val, "find_best_p_error", metric if isinstance(metric, str) else None)
     reference = float(fn(target.y, target.predict(target.reference_codes())))
+    if reference_score is not None:
+        reference = as_float("reference_score", reference_score, -math.inf, math.inf)
     seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
 
     history = SearchHistory()
