@@ -1,0 +1,223 @@
+"""Tuning, measured in one run: untuned, find_best_p_error, auto rounding, both; each against its PBS floor.
+
+The PBS floor of a circuit is measured in the same run: a synthetic circuit of as many parallel
+table lookups as the circuit has PBS, at its widest lookup width and its per-lookup p_error. A
+configuration's latency is reported as a multiple of that floor.
+
+Models: the digits MLP (64-64-64-10, float, PTQ 6 bits), a Brevitas QAT digits MLP (3 bits) and a
+small digits CNN (float, PTQ 6 bits). Validation data for the searches is a quarter of the training
+split; accuracies are on the held-out test split.
+
+    python benchmarks/tuning.py [--models mlp qat cnn] [--n-exec 2] [--max-exec-bits 8]
+
+Writes benchmarks/results/tuning.json and tuning.png (p_error -> accuracy and latency).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from concrete import fhe
+from sklearn.model_selection import train_test_split
+from torch import nn
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from common import RESULTS, load_example, machine, table, write_json  # noqa: E402
+
+import qfhe  # noqa: E402
+
+digits_mlp = load_example("digits_mlp")
+qat_mlp = load_example("qat_mlp")
+
+COLUMNS = [("model", "model"), ("config", "configuration"), ("acc_clear", "acc clear"), ("acc_sim", "acc simulated"),
+           ("max_bit_width", "max bit-width"), ("tlu_bits", "max TLU bits"), ("pbs_count", "PBS"),
+           ("p_error", "p_error"), ("keygen_s", "keygen s"), ("fhe_s", "FHE s/sample"), ("floor_s", "PBS floor s"),
+           ("ratio", "x floor"), ("search_compilations", "search compilations"), ("search_s", "search s"),
+           ("note", "note")]
+
+
+class DigitsCNN(nn.Module):
+    """Conv 1->4 3x3, ReLU, 2x2 average pool, conv 4->8 3x3, ReLU, linear 72->10, on 8x8 digits."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 4, 3, padding=1), nn.Conv2d(4, 8, 3)
+        self.pool, self.fc = nn.AvgPool2d(2), nn.Linear(8 * 2 * 2, 10)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        return self.fc(torch.relu(self.conv2(x)).flatten(1))
+
+
+def train_cnn(X, y, epochs: int = 200) -> nn.Module:
+    torch.manual_seed(0)
+    m = DigitsCNN()
+    opt = torch.optim.Adam(m.parameters(), 1e-2)
+    Xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
+    for _ in range(epochs):
+        opt.zero_grad()
+        nn.functional.cross_entropy(m(Xt), yt).backward()
+        opt.step()
+    return m.eval()
+
+
+def accuracy(out, y) -> float:
+    return float((np.asarray(out).argmax(1) == y).mean())
+
+
+def pbs_floor(n_pbs: int, bits: int, p_error: float, n_exec: int) -> float:
+    """Seconds per run of ``n_pbs`` parallel identity lookups reading ``bits`` bits at ``p_error``."""
+    @fhe.compiler({"x": "encrypted"})
+    def lookups(x):
+        return fhe.univariate(lambda v: v)(x)
+
+    inputset = [np.arange(n_pbs) % (1 << bits), np.full(n_pbs, (1 << bits) - 1)]
+    circuit = lookups.compile(inputset, fhe.Configuration(p_error=p_error))
+    circuit.keygen()
+    x = np.arange(n_pbs) % (1 << bits)
+    circuit.encrypt_run_decrypt(x)  # warm-up
+    start = time.perf_counter()
+    for _ in range(n_exec):
+        circuit.encrypt_run_decrypt(x)
+    return (time.perf_counter() - start) / n_exec
+
+
+def measure(qm, Xte, yte, n_exec: int, max_exec_bits: int) -> dict:
+    st = qm.statistics
+    tlu = [r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None]
+    row = {"acc_clear": accuracy(qm.forward(Xte), yte),
+           "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(3)])),
+           "max_bit_width": st["max_bit_width"], "tlu_bits": max(tlu) if tlu else None, "pbs_count": st["pbs_count"],
+           "p_error": st["p_error"]}
+    if st["max_bit_width"] > max_exec_bits:
+        row["note"] = f"execution skipped: {st['max_bit_width']}-bit values > {max_exec_bits}"
+        return row
+    start = time.perf_counter()
+    qm.fhe_circuit.keygen()
+    row["keygen_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    out = qm.forward(Xte[:n_exec], fhe="execute")
+    row["fhe_s"] = (time.perf_counter() - start) / n_exec
+    row["execute_label_equals_simulate"] = bool((out.argmax(1) == qm.forward(Xte[:n_exec], fhe="simulate").argmax(1)).all())
+    row["floor_s"] = pbs_floor(st["pbs_count"], row["tlu_bits"] or 2, st["p_error"], n_exec)
+    row["ratio"] = row["fhe_s"] / row["floor_s"]
+    return row
+
+
+def configurations(name, quantize, Xval, yval, Xte, yte, args) -> list[dict]:
+    rows = []
+    base = quantize(6).compile()  # untuned: exact rounding to 6 bits, default p_error
+    rows.append({"model": name, "config": "untuned (exact 6, default p_error)", **measure(base, Xte, yte, args.n_exec,
+                                                                                          args.max_exec_bits)})
+    start = time.perf_counter()
+    tuned = quantize(6)
+    best = qfhe.find_best_p_error(tuned, Xval, yval, max_metric_loss=0.01, progress=False)
+    rows.append({"model": name, "config": "find_best_p_error", "search_compilations": best.n_compilations,
+                 "search_s": time.perf_counter() - start, **measure(tuned, Xte, yte, args.n_exec,
+                                                                    args.max_exec_bits)})
+    start = time.perf_counter()
+    auto = quantize("auto", tolerance=0.01)
+    search_s = time.perf_counter() - start
+    rows.append({"model": name, "config": "auto rounding", "search_s": search_s,
+                 "plan": auto.rounding_plan.as_dict(), **measure(auto.compile(), Xte, yte, args.n_exec,
+                                                                 args.max_exec_bits)})
+    start = time.perf_counter()
+    both = quantize("auto", tolerance=0.005)
+    best = qfhe.find_best_p_error(both, Xval, yval, max_metric_loss=0.01, progress=False,
+                                  reference_score=both.rounding_plan.reference_score)
+    rows.append({"model": name, "config": "auto rounding + find_best_p_error", "search_compilations": best.n_compilations,
+                 "search_s": time.perf_counter() - start, "plan": both.rounding_plan.as_dict(),
+                 **measure(both, Xte, yte, args.n_exec, args.max_exec_bits)})
+    rows[-1]["history"] = [dict(r) for r in best.history]
+    return rows
+
+
+def curve(qm, Xval, yval, Xte, yte, p_errors, n_exec) -> list[dict]:
+    out = []
+    for p in p_errors:
+        qm.compile(p_error=p)
+        qm.fhe_circuit.keygen()
+        start = time.perf_counter()
+        qm.forward(Xte[:n_exec], fhe="execute")
+        out.append({"p_error": p, "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte)
+                                                            for _ in range(3)])),
+                    "fhe_s": (time.perf_counter() - start) / n_exec})
+        print(out[-1], flush=True)
+    return out
+
+
+def plot(points: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    p = [r["p_error"] for r in points]
+    ax.semilogx(p, [r["acc_sim"] for r in points], "o-", color="tab:blue")
+    ax.set_xlabel("p_error (per lookup)")
+    ax.set_ylabel("simulated accuracy", color="tab:blue")
+    ax2 = ax.twinx()
+    ax2.semilogx(p, [r["fhe_s"] for r in points], "s--", color="tab:red")
+    ax2.set_ylabel("FHE s/sample", color="tab:red")
+    ax.set_title("digits MLP, auto rounding: p_error -> accuracy and latency")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=["mlp", "qat", "cnn"], choices=["mlp", "qat", "cnn"])
+    parser.add_argument("--n-exec", type=int, default=2)
+    parser.add_argument("--max-exec-bits", type=int, default=8, help="wider circuits take minutes per sample")
+    parser.add_argument("--curve", type=float, nargs="*", default=[1e-6, 1e-3, 1e-2, 0.1, 0.3])
+    args = parser.parse_args(argv)
+    warnings.filterwarnings("ignore", category=qfhe.CalibrationWarning)
+    Xtr, Xte, ytr, yte = qat_mlp.load_data()
+    Xfit, Xval, yfit, yval = train_test_split(Xtr, ytr, test_size=0.25, random_state=0, stratify=ytr)
+    rows, points = [], []
+    for name in args.models:
+        if name == "mlp":
+            model, Xc, Xv, Xt, label = digits_mlp.train_mlp(Xfit, yfit, epochs=150), Xtr, Xval, Xte, "digits MLP (PTQ 6)"
+
+            def quantize(r, tolerance=0.01, model=model, Xc=Xc, Xv=Xv):
+                kw = {"X_val": Xv, "y_val": yval, "rounding_tolerance": tolerance} if r == "auto" else {}
+                return qfhe.quantize_torch_model(model, Xc, n_bits=6, rounding_threshold_bits=r, **kw)
+        elif name == "qat":
+            model, Xc, Xv, Xt, label = qat_mlp.train_qat(Xfit, yfit, bits=3), Xtr, Xval, Xte, "digits MLP (QAT 3)"
+
+            def quantize(r, tolerance=0.01, model=model, Xc=Xc, Xv=Xv):
+                kw = {"X_val": Xv, "y_val": yval, "rounding_tolerance": tolerance} if r == "auto" else {}
+                return qfhe.quantize_brevitas_qat_model(model, Xc, rounding_threshold_bits=r, **kw)
+        else:
+            img = lambda a: a.reshape(-1, 1, 8, 8)  # noqa: E731
+            model, Xc, Xv, Xt, label = train_cnn(img(Xfit), yfit), img(Xtr), img(Xval), img(Xte), "digits CNN (PTQ 6)"
+
+            def quantize(r, tolerance=0.01, model=model, Xc=Xc, Xv=Xv):
+                kw = {"X_val": Xv, "y_val": yval, "rounding_tolerance": tolerance} if r == "auto" else {}
+                return qfhe.quantize_torch_model(model, Xc, n_bits=6, rounding_threshold_bits=r, **kw)
+        new = configurations(label, quantize, Xv, yval, Xt, yte, args)
+        for r in new:
+            print({k: v for k, v in r.items() if k not in ("history", "plan")}, flush=True)
+        rows += new
+        if name == "mlp" and args.curve:
+            points = curve(quantize("auto"), Xv, yval, Xt, yte, args.curve, args.n_exec)
+
+    info = machine()
+    print(f"\nTuning, measured {info['date']} on {info['machine']}\n")
+    print(table(rows, COLUMNS))
+    print(f"\nwrote {write_json('tuning', {'machine': info, 'rows': rows, 'curve': points})}")
+    if points:
+        plot(points, RESULTS / "tuning.png")
+        print(f"wrote {RESULTS / 'tuning.png'}")
+    return {"rows": rows, "curve": points}
+
+
+if __name__ == "__main__":
+    main()
