@@ -63,15 +63,45 @@ def resolve_metric(metric, higher_is_better: bool = True) -> tuple[Callable, boo
     return metric, bool(higher_is_better)
 
 
-def within(score: float, reference: float, loss: float, higher: bool) -> bool:
-    """Whether ``score`` is at most ``loss`` worse than ``reference``.
+def paired_loss(metric: str | None, fn: Callable, higher: bool, y: np.ndarray, reference_pred: np.ndarray,
+                candidate_preds: list[np.ndarray], n_boot: int = 100, seed: int = 0) -> tuple[float, float]:
+    """Loss of a candidate against the reference on the same validation samples, and its standard error.
+
+    The loss is the reference's metric minus the candidate's (mean over its simulations), signed so
+    that positive is worse. The standard error is over the choice of validation samples: for
+    ``accuracy`` and ``mse``, which are means over samples, that of the per-sample differences;
+    for other metrics, the standard deviation over ``n_boot`` seeded bootstrap resamples. The
+    searches accept a candidate when ``loss + standard error <= tolerance`` (the one-standard-error
+    rule): a search picks the cheapest candidate that passes, so a bare mean would favour
+    candidates whose loss the validation set happens to underestimate.
 
     Examples
     --------
-    >>> within(0.95, 0.96, 0.01, True), within(0.2, 0.1, 0.05, False)
-    (True, False)
+    >>> import numpy as np
+    >>> from sklearn.metrics import accuracy_score
+    >>> y = np.array([0, 1, 1, 0]); ref = np.array([0, 1, 1, 0]); cand = [np.array([0, 1, 0, 0])]
+    >>> loss, se = paired_loss("accuracy", accuracy_score, True, y, ref, cand)
+    >>> float(loss), round(float(se), 3)
+    (0.25, 0.25)
     """
-    return score >= reference - loss - 1e-12 if higher else score <= reference + loss + 1e-12
+    sign = 1.0 if higher else -1.0
+    loss = sign * (float(fn(y, reference_pred)) - float(np.mean([fn(y, p) for p in candidate_preds])))
+    n = len(y)
+    if n < 2:
+        return loss, 0.0
+    if metric in ("accuracy", "mse"):
+        def per_sample(pred):
+            if metric == "accuracy":
+                return (np.asarray(pred).reshape(n, -1) == np.asarray(y).reshape(n, -1)).all(axis=1).astype(float)
+            return ((np.asarray(pred, float).reshape(n, -1) - np.asarray(y, float).reshape(n, -1)) ** 2).mean(axis=1)
+        d = per_sample(reference_pred) - np.mean([per_sample(p) for p in candidate_preds], axis=0)
+        return loss, float(np.std(d, ddof=1) / np.sqrt(n))
+    rng = np.random.default_rng(seed)
+    boots = []
+    for _ in range(n_boot):
+        i = rng.integers(0, n, n)
+        boots.append(float(fn(y[i], reference_pred[i])) - float(np.mean([fn(y[i], p[i]) for p in candidate_preds])))
+    return loss, float(np.std(boots, ddof=1))
 
 
 @dataclass

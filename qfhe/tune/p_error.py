@@ -38,7 +38,7 @@ from tqdm.auto import tqdm
 
 from qfhe.errors import ConfigurationError
 from qfhe.report import Table
-from qfhe.tune.metrics import make_target, resolve_metric, within
+from qfhe.tune.metrics import make_target, paired_loss, resolve_metric
 from qfhe.validation import as_bool, as_float, as_int
 
 #: Search ranges: per lookup, and for the whole circuit.
@@ -48,18 +48,19 @@ GLOBAL_P_ERROR_RANGE = (1e-5, 0.99)
 
 class SearchHistory(Table):
     """One row per compiled candidate: requested ``p_error``, the circuit's per-lookup
-    ``actual_p_error``, mean ``score`` (and ``score_std``) over the simulations, ``accepted``,
-    ``compile_s``.
+    ``actual_p_error``, mean ``score`` (and ``score_std``) over the simulations, ``loss`` against
+    the reference and its standard error ``loss_se`` over the validation samples, ``accepted``
+    (``loss + loss_se <= max_metric_loss``), ``compile_s``.
 
     Examples
     --------
     >>> print(SearchHistory([{"p_error": 0.3, "actual_p_error": 0.29, "score": 0.9, "score_std": 0.01,
-    ...                       "accepted": False, "compile_s": 1.5}]))
-    p_error  actual_p_error  score  score_std  accepted  compile_s
-    0.3                0.29    0.9       0.01     False        1.5
+    ...                       "loss": 0.02, "loss_se": 0.005, "accepted": False, "compile_s": 1.5}]))
+    p_error  actual_p_error  score  score_std  loss  loss_se  accepted  compile_s
+    0.3                0.29    0.9       0.01  0.02    0.005     False        1.5
     """
 
-    COLUMNS = ("p_error", "actual_p_error", "score", "score_std", "accepted", "compile_s")
+    COLUMNS = ("p_error", "actual_p_error", "score", "score_std", "loss", "loss_se", "accepted", "compile_s")
 
 
 @dataclass
@@ -125,7 +126,9 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         ``QuantizedModule``, ``accuracy`` compares ``y_val`` with the argmax of the outputs.
     max_metric_loss : float
         Allowed loss, in the metric's units (0.01 = one accuracy point), against the metric with
-        exact lookups.
+        exact lookups. A candidate passes when its mean loss plus one standard error (over the
+        validation samples, :func:`qfhe.tune.metrics.paired_loss`) is within it, so that the
+        choice holds on other data and not only on the validation set.
     global_p_error : bool
         Search the whole-circuit error probability instead of the per-lookup one.
     n_simulation : int
@@ -183,9 +186,14 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
     resolution = as_float("resolution", resolution, 1.0, math.inf)
     lo, hi = _check_range(p_error_range or (GLOBAL_P_ERROR_RANGE if global_p_error else P_ERROR_RANGE))
     target = make_target(model, X_val, y_val, "find_best_p_error", metric if isinstance(metric, str) else None)
-    reference = float(fn(target.y, target.predict(target.reference_codes())))
+    exact_pred = target.predict(target.reference_codes())
+    own = float(fn(target.y, exact_pred))
+    reference = own
     if reference_score is not None:
         reference = as_float("reference_score", reference_score, -math.inf, math.inf)
+    # what the model already lost before any lookup error (e.g. to "auto" rounding), in loss units
+    offset = (reference - own) if higher else (own - reference)
+    name = metric if isinstance(metric, str) else None
     seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
 
     history = SearchHistory()
@@ -198,11 +206,13 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         compiled, cfg = target.module._compile_candidate(None if global_p_error else p,
                                                          p if global_p_error else None, configuration)
         actual = compiled.statistics["p_error"]
-        scores = [float(fn(target.y, target.predict(target.noisy_codes(actual, np.random.default_rng(s)))))
-                  for s in seeds]
-        ok = within(float(np.mean(scores)), reference, max_metric_loss, higher)
+        preds = [target.predict(target.noisy_codes(actual, np.random.default_rng(s))) for s in seeds]
+        scores = [float(fn(target.y, pr)) for pr in preds]
+        loss, se = paired_loss(name, fn, higher, target.y, exact_pred, preds)
+        ok = offset + loss + se <= max_metric_loss + 1e-12
         history.append({"p_error": float(f"{p:.4g}"), "actual_p_error": float(f"{actual:.4g}"),
                         "score": round(float(np.mean(scores)), 4), "score_std": round(float(np.std(scores)), 4),
+                        "loss": round(offset + loss, 4), "loss_se": round(se, 4),
                         "accepted": ok, "compile_s": round(time.perf_counter() - t0, 2)})
         bar.update(1)
         if ok and (best is None or p > best[0]):

@@ -1,9 +1,11 @@
 """``rounding_threshold_bits="auto"``: the fewest lookup input bits, layer by layer, within a tolerance.
 
-Layers are visited from the most expensive (lookups × 2^accumulator bits) to the cheapest. For
-each, with the choices already made for the layers before it kept, the search bisects for the
-fewest bits whose metric on the validation set stays within ``tolerance`` of the unrounded
-reference: first with approximate rounding (no extra PBS; judged as the mean over
+First, one approximate width for all layers: the fewest bits that pass with every layer rounded
+to it. Then layers are visited from the most expensive (lookups × 2^accumulator bits) to the
+cheapest. For each, with the other layers' choices kept, the search bisects for even
+fewer bits whose metric on the validation set stays within ``tolerance`` of the unrounded
+reference, counting one standard error over the validation samples against it
+(:func:`qfhe.tune.metrics.paired_loss`): first with approximate rounding (no extra PBS; judged as the mean over
 ``n_simulation`` seeded runs of the lookup-error model, because approximate rounding is random),
 then, if that fails or may cost more, with exact rounding (deterministic, judged exactly, but
 about one extra PBS per removed bit per value). The cheaper of the two by a per-PBS cost table
@@ -31,7 +33,7 @@ from qfhe.errors import ConfigurationError
 from qfhe.model import QuantizedModule
 from qfhe.quant.config import Rounding
 from qfhe.report import Table
-from qfhe.tune.metrics import make_target, resolve_metric, within
+from qfhe.tune.metrics import make_target, paired_loss, resolve_metric
 
 #: Rough per-PBS cost (ms) by lookup input width, from DESIGN.md §5; only the order matters.
 PBS_COST_MS = {2: 6.3, 3: 8.0, 4: 9.6, 5: 18.0, 6: 32.0, 7: 115.0, 8: 408.0}
@@ -137,29 +139,45 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
     name = metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
     base = build(None)
     target = make_target(base, X_val, y_val, "rounding_threshold_bits='auto'", name if isinstance(metric, str) else None)
-    reference = float(fn(target.y, target.predict(target.reference_codes())))
+    reference_pred = target.predict(target.reference_codes())
+    reference = float(fn(target.y, reference_pred))
     seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
+    metric_name = metric if isinstance(metric, str) else None
 
-    def score(plan: dict) -> tuple[QuantizedModule, float]:
+    def score(plan: dict) -> tuple[QuantizedModule, float, float]:
+        """The model of ``plan``, its mean score, and whether loss + standard error is within tolerance."""
         qm = build(plan)
         target.module = qm
         if not any(r.method == "approximate" for r in plan.values()):
-            return qm, float(fn(target.y, target.predict(target.reference_codes())))
-        runs = [fn(target.y, target.predict(target.noisy_codes(p_error, np.random.default_rng(s)))) for s in seeds]
-        return qm, float(np.mean(runs))
+            preds = [target.predict(target.reference_codes())]
+        else:
+            preds = [target.predict(target.noisy_codes(p_error, np.random.default_rng(s))) for s in seeds]
+        loss, se = paired_loss(metric_name, fn, higher, target.y, reference_pred, preds)
+        return qm, float(np.mean([fn(target.y, pr) for pr in preds])), loss + se <= tolerance + 1e-12
 
     rows = {r["layer"]: r for r in base.bitwidth_report() if r["tlu_bits"] is not None}
     lookups = _lookups_per_layer(base, target.codes[:1])
     order = sorted(rows, key=lambda layer: -lookups.get(layer, 1) * 2.0 ** rows[layer]["acc_bits"])
-    plan: dict[str, Rounding] = {}
-    current, current_score = base, reference
+    def uniform(bits: int) -> dict[str, Rounding]:
+        return {layer: Rounding(bits, "approximate") for layer in rows if rows[layer]["acc_bits"] > bits}
+
+    # Phase 1: one approximate width for every layer, so that no layer spends the whole tolerance
+    # before the others are tried (a greedy first layer starved the rest).
+    widest = max((int(r["acc_bits"]) for r in rows.values()), default=0)
+    common = _fewest_bits(lambda b: score(uniform(b)), widest)
+    plan: dict[str, Rounding] = uniform(common) if common is not None else {}
+    current, current_score = (score(plan)[:2]) if plan else (base, reference)
     out_rows = []
+    # Phase 2: layer by layer, most expensive first, fewer bits than the common width, or exact
+    # rounding where approximate rounding did not pass.
     for layer in order:
         own = int(rows[layer]["acc_bits"])
+        start = plan[layer].n_bits if layer in plan else own
         found = {}
         for method in ("approximate", "exact"):
-            bits = _fewest_bits(lambda b: score({**plan, layer: Rounding(b, method)}), own, reference,
-                                tolerance, higher)
+            if method == "exact" and layer in plan:
+                break  # approximate already passes at `start`: exact would add PBS
+            bits = _fewest_bits(lambda b: score({**plan, layer: Rounding(b, method)}), start)
             if bits is not None:
                 found[method] = bits
             if method == "approximate" and bits is not None and bits <= 3:
@@ -170,7 +188,7 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
                     for m, b in found.items()}
             method = min(cost, key=cost.get)
             plan[layer] = Rounding(found[method], method)
-            current, current_score = score(plan)
+            current, current_score, _ = score(plan)
         r = current.bitwidth_report()
         row = next(x for x in r if x["layer"] == layer)
         out_rows.append({"layer": layer, "lookups": lookups.get(layer), "acc_bits": own,
@@ -183,15 +201,15 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
     return current, current.rounding_plan
 
 
-def _fewest_bits(evaluate: Callable[[int], tuple], own: int, reference: float, tolerance: float,
-                 higher: bool) -> int | None:
-    """Bisect for the smallest width in [2, own - 1] that passes (None if even own - 1 fails)."""
+def _fewest_bits(evaluate: Callable[[int], tuple], own: int) -> int | None:
+    """Bisect for the smallest width in [2, own - 1] that passes (``evaluate(bits)[2]``; None if
+    even own - 1 fails): fewer than ``own`` bits."""
     lo, hi = 2, own - 1
-    if hi < lo or not within(evaluate(hi)[1], reference, tolerance, higher):
+    if hi < lo or not evaluate(hi)[2]:
         return None
     while lo < hi:  # invariant: hi passes
         mid = (lo + hi) // 2
-        if within(evaluate(mid)[1], reference, tolerance, higher):
+        if evaluate(mid)[2]:
             hi = mid
         else:
             lo = mid + 1
