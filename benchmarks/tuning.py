@@ -32,19 +32,20 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, load_example, machine, table, write_json  # noqa: E402
 
 import qfhe  # noqa: E402
+from qfhe.tfhe.circuit import default_configuration  # noqa: E402
 
 digits_mlp = load_example("digits_mlp")
 qat_mlp = load_example("qat_mlp")
 
 COLUMNS = [("model", "model"), ("config", "configuration"), ("acc_clear", "acc clear"), ("acc_sim", "acc simulated"),
            ("max_bit_width", "max bit-width"), ("tlu_bits", "max TLU bits"), ("pbs_count", "PBS"),
-           ("p_error", "p_error"), ("keygen_s", "keygen s"), ("fhe_s", "FHE s/sample"), ("floor_s", "PBS floor s"),
-           ("ratio", "x floor"), ("search_compilations", "search compilations"), ("search_s", "search s"),
-           ("note", "note")]
+           ("p_error", "p_error"), ("keygen_s", "keygen s"), ("fhe_s", "FHE s/sample"), ("speedup", "x faster than untuned"),
+           ("floor_s", "PBS floor s"), ("ratio", "x floor"), ("cx_ratio", "x floor (concrete cost)"),
+           ("search_compilations", "search compilations"), ("search_s", "search s"), ("note", "note")]
 
 
 class DigitsCNN(nn.Module):
-    """Conv 1->4 3x3, ReLU, 2x2 average pool, conv 4->8 3x3, ReLU, linear 72->10, on 8x8 digits."""
+    """On 8x8 digits: conv 1->4 3x3 (padded), ReLU, 2x2 average pool, conv 4->8 3x3, ReLU, linear 32->10."""
 
     def __init__(self):
         super().__init__()
@@ -58,84 +59,82 @@ class DigitsCNN(nn.Module):
 
 def train_cnn(X, y, epochs: int = 200) -> nn.Module:
     torch.manual_seed(0)
-    m = DigitsCNN()
-    opt = torch.optim.Adam(m.parameters(), 1e-2)
-    Xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
-    for _ in range(epochs):
-        opt.zero_grad()
-        nn.functional.cross_entropy(m(Xt), yt).backward()
-        opt.step()
-    return m.eval()
+    return digits_mlp.fit_full_batch(DigitsCNN(), X, y, epochs)
 
 
 def accuracy(out, y) -> float:
     return float((np.asarray(out).argmax(1) == y).mean())
 
 
-def pbs_floor(n_pbs: int, bits: int, p_error: float, n_exec: int) -> float:
-    """Seconds per run of ``n_pbs`` parallel identity lookups reading ``bits`` bits at ``p_error``."""
+def pbs_floor(n_pbs: int, bits: int, p_error: float, n_exec: int) -> tuple[float, float]:
+    """Seconds per run of ``n_pbs`` parallel identity lookups reading ``bits`` bits at ``p_error``,
+    and concrete's cost estimate (complexity) of that circuit."""
     @fhe.compiler({"x": "encrypted"})
     def lookups(x):
         return fhe.univariate(lambda v: v)(x)
 
     inputset = [np.arange(n_pbs) % (1 << bits), np.full(n_pbs, (1 << bits) - 1)]
-    circuit = lookups.compile(inputset, fhe.Configuration(p_error=p_error))
+    circuit = lookups.compile(inputset, default_configuration().fork(p_error=p_error))
     circuit.keygen()
     x = np.arange(n_pbs) % (1 << bits)
     circuit.encrypt_run_decrypt(x)  # warm-up
     start = time.perf_counter()
     for _ in range(n_exec):
         circuit.encrypt_run_decrypt(x)
-    return (time.perf_counter() - start) / n_exec
+    return (time.perf_counter() - start) / n_exec, float(circuit.complexity)
 
 
-def measure(qm, Xte, yte, n_exec: int, max_exec_bits: int) -> dict:
+def measure(qm, Xte, yte, args) -> dict:
     st = qm.statistics
     tlu = [r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None]
     row = {"acc_clear": accuracy(qm.forward(Xte), yte),
            "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(3)])),
            "max_bit_width": st["max_bit_width"], "tlu_bits": max(tlu) if tlu else None, "pbs_count": st["pbs_count"],
-           "p_error": st["p_error"]}
-    if st["max_bit_width"] > max_exec_bits:
-        row["note"] = f"execution skipped: {st['max_bit_width']}-bit values > {max_exec_bits}"
+           "p_error": st["p_error"], "complexity": st["complexity"]}
+    if (row["tlu_bits"] or 0) > args.max_exec_bits:
+        row["note"] = f"execution skipped: {row['tlu_bits']}-bit lookups > {args.max_exec_bits}"
         return row
     start = time.perf_counter()
     qm.fhe_circuit.keygen()
     row["keygen_s"] = time.perf_counter() - start
+    qm.forward(Xte[:1], fhe="execute")  # warm-up, as for the floor
     start = time.perf_counter()
-    out = qm.forward(Xte[:n_exec], fhe="execute")
-    row["fhe_s"] = (time.perf_counter() - start) / n_exec
-    row["execute_label_equals_simulate"] = bool((out.argmax(1) == qm.forward(Xte[:n_exec], fhe="simulate").argmax(1)).all())
-    row["floor_s"] = pbs_floor(st["pbs_count"], row["tlu_bits"] or 2, st["p_error"], n_exec)
-    row["ratio"] = row["fhe_s"] / row["floor_s"]
+    out = qm.forward(Xte[: args.n_exec], fhe="execute")
+    row["fhe_s"] = (time.perf_counter() - start) / args.n_exec
+    row["execute_label_equals_simulate"] = bool((out.argmax(1) == qm.forward(Xte[: args.n_exec], fhe="simulate")
+                                                 .argmax(1)).all())
+    row["floor_s"], floor_cx = pbs_floor(st["pbs_count"], row["tlu_bits"] or 2, st["p_error"], args.n_exec)
+    row["ratio"], row["cx_ratio"] = row["fhe_s"] / row["floor_s"], st["complexity"] / floor_cx
     return row
 
 
-def configurations(name, quantize, Xval, yval, Xte, yte, args) -> list[dict]:
-    rows = []
-    base = quantize(6).compile()  # untuned: exact rounding to 6 bits, default p_error
-    rows.append({"model": name, "config": "untuned (exact 6, default p_error)", **measure(base, Xte, yte, args.n_exec,
-                                                                                          args.max_exec_bits)})
+def configurations(name, quantize, Xval, yval, Xte, yte, args, options: bool) -> list[dict]:
+    def add(config, qm, **extra):
+        rows.append({"model": name, "config": config, **extra, **measure(qm, Xte, yte, args)})
+        rows[-1]["speedup"] = rows[0].get("fhe_s", np.nan) / rows[-1].get("fhe_s", np.nan)
+        print({k: v for k, v in rows[-1].items() if k not in ("history", "plan")}, flush=True)
+
+    rows: list[dict] = []
+    add("untuned (exact 6, default p_error)", quantize(6).compile())
     start = time.perf_counter()
     tuned = quantize(6)
     best = qfhe.find_best_p_error(tuned, Xval, yval, max_metric_loss=0.01, progress=False)
-    rows.append({"model": name, "config": "find_best_p_error", "search_compilations": best.n_compilations,
-                 "search_s": time.perf_counter() - start, **measure(tuned, Xte, yte, args.n_exec,
-                                                                    args.max_exec_bits)})
+    add("find_best_p_error", tuned, search_compilations=best.n_compilations, search_s=time.perf_counter() - start)
     start = time.perf_counter()
-    auto = quantize("auto", tolerance=0.01)
-    search_s = time.perf_counter() - start
-    rows.append({"model": name, "config": "auto rounding", "search_s": search_s,
-                 "plan": auto.rounding_plan.as_dict(), **measure(auto.compile(), Xte, yte, args.n_exec,
-                                                                 args.max_exec_bits)})
+    auto = quantize("auto", tolerance=0.01).compile()
+    add("auto rounding", auto, search_s=time.perf_counter() - start, plan=auto.rounding_plan.as_dict())
     start = time.perf_counter()
     both = quantize("auto", tolerance=0.005)
     best = qfhe.find_best_p_error(both, Xval, yval, max_metric_loss=0.01, progress=False,
                                   reference_score=both.rounding_plan.reference_score)
-    rows.append({"model": name, "config": "auto rounding + find_best_p_error", "search_compilations": best.n_compilations,
-                 "search_s": time.perf_counter() - start, "plan": both.rounding_plan.as_dict(),
-                 **measure(both, Xte, yte, args.n_exec, args.max_exec_bits)})
-    rows[-1]["history"] = [dict(r) for r in best.history]
+    add("auto rounding + find_best_p_error", both, search_compilations=best.n_compilations,
+        search_s=time.perf_counter() - start, plan=both.rounding_plan.as_dict(),
+        history=[dict(r) for r in best.history])
+    if options:
+        # the same tuned circuit under concrete options, to show what qfhe's default buys
+        # (dataflow_parallelize was tried too: no gain measured, and concrete then reports 0 PBS)
+        add("(tuned, concrete's default multi_parameter_strategy)",
+            both.compile(p_error=best.p_error, configuration=fhe.Configuration()))
     return rows
 
 
@@ -175,37 +174,31 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=["mlp", "qat", "cnn"], choices=["mlp", "qat", "cnn"])
     parser.add_argument("--n-exec", type=int, default=2)
-    parser.add_argument("--max-exec-bits", type=int, default=8, help="wider circuits take minutes per sample")
+    parser.add_argument("--max-exec-bits", type=int, default=8, help="wider lookups take minutes per sample")
+    parser.add_argument("--no-config-options", dest="config_options", action="store_false",
+                        help="skip the rows re-running the tuned circuit under other concrete options")
     parser.add_argument("--curve", type=float, nargs="*", default=[1e-6, 1e-3, 1e-2, 0.1, 0.3])
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=qfhe.CalibrationWarning)
     Xtr, Xte, ytr, yte = qat_mlp.load_data()
     Xfit, Xval, yfit, yval = train_test_split(Xtr, ytr, test_size=0.25, random_state=0, stratify=ytr)
     rows, points = [], []
+    img = lambda a: a.reshape(-1, 1, 8, 8)  # noqa: E731
     for name in args.models:
         if name == "mlp":
             model, Xc, Xv, Xt, label = digits_mlp.train_mlp(Xfit, yfit, epochs=150), Xtr, Xval, Xte, "digits MLP (PTQ 6)"
-
-            def quantize(r, tolerance=0.01, model=model, Xc=Xc, Xv=Xv):
-                kw = {"X_val": Xv, "y_val": yval, "rounding_tolerance": tolerance} if r == "auto" else {}
-                return qfhe.quantize_torch_model(model, Xc, n_bits=6, rounding_threshold_bits=r, **kw)
         elif name == "qat":
             model, Xc, Xv, Xt, label = qat_mlp.train_qat(Xfit, yfit, bits=3), Xtr, Xval, Xte, "digits MLP (QAT 3)"
-
-            def quantize(r, tolerance=0.01, model=model, Xc=Xc, Xv=Xv):
-                kw = {"X_val": Xv, "y_val": yval, "rounding_tolerance": tolerance} if r == "auto" else {}
-                return qfhe.quantize_brevitas_qat_model(model, Xc, rounding_threshold_bits=r, **kw)
         else:
-            img = lambda a: a.reshape(-1, 1, 8, 8)  # noqa: E731
             model, Xc, Xv, Xt, label = train_cnn(img(Xfit), yfit), img(Xtr), img(Xval), img(Xte), "digits CNN (PTQ 6)"
 
-            def quantize(r, tolerance=0.01, model=model, Xc=Xc, Xv=Xv):
-                kw = {"X_val": Xv, "y_val": yval, "rounding_tolerance": tolerance} if r == "auto" else {}
-                return qfhe.quantize_torch_model(model, Xc, n_bits=6, rounding_threshold_bits=r, **kw)
-        new = configurations(label, quantize, Xv, yval, Xt, yte, args)
-        for r in new:
-            print({k: v for k, v in r.items() if k not in ("history", "plan")}, flush=True)
-        rows += new
+        def quantize(r, tolerance=0.01, model=model, Xc=Xc, Xv=Xv, qat=name == "qat"):
+            kw = {"X_val": Xv, "y_val": yval, "rounding_tolerance": tolerance} if r == "auto" else {}
+            if qat:
+                return qfhe.quantize_brevitas_qat_model(model, Xc, rounding_threshold_bits=r, **kw)
+            return qfhe.quantize_torch_model(model, Xc, n_bits=6, rounding_threshold_bits=r, **kw)
+
+        rows += configurations(label, quantize, Xv, yval, Xt, yte, args, options=args.config_options and name == "mlp")
         if name == "mlp" and args.curve:
             points = curve(quantize("auto"), Xv, yval, Xt, yte, args.curve, args.n_exec)
 
