@@ -9,11 +9,10 @@ import sys
 import numpy as np
 import pytest
 import torch
+from concrete import fhe
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
-
-from qfhe.tfhe.circuit import default_configuration
 
 
 def pytest_sessionfinish(session, exitstatus):
@@ -34,9 +33,8 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def fhe_config(tmp_path_factory):
-    """Insecure key cache: cheap keygen. Tests only, never in the library or examples. Forked from
-    qfhe's default so that tests execute the parameters users get."""
-    return default_configuration().fork(
+    """Insecure key cache: cheap keygen. Tests only, never in the library or examples."""
+    return fhe.Configuration(
         enable_unsafe_features=True,
         use_insecure_key_cache=True,
         insecure_key_cache_location=str(tmp_path_factory.mktemp("keycache")),

@@ -27,26 +27,9 @@ from qfhe.validation import as_float
 DEFAULT_GLOBAL_P_ERROR = 1e-5
 
 
-def default_configuration() -> fhe.Configuration:
-    """The concrete configuration qfhe compiles with when the user gives none.
-
-    It differs from concrete's own default in one option, ``multi_parameter_strategy=
-    "precision_and_norm2"``: concrete then gives lookups whose inputs come through weights of
-    different norms their own parameters, instead of sizing every lookup of one precision for the
-    largest weight norm. Measured on the digits MLP (README, tuning notes) it lowers concrete's
-    cost estimate by 0 to 14 % and never raised it on the models tried; keygen makes more keys.
-
-    Examples
-    --------
-    >>> default_configuration().multi_parameter_strategy.value
-    'precision_and_norm2'
-    """
-    return fhe.Configuration(multi_parameter_strategy=fhe.MultiParameterStrategy.PRECISION_AND_NORM2)
-
-
 def make_configuration(configuration: fhe.Configuration | None, p_error: float | None,
                        global_p_error: float | None) -> fhe.Configuration:
-    """Merge the user's configuration (or :func:`default_configuration`) with qfhe's error settings.
+    """Merge the user's configuration with qfhe's error settings.
 
     Raises
     ------
@@ -70,7 +53,7 @@ def make_configuration(configuration: fhe.Configuration | None, p_error: float |
         raise ConfigurationError(
             f"configuration must be a concrete.fhe.Configuration, got {configuration!r} "
             f"({type(configuration).__name__}); build one with concrete.fhe.Configuration(...)")
-    base = configuration if configuration is not None else default_configuration()
+    base = configuration if configuration is not None else fhe.Configuration()
     if p_error is None and global_p_error is None:
         if base.p_error is not None or base.global_p_error is not None:
             return base
