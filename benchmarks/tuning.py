@@ -32,7 +32,6 @@ sys.path.insert(0, str(HERE))
 from common import RESULTS, load_example, machine, table, write_json  # noqa: E402
 
 import qfhe  # noqa: E402
-from qfhe.tfhe.circuit import default_configuration  # noqa: E402
 
 digits_mlp = load_example("digits_mlp")
 qat_mlp = load_example("qat_mlp")
@@ -66,15 +65,19 @@ def accuracy(out, y) -> float:
     return float((np.asarray(out).argmax(1) == y).mean())
 
 
-def pbs_floor(n_pbs: int, bits: int, p_error: float, n_exec: int) -> tuple[float, float]:
-    """Seconds per run of ``n_pbs`` parallel identity lookups reading ``bits`` bits at ``p_error``,
-    and concrete's cost estimate (complexity) of that circuit."""
+def floor_circuit(n_pbs: int, bits: int, p_error: float):
+    """``n_pbs`` parallel identity lookups reading ``bits`` bits at ``p_error``, compiled."""
     @fhe.compiler({"x": "encrypted"})
     def lookups(x):
         return fhe.univariate(lambda v: v)(x)
 
     inputset = [np.arange(n_pbs) % (1 << bits), np.full(n_pbs, (1 << bits) - 1)]
-    circuit = lookups.compile(inputset, default_configuration().fork(p_error=p_error))
+    return lookups.compile(inputset, fhe.Configuration(p_error=p_error))
+
+
+def pbs_floor(n_pbs: int, bits: int, p_error: float, n_exec: int) -> tuple[float, float]:
+    """Seconds per run of the floor circuit, and concrete's cost estimate (complexity) of it."""
+    circuit = floor_circuit(n_pbs, bits, p_error)
     circuit.keygen()
     x = np.arange(n_pbs) % (1 << bits)
     circuit.encrypt_run_decrypt(x)  # warm-up
@@ -82,6 +85,25 @@ def pbs_floor(n_pbs: int, bits: int, p_error: float, n_exec: int) -> tuple[float
     for _ in range(n_exec):
         circuit.encrypt_run_decrypt(x)
     return (time.perf_counter() - start) / n_exec, float(circuit.complexity)
+
+
+def floor_breakdown(model: nn.Sequential, Xc, plan: dict, p_error: float) -> list[dict]:
+    """Where the tuned MLP's cost above its floor comes from (concrete's cost estimate, no run):
+    the first layer alone, the two hidden layers, the whole model, each against its own floor."""
+    out = []
+    for end, label in ((2, "layer 0 + ReLU (inputs: fresh encryptions)"),
+                       (4, "+ layer 2 + ReLU (inputs: lookup outputs x weights)"),
+                       (len(model), "+ output layer (13-bit outputs decrypted exactly)")):
+        part = nn.Sequential(*list(model)[:end])
+        layers = {k: v for k, v in plan.items() if int(k) < end}
+        qm = qfhe.compile_torch_model(part, Xc, n_bits=6, rounding_threshold_bits=layers or None, p_error=p_error)
+        st = qm.statistics
+        bits = max(r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None)
+        floor_cx = float(floor_circuit(st["pbs_count"], bits, st["p_error"]).complexity)
+        out.append({"part": label, "pbs_count": st["pbs_count"], "gops": st["complexity"] / 1e9,
+                    "floor_gops": floor_cx / 1e9, "cx_ratio": st["complexity"] / floor_cx})
+        print(out[-1], flush=True)
+    return out
 
 
 def measure(qm, Xte, yte, args) -> dict:
@@ -132,9 +154,12 @@ def configurations(name, quantize, Xval, yval, Xte, yte, args, options: bool) ->
         history=[dict(r) for r in best.history])
     if options:
         # the same tuned circuit under concrete options, to show what qfhe's default buys
-        # (dataflow_parallelize was tried too: no gain measured, and concrete then reports 0 PBS)
-        add("(tuned, concrete's default multi_parameter_strategy)",
-            both.compile(p_error=best.p_error, configuration=fhe.Configuration()))
+        # Opt-in, not a default: concrete 2.11's optimizer aborts the process under this strategy on
+        # some circuits (a digits CNN with exact rounding). dataflow_parallelize was tried too: no
+        # gain measured, and concrete then reports 0 PBS.
+        add("(tuned, multi_parameter_strategy='precision_and_norm2')",
+            both.compile(p_error=best.p_error, configuration=fhe.Configuration(
+                multi_parameter_strategy=fhe.MultiParameterStrategy.PRECISION_AND_NORM2)))
     return rows
 
 
@@ -182,7 +207,7 @@ def main(argv=None) -> dict:
     warnings.filterwarnings("ignore", category=qfhe.CalibrationWarning)
     Xtr, Xte, ytr, yte = qat_mlp.load_data()
     Xfit, Xval, yfit, yval = train_test_split(Xtr, ytr, test_size=0.25, random_state=0, stratify=ytr)
-    rows, points = [], []
+    rows, points, breakdown = [], [], []
     img = lambda a: a.reshape(-1, 1, 8, 8)  # noqa: E731
     for name in args.models:
         if name == "mlp":
@@ -199,13 +224,20 @@ def main(argv=None) -> dict:
             return qfhe.quantize_torch_model(model, Xc, n_bits=6, rounding_threshold_bits=r, **kw)
 
         rows += configurations(label, quantize, Xv, yval, Xt, yte, args, options=args.config_options and name == "mlp")
-        if name == "mlp" and args.curve:
-            points = curve(quantize("auto"), Xv, yval, Xt, yte, args.curve, args.n_exec)
+        if name == "mlp":
+            tuned = rows[-2 if args.config_options else -1]
+            breakdown = floor_breakdown(model, Xc, tuned["plan"], tuned["p_error"])
+            if args.curve:
+                points = curve(quantize("auto"), Xv, yval, Xt, yte, args.curve, args.n_exec)
 
     info = machine()
     print(f"\nTuning, measured {info['date']} on {info['machine']}\n")
     print(table(rows, COLUMNS))
-    print(f"\nwrote {write_json('tuning', {'machine': info, 'rows': rows, 'curve': points})}")
+    if breakdown:
+        print("\nTuned digits MLP: concrete's cost estimate against the floor, part by part\n")
+        print(table(breakdown, [("part", "part"), ("pbs_count", "PBS"), ("gops", "cost (G ops)"),
+                                ("floor_gops", "floor cost (G ops)"), ("cx_ratio", "x floor")]))
+    print(f"\nwrote {write_json('tuning', {'machine': info, 'rows': rows, 'curve': points, 'breakdown': breakdown})}")
     if points:
         plot(points, RESULTS / "tuning.png")
         print(f"wrote {RESULTS / 'tuning.png'}")
