@@ -105,7 +105,7 @@ def main(argv=None) -> dict:
         print(f"| {name} | {q.statistics['pbs_count']} | {acc:.3f} | {run['keygen_s']:.1f} | "
               f"{run['seconds_per_sample']:.2f} |")
     speedup = untuned["seconds_per_sample"] / fast["seconds_per_sample"]
-    print(f"tuned is {speedup:.1f}x faster under encryption, {100 * (acc_sim - acc_tuned):+.1f} points of accuracy")
+    print(f"tuned is {speedup:.1f}x faster under encryption; simulated accuracy {100 * (acc_tuned - acc_sim):+.1f} points")
     result.update(acc_tuned=acc_tuned, p_error=best.p_error, n_compilations=best.n_compilations,
                   encrypted_tuned=fast["samples"], speedup=speedup)
     return result
