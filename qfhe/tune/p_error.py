@@ -185,7 +185,8 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
     max_compilations = as_int("max_compilations", max_compilations, 1, None, "a positive int")
     resolution = as_float("resolution", resolution, 1.0, math.inf)
     lo, hi = _check_range(p_error_range or (GLOBAL_P_ERROR_RANGE if global_p_error else P_ERROR_RANGE))
-    target = make_target(model, X_val, y_val, "find_best_p_error", metric if isinstance(metric, str) else None)
+    name = metric if isinstance(metric, str) else None  # a built-in name, or None for a callable
+    target = make_target(model, X_val, y_val, "find_best_p_error", name)
     exact_pred = target.predict(target.reference_codes())
     own = float(fn(target.y, exact_pred))
     reference = own
@@ -193,7 +194,6 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         reference = as_float("reference_score", reference_score, -math.inf, math.inf)
     # what the model already lost before any lookup error (e.g. to "auto" rounding), in loss units
     offset = (reference - own) if higher else (own - reference)
-    name = metric if isinstance(metric, str) else None
     seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
 
     history = SearchHistory()

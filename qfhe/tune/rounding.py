@@ -136,13 +136,13 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
         raise ConfigurationError(f"rounding_tolerance must be >= 0 (the allowed loss in the metric's units, "
                                  f"e.g. 0.01), got {tolerance!r}")
     fn, higher = resolve_metric(metric)
-    name = metric if isinstance(metric, str) else getattr(metric, "__name__", "metric")
+    metric_name = metric if isinstance(metric, str) else None  # a built-in name, or None for a callable
+    name = metric_name or getattr(metric, "__name__", "metric")
     base = build(None)
-    target = make_target(base, X_val, y_val, "rounding_threshold_bits='auto'", name if isinstance(metric, str) else None)
+    target = make_target(base, X_val, y_val, "rounding_threshold_bits='auto'", metric_name)
     reference_pred = target.predict(target.reference_codes())
     reference = float(fn(target.y, reference_pred))
     seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
-    metric_name = metric if isinstance(metric, str) else None
 
     def score(plan: dict) -> tuple[QuantizedModule, float, float]:
         """The model of ``plan``, its mean score, and whether loss + standard error is within tolerance."""
