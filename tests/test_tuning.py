@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from concrete import fhe
 from sklearn.model_selection import train_test_split
 
@@ -15,7 +16,7 @@ from qfhe.passes.bitwidth import ValueInfo
 from qfhe.tfhe.noise import run_with_lookup_errors
 from qfhe.tune.metrics import make_target
 
-from conftest import accuracy
+from conftest import accuracy, train
 
 
 @pytest.fixture(scope="module")
@@ -143,10 +144,40 @@ def test_find_best_p_error_global_and_callable_metric(approx5, split):
     best = find_best_p_error(approx5, Xval, yval, metric=lambda t, out: float((t == out.argmax(1)).mean()), global_p_error=True,
                              max_metric_loss=0.02, max_compilations=4, progress=False)
     assert best.global_p_error and best.n_compilations <= 4
-    shared = find_best_p_error(approx5, Xval, yval, reference_score=best.reference_score + 0.02,
-                               max_metric_loss=0.02, max_compilations=3, progress=False)
-    assert shared.reference_score == best.reference_score + 0.02 and shared.score >= shared.reference_score - 0.02
     assert approx5.statistics["global_p_error"] <= best.p_error * 1.001
+
+
+@pytest.fixture(scope="module")
+def held_out_mlp(digits):
+    """The digits MLP fitted without the validation quarter, so that validation data is held out."""
+    Xtr, _, ytr, _ = digits
+    Xfit, _, yfit, _ = train_test_split(Xtr, ytr, test_size=0.25, random_state=0, stratify=ytr)  # as in `split`
+    torch.manual_seed(0)
+    m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
+                            torch.nn.Linear(64, 10))
+    return train(m, Xfit, yfit)
+
+
+def test_auto_rounding_and_p_error_share_one_budget_on_held_out_data(held_out_mlp, split):
+    """The issue's flow at 1 point: "auto" rounding, then find_best_p_error against the unrounded
+    model. On the test split (never seen by training or tuning), concrete's simulation stays within
+    the point of the unrounded model's exact accuracy."""
+    Xtr, Xval, yval, Xte, yte = split
+    qm = qfhe.quantize_torch_model(held_out_mlp, Xtr, n_bits=6, rounding_threshold_bits="auto", X_val=Xval,
+                                   y_val=yval, rounding_tolerance=0.01)
+    plan = qm.rounding_plan
+    assert not any(n.op == "round" for n in plan.reference_model.graph.nodes)
+    best = find_best_p_error(qm, Xval, yval, max_metric_loss=0.01, reference=plan.reference_model, progress=False)
+    assert best.reference_score == pytest.approx(plan.reference_score) and best.n_compilations <= 10
+    # one budget: every accepted candidate's bound (rounding and lookup errors together) is within it
+    assert all(r["bound"] <= 0.01 for r in best.history if r["accepted"])
+    assert all(r["bound"] >= r["loss"] for r in best.history)
+    unrounded = accuracy(plan.reference_model.forward(Xte), yte)
+    simulated = np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(5)])
+    assert simulated >= unrounded - 0.01
+    with pytest.raises(ConfigurationError, match="reference predicts a different shape than the model"):
+        find_best_p_error(qm, Xval, yval, metric="mse", reference=qfhe.quantize_torch_model(
+            torch.nn.Linear(64, 3), Xtr), max_compilations=1, progress=False)
 
 
 def test_find_best_p_error_on_an_estimator():

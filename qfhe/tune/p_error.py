@@ -49,18 +49,18 @@ GLOBAL_P_ERROR_RANGE = (1e-5, 0.99)
 class SearchHistory(Table):
     """One row per compiled candidate: requested ``p_error``, the circuit's per-lookup
     ``actual_p_error``, mean ``score`` (and ``score_std``) over the simulations, ``loss`` against
-    the reference and its standard error ``loss_se`` over the validation samples, ``accepted``
-    (``loss + loss_se <= max_metric_loss``), ``compile_s``.
+    the reference, ``bound`` (the upper estimate that is judged, :func:`qfhe.tune.metrics.paired_loss`),
+    ``accepted`` (``bound <= max_metric_loss``), ``compile_s``.
 
     Examples
     --------
     >>> print(SearchHistory([{"p_error": 0.3, "actual_p_error": 0.29, "score": 0.9, "score_std": 0.01,
-    ...                       "loss": 0.02, "loss_se": 0.005, "accepted": False, "compile_s": 1.5}]))
-    p_error  actual_p_error  score  score_std  loss  loss_se  accepted  compile_s
-    0.3                0.29    0.9       0.01  0.02    0.005     False        1.5
+    ...                       "loss": 0.02, "bound": 0.03, "accepted": False, "compile_s": 1.5}]))
+    p_error  actual_p_error  score  score_std  loss  bound  accepted  compile_s
+    0.3                0.29    0.9       0.01  0.02   0.03     False        1.5
     """
 
-    COLUMNS = ("p_error", "actual_p_error", "score", "score_std", "loss", "loss_se", "accepted", "compile_s")
+    COLUMNS = ("p_error", "actual_p_error", "score", "score_std", "loss", "bound", "accepted", "compile_s")
 
 
 @dataclass
@@ -75,7 +75,8 @@ class PErrorSearchResult:
     global_p_error : bool
         Whether ``p_error`` is the whole-circuit probability.
     reference_score : float
-        The metric with exact lookups (``fhe="disable"``).
+        The metric of the reference: the model with exact lookups (``fhe="disable"``), or the
+        ``reference`` model's.
     score : float
         Mean modelled metric at the chosen value.
     n_compilations : int
@@ -109,7 +110,7 @@ class PErrorSearchResult:
 def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: float = 0.01,
                       global_p_error: bool = False, n_simulation: int = 5, random_state: int = 0,
                       max_compilations: int = 10, resolution: float = 2.0, p_error_range: tuple | None = None,
-                      configuration=None, higher_is_better: bool = True, reference_score: float | None = None,
+                      configuration=None, higher_is_better: bool = True, reference=None,
                       progress: bool = True) -> PErrorSearchResult:
     """Find the largest ``p_error`` whose simulated metric stays within ``max_metric_loss`` of exact.
 
@@ -126,9 +127,10 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         ``QuantizedModule``, ``accuracy`` compares ``y_val`` with the argmax of the outputs.
     max_metric_loss : float
         Allowed loss, in the metric's units (0.01 = one accuracy point), against the metric with
-        exact lookups. A candidate passes when its mean loss plus one standard error (over the
-        validation samples, :func:`qfhe.tune.metrics.paired_loss`) is within it, so that the
-        choice holds on other data and not only on the validation set.
+        exact lookups. A candidate passes when an upper estimate of its loss is within it, so
+        that the choice holds on other data and not only on the validation set: for accuracy,
+        the fraction of validation samples the exact circuit gets right and the candidate does
+        not, plus one standard error (:func:`qfhe.tune.metrics.paired_loss`).
     global_p_error : bool
         Search the whole-circuit error probability instead of the per-lookup one.
     n_simulation : int
@@ -145,10 +147,12 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         Passed to every compilation.
     higher_is_better : bool
         For a callable ``metric``.
-    reference_score : float, optional
-        Measure the loss against this score instead of the model's own exact-lookup metric; e.g.
-        ``qm.rounding_plan.reference_score`` (the unrounded model), so that the losses of
-        ``"auto"`` rounding and of the error probability share one budget.
+    reference : QuantizedModule or qfhe.sklearn estimator, optional
+        Judge every candidate against this model's exact predictions instead of the model's own.
+        Pass ``qm.rounding_plan.reference_model`` (the same model without rounding) after
+        ``rounding_threshold_bits="auto"``: the loss is then that of rounding and lookup errors
+        together, against the unrounded model, so both share one budget and are judged on the
+        same samples (the search spends whatever the rounding left).
     progress : bool
         Show a tqdm bar over candidates.
 
@@ -187,13 +191,15 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
     lo, hi = _check_range(p_error_range or (GLOBAL_P_ERROR_RANGE if global_p_error else P_ERROR_RANGE))
     name = metric if isinstance(metric, str) else None  # a built-in name, or None for a callable
     target = make_target(model, X_val, y_val, "find_best_p_error", name)
-    exact_pred = target.predict(target.reference_codes())
-    own = float(fn(target.y, exact_pred))
-    reference = own
-    if reference_score is not None:
-        reference = as_float("reference_score", reference_score, -math.inf, math.inf)
-    # what the model already lost before any lookup error (e.g. to "auto" rounding), in loss units
-    offset = (reference - own) if higher else (own - reference)
+    if reference is None:
+        exact_pred = target.predict(target.reference_codes())
+    else:
+        ref_target = make_target(reference, X_val, y_val, "find_best_p_error (reference)", name)
+        exact_pred = ref_target.predict(ref_target.reference_codes())
+        if np.shape(exact_pred) != np.shape(target.predict(target.reference_codes())):
+            raise ConfigurationError("find_best_p_error: reference predicts a different shape than the model; "
+                                     "pass the same model without rounding (qm.rounding_plan.reference_model)")
+    reference_score = float(fn(target.y, exact_pred))
     seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
 
     history = SearchHistory()
@@ -208,11 +214,11 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         actual = compiled.statistics["p_error"]
         preds = [target.predict(target.noisy_codes(actual, np.random.default_rng(s))) for s in seeds]
         scores = [float(fn(target.y, pr)) for pr in preds]
-        loss, se = paired_loss(name, fn, higher, target.y, exact_pred, preds)
-        ok = offset + loss + se <= max_metric_loss + 1e-12
+        est = paired_loss(name, fn, higher, target.y, exact_pred, preds)
+        ok = est.bound <= max_metric_loss + 1e-12
         history.append({"p_error": float(f"{p:.4g}"), "actual_p_error": float(f"{actual:.4g}"),
                         "score": round(float(np.mean(scores)), 4), "score_std": round(float(np.std(scores)), 4),
-                        "loss": round(offset + loss, 4), "loss_se": round(se, 4),
+                        "loss": round(est.loss, 4), "bound": round(est.bound, 4),
                         "accepted": ok, "compile_s": round(time.perf_counter() - t0, 2)})
         bar.update(1)
         if ok and (best is None or p > best[0]):
@@ -245,7 +251,7 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         n_compilations += 1
         best = (lo, float("nan"), compiled, cfg)
     target.module._adopt(best[2], best[3])
-    return PErrorSearchResult(best[0], global_p_error, reference, best[1], n_compilations,
+    return PErrorSearchResult(best[0], global_p_error, reference_score, best[1], n_compilations,
                               time.perf_counter() - start, history)
 
 

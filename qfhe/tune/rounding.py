@@ -4,8 +4,9 @@ First, one approximate width for all layers: the fewest bits that pass with ever
 to it. Then layers are visited from the most expensive (lookups × 2^accumulator bits) to the
 cheapest. For each, with the other layers' choices kept, the search bisects for even
 fewer bits whose metric on the validation set stays within ``tolerance`` of the unrounded
-reference, counting one standard error over the validation samples against it
-(:func:`qfhe.tune.metrics.paired_loss`): first with approximate rounding (no extra PBS; judged as the mean over
+reference, judged by an upper estimate of the loss (for accuracy, the fraction of samples the
+unrounded model gets right and the plan does not, plus one standard error:
+:func:`qfhe.tune.metrics.paired_loss`): first with approximate rounding (no extra PBS; judged as the mean over
 ``n_simulation`` seeded runs of the lookup-error model, because approximate rounding is random),
 then, if that fails or may cost more, with exact rounding (deterministic, judged exactly, but
 about one extra PBS per removed bit per value). The cheaper of the two by a per-PBS cost table
@@ -64,6 +65,9 @@ class RoundingPlan(Table):
     ``tlu_bits`` (what the lookup reads), ``method`` (``approximate``, ``exact`` or ``-`` for
     none), ``score`` (the validation metric with this and every earlier row applied) and
     ``delta`` (its difference from ``reference_score``, the unrounded metric).
+    ``reference_model`` is the same model without rounding, the reference of the search; pass it
+    as ``find_best_p_error(..., reference=plan.reference_model)`` so that lookup errors are judged
+    against it too and spend what the rounding left of one budget.
 
     Examples
     --------
@@ -73,9 +77,11 @@ class RoundingPlan(Table):
 
     COLUMNS = ("layer", "lookups", "acc_bits", "lsbs_removed", "tlu_bits", "method", "score", "delta")
 
-    def __init__(self, rows=(), reference_score: float = float("nan"), metric: str = "", tolerance: float = 0.0):
+    def __init__(self, rows=(), reference_score: float = float("nan"), metric: str = "", tolerance: float = 0.0,
+                 reference_model: QuantizedModule | None = None):
         super().__init__(rows)
         self.reference_score = reference_score
+        self.reference_model = reference_model
         self.metric = metric
         self.tolerance = tolerance
 
@@ -145,15 +151,15 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
     seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
 
     def score(plan: dict) -> tuple[QuantizedModule, float, float]:
-        """The model of ``plan``, its mean score, and whether loss + standard error is within tolerance."""
+        """The model of ``plan``, its mean score, and whether the loss's upper estimate is within tolerance."""
         qm = build(plan)
         target.module = qm
         if not any(r.method == "approximate" for r in plan.values()):
             preds = [target.predict(target.reference_codes())]
         else:
             preds = [target.predict(target.noisy_codes(p_error, np.random.default_rng(s))) for s in seeds]
-        loss, se = paired_loss(metric_name, fn, higher, target.y, reference_pred, preds)
-        return qm, float(np.mean([fn(target.y, pr) for pr in preds])), loss + se <= tolerance + 1e-12
+        est = paired_loss(metric_name, fn, higher, target.y, reference_pred, preds)
+        return qm, float(np.mean([fn(target.y, pr) for pr in preds])), est.bound <= tolerance + 1e-12
 
     rows = {r["layer"]: r for r in base.bitwidth_report() if r["tlu_bits"] is not None}
     lookups = _lookups_per_layer(base, target.codes[:1])
@@ -168,24 +174,22 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
     plan: dict[str, Rounding] = uniform(common) if common is not None else {}
     current, current_score = (score(plan)[:2]) if plan else (base, reference)
     out_rows = []
-    # Phase 2: layer by layer, most expensive first, fewer bits than the common width, or exact
-    # rounding where approximate rounding did not pass.
+    # Phase 2: layer by layer, most expensive first: fewer bits than the common width, or exact
+    # rounding where approximate rounding did not pass or exact rounding is cheaper.
     for layer in order:
         own = int(rows[layer]["acc_bits"])
         start = plan[layer].n_bits if layer in plan else own
-        found = {}
+        found = {"approximate": start} if layer in plan else {}  # the common width passes already
         for method in ("approximate", "exact"):
-            if method == "exact" and layer in plan:
-                break  # approximate already passes at `start`: exact would add PBS
+            approx = found.get("approximate")
+            if method == "exact" and approx is not None and pbs_cost(approx) <= _exact_cost(2, own):
+                break  # even the narrowest exact rounding would cost more than this lookup
             bits = _fewest_bits(lambda b: score({**plan, layer: Rounding(b, method)}), start)
             if bits is not None:
                 found[method] = bits
-            if method == "approximate" and bits is not None and bits <= 3:
-                break  # exact rounding cannot be cheaper than a 2-3 bit lookup with no extra PBS
         if found:
             n = lookups.get(layer, 1)
-            cost = {m: n * (pbs_cost(b) + (EXACT_ROUND_PBS_MS * (own - b) if m == "exact" else 0.0))
-                    for m, b in found.items()}
+            cost = {m: n * (_exact_cost(b, own) if m == "exact" else pbs_cost(b)) for m, b in found.items()}
             method = min(cost, key=cost.get)
             plan[layer] = Rounding(found[method], method)
             current, current_score, _ = score(plan)
@@ -197,8 +201,13 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
                          "delta": round(current_score - reference, 4),
                          "n_bits": plan[layer].n_bits if layer in plan else None})
     current = build(plan) if plan else base
-    current.rounding_plan = RoundingPlan(out_rows, reference, name, tolerance)
+    current.rounding_plan = RoundingPlan(out_rows, reference, name, tolerance, base)
     return current, current.rounding_plan
+
+
+def _exact_cost(bits: int, own: int) -> float:
+    """Rough cost (ms) of one value rounded exactly from ``own`` to ``bits`` bits, then looked up."""
+    return pbs_cost(bits) + EXACT_ROUND_PBS_MS * (own - bits)
 
 
 def _fewest_bits(evaluate: Callable[[int], tuple], own: int) -> int | None:
