@@ -5,8 +5,10 @@ table lookups as the circuit has PBS, at its widest lookup width and its per-loo
 configuration's latency is reported as a multiple of that floor.
 
 Models: the digits MLP (64-64-64-10, float, PTQ 6 bits), a Brevitas QAT digits MLP (3 bits) and a
-small digits CNN (float, PTQ 6 bits). Validation data for the searches is a quarter of the training
-split; accuracies are on the held-out test split.
+small digits CNN (float, PTQ 6 bits). Validation data for the searches is half of the training
+split; accuracies are on the held-out test split, simulated ones the mean of 5 simulations. The
+tuned rows use a budget of 1 point: "auto" rounding at tolerance 0.01, then find_best_p_error
+against the unrounded model (one budget for both).
 
     python benchmarks/tuning.py [--models mlp qat cnn] [--n-exec 2] [--max-exec-bits 8]
 
@@ -37,6 +39,7 @@ digits_mlp = load_example("digits_mlp")
 qat_mlp = load_example("qat_mlp")
 
 COLUMNS = [("model", "model"), ("config", "configuration"), ("acc_clear", "acc clear"), ("acc_sim", "acc simulated"),
+           ("loss_pts", "loss vs untuned (points)"),
            ("max_bit_width", "max bit-width"), ("tlu_bits", "max TLU bits"), ("pbs_count", "PBS"),
            ("p_error", "p_error"), ("keygen_s", "keygen s"), ("fhe_s", "FHE s/sample"), ("speedup", "x faster than untuned"),
            ("floor_s", "PBS floor s"), ("ratio", "x floor"), ("cx_ratio", "x floor (concrete cost)"),
@@ -110,7 +113,8 @@ def measure(qm, Xte, yte, args) -> dict:
     st = qm.statistics
     tlu = [r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None]
     row = {"acc_clear": accuracy(qm.forward(Xte), yte),
-           "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(3)])),
+           # the mean of several simulations: one draw of the lookup errors moves a few samples
+           "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(5)])),
            "max_bit_width": st["max_bit_width"], "tlu_bits": max(tlu) if tlu else None, "pbs_count": st["pbs_count"],
            "p_error": st["p_error"], "complexity": st["complexity"]}
     if (row["tlu_bits"] or 0) > args.max_exec_bits:
@@ -134,6 +138,7 @@ def configurations(name, quantize, Xval, yval, Xte, yte, args, options: bool) ->
     def add(config, qm, **extra):
         rows.append({"model": name, "config": config, **extra, **measure(qm, Xte, yte, args)})
         rows[-1]["speedup"] = rows[0].get("fhe_s", np.nan) / rows[-1].get("fhe_s", np.nan)
+        rows[-1]["loss_pts"] = 100 * (rows[0]["acc_sim"] - rows[-1]["acc_sim"])
         print({k: v for k, v in rows[-1].items() if k not in ("history", "plan")}, flush=True)
 
     rows: list[dict] = []
@@ -146,9 +151,9 @@ def configurations(name, quantize, Xval, yval, Xte, yte, args, options: bool) ->
     auto = quantize("auto", tolerance=0.01).compile()
     add("auto rounding", auto, search_s=time.perf_counter() - start, plan=auto.rounding_plan.as_dict())
     start = time.perf_counter()
-    both = quantize("auto", tolerance=0.005)
+    both = quantize("auto", tolerance=0.01)
     best = qfhe.find_best_p_error(both, Xval, yval, max_metric_loss=0.01, progress=False,
-                                  reference_score=both.rounding_plan.reference_score)
+                                  reference=both.rounding_plan.reference_model)
     add("auto rounding + find_best_p_error", both, search_compilations=best.n_compilations,
         search_s=time.perf_counter() - start, plan=both.rounding_plan.as_dict(),
         history=[dict(r) for r in best.history])
@@ -206,7 +211,9 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=qfhe.CalibrationWarning)
     Xtr, Xte, ytr, yte = qat_mlp.load_data()
-    Xfit, Xval, yfit, yval = train_test_split(Xtr, ytr, test_size=0.25, random_state=0, stratify=ytr)
+    # half of the training split validates the searches: with a quarter (359 samples) the tuned
+    # circuits lost more than a point on the test split for 2 of 10 splits (benchmarks/tuning_reliability.py)
+    Xfit, Xval, yfit, yval = train_test_split(Xtr, ytr, test_size=0.5, random_state=0, stratify=ytr)
     rows, points, breakdown = [], [], []
     img = lambda a: a.reshape(-1, 1, 8, 8)  # noqa: E731
     for name in args.models:

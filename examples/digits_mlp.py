@@ -2,17 +2,17 @@
 
 Run with ``make demo`` (or ``python examples/digits_mlp.py [--short]``).
 
-Steps: train a float 64-64-64-10 ReLU MLP on scikit-learn's bundled digits data (a quarter of the
+Steps: train a float 64-64-64-10 ReLU MLP on scikit-learn's bundled digits data (half of the
 training split is held out for tuning); compile it with 6-bit post-training quantization and exact
 rounding of every table-lookup input to 6 bits (the untuned default); print the bit-width report
 and circuit statistics; compare float / quantized (clear integers) / simulated accuracy on the
 test split; generate keys and classify a few test digits under real encryption.
 
 Then tune it, the fastest configuration qfhe offers for this model at <= 1 point of accuracy
-loss: ``rounding_threshold_bits="auto"`` (per-layer rounding, half a point of budget) followed by
-``find_best_p_error`` sharing the same 1-point budget, both judged on the held-out validation
-data. The tuned circuit runs the same encrypted samples, and a last table sets its encrypted
-latency beside the untuned one.
+loss: ``rounding_threshold_bits="auto"`` (per-layer rounding) followed by ``find_best_p_error``
+against the same unrounded model, so that both share one 1-point budget, judged on the held-out
+validation data. The tuned circuit runs the same encrypted samples, and a last table sets its
+encrypted latency beside the untuned one.
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ def main(argv=None) -> dict:
 
     X, y = load_digits(return_X_y=True)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
-    # held out for tuning: the searches must not judge on the data the model was fitted to
-    Xtr, Xval, ytr, yval = train_test_split(Xtr, ytr, test_size=0.25, random_state=0, stratify=ytr)
+    # held out for tuning: the searches must not judge on the data the model was fitted to, and a
+    # 1-point tolerance needs several hundred samples to hold on other data
+    # (benchmarks/tuning_reliability.py), so half of the training split
+    Xtr, Xval, ytr, yval = train_test_split(Xtr, ytr, test_size=0.5, random_state=0, stratify=ytr)
     model = train_mlp(Xtr, ytr, epochs=150)
     with torch.no_grad():
         acc_float = float((model(torch.tensor(Xte, dtype=torch.float32)).argmax(1).numpy() == yte).mean())
@@ -85,13 +87,13 @@ def main(argv=None) -> dict:
     if args.no_tune:
         return result
 
-    print("\nTuning: rounding_threshold_bits='auto' (tolerance 0.005), then find_best_p_error "
-          "(max_metric_loss 0.01 against the unrounded model) ...")
+    print("\nTuning: rounding_threshold_bits='auto', then find_best_p_error, one budget of 1 point "
+          "against the unrounded model ...")
     tuned = qfhe.compile_torch_model(model, Xtr, n_bits=n_bits, rounding_threshold_bits="auto",
-                                     rounding_tolerance=0.005, X_val=Xval, y_val=yval)
+                                     rounding_tolerance=0.01, X_val=Xval, y_val=yval)
     print(tuned.rounding_plan)
     best = qfhe.find_best_p_error(tuned, Xval, yval, max_metric_loss=0.01,
-                                  reference_score=tuned.rounding_plan.reference_score)
+                                  reference=tuned.rounding_plan.reference_model)
     print(best)
     acc_tuned = float((tuned.forward(Xte, fhe="simulate").argmax(1) == yte).mean())
     print(f"tuned: PBS per sample {tuned.statistics['pbs_count']}, p_error {best.p_error:.3g}, "
