@@ -211,8 +211,8 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=qfhe.CalibrationWarning)
     Xtr, Xte, ytr, yte = qat_mlp.load_data()
-    # half of the training split validates the searches: with a quarter (359 samples) the tuned
-    # circuits lost more than a point on the test split for 2 of 10 splits (benchmarks/tuning_reliability.py)
+    # half of the training split validates the searches: with a quarter (359 samples) a tuned
+    # circuit lost more than a point on the test split for 1 of 7 splits (benchmarks/tuning_reliability.py)
     Xfit, Xval, yfit, yval = train_test_split(Xtr, ytr, test_size=0.5, random_state=0, stratify=ytr)
     rows, points, breakdown = [], [], []
     img = lambda a: a.reshape(-1, 1, 8, 8)  # noqa: E731
