@@ -69,6 +69,11 @@ class LossEstimate(NamedTuple):
     ``loss`` is the reference's metric minus the candidate's (mean over its simulations), signed
     so that positive is worse. ``bound`` is the one-sided upper estimate the searches compare
     with the tolerance (see :func:`paired_loss`); ``se`` is its standard error.
+
+    Examples
+    --------
+    >>> LossEstimate(loss=0.002, se=0.003, bound=0.008).bound <= 0.01
+    True
     """
 
     loss: float
