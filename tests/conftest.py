@@ -67,9 +67,14 @@ def accuracy(logits, y) -> float:
 def digits_mlp(digits):
     """The issue's 64-64-64-10 ReLU MLP, trained in the clear."""
     Xtr, _, ytr, _ = digits
+    return train_digits_mlp(Xtr, ytr)
+
+
+def train_digits_mlp(X, y) -> nn.Module:
+    """The 64-64-64-10 ReLU MLP, seeded, trained on ``X, y``."""
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
-    return train(m, Xtr, ytr)
+    return train(m, X, y)
 
 
 class ResidualMLP(nn.Module):

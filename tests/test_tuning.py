@@ -16,7 +16,7 @@ from qfhe.passes.bitwidth import ValueInfo
 from qfhe.tfhe.noise import run_with_lookup_errors
 from qfhe.tune.metrics import make_target
 
-from conftest import accuracy, train
+from conftest import accuracy, train_digits_mlp
 
 
 @pytest.fixture(scope="module")
@@ -152,10 +152,7 @@ def held_out_mlp(digits):
     """The digits MLP fitted without the validation quarter, so that validation data is held out."""
     Xtr, _, ytr, _ = digits
     Xfit, _, yfit, _ = train_test_split(Xtr, ytr, test_size=0.25, random_state=0, stratify=ytr)  # as in `split`
-    torch.manual_seed(0)
-    m = torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), torch.nn.Linear(64, 64), torch.nn.ReLU(),
-                            torch.nn.Linear(64, 10))
-    return train(m, Xfit, yfit)
+    return train_digits_mlp(Xfit, yfit)
 
 
 def test_auto_rounding_and_p_error_share_one_budget_on_held_out_data(held_out_mlp, split):
