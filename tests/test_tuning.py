@@ -28,10 +28,21 @@ def split(digits):
 
 
 @pytest.fixture(scope="module")
-def approx5(digits_mlp, split):
-    """The digits MLP at 6 bits, every lookup reading 5 bits by approximate rounding."""
+def held_out_mlp(digits):
+    """The digits MLP fitted without the validation quarter, so that validation data is held out.
+
+    Tuning on data the model was trained on judges a candidate where the model is perfect (reference
+    accuracy 1.0) and underestimates its loss on new data: that made the held-out check flaky."""
+    Xtr, _, ytr, _ = digits
+    Xfit, _, yfit, _ = train_test_split(Xtr, ytr, test_size=0.25, random_state=0, stratify=ytr)  # as in `split`
+    return train_digits_mlp(Xfit, yfit)
+
+
+@pytest.fixture(scope="module")
+def approx5(held_out_mlp, split):
+    """The held-out digits MLP at 6 bits, every lookup reading 5 bits by approximate rounding."""
     Xtr = split[0]
-    return qfhe.quantize_torch_model(digits_mlp, Xtr, n_bits=6,
+    return qfhe.quantize_torch_model(held_out_mlp, Xtr, n_bits=6,
                                      rounding_threshold_bits={"n_bits": 5, "method": "approximate"})
 
 
@@ -92,16 +103,16 @@ def test_per_layer_rounding_unknown_layer_lists_valid_ones(digits_mlp, split):
 
 
 # -- rounding_threshold_bits="auto" ----------------------------------------------------------------
-def test_auto_rounding_plan_within_tolerance_and_reproducible(digits_mlp, split):
+def test_auto_rounding_plan_within_tolerance_and_reproducible(held_out_mlp, split):
     Xtr, Xval, yval, _, _ = split
-    qm = qfhe.quantize_torch_model(digits_mlp, Xtr, n_bits=6, rounding_threshold_bits="auto", X_val=Xval,
+    qm = qfhe.quantize_torch_model(held_out_mlp, Xtr, n_bits=6, rounding_threshold_bits="auto", X_val=Xval,
                                    y_val=yval, rounding_tolerance=0.01)
     plan = qm.rounding_plan
     assert [r["layer"] for r in plan] == ["0", "2"]  # the widest accumulator first
     assert all(r["tlu_bits"] < r["acc_bits"] for r in plan)
     assert plan[-1]["score"] >= plan.reference_score - 0.01
     assert "rounding plan (accuracy reference" in str(plan) and "lsbs_removed" in str(plan)
-    again = qfhe.quantize_torch_model(digits_mlp, Xtr, n_bits=6, rounding_threshold_bits=plan.as_dict())
+    again = qfhe.quantize_torch_model(held_out_mlp, Xtr, n_bits=6, rounding_threshold_bits=plan.as_dict())
     assert [(n.name, n.attrs) for n in again.graph.nodes if n.op == "round"] == \
         [(n.name, n.attrs) for n in qm.graph.nodes if n.op == "round"]
     np.testing.assert_array_equal(again.forward(Xval), qm.forward(Xval))
@@ -145,14 +156,6 @@ def test_find_best_p_error_global_and_callable_metric(approx5, split):
                              max_metric_loss=0.02, max_compilations=4, progress=False)
     assert best.global_p_error and best.n_compilations <= 4
     assert approx5.statistics["global_p_error"] <= best.p_error * 1.001
-
-
-@pytest.fixture(scope="module")
-def held_out_mlp(digits):
-    """The digits MLP fitted without the validation quarter, so that validation data is held out."""
-    Xtr, _, ytr, _ = digits
-    Xfit, _, yfit, _ = train_test_split(Xtr, ytr, test_size=0.25, random_state=0, stratify=ytr)  # as in `split`
-    return train_digits_mlp(Xfit, yfit)
 
 
 def test_auto_rounding_and_p_error_share_one_budget_on_held_out_data(held_out_mlp, split):
