@@ -155,7 +155,10 @@ def _compile_ckks(model, inputset, ckks_params, pipeline):
     from qfhe.ckks.passes import default_pipeline
 
     X = check_inputset(inputset)
-    context = CompilationContext(HEScheme.CKKS, ckks_params or CKKSParameters(), FakeBackend())
+    if ckks_params is None:  # the smallest secure parameters that fit the model without bootstrapping
+        pipeline = pipeline or default_pipeline(bootstrapping=False)
+        ckks_params = CKKSParameters.for_model(model, X, pipeline=pipeline)
+    context = CompilationContext(HEScheme.CKKS, ckks_params, FakeBackend())
     return CKKSCompiler(context, pipeline or default_pipeline()).compile(model, X)
 
 
@@ -260,9 +263,12 @@ def compile_torch_model(
         The FHE scheme. ``"ckks"`` returns a :class:`qfhe.ckks.CompiledCKKSModel` (approximate real
         arithmetic, polynomial activations); the TFHE-only arguments are ignored there.
     ckks_params : qfhe.ckks.CKKSParameters, optional
-        CKKS parameters (default: N = 2^15, 19 levels of 40 bits, 128-bit secure).
+        CKKS parameters (default: ``CKKSParameters.for_model``, the smallest 128-bit-secure ring
+        that holds the model without bootstrapping, with a 2^40 scale, so ``keygen()`` and
+        ``forward(fhe="execute")`` run it on SEAL).
     pipeline : qfhe.ckks.passes.PassPipeline, optional
-        CKKS passes (default: the fully optimized pipeline, ``qfhe.ckks.passes.default_pipeline()``).
+        CKKS passes (default: the optimized pipeline, ``qfhe.ckks.passes.default_pipeline()``,
+        without bootstrapping when the parameters are chosen for the model).
 
     Returns
     -------

@@ -1,4 +1,4 @@
-"""The CKKS path: parameters, the HE op graph and its passes, a fake backend, the compiler.
+"""The CKKS path: parameters, the HE op graph and its passes, the fake and SEAL backends, the compiler.
 
 Examples
 --------
@@ -8,9 +8,11 @@ Examples
 """
 
 from qfhe.ckks.backends.fake import FakeBackend
+from qfhe.ckks.backends.seal import RunReport, SEALBackend, SEALEvaluator, SEALKeys
 from qfhe.ckks.compiler import CKKSCompiler, CompilationContext, CompiledCKKSModel
 from qfhe.ckks.params import CKKSParameters, HEScheme
 from qfhe.errors import InsecureParametersWarning
 
 __all__ = ["CKKSParameters", "HEScheme", "CompilationContext", "FakeBackend", "CKKSCompiler", "CompiledCKKSModel",
+           "SEALBackend", "SEALKeys", "SEALEvaluator", "RunReport",
            "InsecureParametersWarning"]

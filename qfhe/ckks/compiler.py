@@ -27,7 +27,7 @@ from qfhe.ckks.lower import polynomial_reference, to_he_graph
 from qfhe.ckks.params import CKKSParameters, HEScheme
 from qfhe.ckks.passes.base import PassPipeline
 from qfhe.ckks.passes.linear import lower_remaining
-from qfhe.errors import (ConfigurationError, NotCompiledError, PassError, PolynomialRangeError,
+from qfhe.errors import (ConfigurationError, PassError, PolynomialRangeError,
                          PolynomialRangeWarning)
 from qfhe.frontend.torch_fx import import_torch
 from qfhe.ir.graph import Graph
@@ -76,6 +76,9 @@ class CompiledCKKSModel:
         self.meta = context.meta
         self.input_shape = tuple(input_shape)
         self.output_size = int(sum(graph[o].attrs.get("length", 0) for o in graph.outputs))
+        self.keys = None
+        self._evaluator = None
+        self.last_run = None
 
     def _flat(self, x) -> np.ndarray:
         arr = check_input(x, self.input_shape)
@@ -91,11 +94,76 @@ class CompiledCKKSModel:
         if len(X) == 0:
             return np.zeros((0, self.output_size))
         self.check_ranges(X, strict)
+        if getattr(self.backend, "real_encryption", False):
+            return self._execute(X)
         layout = self.meta["packing"]
         if layout["strategy"] == "column_major":
             b = layout["stride"]
             return np.concatenate([self.backend.run(self.graph, self.params, X[i : i + b]) for i in range(0, len(X), b)])
         return self.backend.run(self.graph, self.params, X)
+
+    @property
+    def samples_per_ciphertext(self) -> int:
+        """How many samples share one ciphertext: the column_major batch, else 1.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> cm = qfhe.compile_torch_model(torch.nn.Linear(2, 2), np.random.RandomState(0).randn(32, 2), scheme="ckks")
+        >>> cm.samples_per_ciphertext
+        1
+        """
+        layout = self.meta["packing"]
+        return layout["stride"] if layout["strategy"] == "column_major" else 1
+
+    def keygen(self):
+        """Generate SEAL keys: secret, public, relinearization, and Galois keys for exactly the
+        rotation steps this graph uses. Needed before ``forward(fhe="execute")``.
+
+        Raises
+        ------
+        ConfigurationError
+            If the graph has bootstrap nodes (SEAL cannot bootstrap) or the parameters are not
+            128-bit secure (unless ``allow_insecure=True``).
+
+        Returns
+        -------
+        qfhe.ckks.backends.seal.SEALKeys
+            Also kept on the model (``keys``); ``keys.sizes()`` gives the evaluation key sizes.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> from qfhe.ckks import CKKSParameters
+        >>> X = np.random.RandomState(0).randn(32, 4)
+        >>> cm = qfhe.compile_torch_model(torch.nn.Linear(4, 2), X, scheme="ckks",
+        ...                               ckks_params=CKKSParameters(8192, [60, 40, 40, 60], 2**40))
+        >>> cm.keygen().steps
+        [1, 2]
+        """
+        from qfhe.ckks.backends.seal import SEALBackend, SEALEvaluator, SEALKeys, rotation_steps
+
+        backend = self.backend if isinstance(self.backend, SEALBackend) else SEALBackend()
+        backend.check(self.graph, self.params)
+        self.keys = SEALKeys.generate(self.params, rotation_steps(self.graph))
+        self._evaluator = SEALEvaluator(self.graph, self.params, self.keys)
+        return self.keys
+
+    def _execute(self, X: np.ndarray) -> np.ndarray:
+        from qfhe.ckks.backends.seal import RunReport, SEALBackend
+
+        if getattr(self, "keys", None) is None:
+            from qfhe.errors import KeysNotGeneratedError
+
+            raise KeysNotGeneratedError("fhe='execute' needs keys: call keygen() on the compiled CKKS model first")
+        b = self.samples_per_ciphertext
+        report = RunReport(samples_per_ciphertext=b)
+        backend = self.backend if isinstance(self.backend, SEALBackend) else SEALBackend()
+        out = np.concatenate([backend.run(self.graph, self.params, X[i : i + b], self.keys, self._evaluator, report)
+                              for i in range(0, len(X), b)])
+        report.predicted_seconds = self.cost_analysis.estimated_latency / 1000 * report.evaluations
+        self.last_run = report
+        return out
 
     def check_ranges(self, x, strict: bool = False) -> dict[str, int]:
         """Count, per activation, the inputs outside the range its polynomial was fitted on.
@@ -171,7 +239,8 @@ class CompiledCKKSModel:
 
         ``disable``: the float model with the polynomial activations substituted. ``simulate``: the
         HE op graph on the FakeBackend (levels and scales checked at every op). ``execute``: real
-        encryption, which needs a SEAL backend qfhe does not have yet. Every mode first counts the
+        CKKS encryption with SEAL (call :meth:`keygen` first); the run's measurements are in
+        ``last_run`` (:class:`~qfhe.ckks.backends.seal.RunReport`). Every mode first counts the
         activation inputs outside their fitted ranges (:meth:`check_ranges`; ``strict=True``
         raises).
 
@@ -197,10 +266,11 @@ class CompiledCKKSModel:
             return self(X, strict) if isinstance(self.backend, FakeBackend) else CompiledCKKSModel(
                 self.graph, self.he_graph, CompilationContext(HEScheme.CKKS, self.params, FakeBackend(), self.meta),
                 self.input_shape)(X, strict)
-        if fhe == "execute":
-            raise NotCompiledError(
-                "fhe='execute' on the CKKS path needs a real CKKS backend (SEAL through tenseal.sealapi), which qfhe "
-                "does not provide yet; use fhe='simulate' (FakeBackend) or the TFHE path for encrypted execution")
+        flat = self._flat(X)
+        if len(flat) == 0:
+            return np.zeros((0, self.output_size))
+        self.check_ranges(flat, strict)
+        return self._execute(flat)
 
 
 class CKKSCompiler:
@@ -242,6 +312,8 @@ class CKKSCompiler:
         he = to_he_graph(float_graph, X)
         graph = self.pipeline.run(he, context)
         graph = finalize(graph, context)
+        if hasattr(context.backend, "check"):  # what the backend can run (SEAL: no bootstrapping)
+            context.backend.check(graph, context.params)
         return CompiledCKKSModel(graph, he, context, X.shape[1:])
 
 

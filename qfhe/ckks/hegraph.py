@@ -106,9 +106,35 @@ def plaintext_scale(node: Node, graph: Graph, states: dict, params: CKKSParamete
             drop += graph[other_name].attrs.get("levels", 1)
             other_name = graph[other_name].inputs[0]
         other = states[other_name]
-        level = min(x.level, other.level - drop)
+        level = rescale_level(graph, users, mult.name, min(x.level, other.level - drop))
         return params.scale * params.prime(level) / (x.scale * other.scale)
-    return params.prime(x.level)
+    return params.prime(rescale_level(graph, users, node.name, x.level))
+
+
+def rescale_level(graph: Graph, users: dict, name: str, level: int) -> int:
+    """The level at which the product ``name`` (now at ``level``) will be rescaled.
+
+    A lazily rescaled product may be mod-switched down to meet another operand before its
+    rescale; it must then be encoded for the prime of that lower level. With real primes
+    (unequal values of the same bit size) ``Δ·q_14`` rescaled by ``q_13`` would miss Δ.
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> g = Graph([Node("x", "encrypt", []), Node("m", "plaintext_mult", ["x"]),
+    ...            Node("s", "mod_switch", ["m"], {"levels": 1}), Node("r", "rescale", ["s"])], ["r"])
+    >>> rescale_level(g, g.consumers(), "m", 3)
+    2
+    """
+    cur = name
+    while users.get(cur):
+        nxt = graph[users[cur][0]]
+        if nxt.op == "mod_switch":
+            level -= nxt.attrs.get("levels", 1)
+        elif nxt.op not in ("ciphertext_add", "plaintext_add", "rotate", "relinearize"):
+            break
+        cur = nxt.name
+    return level
 
 
 def transition(node: Node, ins: list[ValueState], params: CKKSParameters, pt_scale: float | None = None,

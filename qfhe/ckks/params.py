@@ -59,6 +59,10 @@ class CKKSParameters:
         Levels a bootstrap consumes (default 4): it returns to ``max_level - bootstrap_depth``.
     allow_insecure : bool
         Permit parameters beyond the 128-bit bound for real encryption (never in production).
+    prime_values : tuple of int
+        The actual primes, when a backend generated them (SEAL's are within a fraction of a bit
+        of ``2 ** bits``); empty means each prime is taken as exactly ``2 ** bits``. Scales are
+        computed from these so that a rescale lands exactly on the waterline.
 
     Examples
     --------
@@ -71,6 +75,7 @@ class CKKSParameters:
     scale: float = 2.0**40
     bootstrap_depth: int = DEFAULT_BOOTSTRAP_DEPTH
     allow_insecure: bool = False
+    prime_values: tuple = ()
 
     def __post_init__(self):
         try:
@@ -97,8 +102,52 @@ class CKKSParameters:
             raise ConfigurationError(
                 f"the first prime (q_0, {self.coeff_modulus[0]} bits) must exceed the scale (2^{log_scale:g}) by the "
                 f"bits of the largest value it decrypts; use a q_0 of about {math.ceil(log_scale) + 20} bits or a smaller scale")
+        values = tuple(int(v) for v in self.prime_values)
+        if values and (len(values) != len(self.coeff_modulus) or
+                       any(v.bit_length() != b for v, b in zip(values, self.coeff_modulus))):
+            raise ConfigurationError(f"prime_values must be one prime of each size in coeff_modulus "
+                                     f"{list(self.coeff_modulus)}, got {list(values)}")
+        object.__setattr__(self, "prime_values", values)
         object.__setattr__(self, "bootstrap_depth", as_int("bootstrap_depth", self.bootstrap_depth, 1, None,
                                                            "a positive int"))
+
+    @classmethod
+    def for_model(cls, model, X_calib, precision_bits: int = 30, pipeline=None, degree: int = 8,
+                  strategy: str = "row_major") -> "CKKSParameters":
+        """The smallest 128-bit-secure parameters that run ``model`` without bootstrapping.
+
+        Picks N (2^13, 2^14 or 2^15), one rescaling prime per level the compiled model consumes,
+        the scale 2^(precision_bits + 10) and a last prime that holds the largest value seen on
+        ``X_calib`` (see :mod:`qfhe.ckks.select`).
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+        X_calib : array-like
+            Calibration inputs (also what the compiled model will be calibrated on).
+        precision_bits : int
+            Bits of precision wanted in the values, 10..40 (default 30: a 2^40 scale).
+        pipeline : PassPipeline, optional
+            The passes the model will be compiled with (default: the optimized pipeline without
+            bootstrapping, at ``degree`` and ``strategy``).
+
+        Raises
+        ------
+        ConfigurationError
+            When no secure ring holds the model, with the levels and bits it needs.
+
+        Examples
+        --------
+        >>> import numpy as np, torch
+        >>> _ = torch.manual_seed(0)
+        >>> m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.GELU(), torch.nn.Linear(4, 2))
+        >>> p = CKKSParameters.for_model(m, np.random.RandomState(0).randn(64, 4))
+        >>> p.poly_modulus_degree, p.max_level, p.is_secure
+        (16384, 6, True)
+        """
+        from qfhe.ckks.select import select_parameters
+
+        return select_parameters(model, X_calib, precision_bits, pipeline, degree, strategy)
 
     @property
     def slots(self) -> int:
@@ -169,7 +218,7 @@ class CKKSParameters:
         return self.coeff_modulus[level]
 
     def prime(self, level: int) -> float:
-        """q_level as the fake backend models it: exactly 2**bits.
+        """q_level: the real prime when ``prime_values`` is set, else exactly 2**bits.
 
         Examples
         --------
@@ -177,6 +226,8 @@ class CKKSParameters:
         >>> p.prime(1) == 2.0**40
         True
         """
+        if self.prime_values:
+            return float(self.prime_values[level])
         return 2.0 ** self.coeff_modulus[level]
 
     def log_q(self, level: int) -> int:
