@@ -19,7 +19,7 @@ Examples
 >>> m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Tanh(), torch.nn.Linear(4, 2))
 >>> p = select_parameters(m, np.random.RandomState(0).randn(64, 4), precision_bits=30, degree=3)
 >>> p.poly_modulus_degree, p.coeff_modulus, p.is_secure
-(16384, (46, 40, 40, 40, 40, 46), True)
+(16384, (47, 40, 40, 40, 40, 47), True)
 """
 
 from __future__ import annotations
