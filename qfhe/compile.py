@@ -152,10 +152,13 @@ calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric
 
 def _compile_ckks(model, inputset, ckks_params, pipeline):
     from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, FakeBackend, HEScheme
-    from qfhe.ckks.passes import default_pipeline
+    from qfhe.ckks.passes import BootstrappingInsertionPass, default_pipeline
 
     X = check_inputset(inputset)
-    if ckks_params is None:  # the smallest secure parameters that fit the model without bootstrapping
+    bootstraps = pipeline is not None and any(isinstance(p, BootstrappingInsertionPass) for p in pipeline.passes)
+    if ckks_params is None and bootstraps:  # simulation only (SEAL cannot bootstrap): the long default chain
+        ckks_params = CKKSParameters()
+    elif ckks_params is None:  # the smallest secure parameters that fit the model without bootstrapping
         pipeline = pipeline or default_pipeline(bootstrapping=False)
         ckks_params = CKKSParameters.for_model(model, X, pipeline=pipeline)
     context = CompilationContext(HEScheme.CKKS, ckks_params, FakeBackend())
@@ -265,7 +268,8 @@ def compile_torch_model(
     ckks_params : qfhe.ckks.CKKSParameters, optional
         CKKS parameters (default: ``CKKSParameters.for_model``, the smallest 128-bit-secure ring
         that holds the model without bootstrapping, with a 2^40 scale, so ``keygen()`` and
-        ``forward(fhe="execute")`` run it on SEAL).
+        ``forward(fhe="execute")`` run it on SEAL; with a ``pipeline`` that bootstraps, which only
+        the FakeBackend can run, N = 2^15 with 19 levels of 40 bits).
     pipeline : qfhe.ckks.passes.PassPipeline, optional
         CKKS passes (default: the optimized pipeline, ``qfhe.ckks.passes.default_pipeline()``,
         without bootstrapping when the parameters are chosen for the model).

@@ -17,7 +17,7 @@ from qfhe.ckks.passes import (BootstrappingInsertionPass, CostAnalysisPass, Dead
                               PrintGraphPass, RelinearizationInsertionPass, RescalingInsertionPass,
                               comparison_pipelines)
 from qfhe.ckks.passes.linear import bsgs_rotations, diagonal_rotations
-from qfhe.errors import CKKSScheduleError, ConfigurationError, NotCompiledError, PassError
+from qfhe.errors import CKKSScheduleError, ConfigurationError, KeysNotGeneratedError, PassError
 from qfhe.frontend import import_torch
 from qfhe.passes import canonicalize
 
@@ -132,8 +132,10 @@ def test_front_door_and_expert_api_give_the_same_graph(data):
     assert cm.graph.format() == expert.graph.format()
     np.testing.assert_allclose(cm.forward(Xt, fhe="simulate"), expert(Xt))
     np.testing.assert_allclose(cm.forward(Xt), expert.reference(Xt))
-    with pytest.raises(NotCompiledError, match="needs a real CKKS backend"):
+    with pytest.raises(KeysNotGeneratedError, match=r"fhe='execute' needs keys: call keygen\(\)"):
         cm.forward(Xt, fhe="execute")
+    with pytest.raises(ConfigurationError, match="not 128-bit secure: log2\\(QP\\) = 2280 > 881"):
+        cm.keygen()  # real encryption refuses these parameters
 
 
 def test_default_front_door_is_secure_and_close_to_float():

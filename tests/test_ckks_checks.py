@@ -25,7 +25,8 @@ def small():
 @pytest.fixture(scope="module")
 def cm():
     X = np.random.RandomState(0).randn(64, 4)
-    return qfhe.compile_torch_model(small(), X, scheme="ckks"), X
+    # the wide default chain (60-bit q_0): extrapolated values at 10x the range still decrypt
+    return qfhe.compile_torch_model(small(), X, scheme="ckks", ckks_params=CKKSParameters()), X
 
 
 @pytest.mark.parametrize("fhe", ["disable", "simulate"])
@@ -94,8 +95,12 @@ def test_minimal_bootstraps_the_7_layer_chain_twice():
     layers = []
     for _ in range(7):
         layers += [nn.Linear(8, 8), nn.GELU()]
-    cm = qfhe.compile_torch_model(nn.Sequential(*layers, nn.Linear(8, 2)), torch.randn(64, 8), scheme="ckks")
-    assert cm.cost_analysis.total_operations["bootstrap"] == 2
+    cm = qfhe.compile_torch_model(nn.Sequential(*layers, nn.Linear(8, 2)), torch.randn(64, 8), scheme="ckks",
+                                  pipeline=default_pipeline())  # bootstrapping: simulation only
+    assert cm.cost_analysis.total_operations["bootstrap"] == 2 and cm.params == CKKSParameters()
+    with pytest.raises(ConfigurationError, match=r"the graph has 2 bootstrap node\(s\) .* but SEAL \(tenseal.sealapi\) has "
+                                                 r"no CKKS bootstrapping, and qfhe never fakes a refresh"):
+        cm.keygen()
 
 
 def test_running_out_of_levels_says_so():
@@ -106,7 +111,11 @@ def test_running_out_of_levels_says_so():
     with pytest.raises(CKKSScheduleError, match=r"multiplies at level 0, so its product can never be rescaled: the "
                                                 r"model needs more levels .* add BootstrappingInsertionPass"):
         qfhe.compile_torch_model(nn.Sequential(*layers), torch.randn(64, 8), scheme="ckks",
-                                 pipeline=default_pipeline(bootstrapping=False))
+                                 ckks_params=CKKSParameters(), pipeline=default_pipeline(bootstrapping=False))
+    # without parameters, the front door looks for secure ones that fit, and says why none does
+    with pytest.raises(ConfigurationError, match=r"the model consumes 30 levels: with a 40-bit scale \(precision_bits=30\) "
+                                                 r"the modulus needs 1300 bits, more than the 881 bits N = 2\^15 allows"):
+        qfhe.compile_torch_model(nn.Sequential(*layers), torch.randn(64, 8), scheme="ckks")
 
 
 @pytest.mark.parametrize("kwargs,match", [
