@@ -160,7 +160,7 @@ class _BrevitasHook:
     def _activation(self, em, env, node, mod, name):
         x = self._input_quant(em, _value(env, node.args[0], node), mod, f"{name}_in")
         impl = mod.act_quant.fused_activation_quant_proxy.activation_impl
-        act = next((a for a in ACTIVATIONS.values() if isinstance(impl, a.module)), None)
+        act = next((a for a in ACTIVATIONS.values() if a.module is not None and isinstance(impl, a.module)), None)
         if act is not None:
             x = em.activation(f"{name}_act", x, act.name, {p: getattr(impl, p) for p in act.params})
         elif not isinstance(impl, nn.Identity):  # QuantHardTanh/QuantIdentity clamp in the quantizer

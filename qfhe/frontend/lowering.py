@@ -196,6 +196,8 @@ class ActivationForms:
 
 @functools.lru_cache(maxsize=None)
 def _defaults(act: ActivationDef) -> tuple:
+    if not act.params:
+        return ()
     module = act.module()
     return tuple((p, getattr(module, p)) for p in act.params)
 
@@ -211,7 +213,8 @@ def activation_forms() -> ActivationForms:
     """
     modules, functions, methods = {}, {}, {}
     for act in ACTIVATIONS.values():
-        modules[act.module] = act
+        if act.module is not None:
+            modules[act.module] = act
         functions[act.functional] = act
         for name in (act.name, act.name + "_"):
             for namespace in (F, torch, torch.special):

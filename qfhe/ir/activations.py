@@ -35,8 +35,8 @@ class ActivationDef:
         Canonical name stored in the IR.
     functional : callable
         torch function ``f(input, **params)`` evaluating it.
-    module : type
-        The ``torch.nn`` module class.
+    module : type or None
+        The ``torch.nn`` module class (None for functions torch has no module for, e.g. ``square``).
     params : tuple of str
         Names of module attributes that are keyword arguments of ``functional``.
 
@@ -71,6 +71,7 @@ _REGISTRY = [
     ActivationDef("softsign", F.softsign, nn.Softsign),
     ActivationDef("logsigmoid", F.logsigmoid, nn.LogSigmoid),
     ActivationDef("tanhshrink", F.tanhshrink, nn.Tanhshrink),
+    ActivationDef("square", torch.square, None),  # CKKS-friendly: its degree-2 fit is exact
 ]
 
 ACTIVATIONS: dict[str, ActivationDef] = {a.name: a for a in _REGISTRY}

@@ -41,6 +41,11 @@ def poly_depth(degree: int) -> int:
     return math.ceil(math.log2(degree + 1))
 
 
+def _is_one(c: float) -> bool:
+    """A coefficient equal to 1 up to round-off (Chebyshev interpolation of x² gives 1 ± 1e-16)."""
+    return abs(float(c) - 1.0) <= 1e-12
+
+
 class _PolyEmitter:
     """Evaluates c_0 + c_1 x + … + c_d x^d by splitting at the largest power of two P ≤ d:
     p = q_0 + x^P · q_1 (giant step x^P by repeated squaring, baby steps c_k·x^k folded into the
@@ -56,6 +61,10 @@ class _PolyEmitter:
             self.powers[p] = self.rw.emit(f"{self.layer}_x{p}", "ciphertext_mult", [half, half], self.layer,
                                           period=self.period)
         return self.powers[p]
+
+    def scaled(self, v: str, c: float) -> str:
+        """c·v, or v itself when c is 1 (no multiply, no level)."""
+        return v if _is_one(c) else self.scalar(v, c)
 
     def scalar(self, v: str, c: float) -> str:
         return self.rw.emit(f"{self.layer}_c", "plaintext_mult", [v], self.layer, value=float(c), encode="prime",
@@ -77,11 +86,13 @@ class _PolyEmitter:
             return None, float(c[0])
         d = int(nz[-1]) + 1
         if d == 1:
-            return self.scalar(self.power(1), c[1]), float(c[0])
+            return self.scaled(self.power(1), c[1]), float(c[0])
         P = 1 << (d.bit_length() - 1)
         low, const = self.evaluate(c[:P])
         high_c = c[P : d + 1]
-        if len(high_c) == 1:  # c_P x^P = (c_P x^(P/2)) · x^(P/2)
+        if len(high_c) == 1 and _is_one(high_c[0]):  # x^P itself (a square costs one level, not two)
+            high = self.power(P)
+        elif len(high_c) == 1:  # c_P x^P = (c_P x^(P/2)) · x^(P/2)
             high = self.mult(self.scalar(self.power(P // 2), high_c[0]), self.power(P // 2))
         else:
             q1, q1_const = self.evaluate(high_c)
