@@ -99,6 +99,10 @@ class PolynomialRangeWarning(QfheWarning):
     """CKKS: activation inputs fell outside the range their polynomial was fitted on (it extrapolates)."""
 
 
+class CKKSPrecisionWarning(QfheWarning):
+    """CKKS on real primes: a scale-aligning constant is encoded so coarsely that results lose precision."""
+
+
 __all__ = [
     "QfheError",
     "UnsupportedOpError",
@@ -121,4 +125,5 @@ __all__ = [
     "InsecureParametersWarning",
     "NarrowCalibrationWarning",
     "PolynomialRangeWarning",
+    "CKKSPrecisionWarning",
 ]

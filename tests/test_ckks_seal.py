@@ -13,8 +13,8 @@ from qfhe.ckks import (CKKSCompiler, CKKSParameters, CompilationContext, HESchem
                        SEALKeys)
 from qfhe.ckks.backends.seal import load_bytes, rotation_steps, to_bytes
 from qfhe.ckks.passes import default_pipeline
-from qfhe.errors import (CKKSScheduleError, ConfigurationError, InputValidationError, InsecureParametersWarning,
-                         KeysNotGeneratedError, PolynomialRangeWarning)
+from qfhe.errors import (CKKSPrecisionWarning, CKKSScheduleError, ConfigurationError, InputValidationError,
+                         InsecureParametersWarning, KeysNotGeneratedError, PolynomialRangeWarning)
 
 
 def small_mlp():
@@ -34,7 +34,9 @@ def executed(data):
     """Compiled with the front door's defaults (for_model parameters), keys made, six samples run."""
     X, Xt = data
     cm = qfhe.compile_torch_model(small_mlp(), X, scheme="ckks", pipeline=default_pipeline(degree=4, bootstrapping=False))
-    cm.keygen()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CKKSPrecisionWarning)  # 40-bit primes: the aligning constants are precise
+        cm.keygen()
     return cm, cm.forward(Xt, fhe="execute")
 
 
@@ -166,3 +168,14 @@ def test_keys_serialize_and_reload():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert load_bytes("relin_keys", to_bytes(keys.relin_keys), keys.context).size() == 1
+
+
+def test_coarse_primes_warn_about_precision(data):
+    """30-bit primes sit up to 1e-3 away from a 2^30 scale: the ct×ct aligning constant rounds badly."""
+    X, Xt = data
+    params = CKKSParameters(16384, [50] + [30] * 8 + [50], 2**30)
+    cm = qfhe.compile_torch_model(small_mlp(), X, scheme="ckks", ckks_params=params,
+                                  pipeline=default_pipeline(degree=4, bootstrapping=False))
+    with pytest.warns(CKKSPrecisionWarning, match=r"node '.*_adj': the constant that aligns a ct×ct product's scale is "
+                                                  r"encoded at scale 0\.99\d+, which SEAL rounds to 1"):
+        cm.keygen()

@@ -29,6 +29,7 @@ import math
 import os
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -36,10 +37,13 @@ import numpy as np
 from qfhe.ckks.backends.fake import FakeBackend
 from qfhe.ckks.hegraph import COUNTED_OPS, ValueState, annotate
 from qfhe.ckks.params import CKKSParameters
-from qfhe.errors import CKKSScheduleError, ConfigurationError, InputValidationError
+from qfhe.errors import CKKSPrecisionWarning, CKKSScheduleError, ConfigurationError, InputValidationError
 from qfhe.ir.graph import Graph
+from qfhe.validation import user_stacklevel
 
 _SCALE_RTOL = 1e-9
+#: Relative error of the ct×ct scale-aligning constant above which keygen warns.
+ADJUST_TOLERANCE = 1e-5
 
 
 def _seal():
@@ -64,6 +68,21 @@ def to_bytes(obj) -> bytes:
         obj.save(path)
         with open(path, "rb") as f:
             return f.read()
+
+
+def serialized_size(obj) -> int:
+    """Bytes ``to_bytes(obj)`` would return, without holding them in memory (Galois keys reach GBs).
+
+    Examples
+    --------
+    >>> keys = SEALKeys.generate(CKKSParameters(8192, [60, 40, 60], 2**40), steps=[])
+    >>> serialized_size(keys.relin_keys) == len(to_bytes(keys.relin_keys))
+    True
+    """
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "obj")
+        obj.save(path)
+        return os.path.getsize(path)
 
 
 def load_bytes(kind: str, data: bytes, context=None):
@@ -239,6 +258,18 @@ class SEALKeys:
         return {"public_key": 2 * n_all * p.poly_modulus_degree * 8, "relin_keys": switch_key,
                 "galois_keys": switch_key * len(self.steps)}
 
+    def serialized_sizes(self) -> dict[str, int]:
+        """Bytes of each evaluation key as sent (SEAL's ``save``, compressed).
+
+        Examples
+        --------
+        >>> keys = SEALKeys.generate(CKKSParameters(8192, [60, 40, 60], 2**40), steps=[])
+        >>> keys.serialized_sizes()["galois_keys"]
+        0
+        """
+        return {"public_key": serialized_size(self.public_key), "relin_keys": serialized_size(self.relin_keys),
+                "galois_keys": serialized_size(self.galois_keys) if self.galois_keys is not None else 0}
+
     # -- client side ------------------------------------------------------------------------------
     def encrypt(self, graph: Graph, X: np.ndarray) -> dict:
         """Encrypt a batch for one graph evaluation: input name → ciphertext.
@@ -412,13 +443,15 @@ class SEALEvaluator:
 
         s = _seal()
         encoder, slots = s.CKKSEncoder(self.context), self.params.slots
-        users, out = self.graph.consumers(), {}
+        users, out, worst = self.graph.consumers(), {}, (0.0, None, 1.0)
         for n in self.graph.nodes:
             if n.op not in ("plaintext_mult", "plaintext_add"):
                 continue
             x = self.states[n.inputs[0]]
             scale = plaintext_scale(n, self.graph, self.states, self.params, users) if n.op == "plaintext_mult" else x.scale
             v = FakeBackend.encode(n.attrs.get("value", 1.0), n.attrs.get("period") or 1, self.stride, slots)
+            if n.attrs.get("encode") == "adjust":
+                worst = max(worst, (abs(round(scale) - scale) / scale, n.name, scale))
             if n.op == "plaintext_mult" and not np.any(v):
                 out[n.name] = None  # SEAL refuses a product with zero (a transparent ciphertext)
                 continue
@@ -430,6 +463,15 @@ class SEALEvaluator:
                                         f"2^{math.log2(scale):.2f}, level {x.level} ({exc}); use a smaller scale or "
                                         "larger primes") from None
             out[n.name] = pt
+        if worst[0] > ADJUST_TOLERANCE:
+            # The constant 1 that aligns a ct×ct operand is encoded at q_l/Δ, close to 1: SEAL rounds it
+            # to an integer, so the product is off by that rounding (|q_l/Δ - 1| for primes near Δ).
+            warnings.warn(
+                f"node '{worst[1]}': the constant that aligns a ct×ct product's scale is encoded at scale "
+                f"{worst[2]:.6g}, which SEAL rounds to {round(worst[2])}: each such product is off by a relative "
+                f"{worst[0]:.1e}. Use rescaling primes of at least 40 bits (CKKSParameters.for_model with "
+                "precision_bits >= 30), whose real values are within 1e-6 of the scale", CKKSPrecisionWarning,
+                stacklevel=user_stacklevel())
         return out
 
     def evaluate(self, inputs: dict, report: RunReport | None = None) -> dict:
