@@ -161,7 +161,8 @@ def _compile_ckks(model, inputset, ckks_params, pipeline):
     elif ckks_params is None:  # the smallest secure parameters that fit the model without bootstrapping
         pipeline = pipeline or default_pipeline(bootstrapping=False)
         ckks_params = CKKSParameters.for_model(model, X, pipeline=pipeline)
-    context = CompilationContext(HEScheme.CKKS, ckks_params, FakeBackend())
+    # simulate = the HE graph with CKKS-like noise, what execute on SEAL approaches
+    context = CompilationContext(HEScheme.CKKS, ckks_params, FakeBackend(simulate_noise=True))
     return CKKSCompiler(context, pipeline or default_pipeline()).compile(model, X)
 
 

@@ -238,7 +238,8 @@ class CompiledCKKSModel:
         """Same meaning as the TFHE model's ``forward``.
 
         ``disable``: the float model with the polynomial activations substituted. ``simulate``: the
-        HE op graph on the FakeBackend (levels and scales checked at every op). ``execute``: real
+        HE op graph on the FakeBackend (levels and scales checked at every op; CKKS-like noise unless
+        the model was compiled for a FakeBackend without it). ``execute``: real
         CKKS encryption with SEAL (call :meth:`keygen` first); the run's measurements are in
         ``last_run`` (:class:`~qfhe.ckks.backends.seal.RunReport`). Every mode first counts the
         activation inputs outside their fitted ranges (:meth:`check_ranges`; ``strict=True``
@@ -263,9 +264,10 @@ class CompiledCKKSModel:
             self.check_ranges(flat, strict)
             return self.reference(flat)
         if fhe == "simulate":
-            return self(X, strict) if isinstance(self.backend, FakeBackend) else CompiledCKKSModel(
-                self.graph, self.he_graph, CompilationContext(HEScheme.CKKS, self.params, FakeBackend(), self.meta),
-                self.input_shape)(X, strict)
+            if isinstance(self.backend, FakeBackend):
+                return self(X, strict)
+            noisy = CompilationContext(HEScheme.CKKS, self.params, FakeBackend(simulate_noise=True), self.meta)
+            return CompiledCKKSModel(self.graph, self.he_graph, noisy, self.input_shape)(X, strict)
         flat = self._flat(X)
         if len(flat) == 0:
             return np.zeros((0, self.output_size))
