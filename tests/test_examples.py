@@ -57,6 +57,17 @@ def test_ckks_example(capsys):
     assert float(row["est. latency ms"]) == round(result["cost"].estimated_latency)
 
 
+def test_ckks_seal_example_short(capsys):
+    """Real SEAL encryption from the front door's defaults, one sample per ciphertext and a full batch."""
+    result = _load("ckks_seal").main(["--short"])
+    out = capsys.readouterr().out
+    assert "Galois keys" in out and "per ciphertext" in out
+    for strategy, r in result.items():
+        assert r["params"].is_secure and r["ops_match"], strategy
+        assert r["err_float"] < 1e-2 and r["err_sim"] < 1e-4, strategy
+    assert result["column_major"]["run"].samples_per_ciphertext == 512
+
+
 def test_readme_expert_snippet_runs_as_written():
     import warnings
     import torch

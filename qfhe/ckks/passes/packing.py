@@ -30,6 +30,13 @@ def next_pow2(n: int) -> int:
     return 1 << max(0, (int(n) - 1).bit_length())
 
 
+def _widest(graph: Graph) -> int:
+    """The largest period any value will have: inputs and layer outputs, as powers of two."""
+    widths = [n.attrs["features"] for n in graph.nodes if n.op == "input"]
+    widths += [n.attrs["matrix"].shape[0] for n in graph.nodes if n.op == "linear"]
+    return next_pow2(max(widths, default=1))
+
+
 class InputPackingPass(HEPass):
     """Pack the input into slots and give every value its period.
 
@@ -39,6 +46,8 @@ class InputPackingPass(HEPass):
       period n (n = features rounded up to a power of two), so cyclic rotations act on it.
     * ``column_major``: up to ``batch`` samples interleaved in ONE ciphertext (slot i·B + b holds
       feature i of sample b); every rotation moves all samples at once (SIMD across the batch).
+      ``batch=None`` (the default) fits as many samples as the slots allow: slots divided by the
+      largest layer width, rounded to powers of two.
     * ``diagonal``: ``row_major`` slots, and the client also encrypts the input's baby-step
       rotations for the first linear layer (``client_rotations`` ciphertexts), which removes those
       rotations from the server.
@@ -57,10 +66,10 @@ class InputPackingPass(HEPass):
     'row_major'
     """
 
-    def __init__(self, strategy: str = "row_major", batch: int = 16):
+    def __init__(self, strategy: str = "row_major", batch: int | None = None):
         check_strategy(self.name, strategy, STRATEGIES)
         self.strategy = strategy
-        self.batch = as_int(f"{self.name} batch", batch, 1)
+        self.batch = None if batch is None else as_int(f"{self.name} batch", batch, 1)
 
     def __call__(self, graph: Graph, context) -> Graph:
         if graph is None:
@@ -68,7 +77,9 @@ class InputPackingPass(HEPass):
         if any(n.op == "encrypt" for n in graph.nodes):
             return graph.copy()
         slots = context.params.slots
-        stride = next_pow2(self.batch) if self.strategy == "column_major" else 1
+        stride = 1
+        if self.strategy == "column_major":
+            stride = next_pow2(self.batch) if self.batch is not None else max(1, slots // _widest(graph))
         nodes, features, period = [], {}, {}
         split = context.meta.setdefault("split_inputs", {})
         for n in graph.nodes:
