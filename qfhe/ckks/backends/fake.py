@@ -100,6 +100,26 @@ class FakeBackend:
             return rows
         return padded[:, s % n]
 
+    @classmethod
+    def pack(cls, node, X: np.ndarray, layout: dict, slots: int) -> np.ndarray:
+        """The slot rows an ``encrypt`` node holds: its block of a split input, rotated in the clear
+        for a client-rotated copy (``diagonal`` packing). Every backend's client packs this way.
+
+        Examples
+        --------
+        >>> from qfhe.ir import Node
+        >>> node = Node("x_rot1", "encrypt", [], {"rotation": 1})
+        >>> FakeBackend.pack(node, np.array([[1.0, 2.0]]), {"length": 2, "stride": 1, "strategy": "row_major"}, 4)
+        array([[2., 1., 2., 1.]])
+        """
+        Xs = np.asarray(X, np.float64)
+        if "chunk" in node.attrs:  # one block of an input split across ciphertexts
+            Xs = Xs[:, node.attrs["chunk"] * slots : (node.attrs["chunk"] + 1) * slots]
+        v = cls.encrypt(cls(), Xs, layout, slots)
+        if node.attrs.get("rotation"):  # the client rotated this copy in the clear
+            v = np.roll(v, -node.attrs["rotation"] * layout["stride"], axis=1)
+        return v
+
     @staticmethod
     def decrypt(rows: np.ndarray, layout: dict, length: int, batch: int) -> np.ndarray:
         """Read the first ``length`` logical positions of each sample."""
@@ -138,12 +158,7 @@ class FakeBackend:
             check_scale(n, state, params)
             length = n.attrs.get("length")
             if n.op == "encrypt":
-                Xs = np.asarray(X, np.float64)
-                if "chunk" in n.attrs:  # one block of an input split across ciphertexts
-                    Xs = Xs[:, n.attrs["chunk"] * slots : (n.attrs["chunk"] + 1) * slots]
-                v = self.encrypt(Xs, layout, slots)
-                if n.attrs.get("rotation"):  # the client rotated this copy in the clear
-                    v = np.roll(v, -n.attrs["rotation"] * stride, axis=1)
+                v = self.pack(n, X, layout, slots)
             elif n.op == "decrypt":
                 outputs[n.name] = self.decrypt(ins[0], layout, length, batch)
                 v = ins[0]

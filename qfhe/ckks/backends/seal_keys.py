@@ -260,8 +260,13 @@ class SEALKeys:
 
         Examples
         --------
-        >>> callable(SEALKeys.encrypt)
-        True
+        >>> from qfhe.ir import Graph, Node
+        >>> g = Graph([Node("x", "encrypt", [], {"length": 2, "stride": 1, "strategy": "row_major"}),
+        ...            Node("y", "decrypt", ["x"], {"length": 2})], ["y"])
+        >>> keys = SEALKeys.generate(CKKSParameters(8192, [60, 40, 60], 2**40), steps=[])
+        >>> cts = keys.encrypt(g, np.array([[0.5, -1.25]]))
+        >>> np.round(keys.decrypt(g, {"y": cts["x"]}, 1), 6)
+        array([[ 0.5 , -1.25]])
         """
         s = _seal()
         encoder, encryptor = s.CKKSEncoder(self.context), s.Encryptor(self.context, self.public_key)
@@ -270,12 +275,7 @@ class SEALKeys:
         for n in graph.nodes:
             if n.op != "encrypt":
                 continue
-            Xs = np.asarray(X, np.float64)
-            if "chunk" in n.attrs:
-                Xs = Xs[:, n.attrs["chunk"] * slots : (n.attrs["chunk"] + 1) * slots]
-            v = FakeBackend.encrypt(FakeBackend(), Xs, layout, slots)[0]
-            if n.attrs.get("rotation"):
-                v = np.roll(v, -n.attrs["rotation"] * layout["stride"])
+            v = FakeBackend.pack(n, X, layout, slots)[0]
             pt, ct = s.Plaintext(), s.Ciphertext()
             encoder.encode(v.tolist(), float(self.params.scale), pt)
             encryptor.encrypt(pt, ct)
@@ -287,8 +287,12 @@ class SEALKeys:
 
         Examples
         --------
-        >>> callable(SEALKeys.decrypt)
-        True
+        >>> from qfhe.ir import Graph, Node
+        >>> g = Graph([Node("x", "encrypt", [], {"length": 4, "stride": 1, "strategy": "row_major"}),
+        ...            Node("y", "decrypt", ["x"], {"length": 3})], ["y"])
+        >>> keys = SEALKeys.generate(CKKSParameters(8192, [60, 40, 60], 2**40), steps=[])
+        >>> keys.decrypt(g, {"y": keys.encrypt(g, np.array([[1.0, 2.0, 3.0]]))["x"]}, 1).shape
+        (1, 3)
         """
         s = _seal()
         encoder, decryptor = s.CKKSEncoder(self.context), s.Decryptor(self.context, self.secret_key)
