@@ -14,13 +14,8 @@ with _warnings.catch_warnings():
     _warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
     import concrete.fhe  # noqa: F401
 
-from qfhe.compile import (compile_brevitas_qat_model, compile_torch_model, quantize_brevitas_qat_model,
-                          quantize_torch_model)
 from qfhe import errors
 from qfhe.errors import *  # noqa: F401,F403  (every error class is public API)
-from qfhe.model import QuantizedModule
-from qfhe.report import BitwidthReport
-from qfhe.tune import PErrorSearchResult, find_best_p_error
 
 __version__ = "0.1.0"
 
@@ -34,3 +29,30 @@ __all__ = [
     "find_best_p_error",
     "PErrorSearchResult",
 ] + errors.__all__
+
+# The compile API imports torch; it is loaded on first use so that ``qfhe.deploy``'s client and
+# server (numpy and concrete-python only) start without torch.
+_LAZY = {
+    "compile_torch_model": "qfhe.compile",
+    "quantize_torch_model": "qfhe.compile",
+    "compile_brevitas_qat_model": "qfhe.compile",
+    "quantize_brevitas_qat_model": "qfhe.compile",
+    "QuantizedModule": "qfhe.model",
+    "BitwidthReport": "qfhe.report",
+    "find_best_p_error": "qfhe.tune",
+    "PErrorSearchResult": "qfhe.tune",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'qfhe' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

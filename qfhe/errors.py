@@ -67,6 +67,29 @@ class PolynomialRangeError(QfheError, ValueError):
     """CKKS, ``strict=True``: an activation input left its polynomial's fitted range."""
 
 
+class ArtifactError(QfheError, ValueError):
+    """A deployment artifact is tampered, truncated, incomplete or from an incompatible version (names the member)."""
+
+
+class CiphertextError(QfheError, ValueError):
+    """Encrypted data or evaluation keys sent to a server are malformed, truncated or for another model."""
+
+
+class UnknownKeyError(QfheError, KeyError):
+    """A server has no evaluation keys under this ``key_id`` (never uploaded, or evicted)."""
+
+    def __str__(self) -> str:  # KeyError would print the message quoted
+        return str(self.args[0]) if self.args else ""
+
+
+class ServerError(QfheError, RuntimeError):
+    """An inference server answered with an error (``status`` is the HTTP status code)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
 class QfheWarning(UserWarning):
     """Base class of qfhe warnings."""
 
@@ -117,6 +140,10 @@ __all__ = [
     "PassError",
     "CKKSScheduleError",
     "PolynomialRangeError",
+    "ArtifactError",
+    "CiphertextError",
+    "UnknownKeyError",
+    "ServerError",
     "QfheWarning",
     "InputClippingWarning",
     "OverflowRiskWarning",

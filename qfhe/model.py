@@ -17,12 +17,12 @@ from typing import Callable
 
 import numpy as np
 
-from qfhe.errors import (CircuitOverflowError, ConfigurationError, InputClippingWarning, NotCompiledError,
-                         OverflowRiskWarning)
+from qfhe.errors import CircuitOverflowError, ConfigurationError, NotCompiledError, OverflowRiskWarning
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import run
 from qfhe.ir.ops import evaluate
 from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node, value_layers
+from qfhe.quant.quantizer import quantize_input_codes
 from qfhe.report import BitwidthReport
 from qfhe.tfhe.circuit import (CompiledCircuits, add_batch_circuit, compile_circuits, execute, make_configuration,
                                simulate)
@@ -313,23 +313,9 @@ class QuantizedModule:
         >>> qm.quantize_input(np.zeros((1, 4))).dtype
         dtype('int64')
         """
-        arr = check_input(X, self.input_shape)
-        a = self._input_node.attrs
-        lo = a["scale"] * (a["qmin"] - a["zero_point"] - 0.5)
-        hi = a["scale"] * (a["qmax"] - a["zero_point"] + 0.5)
-        tol = 1e-9 * (hi - lo)  # a value on the edge (x = max of the calibration data) is not clipped
-        outside = (arr < lo - tol) | (arr > hi + tol)
-        if outside.any():
-            rows = int(outside.reshape(len(arr), -1).any(axis=1).sum())
-            why = ("the model's input quantizer clips them too (Brevitas does the same)" if self.settings.get("qat")
-                   else "calibrate on data that covers them")
-            warnings.warn(
-                f"{int(outside.sum())} input values in {rows} of {len(arr)} samples lie outside the calibrated input "
-                f"range [{lo:.4g}, {hi:.4g}] and were clipped; {why}",
-                InputClippingWarning,
-                stacklevel=user_stacklevel(),
-            )
-        return evaluate("quant", [arr], a)
+        why = ("the model's input quantizer clips them too (Brevitas does the same)" if self.settings.get("qat")
+               else "calibrate on data that covers them")
+        return quantize_input_codes(check_input(X, self.input_shape), self._input_node.attrs, why)
 
     def dequantize_output(self, codes: np.ndarray) -> np.ndarray:
         """Client side: circuit output codes → float outputs (adds the last layer's bias).

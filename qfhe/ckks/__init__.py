@@ -7,12 +7,36 @@ Examples
 4096
 """
 
-from qfhe.ckks.backends.fake import FakeBackend
-from qfhe.ckks.backends.seal import RunReport, SEALBackend, SEALEvaluator, SEALKeys
-from qfhe.ckks.compiler import CKKSCompiler, CompilationContext, CompiledCKKSModel
 from qfhe.ckks.params import CKKSParameters, HEScheme
 from qfhe.errors import InsecureParametersWarning
 
 __all__ = ["CKKSParameters", "HEScheme", "CompilationContext", "FakeBackend", "CKKSCompiler", "CompiledCKKSModel",
            "SEALBackend", "SEALKeys", "SEALEvaluator", "RunReport",
            "InsecureParametersWarning"]
+
+# The compiler imports torch (through the frontend), and the backends import SEAL: loaded on first
+# use, so that a deployed server (qfhe.deploy) imports only what evaluation needs.
+_LAZY = {
+    "FakeBackend": "qfhe.ckks.backends.fake",
+    "SEALBackend": "qfhe.ckks.backends.seal",
+    "SEALKeys": "qfhe.ckks.backends.seal",
+    "SEALEvaluator": "qfhe.ckks.backends.seal",
+    "RunReport": "qfhe.ckks.backends.seal",
+    "CKKSCompiler": "qfhe.ckks.compiler",
+    "CompilationContext": "qfhe.ckks.compiler",
+    "CompiledCKKSModel": "qfhe.ckks.compiler",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'qfhe.ckks' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

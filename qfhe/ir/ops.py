@@ -38,7 +38,6 @@ from typing import Callable
 
 import numpy as np
 
-from qfhe.ir.activations import apply_activation
 from qfhe.ir.numeric import conv2d, round_half_up_lsbs
 
 FLOAT_OPS = {"gemm", "conv", "activation", "affine", "dequant", "fakequant", "unpack_add"}
@@ -99,6 +98,14 @@ def _unpack_add(xs, a):
     return (a["scale_a"] * hi + a["offset_a"]) + (a["scale_b"] * lo + a["offset_b"])
 
 
+def _activation(xs, a):
+    # The activations are torch's own functionals; importing them only here keeps the numpy-only
+    # client (quant, dequant: qfhe.deploy) free of torch.
+    from qfhe.ir.activations import apply_activation
+
+    return apply_activation(a["fn"], a["params"], xs[0])
+
+
 def _tlu(xs, a):
     v = xs[0]
     for step in a["chain"]:
@@ -109,7 +116,7 @@ def _tlu(xs, a):
 _EVAL: dict[str, Callable] = {
     "gemm": _gemm,
     "conv": _conv,
-    "activation": lambda xs, a: apply_activation(a["fn"], a["params"], xs[0]),
+    "activation": _activation,
     "affine": lambda xs, a: xs[0] * a["scale"] + a["shift"],
     "add": lambda xs, a: xs[0] + xs[1],
     "concat": lambda xs, a: np.concatenate(xs, axis=a["axis"]),

@@ -144,3 +144,43 @@ class UniformQuantizer:
         """
         return {"n_bits": self.n_bits, "scale": self.scale, "zero_point": self.zero_point,
                 "signed": self.signed, "narrow": self.narrow}
+
+
+def quantize_input_codes(arr: np.ndarray, attrs: dict, remedy: str) -> np.ndarray:
+    """The client's input quantization: clip to the calibrated range (warning) and quantize.
+
+    ``attrs`` are the ``quant`` node's (``scale``, ``zero_point``, ``qmin``, ``qmax``): plain data,
+    so a deployed client (:mod:`qfhe.deploy`) quantizes exactly as the compiled model does.
+
+    Parameters
+    ----------
+    arr : ndarray of float, shape (n, ...)
+    attrs : dict
+    remedy : str
+        What the warning tells the user to do about clipped values.
+
+    Examples
+    --------
+    >>> a = {"scale": 0.5, "zero_point": 0, "qmin": -2, "qmax": 1}
+    >>> quantize_input_codes(np.array([[-1.0, 0.5]]), a, "recalibrate").tolist()
+    [[-2, 1]]
+    """
+    import warnings
+
+    from qfhe.errors import InputClippingWarning
+    from qfhe.validation import user_stacklevel
+
+    lo = attrs["scale"] * (attrs["qmin"] - attrs["zero_point"] - 0.5)
+    hi = attrs["scale"] * (attrs["qmax"] - attrs["zero_point"] + 0.5)
+    tol = 1e-9 * (hi - lo)  # a value on the edge (x = max of the calibration data) is not clipped
+    outside = (arr < lo - tol) | (arr > hi + tol)
+    if outside.any():
+        rows = int(outside.reshape(len(arr), -1).any(axis=1).sum())
+        warnings.warn(
+            f"{int(outside.sum())} input values in {rows} of {len(arr)} samples lie outside the calibrated input "
+            f"range [{lo:.4g}, {hi:.4g}] and were clipped; {remedy}",
+            InputClippingWarning,
+            stacklevel=user_stacklevel(),
+        )
+    q = np.rint(arr / attrs["scale"]) + attrs["zero_point"]
+    return np.clip(q, attrs["qmin"], attrs["qmax"]).astype(np.int64)

@@ -156,6 +156,15 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
     def _shape_scores(self, out: np.ndarray) -> np.ndarray:
         return out.ravel() if np.ndim(self.coef_) == 1 or (self._classifier and out.shape[1] == 1) else out
 
+    def _client_postprocessing(self) -> dict:
+        """What a deployed client does with the decrypted scores (plain data, see qfhe.deploy.processing)."""
+        if self._classifier:
+            n_scores = np.atleast_2d(self.coef_).shape[0]
+            link = "sigmoid" if n_scores == 1 else ("ovr" if self.solver == "liblinear" else "softmax")
+            return {"kind": "classifier", "link": link, "classes": np.asarray(self.classes_)}
+        return {"kind": "regressor", "mean": 0.0, "scale": 1.0, "shape": [] if np.ndim(self.coef_) == 1 else
+                [int(np.shape(self.coef_)[0])]}
+
 
 class LinearRegression(RegressorMixin, _LinearModel):
     """Ordinary least squares (scikit-learn's), run on encrypted data without table lookups.

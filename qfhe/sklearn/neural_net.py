@@ -383,6 +383,10 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
     def _decode_output(self, logits: np.ndarray) -> np.ndarray:
         return self.classes_[logits.argmax(axis=1)]
 
+    def _client_postprocessing(self) -> dict:
+        """What a deployed client does with the decrypted logits (plain data, see qfhe.deploy.processing)."""
+        return {"kind": "classifier", "link": "softmax", "classes": np.asarray(self.classes_)}
+
     def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
         """Accuracy in an FHE mode.
 
@@ -459,6 +463,11 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNetBase):
     def _decode_output(self, out: np.ndarray) -> np.ndarray:
         out = out * self.y_scale_ + self.y_mean_
         return out.reshape((len(out),) + tuple(self.y_shape_))
+
+    def _client_postprocessing(self) -> dict:
+        """What a deployed client does with the decrypted outputs (plain data, see qfhe.deploy.processing)."""
+        return {"kind": "regressor", "mean": np.asarray(self.y_mean_), "scale": np.asarray(self.y_scale_),
+                "shape": [int(d) for d in self.y_shape_]}
 
     def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
         """R² in an FHE mode.

@@ -68,7 +68,7 @@ def serialized_size(obj) -> int:
 
 def load_bytes(kind: str, data: bytes, context=None):
     """Load a SEAL object of ``kind`` (``"parameters"``, ``"public_key"``, ``"relin_keys"``,
-    ``"galois_keys"``, ``"ciphertext"``) from bytes written by :func:`to_bytes`.
+    ``"galois_keys"``, ``"ciphertext"``, ``"secret_key"``) from bytes written by :func:`to_bytes`.
 
     Raises
     ------
@@ -83,7 +83,7 @@ def load_bytes(kind: str, data: bytes, context=None):
     """
     s = _seal()
     classes = {"parameters": s.EncryptionParameters, "public_key": s.PublicKey, "relin_keys": s.RelinKeys,
-               "galois_keys": s.GaloisKeys, "ciphertext": s.Ciphertext}
+               "galois_keys": s.GaloisKeys, "ciphertext": s.Ciphertext, "secret_key": s.SecretKey}
     if kind not in classes:
         raise ConfigurationError(f"kind must be one of {tuple(classes)}, got {kind!r}")
     obj = classes[kind](s.SCHEME_TYPE.CKKS) if kind == "parameters" else classes[kind]()

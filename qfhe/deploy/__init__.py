@@ -1,0 +1,39 @@
+"""Deployment: a client that holds the keys, a server that never sees plaintext, safe artifacts.
+
+- :class:`FHEModelDev` saves a compiled model as ``client.zip`` and ``server.zip`` (JSON, ``.npy``,
+  MLIR text; no pickle; SHA-256 per member, checked on load).
+- :class:`FHEModelClient` generates and keeps keys, quantizes + encrypts, decrypts + dequantizes.
+- :class:`FHEModelServer` runs encrypted requests with evaluation keys only; ``run_batch`` fans
+  them out over local processes or a Dask cluster.
+- ``qfhe serve`` is the HTTP server (:mod:`qfhe.deploy.http`); :class:`HTTPClient` talks to it.
+
+Examples
+--------
+>>> import numpy as np, torch, qfhe, tempfile
+>>> from qfhe.deploy import FHEModelDev, FHEModelClient, FHEModelServer
+>>> X = np.random.RandomState(0).randn(50, 3)
+>>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), X, n_bits=3, p_error=0.01)
+>>> d = tempfile.mkdtemp(); _ = FHEModelDev(d, qm).save()
+>>> client, server = FHEModelClient(d), FHEModelServer(d)
+>>> key_id = server.add_keys(client.get_serialized_evaluation_keys())
+>>> y = client.deserialize_decrypt_dequantize(server.run(client.quantize_encrypt_serialize(X[:2]), key_id))
+>>> bool(np.allclose(y, qm.forward(X[:2], fhe="simulate")))
+True
+"""
+
+from qfhe.deploy.batch import BatchResult
+from qfhe.deploy.client import FHEModelClient
+from qfhe.deploy.dev import FHEModelDev
+from qfhe.deploy.keystore import KeyStore
+from qfhe.deploy.server import FHEModelServer
+
+
+def __getattr__(name):
+    if name == "HTTPClient":  # needs httpx, installed with the [deploy] extra
+        from qfhe.deploy.http_client import HTTPClient
+
+        return HTTPClient
+    raise AttributeError(f"module 'qfhe.deploy' has no attribute {name!r}")
+
+
+__all__ = ["FHEModelDev", "FHEModelClient", "FHEModelServer", "KeyStore", "BatchResult", "HTTPClient"]
