@@ -108,3 +108,11 @@ def test_sklearn_estimators_example_short(capsys):
     assert result["linear_pbs"] == 0 and result["linear_acc_sim"] >= result["linear_acc_sklearn"] - 0.03
     for pred, label, seconds in result["nn_encrypted"] + result["linear_encrypted"]:
         assert seconds > 0 and pred in range(10)
+
+
+def test_client_server_example_short(capsys, tmp_path):
+    result = _load("client_server").main(short=True, workdir=str(tmp_path))
+    out = capsys.readouterr().out
+    assert result["agree"] == result["n_requests"] == 1  # decrypted over HTTP == fhe="simulate"
+    assert result["evaluation_keys_MB"] > 1 and result["ciphertext_in_kB"] > 0.5
+    assert "latency per request" in out and "evaluation keys" in out

@@ -174,3 +174,83 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, workers: int = 2, max
     client_zip = Path(path) / ARTIFACT_FILES["client"] if Path(path).is_dir() else None
     app = create_app(server, max_request_bytes, max_key_bytes, workers, client_zip)
     uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free on ``host`` right now.
+
+    Examples
+    --------
+    >>> 0 < free_port() < 65536
+    True
+    """
+    import socket
+
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+class ServerProcess:
+    """``qfhe serve`` in a subprocess, for examples, tests and benchmarks: a context manager that
+    starts it, waits until ``/health`` answers, yields, then stops it.
+
+    Parameters
+    ----------
+    path : str or Path
+        Artifact directory.
+    args : sequence of str
+        Extra ``qfhe serve`` options (e.g. ``["--max-request-mb", "1"]``).
+    host : str
+    startup_timeout : float
+        Seconds to wait for ``/health``.
+
+    Examples
+    --------
+    >>> ServerProcess("artifacts/").url.startswith("http://127.0.0.1:")
+    True
+    """
+
+    def __init__(self, path, args=(), host: str = "127.0.0.1", startup_timeout: float = 120.0):
+        self.path, self.args, self.host = str(path), list(args), host
+        self.port = free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.startup_timeout = startup_timeout
+        self.process = None
+
+    def __enter__(self) -> "ServerProcess":
+        import subprocess
+        import sys
+        import time
+
+        import httpx
+
+        cmd = [sys.executable, "-m", "qfhe.cli", "serve", self.path, "--host", self.host, "--port", str(self.port),
+               "--log-level", "warning", *self.args]
+        import tempfile
+
+        self.log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                self.log.seek(0)
+                raise RuntimeError(f"qfhe serve exited with status {self.process.returncode}:\n"
+                                   f"{self.log.read()[-3000:].decode(errors='replace')}")
+            try:
+                if httpx.get(self.url + "/health", timeout=1.0).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.__exit__(None, None, None)
+        raise RuntimeError(f"qfhe serve did not answer /health within {self.startup_timeout} s")
+
+    def __exit__(self, *exc) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except Exception:  # noqa: BLE001 - a server that ignores SIGTERM is killed
+                self.process.kill()
+                self.process.wait()
