@@ -27,6 +27,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/ckks_pipelines.py
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/builtin_nn.py
+	$(PY) benchmarks/serving.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -281,3 +281,20 @@ def test_run_batch_on_dask_local_cluster(deployed, data):
         assert sorted(loaded.values()) == [1, 1]
     local = np.concatenate([client.deserialize_decrypt(server.run(b, eval_keys)) for b in blobs])
     np.testing.assert_array_equal(np.concatenate([client.deserialize_decrypt(r) for r in result]), local)
+
+
+def test_key_store_evicts_least_recently_used(tmp_path):
+    from qfhe.deploy import KeyStore
+
+    loads = []
+    store = KeyStore(lambda data: loads.append(data) or data, tmp_path, max_memory_bytes=8, max_disk_bytes=12)
+    a, b = store.put(b"aaaa"), store.put(b"bbbb")
+    assert store.get(a) == b"aaaa"                      # a is now the most recently used
+    c = store.put(b"cccccc")                            # 14 bytes > 12 on disk: b (least recent) goes
+    with pytest.raises(UnknownKeyError, match=r"unknown key_id .*upload the evaluation keys again"):
+        store.get(b)
+    assert not (tmp_path / f"{b}.keys").exists() and len(store) == 2
+    assert not store.in_memory(a) and store.get(a) == b"aaaa" and loads.count(b"aaaa") == 2  # reloaded from disk
+    assert store.get(c) == b"cccccc"
+    with pytest.raises(CiphertextError, match=r"more than the server's key storage limit \(12 bytes\)"):
+        store.put(b"x" * 13)
