@@ -15,6 +15,7 @@ with _warnings.catch_warnings():
     import concrete.fhe  # noqa: F401
 
 from qfhe import errors
+from qfhe._lazy import lazy_attributes
 from qfhe.errors import *  # noqa: F401,F403  (every error class is public API)
 
 __version__ = "0.1.0"
@@ -44,15 +45,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'qfhe' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes("qfhe", _LAZY, globals())

@@ -7,6 +7,7 @@ Examples
 4096
 """
 
+from qfhe._lazy import lazy_attributes
 from qfhe.ckks.params import CKKSParameters, HEScheme
 from qfhe.errors import InsecureParametersWarning
 
@@ -28,15 +29,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'qfhe.ckks' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_attributes("qfhe.ckks", _LAZY, globals())
