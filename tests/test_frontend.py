@@ -16,7 +16,7 @@ from qfhe.passes import canonicalize
 def _check(model, X, atol=1e-5):
     g = import_torch(model, torch.tensor(X, dtype=torch.float32))
     with torch.no_grad():
-        ref = model.double()(torch.tensor(X)).numpy()
+        ref = model.double().eval()(torch.tensor(X)).numpy()
     np.testing.assert_allclose(run(g, X)[0], ref, atol=atol, rtol=1e-6)
     np.testing.assert_allclose(run(canonicalize(g), X)[0], ref, atol=atol, rtol=1e-6)
     model.float()
@@ -37,7 +37,9 @@ X3 = np.random.RandomState(0).randn(8, 3) * 3
 
 MODULES = [nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(0.3), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Sigmoid(),
            nn.Tanh(), nn.ELU(alpha=0.7), nn.Hardswish(), nn.Hardsigmoid(), nn.Softplus(beta=2.0), nn.ReLU(inplace=True),
-           nn.LeakyReLU(0.1, inplace=True), nn.Hardtanh(-0.5, 2.0), nn.Mish(), nn.CELU(0.5), nn.SELU()]
+           nn.LeakyReLU(0.1, inplace=True), nn.Hardtanh(-0.5, 2.0), nn.Mish(), nn.CELU(0.5), nn.SELU(),
+           nn.Hardshrink(0.3), nn.Softshrink(0.4), nn.Threshold(0.1, -1.0), nn.RReLU(0.1, 0.3), nn.Tanhshrink(),
+           nn.LogSigmoid(), nn.Softsign(), nn.PReLU(), nn.PReLU(3, init=0.1)]
 
 
 @pytest.mark.parametrize("act", MODULES, ids=lambda m: repr(m))
@@ -54,7 +56,15 @@ FUNCTIONS = [
     lambda x: x.sigmoid_(), lambda x: F.sigmoid(x), lambda x: torch.tanh(x), lambda x: x.tanh(), lambda x: x.tanh_(),
     lambda x: F.tanh(x), lambda x: F.elu(x, 0.5), lambda x: F.elu(x, alpha=2.0), lambda x: F.hardswish(x),
     lambda x: F.hardsigmoid(x), lambda x: F.softplus(x, beta=3.0), lambda x: F.softplus(x, 0.5, 1.0),
-    lambda x: F.hardtanh(x, -1.0, 0.5),
+    lambda x: F.hardtanh(x, -1.0, 0.5), lambda x: F.hardshrink(x, 0.2), lambda x: F.softshrink(x, lambd=0.3),
+    lambda x: F.threshold(x, 0.5, 2.0), lambda x: F.rrelu(x, 0.1, 0.2), lambda x: F.rrelu(x, training=False),
+    lambda x: torch.clamp(x, -1, 0.5), lambda x: x.clamp(min=0.2), lambda x: torch.clip(x, max=0.3),
+    lambda x: x.clip(-1, 1), lambda x: x.clamp_(-1, 1), lambda x: torch.abs(x), lambda x: abs(x), lambda x: x.abs(),
+    lambda x: -x, lambda x: torch.neg(x), lambda x: torch.exp(x), lambda x: x.exp(), lambda x: torch.log1p(x.abs()),
+    lambda x: torch.pow(x, 3), lambda x: x ** 2, lambda x: x.pow(2.0), lambda x: torch.erf(x),
+    lambda x: torch.special.erf(x), lambda x: F.logsigmoid(x),
+    lambda x: F.softsign(x), lambda x: F.tanhshrink(x), lambda x: F.celu(x, 0.4), lambda x: F.selu(x),
+    lambda x: F.mish(x), lambda x: torch.log(x.abs() + 1), lambda x: torch.sqrt(x.abs()), lambda x: torch.sign(x),
 ]
 
 
@@ -66,7 +76,33 @@ def test_activation_functional_forms(i):
 
 def test_every_registered_activation_has_a_module_form():
     assert {"relu", "relu6", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "elu", "hardswish", "hardsigmoid",
-            "softplus"} <= set(ACTIVATIONS)
+            "softplus", "hardtanh", "hardshrink", "softshrink", "tanhshrink", "threshold", "logsigmoid", "softsign",
+            "celu", "selu", "mish", "prelu", "rrelu", "clamp", "abs", "neg", "exp", "log1p", "pow", "erf"} <= set(ACTIVATIONS)
+    every = {m for m in vars(nn.modules.activation).values() if isinstance(m, type) and issubclass(m, nn.Module)}
+    elementwise = every - {nn.Module, nn.MultiheadAttention, nn.GLU, nn.Softmax, nn.Softmin, nn.LogSoftmax,
+                           nn.Softmax2d, nn.Identity, nn.Parameter} - {m for m in every if m.__name__ in ("Tensor", "NonDynamicallyQuantizableLinear")}
+    mapped = {a.module for a in ACTIVATIONS.values()} | {nn.PReLU}
+    assert not {m.__name__ for m in elementwise - mapped}
+
+
+def test_prelu_per_channel_slopes_and_constants_fold():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 3, 1)
+            self.act = nn.PReLU(3, init=0.2)
+            self.register_buffer("bias_vec", torch.tensor([0.5, -1.0, 2.0]))
+            self.gain = nn.Parameter(torch.tensor(1.5))
+
+        def forward(self, x):
+            y = self.act(self.conv(x)).flatten(1)
+            return F.prelu(y * self.gain + self.bias_vec.repeat(4), self.gain) - 2 / (1 + y.abs())
+
+    m = M()
+    with torch.no_grad():
+        m.act.weight.copy_(torch.tensor([0.1, 0.2, 0.3]))
+    g = _check(m, np.random.RandomState(0).randn(6, 1, 2, 2))
+    assert [n.attrs["fn"] for n in g.nodes if n.op == "activation"] == ["prelu", "leaky_relu", "abs", "reciprocal"]
 
 
 class ConvNet(nn.Module):
@@ -126,7 +162,8 @@ class Bad(nn.Module):
 
 @pytest.mark.parametrize("fn,match", [
     (lambda y, x: y * x, r"node 'mul' \(call_function mul\) combines two encrypted tensors"),
-    (lambda y, x: torch.exp(y), r"node 'exp' \(call_function exp\) is not supported"),
+    (lambda y, x: torch.softmax(y, 1), r"node 'softmax' \(call_function softmax\) is not supported.*apply softmax on "
+                                       r"the client"),
     (lambda y, x: torch.cat([y, x], dim=0), r"node 'cat' \(call_function cat\) changes the batch axis"),
     (lambda y, x: y.max(dim=1).values, r"node '.*' \(call_method max\) is not supported"),
 ])

@@ -23,7 +23,7 @@ import numpy as np
 from qfhe.errors import NarrowCalibrationWarning, UnsupportedOpError
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import collect_ranges
-from qfhe.ir.ops import evaluate
+from qfhe.ir.ops import chain_arrays, evaluate
 from qfhe.validation import user_stacklevel
 
 
@@ -78,6 +78,10 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
             shapes[n.name] = out.shape[1:]
             nodes.append(Node(n.name, "linear", ins, {"matrix": matrix, "bias": bias}))
         elif n.op == "activation":
+            if chain_arrays([{"op": "activation", "attrs": n.attrs}]):
+                raise UnsupportedOpError(
+                    f"node '{n.name}' ({n.attrs['fn']}) has a parameter per channel; the CKKS path fits one polynomial "
+                    "per activation: use one shared parameter (e.g. nn.PReLU() with num_parameters=1) or scheme='tfhe'")
             lo, hi = ranges[n.inputs[0]]
             shapes[n.name] = in_shape
             nodes.append(Node(n.name, "activation", ins, {"fn": n.attrs["fn"], "params": n.attrs["params"],
@@ -88,8 +92,13 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
             shift = np.broadcast_to(n.attrs["shift"], (1,) + in_shape).reshape(-1)
             shapes[n.name] = in_shape
             nodes.append(Node(n.name, "affine", ins, {"scale": scale[:size], "shift": shift[:size]}))
-        elif n.op == "add":
+        elif n.op in ("add", "sub"):
             shapes[n.name] = in_shape
+            if n.op == "sub":  # a - b = a + (-1)·b
+                size = int(np.prod(in_shape))
+                neg = float_graph.fresh_name(f"{n.name}_neg")
+                nodes.append(Node(neg, "affine", [ins[1]], {"scale": np.full(size, -1.0), "shift": np.zeros(size)}))
+                ins = [ins[0], neg]
             nodes.append(Node(n.name, "add", ins, {}))
         elif n.op == "reshape":
             shapes[n.name] = tuple(n.attrs["shape"])

@@ -27,8 +27,8 @@ from torch import nn
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
-from qfhe.frontend.torch_fx import (_adaptive_avgpool, _avgpool, _input_shape, _np, _value, check_single_input, convert,
-                                    record_outputs, trace)
+from qfhe.frontend.torch_fx import check_single_input, convert, record_outputs, trace
+from qfhe.frontend.torch_ops import _adaptive_avgpool, _avgpool, _input_shape, _np, _value
 from qfhe.ir.graph import Graph
 from qfhe.ir.activations import ACTIVATIONS
 

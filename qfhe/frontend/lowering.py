@@ -139,6 +139,16 @@ class Emitter:
         """
         return self._add(name, "add", [a, b], {})
 
+    def sub(self, name, a, b) -> str:
+        """Add the difference ``a - b`` of two tensors.
+
+        Examples
+        --------
+        >>> em = Emitter(); x = em.input("x", (2,)); em.sub("d", x, x)
+        'd'
+        """
+        return self._add(name, "sub", [a, b], {})
+
     def concat(self, name, xs, axis) -> str:
         """Add a concatenation along ``axis`` (axis 0 is the batch).
 
@@ -189,16 +199,26 @@ class ActivationForms:
         for name, value in kwargs.items():
             if name in params:
                 params[name] = value
-            elif name != "inplace":
+            elif name == "training" and value:
+                raise UnsupportedOpError(f"activation '{act.name}' is called with training=True; qfhe compiles "
+                                         "the model's eval behaviour: pass training=False (or self.training)")
+            elif name not in ("inplace", "training"):
                 raise UnsupportedOpError(f"activation '{act.name}' got an unknown argument '{name}'")
+        optional = {p for p, v in _defaults(act) if v is not None} | {"min", "max"}
+        missing = [p for p, v in params.items() if v is None and p not in optional]
+        if missing:
+            raise UnsupportedOpError(f"activation '{act.name}' needs its argument '{missing[0]}'")
         return params
 
 
 @functools.lru_cache(maxsize=None)
 def _defaults(act: ActivationDef) -> tuple:
-    if not act.params:
-        return ()
-    module = act.module()
+    if not act.params or act.module is None:
+        return tuple(act.defaults)
+    try:
+        module = act.module()
+    except TypeError:  # nn.Threshold has no defaults: every parameter must be given
+        return tuple((p, None) for p in act.params)
     return tuple((p, getattr(module, p)) for p in act.params)
 
 
@@ -216,6 +236,11 @@ def activation_forms() -> ActivationForms:
         if act.module is not None:
             modules[act.module] = act
         functions[act.functional] = act
+        for alias in act.aliases:
+            if isinstance(alias, str):
+                methods[alias] = act
+            else:
+                functions[alias] = act
         for name in (act.name, act.name + "_"):
             for namespace in (F, torch, torch.special):
                 fn = getattr(namespace, name, None)

@@ -17,6 +17,7 @@ array([-0.1,  2. ])
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,11 @@ class ActivationDef:
         The ``torch.nn`` module class (None for functions torch has no module for, e.g. ``square``).
     params : tuple of str
         Names of module attributes that are keyword arguments of ``functional``.
+    defaults : tuple of (str, object)
+        Parameter defaults for functions torch has no module for (a module's own defaults are
+        read from a fresh instance).
+    aliases : tuple
+        Other callables or method names with the same meaning (``torch.clip``, ``operator.neg``).
 
     Examples
     --------
@@ -50,6 +56,18 @@ class ActivationDef:
     functional: object
     module: type
     params: tuple[str, ...] = ()
+    defaults: tuple = ()
+    aliases: tuple = ()
+
+
+def _prelu(x: torch.Tensor, weight) -> torch.Tensor:
+    # The learned slopes are stored broadcastable over a batched value, (1, C, 1, ...), like an
+    # affine's per-channel scale, so one rule serves every rank.
+    return torch.where(x >= 0, x, torch.as_tensor(np.asarray(weight, np.float64)) * x)
+
+
+def _rrelu(x: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
+    return F.rrelu(x, lower, upper, training=False)  # eval: the fixed slope (lower + upper) / 2
 
 
 _REGISTRY = [
@@ -71,7 +89,40 @@ _REGISTRY = [
     ActivationDef("softsign", F.softsign, nn.Softsign),
     ActivationDef("logsigmoid", F.logsigmoid, nn.LogSigmoid),
     ActivationDef("tanhshrink", F.tanhshrink, nn.Tanhshrink),
+    ActivationDef("hardshrink", F.hardshrink, nn.Hardshrink, ("lambd",)),
+    ActivationDef("softshrink", F.softshrink, nn.Softshrink, ("lambd",)),
+    ActivationDef("threshold", F.threshold, nn.Threshold, ("threshold", "value")),
+    ActivationDef("rrelu", _rrelu, nn.RReLU, ("lower", "upper"), aliases=(F.rrelu, "rrelu", "rrelu_")),
+    ActivationDef("prelu", _prelu, None, ("weight",)),  # per-channel slopes; see the frontend's PReLU
+    ActivationDef("clamp", torch.clamp, None, ("min", "max"), (("min", None), ("max", None)),
+                  aliases=(torch.clip, "clip", "clip_")),
+    ActivationDef("pow", torch.pow, None, ("exponent",), (("exponent", None),), aliases=(operator.pow,)),
     ActivationDef("square", torch.square, None),  # CKKS-friendly: its degree-2 fit is exact
+    ActivationDef("abs", torch.abs, None, aliases=(operator.abs, torch.absolute, "absolute")),
+    ActivationDef("neg", torch.neg, None, aliases=(operator.neg, torch.negative, "negative")),
+    ActivationDef("sign", torch.sign, None),
+    ActivationDef("exp", torch.exp, None),
+    ActivationDef("exp2", torch.exp2, None),
+    ActivationDef("expm1", torch.expm1, None),
+    ActivationDef("log", torch.log, None),
+    ActivationDef("log2", torch.log2, None),
+    ActivationDef("log10", torch.log10, None),
+    ActivationDef("log1p", torch.log1p, None),
+    ActivationDef("sqrt", torch.sqrt, None),
+    ActivationDef("rsqrt", torch.rsqrt, None),
+    ActivationDef("reciprocal", torch.reciprocal, None),
+    ActivationDef("erf", torch.erf, None),
+    ActivationDef("erfc", torch.erfc, None),
+    ActivationDef("sin", torch.sin, None),
+    ActivationDef("cos", torch.cos, None),
+    ActivationDef("atan", torch.atan, None),
+    ActivationDef("sinh", torch.sinh, None),
+    ActivationDef("cosh", torch.cosh, None),
+    ActivationDef("asinh", torch.asinh, None),
+    ActivationDef("floor", torch.floor, None),
+    ActivationDef("ceil", torch.ceil, None),
+    ActivationDef("round", torch.round, None),
+    ActivationDef("trunc", torch.trunc, None),
 ]
 
 ACTIVATIONS: dict[str, ActivationDef] = {a.name: a for a in _REGISTRY}
@@ -89,3 +140,15 @@ def apply_activation(fn: str, params: dict, x: np.ndarray) -> np.ndarray:
     with torch.no_grad():
         out = a.functional(torch.as_tensor(np.asarray(x, dtype=np.float64)), **params)
     return out.numpy()
+
+
+def array_params(params: dict) -> list[np.ndarray]:
+    """The array-valued parameters of an activation (per-channel PReLU slopes), which make its
+    table differ per channel.
+
+    Examples
+    --------
+    >>> [a.shape for a in array_params({"weight": np.ones((1, 3))})], array_params({"lambd": 0.5})
+    ([(1, 3)], [])
+    """
+    return [v for v in params.values() if isinstance(v, np.ndarray) and v.ndim]

@@ -12,6 +12,7 @@ conv     float   2-D grouped convolution (+ bias), attrs stride/padding/dilation
 activation float elementwise activation ``fn`` with ``params`` (see activations.py)
 affine   float   elementwise ``x * scale + shift`` (per-channel arrays broadcast per sample)
 add      any     sum of two tensors of the same domain
+sub      any     difference of two tensors of the same domain
 concat   any     concatenation along per-sample ``axis`` (1-based, batch axis excluded = 0)
 reshape  any     reshape each sample to ``shape``
 qgemm    int     ``(x - zero_point) @ weight.T (+ bias)`` with integer weights and bias
@@ -45,7 +46,7 @@ INT_OPS = {"qgemm", "qconv", "quant", "round", "tlu", "pack"}
 SHAPE_OPS = {"reshape"}
 #: Ops that produce a new integer value from integer inputs without a table lookup. concrete
 #: gives all values linked through these the same bit-width.
-LINEAR_INT_OPS = {"qgemm", "qconv", "add", "concat", "reshape", "pack"}
+LINEAR_INT_OPS = {"qgemm", "qconv", "add", "sub", "concat", "reshape", "pack"}
 #: Ops that turn an integer value into a float one: the first step of a table-lookup chain.
 DECODE_OPS = {"dequant", "unpack_add"}
 #: Elementwise univariate float ops (fusable into a table lookup).
@@ -77,6 +78,9 @@ def _qconv(xs, a):
 
 def _quant(xs, a):
     q = np.rint(xs[0] / a["scale"]) + a["zero_point"]  # np.rint rounds half to even, like torch.round
+    # A table also covers codes the data never reach, where log or sqrt may be undefined: NaN maps
+    # to the bottom code (never used by a calibrated input) rather than to an undefined integer.
+    q = np.nan_to_num(q, nan=a["qmin"], posinf=a["qmax"], neginf=a["qmin"])
     return np.clip(q, a["qmin"], a["qmax"]).astype(np.int64)
 
 
@@ -106,6 +110,30 @@ def _activation(xs, a):
     return apply_activation(a["fn"], a["params"], xs[0])
 
 
+#: Attributes of chain steps that may be per-channel arrays (broadcastable over a batched value).
+CHAIN_PARAMS = ("scale", "offset", "shift", "scale_a", "offset_a", "scale_b", "offset_b")
+
+
+def chain_arrays(chain: list[dict]) -> list[np.ndarray]:
+    """The per-channel parameters of a lookup chain: affine and (de)quantization arrays, and array
+    parameters of activations (PReLU slopes). A chain without any is one table for every value.
+
+    Examples
+    --------
+    >>> chain = [{"op": "affine", "attrs": {"scale": np.ones((1, 3)), "shift": 0.0}},
+    ...          {"op": "activation", "attrs": {"fn": "prelu", "params": {"weight": np.ones((1, 3))}}}]
+    >>> [a.shape for a in chain_arrays(chain)]
+    [(1, 3), (1, 3)]
+    """
+    out = []
+    for step in chain:
+        attrs = step["attrs"]
+        out += [np.asarray(v) for k, v in attrs.items() if k in CHAIN_PARAMS and np.ndim(v)]
+        if step["op"] == "activation":
+            out += [v for v in attrs["params"].values() if isinstance(v, np.ndarray) and v.ndim]
+    return out
+
+
 def _tlu(xs, a):
     v = xs[0]
     for step in a["chain"]:
@@ -119,6 +147,7 @@ _EVAL: dict[str, Callable] = {
     "activation": _activation,
     "affine": lambda xs, a: xs[0] * a["scale"] + a["shift"],
     "add": lambda xs, a: xs[0] + xs[1],
+    "sub": lambda xs, a: xs[0] - xs[1],
     "concat": lambda xs, a: np.concatenate(xs, axis=a["axis"]),
     "reshape": lambda xs, a: xs[0].reshape((xs[0].shape[0],) + tuple(a["shape"])),
     "qgemm": _qgemm,

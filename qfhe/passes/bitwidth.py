@@ -42,7 +42,7 @@ from qfhe.errors import BitWidthError, ConfigurationError
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import run
 from qfhe.ir.numeric import integer_bit_width, round_half_up_lsbs, width_range
-from qfhe.ir.ops import LINEAR_INT_OPS, evaluate
+from qfhe.ir.ops import LINEAR_INT_OPS, chain_arrays, evaluate
 
 MAX_TLU_BITS = 16
 _METHODS = ("calibration", "interval")
@@ -223,8 +223,7 @@ def _widened(graph: Graph, observed: dict[str, tuple[int, int]], margin: float) 
 
 def _tlu_range(node: Node, lo: int, hi: int) -> tuple[int, int]:
     values = np.arange(lo, hi + 1, dtype=np.int64)
-    ndim = max(np.ndim(v) for s in node.attrs["chain"] for k, v in s["attrs"].items()
-               if k in ("scale", "offset", "shift", "scale_a", "scale_b"))
+    ndim = max([np.ndim(v) for v in chain_arrays(node.attrs["chain"])] + [0])
     out = evaluate("tlu", [values.reshape((-1,) + (1,) * max(ndim - 1, 0))], node.attrs)
     return int(out.min()), int(out.max())
 
@@ -250,6 +249,8 @@ def _intervals(graph: Graph) -> dict[str, tuple[int, int]]:
             r[n.name] = _linear_interval(n, *r[n.inputs[0]])
         elif n.op == "add":
             r[n.name] = (r[n.inputs[0]][0] + r[n.inputs[1]][0], r[n.inputs[0]][1] + r[n.inputs[1]][1])
+        elif n.op == "sub":
+            r[n.name] = (r[n.inputs[0]][0] - r[n.inputs[1]][1], r[n.inputs[0]][1] - r[n.inputs[1]][0])
         elif n.op == "pack":
             (alo, ahi), (blo, bhi) = r[n.inputs[0]], r[n.inputs[1]]
             shift, b0 = n.attrs["b_bits"], n.attrs["b_lo"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from qfhe.ir.graph import Graph
+from qfhe.ir.ops import chain_arrays
 
 
 def _shape_of(graph: Graph) -> dict[str, tuple]:
@@ -80,6 +81,8 @@ def sink_reshapes(graph: Graph) -> Graph:
             nxt = g[users[n.name][0]]
             if nxt.op not in ("activation", "affine", "fakequant"):
                 continue
+            if nxt.op == "activation" and chain_arrays([{"op": "activation", "attrs": nxt.attrs}]):
+                continue  # per-channel parameters (PReLU) are laid out for the reshape's output
             src = n.inputs[0]
             new_attrs = dict(nxt.attrs)
             if nxt.op == "affine":

@@ -184,8 +184,8 @@ class _Builder:
         if self.qat:
             ins = [self.quantized(i, 0, n.name) for i in n.inputs]
             same = all(_quant_attrs(i.quantizer) == _quant_attrs(ins[0].quantizer) for i in ins)
-            if not same and n.op == "add":
-                return self._packed_add(n, ins[0], ins[1])
+            if not same and n.op in ("add", "sub"):
+                return self._packed_add(n, ins[0], ins[1], -1.0 if n.op == "sub" else 1.0)
             if not same:
                 raise UnsupportedOpError(
                     f"node '{n.name}' concatenates tensors with different quantizers; give them one shared "
@@ -201,16 +201,18 @@ class _Builder:
             # The sum of two codes on one grid is on that grid too, one bit wider, with zero point 2·zp:
             # a linear op can read it directly (no lookup), as Brevitas reads a residual sum.
             q = UniformQuantizer(q.n_bits + 1, q.scale, 2 * q.zero_point, signed=q.signed)
+        elif n.op == "sub":  # the zero points cancel: signed, one bit wider
+            q = UniformQuantizer(q.n_bits + 1, q.scale, 0, signed=True)
         self.vals[n.name] = _quantized_int(name, q)
 
-    def _packed_add(self, n: Node, a: _Int, b: _Int) -> None:
-        """Sum of two values on different grids, exactly: pack both into one integer so the next
-        table lookup reads both (its width is the sum of theirs)."""
+    def _packed_add(self, n: Node, a: _Int, b: _Int, sign: float = 1.0) -> None:
+        """Sum (``sign`` 1) or difference (-1) of two values on different grids, exactly: pack both
+        into one integer so the next table lookup reads both (its width is the sum of theirs)."""
         b_bits = max(1, int(b.quantizer.qmax - b.quantizer.qmin).bit_length())
         pk = {"b_bits": b_bits, "b_lo": int(b.quantizer.qmin)}
         p = self.emit(f"{n.name}_pack", "pack", [a.name, b.name], pk)
         attrs = {**pk, "scale_a": np.float64(a.scale), "offset_a": np.float64(a.offset),
-                 "scale_b": np.float64(b.scale), "offset_b": np.float64(b.offset)}
+                 "scale_b": np.float64(sign * b.scale), "offset_b": np.float64(sign * b.offset)}
         self.vals[n.name] = self.emit(n.name, "unpack_add", [p], attrs)
 
     def on_reshape(self, n: Node) -> None:
@@ -230,7 +232,7 @@ class _Builder:
 
 _HANDLERS = {"input": _Builder.on_input, "fakequant": _Builder.on_fakequant, "gemm": _Builder.on_linear,
              "conv": _Builder.on_linear, "activation": _Builder.on_elementwise, "affine": _Builder.on_elementwise,
-             "add": _Builder.on_add_concat, "concat": _Builder.on_add_concat, "reshape": _Builder.on_reshape}
+             "add": _Builder.on_add_concat, "sub": _Builder.on_add_concat, "concat": _Builder.on_add_concat, "reshape": _Builder.on_reshape}
 
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits: NBits,

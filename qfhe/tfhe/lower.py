@@ -18,7 +18,7 @@ from concrete.fhe.tracing import Tracer
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.ir.graph import Graph, Node
-from qfhe.ir.ops import evaluate
+from qfhe.ir.ops import chain_arrays, evaluate
 from qfhe.passes.bitwidth import ValueInfo, client_input_nodes, is_server_node, value_layers
 
 _EXACTNESS = {"exact": fhe.Exactness.EXACT, "approximate": fhe.Exactness.APPROXIMATE}
@@ -41,15 +41,8 @@ def circuit_io(graph: Graph) -> tuple[str, str]:
     return ins[0].name, graph[graph.outputs[0]].inputs[0]
 
 
-_PARAMS = ("scale", "offset", "shift", "scale_a", "offset_a", "scale_b", "offset_b")
-
-
-def _per_tensor(node: Node) -> bool:
-    return all(np.ndim(v) == 0 for s in node.attrs["chain"] for k, v in s["attrs"].items() if k in _PARAMS)
-
-
 def _tlu(node: Node, x, in_bits: int):
-    if _per_tensor(node):
+    if not chain_arrays(node.attrs["chain"]):
         return fhe.univariate(lambda v: evaluate("tlu", [np.asarray(v)], node.attrs).astype(np.int64))(x)
     # Per-channel chains (bias, BatchNorm) need one table per channel: a nested LookupTable shaped
     # like the chain's parameters (e.g. (C, 1, 1)), which concrete broadcasts over the input.
@@ -68,9 +61,7 @@ def _tlu(node: Node, x, in_bits: int):
 
 
 def _param_shape(node: Node) -> tuple:
-    shapes = [np.shape(v)[1:] for s in node.attrs["chain"] for k, v in s["attrs"].items()
-              if k in _PARAMS and np.ndim(v)]
-    return tuple(np.broadcast_shapes(*shapes))
+    return tuple(np.broadcast_shapes(*[v.shape[1:] for v in chain_arrays(node.attrs["chain"])]))
 
 
 def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
@@ -93,6 +84,8 @@ def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
         return y + a["bias"].reshape(1, -1, 1, 1) if a.get("bias") is not None else y
     if node.op == "add":
         return xs[0] + xs[1]
+    if node.op == "sub":
+        return xs[0] - xs[1]
     if node.op == "pack":
         return xs[0] * (1 << a["b_bits"]) + (xs[1] - a["b_lo"])
     if node.op == "concat":

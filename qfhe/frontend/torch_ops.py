@@ -1,0 +1,299 @@
+"""The torch → IR mapping of single fx nodes: modules, functions, methods and their arguments.
+
+:func:`qfhe.frontend.torch_fx.convert` walks the traced graph and calls :func:`_module` for
+``call_module`` nodes and :func:`_function` for the rest. Each returns the IR value name of the
+node's result.
+
+Examples
+--------
+>>> import torch
+>>> from qfhe.frontend.torch_fx import import_torch
+>>> import_torch(torch.nn.Sequential(torch.nn.Linear(3, 2), torch.nn.PReLU(2)), torch.zeros(2, 3)).ops()
+['input', 'gemm', 'activation']
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from numbers import Number
+
+import numpy as np
+import torch
+import torch.fx
+import torch.nn.functional as F
+from torch import nn
+
+from qfhe.errors import UnsupportedOpError
+from qfhe.frontend.lowering import Emitter, activation_forms
+
+_IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+_RESHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze"}
+_ALIAS_METHODS = {"contiguous", "clone", "detach"}
+_ADD = {operator.add, operator.iadd, torch.add, "add", "add_", "__add__", "__radd__"}
+_SUB = {operator.sub, operator.isub, torch.sub, "sub", "sub_"}
+_MUL = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
+_DIV = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
+_CAT = {torch.cat, torch.concat, torch.concatenate}
+_RESHAPE_FUNCS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
+
+
+
+def _describe(node: torch.fx.Node) -> str:
+    target = node.target
+    name = getattr(target, "__name__", str(target))
+    return f"{node.op} {name}"
+
+
+@dataclass(frozen=True)
+class Const:
+    """A value that does not depend on the model's inputs (a buffer, a parameter read directly,
+    ``torch.ones(3) * 2``): folded at import, from the value the traced run computed.
+
+    Examples
+    --------
+    >>> Const(np.ones(2)).value.shape
+    (2,)
+    """
+
+    value: np.ndarray
+
+
+def _value(env: dict, arg, node: torch.fx.Node) -> str:
+    if isinstance(arg, torch.fx.Node):
+        v = env[arg.name]
+        if isinstance(v, str):
+            return v
+        if isinstance(v, Const):
+            raise UnsupportedOpError(
+                f"node '{node.name}' ({_describe(node)}) uses the constant tensor '{arg.name}' where qfhe needs an "
+                "encrypted one; constants can be added to, subtracted from, multiply or divide encrypted tensors")
+    raise UnsupportedOpError(
+        f"node '{node.name}' ({_describe(node)}) expects a tensor argument, got {arg!r}"
+    )
+
+
+def _input_shape(node: torch.fx.Node) -> tuple:
+    return tuple(node.args[0].meta["qfhe_shape"][1:])
+
+
+def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, name: str) -> str:
+    x = _value(env, node.args[0], node)
+    forms = activation_forms()
+    if type(mod) in forms.modules:
+        act = forms.modules[type(mod)]
+        return em.activation(name, x, act.name, {p: getattr(mod, p) for p in act.params})
+    if isinstance(mod, _IDENTITY_MODULES):
+        return x
+    if isinstance(mod, nn.PReLU):
+        return _prelu(em, name, x, _np(mod.weight), shape)
+    if isinstance(mod, nn.Linear):
+        return em.gemm(name, x, _np(mod.weight), _np(mod.bias))
+    if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
+        if mod.padding_mode != "zeros":
+            raise UnsupportedOpError(
+                f"node '{node.name}' ({type(mod).__name__}) uses padding_mode='{mod.padding_mode}'; only 'zeros' is supported"
+            )
+        padding = _conv_padding(node, mod)
+        return em.conv(name, x, _np(mod.weight), _np(mod.bias), mod.stride, padding, mod.dilation,
+                       mod.groups, _input_shape(node), shape)
+    if isinstance(mod, nn.AvgPool2d):
+        return _avgpool(em, node, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
+                        mod.count_include_pad, mod.divisor_override, shape, name)
+    if isinstance(mod, nn.AdaptiveAvgPool2d):
+        return _adaptive_avgpool(em, node, x, mod.output_size, shape, name)
+    if isinstance(mod, nn.Flatten):
+        return em.reshape(name, x, shape)
+    if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return _batchnorm(em, node, x, mod, name)
+    if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
+        raise UnsupportedOpError(
+            f"node '{node.name}' calls module {type(mod).__name__}, which qfhe cannot compile: it mixes all outputs, "
+            "which a table lookup cannot; return the logits and apply it on the client after decryption")
+    raise UnsupportedOpError(
+        f"node '{node.name}' calls module {type(mod).__name__}, which qfhe cannot compile. Supported: Linear, "
+        "Conv1d/2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, BatchNorm1d/2d, Dropout, Identity and the activations "
+        f"{sorted(a.name for a in forms.modules.values())}"
+    )
+
+
+def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
+    target = node.target
+    forms = activation_forms()
+    args = list(node.args)
+    if shape is None and (target in ("size", operator.getitem, getattr)):
+        return ("shape-maths", node.name)  # only feeds view/reshape, whose shape comes from ShapeProp
+    act = forms.methods.get(target) if node.op == "call_method" else forms.functions.get(target)
+    if act is not None:
+        x = _value(env, args[0], node)
+        params = forms.bind(act, [_scalar_arg(env, a, node) for a in args[1:]],
+                            {k: _scalar_arg(env, v, node) for k, v in node.kwargs.items()})
+        if act.name == "prelu":
+            return _prelu(em, node.name, x, np.asarray(params["weight"], np.float64), shape)
+        return em.activation(node.name, x, act.name, params)
+    if node.op == "call_method" and target in _ALIAS_METHODS:
+        return _value(env, args[0], node)
+    if target is getattr and len(args) == 2 and args[1] == "value":
+        return _value(env, args[0], node)  # a Brevitas QuantTensor's real value: the same IR value
+    if (node.op == "call_method" and target in _RESHAPE_METHODS) or target in _RESHAPE_FUNCS:
+        return em.reshape(node.name, _value(env, args[0], node), shape)
+    if target in _CAT:
+        tensors = args[0]
+        dim = node.kwargs.get("dim", args[1] if len(args) > 1 else 0)
+        ndim = len(shape) + 1
+        dim = dim + ndim if dim < 0 else dim
+        if dim == 0:
+            raise UnsupportedOpError(f"node '{node.name}' concatenates along the batch axis; use dim >= 1")
+        return em.concat(node.name, [_value(env, t, node) for t in tensors], dim)
+    if target in _ADD | _SUB | _MUL | _DIV:
+        return _arith(em, env, node, target)
+    if target in (F.avg_pool2d,):
+        kw = dict(zip(["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"], args[1:]))
+        kw.update(node.kwargs)
+        return _avgpool(em, node, _value(env, args[0], node), kw["kernel_size"], kw.get("stride"),
+                        kw.get("padding", 0), kw.get("ceil_mode", False), kw.get("count_include_pad", True),
+                        kw.get("divisor_override"), shape)
+    if target in (F.adaptive_avg_pool2d,):
+        out = node.kwargs.get("output_size", args[1] if len(args) > 1 else None)
+        return _adaptive_avgpool(em, node, _value(env, args[0], node), out, shape)
+    name = getattr(target, "__name__", str(target))
+    if name in ("softmax", "log_softmax", "softmin"):
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({_describe(node)}) is not supported: {name} mixes all outputs, which a table lookup "
+            f"cannot; return the logits and apply {name} on the client after decryption")
+    raise UnsupportedOpError(
+        f"node '{node.name}' ({_describe(node)}) is not supported by qfhe. Supported: linear and convolution layers, "
+        "average pooling, flatten/view/reshape, BatchNorm, addition of two tensors, torch.cat, scalar add/sub/mul/div, "
+        "and elementwise activations"
+    )
+
+
+def _arith(em: Emitter, env: dict, node: torch.fx.Node, target) -> str:
+    a, b = node.args[0], node.args[1]
+    if node.kwargs.get("alpha", 1) != 1:
+        raise UnsupportedOpError(f"node '{node.name}' ({_describe(node)}) uses alpha != 1; write it as a scalar multiply")
+    tensors = [isinstance(v, torch.fx.Node) and isinstance(env.get(v.name), str) for v in (a, b)]
+    if all(tensors):
+        if target in _ADD:
+            return em.add(node.name, env[a.name], env[b.name])
+        if target in _SUB:
+            return em.sub(node.name, env[a.name], env[b.name])
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({_describe(node)}) combines two encrypted tensors with '{getattr(target, '__name__', target)}'; "
+            "only their sum and difference are supported"
+        )
+    ndim = len(node.meta["qfhe_shape"])
+    if tensors[0]:
+        x, c = env[a.name], _constant(env, b, node, ndim)
+        scale, shift = ((1.0, c) if target in _ADD else (1.0, -c) if target in _SUB else (c, 0.0) if target in _MUL
+                        else (1.0 / c, 0.0))
+        return em.affine(node.name, x, scale, shift)
+    if tensors[1]:
+        x, c = env[b.name], _constant(env, a, node, ndim)
+        if target in _DIV:  # c / x: a lookup of 1/x, then the scale
+            x = em.activation(f"{node.name}_reciprocal", x, "reciprocal", {})
+        scale, shift = (1.0, c) if target in _ADD else (-1.0, c) if target in _SUB else (c, 0.0)
+        return em.affine(node.name, x, scale, shift)
+    raise UnsupportedOpError(f"node '{node.name}' ({_describe(node)}) has arguments qfhe cannot compile: {node.args}")
+
+
+def _constant(env: dict, arg, node: torch.fx.Node, ndim: int) -> np.ndarray:
+    """A number or constant tensor as an array broadcastable over the batched result."""
+    if isinstance(arg, torch.fx.Node) and isinstance(env.get(arg.name), Const):
+        c = np.asarray(env[arg.name].value, np.float64)
+    elif isinstance(arg, (Number, bool)):
+        return np.float64(arg)
+    else:
+        raise UnsupportedOpError(f"node '{node.name}' ({_describe(node)}) has arguments qfhe cannot compile: {node.args}")
+    if c.ndim > ndim or (c.ndim == ndim and c.shape[0] != 1):
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({_describe(node)}) combines an encrypted tensor with a constant of shape "
+            f"{tuple(c.shape)} that differs across samples; give the constant one value per feature, without the batch axis")
+    c = c.reshape((1,) * (ndim - c.ndim) + c.shape)
+    return c.reshape(-1)[0] if c.size == 1 else c
+
+
+def _scalar_arg(env: dict, arg, node: torch.fx.Node):
+    """An activation argument: a python value, or a constant tensor (a learned slope, a bound)."""
+    if isinstance(arg, torch.fx.Node):
+        v = env.get(arg.name)
+        if isinstance(v, Const):
+            return float(v.value.reshape(-1)[0]) if v.value.size == 1 else np.asarray(v.value, np.float64)
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({_describe(node)}) takes the encrypted tensor '{arg.name}' as a parameter; "
+            "qfhe needs its parameters to be constants")
+    return arg
+
+
+def _prelu(em: Emitter, name: str, x: str, weight: np.ndarray, shape) -> str:
+    if weight.size == 1:  # one learned slope: a LeakyReLU
+        return em.activation(name, x, "leaky_relu", {"negative_slope": float(weight.reshape(-1)[0])})
+    # torch applies the slopes along axis 1 (the channels)
+    return em.activation(name, x, "prelu", {"weight": weight.reshape((1, -1) + (1,) * (len(shape) - 1))})
+
+
+def _np(p) -> np.ndarray | None:
+    return None if p is None else p.detach().cpu().numpy().astype(np.float64)
+
+
+def _pair(v) -> tuple[int, int]:
+    return (v, v) if isinstance(v, int) else tuple(v)
+
+
+def _conv_padding(node, mod) -> tuple:
+    if isinstance(mod.padding, str):
+        if mod.padding == "valid":
+            return (0,) * len(mod.kernel_size)
+        pads = []
+        for k, d in zip(mod.kernel_size, mod.dilation):
+            total = d * (k - 1)
+            if total % 2:
+                raise UnsupportedOpError(
+                    f"node '{node.name}' uses padding='same' with an even kernel, which pads asymmetrically; pad explicitly"
+                )
+            pads.append(total // 2)
+        return tuple(pads)
+    return tuple(mod.padding)
+
+
+def _avgpool(em, node, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor, shape, name=None) -> str:
+    kernel = _pair(kernel)
+    stride = kernel if stride is None or stride == [] else _pair(stride)
+    padding = _pair(padding)
+    if ceil_mode:
+        raise UnsupportedOpError(f"node '{node.name}' uses AvgPool2d(ceil_mode=True); use ceil_mode=False")
+    if any(padding) and not count_include_pad:
+        raise UnsupportedOpError(
+            f"node '{node.name}' uses AvgPool2d(count_include_pad=False) with padding; use count_include_pad=True"
+        )
+    channels = _input_shape(node)[0]
+    div = divisor or kernel[0] * kernel[1]
+    weight = np.full((channels, 1) + kernel, 1.0 / div)
+    return em.conv(name or node.name, x, weight, None, stride, padding, (1, 1), channels, _input_shape(node), shape)
+
+
+def _adaptive_avgpool(em, node, x, output_size, shape, name=None) -> str:
+    c, h, w = _input_shape(node)
+    oh, ow = _pair(output_size)
+    oh, ow = oh or h, ow or w
+    if h % oh or w % ow:
+        raise UnsupportedOpError(
+            f"node '{node.name}' uses AdaptiveAvgPool2d({(oh, ow)}) on a {h}x{w} input; qfhe needs the input size to be "
+            "a multiple of the output size (uniform windows)"
+        )
+    k = (h // oh, w // ow)
+    return _avgpool(em, node, x, k, k, 0, False, True, None, shape, name)
+
+
+def _batchnorm(em, node, x, mod, name) -> str:
+    if not mod.track_running_stats or mod.running_mean is None:
+        raise UnsupportedOpError(f"node '{node.name}' is a BatchNorm without running statistics; set track_running_stats=True")
+    var = mod.running_var.detach().double().numpy()
+    mean = mod.running_mean.detach().double().numpy()
+    gamma = _np(mod.weight) if mod.affine else np.ones_like(var)
+    beta = _np(mod.bias) if mod.affine else np.zeros_like(var)
+    scale = gamma / np.sqrt(var + mod.eps)
+    shift = beta - mean * scale
+    ndim = len(_input_shape(node))
+    bshape = (1, -1) + (1,) * (ndim - 1)
+    return em.affine(name, x, scale.reshape(bshape), shift.reshape(bshape))

@@ -1,0 +1,107 @@
+"""Frontend coverage (issue 13): every group compiles, runs exactly in simulation, and stays close
+to the float model."""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import qfhe
+from qfhe.errors import UnsupportedOpError
+
+RS = np.random.RandomState(0)
+X4 = RS.randn(200, 4)
+
+
+def _float(model, *X):
+    with torch.no_grad():
+        return model.eval()(*[torch.tensor(x, dtype=torch.float32) for x in X]).numpy()
+
+
+def _check_exact_and_close(qm, model, X, rel=0.1, rel_mean=0.02):
+    """simulate == disable bit for bit; the quantized output within ``rel`` of the output range
+    everywhere and within ``rel_mean`` on average."""
+    clear = qm.forward(X)
+    np.testing.assert_array_equal(qm.forward(X, fhe="simulate"), clear)
+    ref = _float(model, X)
+    err, span = np.abs(clear - ref), np.ptp(ref)
+    assert err.max() <= rel * span and err.mean() <= rel_mean * span, (err.max(), err.mean(), span)
+    return clear
+
+
+class Activations(nn.Module):
+    """The activations issue 13 lists, each on its own branch of one linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+        self.prelu = nn.PReLU(4, init=0.1)
+        self.mods = nn.ModuleList([nn.Hardshrink(0.3), nn.Softshrink(0.2), nn.Threshold(0.1, -0.5), nn.RReLU(0.1, 0.3),
+                                   nn.Tanhshrink(), nn.LogSigmoid(), nn.Softsign(), nn.CELU(0.5), nn.SELU(), nn.Mish(),
+                                   nn.ReLU6(), nn.Hardtanh(-0.5, 0.5)])
+
+    def forward(self, x):
+        y = self.fc(x)
+        outs = [self.prelu(y), torch.clamp(y, -0.5, 0.7), torch.abs(y), torch.neg(y), torch.exp(y / 2),
+                torch.log1p(y.abs()), y ** 2, torch.erf(y)] + [m(y) for m in self.mods]
+        return torch.cat(outs, dim=1)
+
+
+def test_activations_compile_exactly(fhe_config):
+    torch.manual_seed(0)
+    m = Activations()
+    qm = qfhe.compile_torch_model(m, X4, n_bits=7, rounding_threshold_bits=6, configuration=fhe_config)
+    assert sum(n.op == "tlu" for n in qm.graph.nodes) >= 20
+    # Threshold and Hardshrink jump (by 0.6 and 0.3): an input one step from the jump lands on the
+    # other side, so their worst case is the jump; everything else stays within a few steps.
+    _check_exact_and_close(qm, m, X4[:64], rel=0.11, rel_mean=0.01)
+
+
+class Constants(nn.Module):
+    """Stored tensors and constant expressions: folded, never encrypted."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4, bias=False)
+        self.register_buffer("bias_vec", torch.tensor([0.5, -1.0, 2.0, 0.0]))
+        self.scale = nn.Parameter(torch.tensor([1.0, 2.0, -1.0, 0.5]))
+
+    def forward(self, x):
+        y = torch.relu(self.fc(x) + self.bias_vec)
+        return (y - torch.ones(4) * 0.25) * self.scale + 1.0 / (1.0 + y)
+
+
+def test_constants_fold_and_difference_of_encrypted_tensors(fhe_config):
+    torch.manual_seed(0)
+    m = Constants()
+    qm = qfhe.compile_torch_model(m, X4, n_bits=7, configuration=fhe_config)
+    # the buffer became the first layer's bias: no extra node for it
+    assert qm.float_graph.ops()[:3] == ["input", "gemm", "activation"]
+    _check_exact_and_close(qm, m, X4[:64])
+
+    class Diff(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
+
+        def forward(self, x):
+            return torch.relu(self.a(x)) - torch.sigmoid(self.b(x))
+
+    d = Diff()
+    qd = qfhe.compile_torch_model(d, X4, n_bits=6, rounding_threshold_bits=5, configuration=fhe_config)
+    assert "sub" in qd.graph.ops()
+    _check_exact_and_close(qd, d, X4[:64])
+
+
+def test_constant_that_varies_across_samples_is_refused():
+    class M(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("c", torch.ones(2, 4))
+
+        def forward(self, x):
+            return torch.relu(x + self.c)
+
+    with pytest.raises(UnsupportedOpError, match=r"node 'add' .* constant of shape \(2, 4\) that differs across samples"):
+        qfhe.compile_torch_model(M(), X4)
