@@ -105,3 +105,98 @@ def test_constant_that_varies_across_samples_is_refused():
 
     with pytest.raises(UnsupportedOpError, match=r"node 'add' .* constant of shape \(2, 4\) that differs across samples"):
         qfhe.compile_torch_model(M(), X4)
+
+
+class Shapes(nn.Module):
+    """transpose, permute, chunk, split, stack, unsqueeze/squeeze, flatten(start_dim), slicing,
+    expand, repeat, F.pad: all only move encrypted values."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(6, 6)
+
+    def forward(self, x):                                   # (4, 6)
+        y = torch.relu(self.fc(x))
+        a, b = y.chunk(2, dim=2)
+        c, d = torch.split(y, [1, 3], dim=1)
+        s = torch.stack([b, a], dim=1).flatten(start_dim=1)
+        t = y.transpose(1, 2)[:, ::2, 1:3].permute(0, 2, 1).flatten(1)
+        p = F.pad(y, (1, 2), value=0.0)[..., ::3].reshape(x.shape[0], -1)
+        e = y[:, :1].expand(-1, 3, -1).repeat(1, 1, 2).flatten(1)
+        u = y.unsqueeze(1).squeeze(1)[:, 1, :].flip(1)
+        return torch.cat([s, t, p, e, u, c.flatten(1) - d[:, :1].flatten(1)], 1)
+
+
+def test_shape_operations_compile_exactly(fhe_config):
+    torch.manual_seed(0)
+    m = Shapes()
+    X = RS.randn(100, 4, 6)
+    qm = qfhe.compile_torch_model(m, X, n_bits=6, rounding_threshold_bits=5, configuration=fhe_config)
+    assert {"gather", "concat", "sub"} <= set(qm.graph.ops())
+    _check_exact_and_close(qm, m, X[:32], rel=0.08)
+
+
+class Univariate(nn.Module):
+    """Concrete ML's UnivariateModule: the view moves the sample axis."""
+
+    def forward(self, x):
+        x = x.view(-1, 1)
+        x = torch.reshape(x, (-1, 1))
+        x = x.flatten(1)
+        return torch.relu(torch.abs(torch.exp(torch.log(1.0 + torch.sigmoid(x)))))
+
+
+def test_model_moving_the_sample_axis_compiles_per_sample(fhe_config):
+    m = Univariate()
+    qm = qfhe.compile_torch_model(m, X4, n_bits=6, configuration=fhe_config)
+    out = qm.forward(X4[:16], fhe="simulate")
+    np.testing.assert_array_equal(out, qm.forward(X4[:16]))
+    ref = np.stack([_float(m, X4[i : i + 1]) for i in range(16)])
+    assert out.shape == ref.shape == (16, 4, 1)
+    assert np.abs(out - ref).max() <= 0.05 * np.ptp(ref)
+
+
+class Pools(nn.Module):
+    """MaxPool2d with padding and ceil_mode, MaxPool1d, AvgPool1d, uneven AdaptiveAvgPool1d/2d."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3, padding=1)
+        self.mp = nn.MaxPool2d(3, 2, 1, ceil_mode=True)
+        self.ap = nn.AdaptiveAvgPool2d((3, 2))
+        self.mp1 = nn.MaxPool1d(3, 2)
+        self.ap1 = nn.AdaptiveAvgPool1d(4)
+
+    def forward(self, x):                                   # (1, 5, 5)
+        y = torch.relu(self.conv(x))
+        z = y.flatten(2)                                    # (2, 25)
+        outs = [self.mp(y), self.ap(y), self.mp1(z), F.avg_pool1d(z, 5), self.ap1(z), F.max_pool2d(self.conv(x), 2)]
+        return torch.cat([o.flatten(1) for o in outs], 1)
+
+
+def test_pooling_and_padding_compile_exactly(fhe_config):
+    torch.manual_seed(0)
+    m = Pools()
+    X = RS.rand(100, 1, 5, 5)
+    qm = qfhe.compile_torch_model(m, X, n_bits=6, rounding_threshold_bits=6, configuration=fhe_config)
+    assert qm.graph.ops().count("maxpool") == 3
+    _check_exact_and_close(qm, m, X[:32], rel=0.1)
+
+
+def test_maxpool_and_shape_errors():
+    class Indices(nn.Module):
+        def forward(self, x):
+            return F.max_pool2d(x, 2, return_indices=True)[0]
+
+    with pytest.raises(UnsupportedOpError, match="returns max pooling indices; use return_indices=False"):
+        qfhe.compile_torch_model(Indices(), RS.randn(10, 1, 4, 4))
+
+    class Reflect(nn.Module):
+        def forward(self, x):
+            return F.pad(x, (1, 1), mode="reflect")
+
+    with pytest.raises(UnsupportedOpError, match="pads with mode='reflect'; only mode='constant'"):
+        qfhe.compile_torch_model(Reflect(), RS.randn(10, 2, 4))
+    with pytest.raises(UnsupportedOpError, match=r"node '1' \(maxpool\) has no CKKS lowering.*use AvgPool2d"):
+        qfhe.compile_torch_model(nn.Sequential(nn.Conv2d(1, 1, 1), nn.MaxPool2d(2)), RS.randn(10, 1, 4, 4),
+                                 scheme="ckks")

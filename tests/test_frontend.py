@@ -164,7 +164,7 @@ class Bad(nn.Module):
     (lambda y, x: y * x, r"node 'mul' \(call_function mul\) combines two encrypted tensors"),
     (lambda y, x: torch.softmax(y, 1), r"node 'softmax' \(call_function softmax\) is not supported.*apply softmax on "
                                        r"the client"),
-    (lambda y, x: torch.cat([y, x], dim=0), r"node 'cat' \(call_function cat\) changes the batch axis"),
+    (lambda y, x: y.cumsum(1), r"node 'cumsum' \(call_method cumsum\) is not supported"),
     (lambda y, x: y.max(dim=1).values, r"node '.*' \(call_method max\) is not supported"),
 ])
 def test_unsupported_ops_name_node_and_op(fn, match):
@@ -173,17 +173,39 @@ def test_unsupported_ops_name_node_and_op(fn, match):
 
 
 def test_unsupported_module_and_batch_mixing():
-    with pytest.raises(UnsupportedOpError, match="node 'pool' calls module MaxPool2d"):
-        import_torch(_maxpool_model(), torch.zeros(2, 1, 4, 4))
-    with pytest.raises(UnsupportedOpError, match="changes the batch axis"):
-        import_torch(Wrap(lambda x: x.view(-1)), torch.zeros(2, 3))
+    with pytest.raises(UnsupportedOpError, match="node 'pool' calls module LPPool2d"):
+        import_torch(_pool_model(nn.LPPool2d(2, 2)), torch.zeros(2, 1, 4, 4))
+    with pytest.raises(UnsupportedOpError, match=r"node 'pool' \(MaxPool2d\) reads a value whose first axis is no longer "
+                                                 "the sample axis"):
+        import_torch(_Images(), torch.zeros(2, 32))
 
 
-def _maxpool_model():
+class _Images(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.pool = nn.MaxPool2d(2)
+
+    def forward(self, x):
+        return self.pool(x.view(-1, 1, 4, 4))  # two images per sample: the batch axis moves
+
+
+def _pool_model(pool):
     m = nn.Sequential()
     m.add_module("conv", nn.Conv2d(1, 1, 1))
-    m.add_module("pool", nn.MaxPool2d(2))
+    m.add_module("pool", pool)
     return m
+
+
+def test_per_sample_semantics_when_the_model_moves_the_sample_axis():
+    """x.view(-1, 1) (Concrete ML's UnivariateModule) compiles per sample: outputs are stacked."""
+    m = Wrap(lambda x: torch.sigmoid(torch.cat([x, x * 2], dim=0).view(-1, 1)))
+    X = np.random.RandomState(0).randn(5, 3)
+    out = run(import_torch(m, torch.tensor(X, dtype=torch.float32)), X)[0]
+    with torch.no_grad():
+        ref = np.stack([m.double()(torch.tensor(X[i : i + 1])).numpy() for i in range(len(X))])
+    m.float()
+    assert out.shape == (5, 6, 1)
+    np.testing.assert_allclose(out, ref, atol=1e-12)
 
 
 def test_untraceable_model_message():

@@ -100,6 +100,18 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
                 nodes.append(Node(neg, "affine", [ins[1]], {"scale": np.full(size, -1.0), "shift": np.zeros(size)}))
                 ins = [ins[0], neg]
             nodes.append(Node(n.name, "add", ins, {}))
+        elif n.op == "gather":
+            index = np.asarray(n.attrs["index"]).reshape(-1)
+            matrix = np.zeros((index.size, int(np.prod(in_shape))))
+            matrix[np.flatnonzero(index >= 0), index[index >= 0]] = 1.0
+            fill = n.attrs.get("fill")
+            bias = np.where(index < 0, fill or 0.0, 0.0) if fill else None
+            shapes[n.name] = tuple(np.shape(n.attrs["index"]))
+            nodes.append(Node(n.name, "linear", ins, {"matrix": matrix, "bias": bias}))
+        elif n.op == "maxpool":
+            raise UnsupportedOpError(
+                f"node '{n.name}' (maxpool) has no CKKS lowering: a max needs comparisons, which CKKS can only "
+                "approximate with high-degree polynomials; use AvgPool2d for scheme='ckks', or scheme='tfhe'")
         elif n.op == "reshape":
             shapes[n.name] = tuple(n.attrs["shape"])
             alias[n.name] = ins[0]  # a flat vector is already C-order: reshapes are free

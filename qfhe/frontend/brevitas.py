@@ -28,7 +28,8 @@ from torch import nn
 from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
 from qfhe.frontend.torch_fx import check_single_input, convert, record_outputs, trace
-from qfhe.frontend.torch_ops import _adaptive_avgpool, _avgpool, _input_shape, _np, _value
+from qfhe.frontend.pooling import adaptive_avgpool, avgpool
+from qfhe.frontend.torch_ops import _input_shape, _np, _value
 from qfhe.ir.graph import Graph
 from qfhe.ir.activations import ACTIVATIONS
 
@@ -197,10 +198,10 @@ class _BrevitasHook:
         if rounding != "RoundSte":
             raise UnsupportedOpError(f"node '{name}' truncates with {rounding}; qfhe reproduces RoundSte (half to even)")
         if type(mod).__name__ == "TruncAvgPool2d":
-            y = _avgpool(em, node, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, mod.count_include_pad,
+            y = avgpool(em, node, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, mod.count_include_pad,
                          mod.divisor_override, shape, f"{name}_sum")
         else:
-            y = _adaptive_avgpool(em, node, x, mod.output_size, shape, f"{name}_sum")
+            y = adaptive_avgpool(em, node, x, mod.output_size, shape, f"{name}_sum")
         out = self.outputs[node.name]
         if not hasattr(out, "scale"):
             raise UnsupportedOpError(f"node '{name}' did not return a QuantTensor; feed it a quantized tensor")

@@ -159,6 +159,29 @@ class Emitter:
         """
         return self._add(name, "concat", list(xs), {"axis": int(axis)})
 
+    def maxpool(self, name, x, attrs) -> str:
+        """Add a 2-D max pooling (``kernel, stride, padding, dilation, ceil_mode``).
+
+        Examples
+        --------
+        >>> em = Emitter(); a = {"kernel": (2, 2), "stride": (2, 2), "padding": (0, 0), "dilation": (1, 1)}
+        >>> em.maxpool("p", em.input("x", (1, 4, 4)), a)
+        'p'
+        """
+        return self._add(name, "maxpool", [x], dict(attrs))
+
+    def gather(self, name, x, index, fill=None) -> str:
+        """Add a rearrangement of each sample: ``out.flat[i] = x.flat[index.flat[i]]``, and ``fill``
+        where ``index`` is -1.
+
+        Examples
+        --------
+        >>> em = Emitter(); em.gather("t", em.input("x", (2, 3)), np.array([[0, 3], [1, 4], [2, 5]]))
+        't'
+        """
+        attrs = {"index": np.asarray(index, np.int64), "fill": None if fill is None else float(fill)}
+        return self._add(name, "gather", [x], attrs)
+
     def reshape(self, name, x, shape) -> str:
         """Add a per-sample reshape.
 

@@ -21,6 +21,7 @@ from torch import nn
 
 from qfhe.errors import InputsetError, UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
+from qfhe.frontend.shape_ops import sample_shape
 from qfhe.frontend.torch_ops import Const, _describe, _function, _module, _value
 from qfhe.ir.graph import Graph
 
@@ -111,16 +112,22 @@ def check_single_input(gm: torch.fx.GraphModule) -> None:
 
 
 class _Recorder(torch.fx.Interpreter):
-    """Runs the traced graph once, keeping each node's output and per-sample shape."""
+    """Runs the traced graph once, keeping each node's output and shape."""
 
-    def __init__(self, gm: torch.fx.GraphModule):
+    def __init__(self, gm: torch.fx.GraphModule, suffix: str = ""):
         super().__init__(gm)
         self.outputs: dict[str, object] = {}
+        self.suffix = suffix
 
     def run_node(self, n: torch.fx.Node):
         out = super().run_node(n)
         value = getattr(out, "value", out)  # a Brevitas QuantTensor carries its tensor in .value
-        n.meta["qfhe_shape"] = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+        if self.suffix:  # the one-sample run: shapes, and the shape maths (x.size(0) is 1 here)
+            n.meta["qfhe_shape1"] = shape
+            n.meta["qfhe_b1"] = None if isinstance(value, torch.Tensor) else value
+            return out
+        n.meta["qfhe_shape"] = shape
         # A tensor computed from buffers and parameters alone is a constant: keep its value to fold it.
         constant = n.op == "get_attr" or (n.op in ("call_function", "call_method")
                                           and all(d.meta.get("qfhe_const") for d in n.all_input_nodes))
@@ -131,8 +138,12 @@ class _Recorder(torch.fx.Interpreter):
         return out
 
 
-def record_outputs(gm: torch.fx.GraphModule, sample: torch.Tensor) -> dict[str, object]:
-    """Run ``gm`` on two samples; store shapes in ``node.meta["qfhe_shape"]`` and return outputs.
+def record_outputs(gm: torch.fx.GraphModule, sample) -> dict[str, object]:
+    """Run ``gm`` on two samples and on one; store shapes in ``node.meta`` and return the outputs.
+
+    The shapes of the two runs tell which values keep axis 0 as the sample axis (``qfhe_shape``
+    starts with 2, ``qfhe_shape1`` with 1, the rest equal); any other value is per sample as a
+    whole (``x.view(-1, 1)``). ``sample`` is a tensor, or a tuple with one per model input.
 
     Raises
     ------
@@ -147,21 +158,23 @@ def record_outputs(gm: torch.fx.GraphModule, sample: torch.Tensor) -> dict[str, 
     """
     param = next(iter(gm.parameters()), None)
     dtype = param.dtype if param is not None and param.is_floating_point() else torch.float32
-    sample = torch.as_tensor(sample)[:2].to(dtype)  # a .double() model runs on float64 samples
-    if sample.shape[0] < 2:
-        sample = torch.cat([sample, sample])
+    samples = list(sample) if isinstance(sample, (tuple, list)) else [sample]
+    samples = [torch.as_tensor(s)[:2].to(dtype) for s in samples]  # a .double() model runs on float64 samples
+    samples = [torch.cat([s, s]) if s.shape[0] < 2 else s for s in samples]
     recorder = _Recorder(gm)
     with torch.no_grad():
-        try:
-            recorder.run(sample)
-        except Exception as exc:  # the model's own error (shape mismatch, dtype, ...)
-            root = exc
-            while root.__cause__ is not None:
-                root = root.__cause__
-            raise InputsetError(
-                f"the model failed on inputset samples of shape {tuple(sample.shape)}: {type(root).__name__}: {root}. "
-                "Check that the inputset has the shape the model's forward expects"
-            ) from exc
+        for rec, batch in ((recorder, samples), (_Recorder(gm, "1"), [s[:1] for s in samples])):
+            try:
+                rec.run(*batch)
+            except Exception as exc:  # the model's own error (shape mismatch, dtype, ...)
+                root = exc
+                while root.__cause__ is not None:
+                    root = root.__cause__
+                shapes = ", ".join(str(tuple(s.shape)) for s in batch)
+                raise InputsetError(
+                    f"the model failed on inputset samples of shape {shapes}: {type(root).__name__}: {root}. "
+                    "Check that the inputset has the shape the model's forward expects"
+                ) from exc
     return recorder.outputs
 
 
@@ -191,13 +204,7 @@ def convert(gm: torch.fx.GraphModule, module_hook=None) -> Graph:
         if node.meta.get("qfhe_const"):
             env[node.name] = Const(node.meta["qfhe_value"])
             continue
-        shape = node.meta.get("qfhe_shape")
-        if shape is not None and len(shape) >= 1 and shape[0] != 2 and node.op != "output":
-            raise UnsupportedOpError(
-                f"node '{node.name}' ({_describe(node)}) changes the batch axis (shape {shape} for a batch of 2); "
-                "keep axis 0 as the sample axis, e.g. x.view(x.shape[0], -1) or x.flatten(1)"
-            )
-        per_sample = shape[1:] if shape is not None else None
+        per_sample = sample_shape(node)
 
         if node.op == "placeholder":
             env[node.name] = em.input(node.name, per_sample)

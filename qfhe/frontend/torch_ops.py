@@ -26,16 +26,15 @@ from torch import nn
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.lowering import Emitter, activation_forms
+from qfhe.frontend.pooling import POOL_FUNCTIONS, POOL_MODULES, pool_function, pool_module
+from qfhe.frontend.shape_ops import is_shape_op, keeps_batch_axis, shape_op
 
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
-_RESHAPE_METHODS = {"view", "reshape", "flatten", "squeeze", "unsqueeze"}
 _ALIAS_METHODS = {"contiguous", "clone", "detach"}
 _ADD = {operator.add, operator.iadd, torch.add, "add", "add_", "__add__", "__radd__"}
 _SUB = {operator.sub, operator.isub, torch.sub, "sub", "sub_"}
 _MUL = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
 _DIV = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
-_CAT = {torch.cat, torch.concat, torch.concatenate}
-_RESHAPE_FUNCS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze}
 
 
 
@@ -87,6 +86,10 @@ def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, 
         return x
     if isinstance(mod, nn.PReLU):
         return _prelu(em, name, x, _np(mod.weight), shape)
+    if not isinstance(mod, nn.Linear) and not keeps_batch_axis(node.args[0]):
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({type(mod).__name__}) reads a value whose first axis is no longer the sample axis; "
+            "keep axis 0 as the sample axis before this layer, e.g. x.view(x.shape[0], -1) or x.flatten(1)")
     if isinstance(mod, nn.Linear):
         return em.gemm(name, x, _np(mod.weight), _np(mod.bias))
     if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
@@ -97,11 +100,8 @@ def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, 
         padding = _conv_padding(node, mod)
         return em.conv(name, x, _np(mod.weight), _np(mod.bias), mod.stride, padding, mod.dilation,
                        mod.groups, _input_shape(node), shape)
-    if isinstance(mod, nn.AvgPool2d):
-        return _avgpool(em, node, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode,
-                        mod.count_include_pad, mod.divisor_override, shape, name)
-    if isinstance(mod, nn.AdaptiveAvgPool2d):
-        return _adaptive_avgpool(em, node, x, mod.output_size, shape, name)
+    if isinstance(mod, POOL_MODULES):
+        return pool_module(em, node, x, mod, shape, name)
     if isinstance(mod, nn.Flatten):
         return em.reshape(name, x, shape)
     if isinstance(mod, (nn.BatchNorm1d, nn.BatchNorm2d)):
@@ -112,7 +112,7 @@ def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, 
             "which a table lookup cannot; return the logits and apply it on the client after decryption")
     raise UnsupportedOpError(
         f"node '{node.name}' calls module {type(mod).__name__}, which qfhe cannot compile. Supported: Linear, "
-        "Conv1d/2d, AvgPool2d, AdaptiveAvgPool2d, Flatten, BatchNorm1d/2d, Dropout, Identity and the activations "
+        "Conv1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, MaxPool1d/2d, Flatten, BatchNorm1d/2d, Dropout, Identity and the activations "
         f"{sorted(a.name for a in forms.modules.values())}"
     )
 
@@ -135,27 +135,12 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
         return _value(env, args[0], node)
     if target is getattr and len(args) == 2 and args[1] == "value":
         return _value(env, args[0], node)  # a Brevitas QuantTensor's real value: the same IR value
-    if (node.op == "call_method" and target in _RESHAPE_METHODS) or target in _RESHAPE_FUNCS:
-        return em.reshape(node.name, _value(env, args[0], node), shape)
-    if target in _CAT:
-        tensors = args[0]
-        dim = node.kwargs.get("dim", args[1] if len(args) > 1 else 0)
-        ndim = len(shape) + 1
-        dim = dim + ndim if dim < 0 else dim
-        if dim == 0:
-            raise UnsupportedOpError(f"node '{node.name}' concatenates along the batch axis; use dim >= 1")
-        return em.concat(node.name, [_value(env, t, node) for t in tensors], dim)
+    if is_shape_op(node):
+        return shape_op(em, env, node, _value, _describe)
     if target in _ADD | _SUB | _MUL | _DIV:
         return _arith(em, env, node, target)
-    if target in (F.avg_pool2d,):
-        kw = dict(zip(["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"], args[1:]))
-        kw.update(node.kwargs)
-        return _avgpool(em, node, _value(env, args[0], node), kw["kernel_size"], kw.get("stride"),
-                        kw.get("padding", 0), kw.get("ceil_mode", False), kw.get("count_include_pad", True),
-                        kw.get("divisor_override"), shape)
-    if target in (F.adaptive_avg_pool2d,):
-        out = node.kwargs.get("output_size", args[1] if len(args) > 1 else None)
-        return _adaptive_avgpool(em, node, _value(env, args[0], node), out, shape)
+    if target in POOL_FUNCTIONS:
+        return pool_function(em, node, _value(env, args[0], node), shape)
     name = getattr(target, "__name__", str(target))
     if name in ("softmax", "log_softmax", "softmin"):
         raise UnsupportedOpError(
@@ -254,35 +239,6 @@ def _conv_padding(node, mod) -> tuple:
             pads.append(total // 2)
         return tuple(pads)
     return tuple(mod.padding)
-
-
-def _avgpool(em, node, x, kernel, stride, padding, ceil_mode, count_include_pad, divisor, shape, name=None) -> str:
-    kernel = _pair(kernel)
-    stride = kernel if stride is None or stride == [] else _pair(stride)
-    padding = _pair(padding)
-    if ceil_mode:
-        raise UnsupportedOpError(f"node '{node.name}' uses AvgPool2d(ceil_mode=True); use ceil_mode=False")
-    if any(padding) and not count_include_pad:
-        raise UnsupportedOpError(
-            f"node '{node.name}' uses AvgPool2d(count_include_pad=False) with padding; use count_include_pad=True"
-        )
-    channels = _input_shape(node)[0]
-    div = divisor or kernel[0] * kernel[1]
-    weight = np.full((channels, 1) + kernel, 1.0 / div)
-    return em.conv(name or node.name, x, weight, None, stride, padding, (1, 1), channels, _input_shape(node), shape)
-
-
-def _adaptive_avgpool(em, node, x, output_size, shape, name=None) -> str:
-    c, h, w = _input_shape(node)
-    oh, ow = _pair(output_size)
-    oh, ow = oh or h, ow or w
-    if h % oh or w % ow:
-        raise UnsupportedOpError(
-            f"node '{node.name}' uses AdaptiveAvgPool2d({(oh, ow)}) on a {h}x{w} input; qfhe needs the input size to be "
-            "a multiple of the output size (uniform windows)"
-        )
-    k = (h // oh, w // ow)
-    return _avgpool(em, node, x, k, k, 0, False, True, None, shape, name)
 
 
 def _batchnorm(em, node, x, mod, name) -> str:

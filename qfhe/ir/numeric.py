@@ -90,3 +90,44 @@ def conv2d(x: np.ndarray, w: np.ndarray, stride=(1, 1), padding=(0, 0), dilation
         ws = w[g * og : (g + 1) * og]
         outs.append(np.einsum("nchwij,ocij->nohw", xs, ws, optimize=True))
     return np.concatenate(outs, axis=1)
+
+
+def maxpool_padding(size: tuple, kernel, stride, padding, dilation, ceil_mode: bool) -> list[tuple[int, int]]:
+    """(before, after) padding per spatial axis that makes torch's max pooling a plain window scan.
+
+    With ``ceil_mode`` torch adds windows that start inside the input (or its left padding) and
+    run past the end; extra right padding covers them.
+
+    Examples
+    --------
+    >>> maxpool_padding((5,), (2,), (2,), (0,), (1,), True)
+    [(0, 1)]
+    """
+    pads = []
+    for n, k, s, p, d in zip(size, kernel, stride, padding, dilation):
+        span = d * (k - 1) + 1
+        if ceil_mode:
+            out = -(-(n + 2 * p - span) // s) + 1
+            if (out - 1) * s >= n + p:  # torch drops a last window that starts in the right padding
+                out -= 1
+        else:
+            out = (n + 2 * p - span) // s + 1
+        pads.append((p, max(p, (out - 1) * s + span - n - p)))
+    return pads
+
+
+def maxpool2d(x: np.ndarray, kernel, stride, padding, dilation, ceil_mode: bool = False) -> np.ndarray:
+    """Max pooling of a (N, C, H, W) array with torch's semantics (padding never wins a window).
+
+    Examples
+    --------
+    >>> maxpool2d(np.arange(16).reshape(1, 1, 4, 4), (2, 2), (2, 2), (0, 0), (1, 1))[0, 0]
+    array([[ 5,  7],
+           [13, 15]])
+    """
+    pads = maxpool_padding(x.shape[2:], kernel, stride, padding, dilation, ceil_mode)
+    low = np.iinfo(np.int64).min if x.dtype.kind == "i" else -np.inf
+    xp = np.pad(x, [(0, 0), (0, 0)] + pads, constant_values=low)
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    win = sliding_window_view(xp, ((kh - 1) * dh + 1, (kw - 1) * dw + 1), axis=(2, 3))[..., ::dh, ::dw]
+    return win[:, :, ::sh, ::sw].max(axis=(-1, -2))

@@ -15,6 +15,9 @@ add      any     sum of two tensors of the same domain
 sub      any     difference of two tensors of the same domain
 concat   any     concatenation along per-sample ``axis`` (1-based, batch axis excluded = 0)
 reshape  any     reshape each sample to ``shape``
+gather   any     rearrange each sample: ``out.flat[i] = x.flat[index[i]]`` (``index`` has the output's
+                 per-sample shape; -1 picks the constant ``fill``): transpose, slice, pad, repeat…
+maxpool  any     2-D max pooling, attrs kernel/stride/padding/dilation/ceil_mode (torch semantics)
 qgemm    int     ``(x - zero_point) @ weight.T (+ bias)`` with integer weights and bias
 qconv    int     convolution of ``x - zero_point`` with integer weights (+ integer bias)
 dequant  int→f   ``scale * q + offset``
@@ -39,14 +42,16 @@ from typing import Callable
 
 import numpy as np
 
-from qfhe.ir.numeric import conv2d, round_half_up_lsbs
+from qfhe.ir.numeric import conv2d, maxpool2d, round_half_up_lsbs
 
 FLOAT_OPS = {"gemm", "conv", "activation", "affine", "dequant", "fakequant", "unpack_add"}
 INT_OPS = {"qgemm", "qconv", "quant", "round", "tlu", "pack"}
-SHAPE_OPS = {"reshape"}
+SHAPE_OPS = {"reshape", "gather"}
 #: Ops that produce a new integer value from integer inputs without a table lookup. concrete
 #: gives all values linked through these the same bit-width.
-LINEAR_INT_OPS = {"qgemm", "qconv", "add", "sub", "concat", "reshape", "pack"}
+LINEAR_INT_OPS = {"qgemm", "qconv", "add", "sub", "concat", "reshape", "gather", "pack"}
+#: Ops that only select among their input's values, so they keep its quantizer.
+SELECT_OPS = {"reshape", "gather", "maxpool"}
 #: Ops that turn an integer value into a float one: the first step of a table-lookup chain.
 DECODE_OPS = {"dequant", "unpack_add"}
 #: Elementwise univariate float ops (fusable into a table lookup).
@@ -63,6 +68,20 @@ def _conv(xs, a):
     if a.get("bias") is not None:
         y = y + a["bias"].reshape(1, -1, 1, 1)
     return y
+
+
+def _gather(xs, a):
+    x = xs[0]
+    flat = x.reshape(len(x), -1)
+    index = np.asarray(a["index"], np.int64)
+    if a.get("fill") is not None:
+        flat = np.concatenate([flat, np.full((len(x), 1), a["fill"], dtype=flat.dtype)], axis=1)
+        index = np.where(index < 0, flat.shape[1] - 1, index)
+    return flat[:, index.reshape(-1)].reshape((len(x),) + index.shape)
+
+
+def _maxpool(xs, a):
+    return maxpool2d(xs[0], a["kernel"], a["stride"], a["padding"], a["dilation"], a.get("ceil_mode", False))
 
 
 def _qgemm(xs, a):
@@ -150,6 +169,8 @@ _EVAL: dict[str, Callable] = {
     "sub": lambda xs, a: xs[0] - xs[1],
     "concat": lambda xs, a: np.concatenate(xs, axis=a["axis"]),
     "reshape": lambda xs, a: xs[0].reshape((xs[0].shape[0],) + tuple(a["shape"])),
+    "gather": _gather,
+    "maxpool": _maxpool,
     "qgemm": _qgemm,
     "qconv": _qconv,
     "dequant": _dequant,

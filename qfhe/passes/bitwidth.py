@@ -257,8 +257,12 @@ def _intervals(graph: Graph) -> dict[str, tuple[int, int]]:
             r[n.name] = ((alo << shift) + blo - b0, (ahi << shift) + bhi - b0)
         elif n.op == "concat":
             r[n.name] = (min(r[i][0] for i in n.inputs), max(r[i][1] for i in n.inputs))
-        elif n.op == "reshape":
+        elif n.op in ("reshape", "maxpool"):
             r[n.name] = r[n.inputs[0]]
+        elif n.op == "gather":
+            lo, hi = r[n.inputs[0]]
+            fill = n.attrs.get("fill")
+            r[n.name] = (lo, hi) if fill is None else (min(lo, fill), max(hi, fill))
         elif n.op == "round":
             lo, hi = r[n.inputs[0]]
             r[n.name] = tuple(int(round_half_up_lsbs(np.array(v), n.attrs["lsbs"])) for v in (lo, hi))
@@ -298,7 +302,7 @@ def value_layers(graph: Graph) -> dict[str, str]:
     """
     layers: dict[str, str] = {}
     for n in graph.nodes:
-        if n.op in ("round", "tlu", "reshape") or (n.op == "quant" and n.attrs.get("side") == "client"):
+        if n.op in ("round", "tlu", "reshape", "gather") or (n.op == "quant" and n.attrs.get("side") == "client"):
             layers[n.name] = layers.get(n.inputs[0], n.inputs[0])
         else:
             layers[n.name] = n.name

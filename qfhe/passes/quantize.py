@@ -123,6 +123,11 @@ class _Builder:
         if nz.size and np.all(nz == nz[0]):
             # A single magnitude (average pooling, ±c weights) is exact as ±1: no wasted accumulator bits.
             return np.sign(w).astype(np.int64), np.float64(nz[0])
+        rows = np.abs(w.reshape(len(w), -1))
+        row_mag = rows.max(axis=1)
+        if np.all((rows == 0) | (rows == row_mag[:, None])) and np.all(row_mag > 0):
+            # One magnitude per output (uneven adaptive pooling windows): exact as ±1 with a scale per output.
+            return np.sign(w).astype(np.int64), row_mag
         q = UniformQuantizer.symmetric(w, self.n_bits.op_weights, self.per_channel)
         return q.quantize(w), np.asarray(q.scale, np.float64)
 
@@ -215,13 +220,33 @@ class _Builder:
                  "scale_b": np.float64(sign * b.scale), "offset_b": np.float64(sign * b.offset)}
         self.vals[n.name] = self.emit(n.name, "unpack_add", [p], attrs)
 
-    def on_reshape(self, n: Node) -> None:
-        v = self.vals[n.inputs[0]]
-        if not (isinstance(v, _Int) and np.ndim(v.scale) == 0 and np.ndim(v.offset) == 0):
+    def on_select(self, n: Node) -> None:
+        """reshape, gather, maxpool: they pick among the input's codes, so the codes keep their meaning.
+
+        Per-channel scales would move with the values, so the input is requantized first; so is an
+        accumulator before a max (max on narrow codes is cheaper) or a padding whose constant is
+        not on the input's grid."""
+        src = n.inputs[0]
+        v = self.vals[src]
+        fill = n.attrs.get("fill") if n.op == "gather" else None
+        ok = isinstance(v, _Int) and np.ndim(v.scale) == 0 and np.ndim(v.offset) == 0
+        if ok and (n.op == "maxpool" or fill is not None):
+            ok = v.quantizer is not None and (fill is None or self._on_grid(v.quantizer, fill))
+        if not ok:
+            lo, hi = self.ranges.get(src, (None, None))
+            if fill is not None and lo is not None:
+                lo, hi = min(lo, fill), max(hi, fill)
             bits = self.n_bits.model_outputs if n.name in self.graph.outputs else self.n_bits.op_inputs
-            v = self.quantized(n.inputs[0], bits, n.name, *self.ranges.get(n.inputs[0], (None, None)))
-        name = self.emit(n.name, "reshape", [v.name], dict(n.attrs))
+            v = self.quantized(src, bits, n.name, lo, hi)
+        attrs = dict(n.attrs)
+        if fill is not None:
+            attrs["fill"] = int(v.quantizer.quantize(np.float64(fill)))
+        name = self.emit(n.name, n.op, [v.name], attrs)
         self.vals[n.name] = _Int(name, v.scale, v.offset, v.quantizer)
+
+    @staticmethod
+    def _on_grid(q: UniformQuantizer, value: float) -> bool:
+        return bool(abs(q.dequantize(q.quantize(np.float64(value))) - value) <= 1e-9 * max(1.0, abs(value)))
 
     def on_output(self, o: str) -> str:
         v = self.vals[o]
@@ -232,7 +257,8 @@ class _Builder:
 
 _HANDLERS = {"input": _Builder.on_input, "fakequant": _Builder.on_fakequant, "gemm": _Builder.on_linear,
              "conv": _Builder.on_linear, "activation": _Builder.on_elementwise, "affine": _Builder.on_elementwise,
-             "add": _Builder.on_add_concat, "sub": _Builder.on_add_concat, "concat": _Builder.on_add_concat, "reshape": _Builder.on_reshape}
+             "add": _Builder.on_add_concat, "sub": _Builder.on_add_concat, "concat": _Builder.on_add_concat, "reshape": _Builder.on_select,
+             "gather": _Builder.on_select, "maxpool": _Builder.on_select}
 
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits: NBits,

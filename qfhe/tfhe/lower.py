@@ -18,6 +18,7 @@ from concrete.fhe.tracing import Tracer
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.ir.graph import Graph, Node
+from qfhe.ir.numeric import maxpool_padding
 from qfhe.ir.ops import chain_arrays, evaluate
 from qfhe.passes.bitwidth import ValueInfo, client_input_nodes, is_server_node, value_layers
 
@@ -64,6 +65,19 @@ def _param_shape(node: Node) -> tuple:
     return tuple(np.broadcast_shapes(*[v.shape[1:] for v in chain_arrays(node.attrs["chain"])]))
 
 
+def _maxpool(x, a: dict, low: int):
+    # concrete 2.11's maxpool mis-sizes padded outputs: pad by hand with the smallest value the
+    # input can take, which never wins a window (torch's padding is -inf).
+    pads = maxpool_padding(x.shape[2:], a["kernel"], a["stride"], a["padding"], a["dilation"], a.get("ceil_mode", False))
+    if any(p for pair in pads for p in pair):
+        (t, b), (left, r) = pads
+        n, c, h, w = x.shape
+        padded = fhe.zeros((n, c, h + t + b, w + left + r)) + low
+        padded[:, :, t : t + h, left : left + w] = x
+        x = padded
+    return fhe.maxpool(x, kernel_shape=tuple(a["kernel"]), strides=tuple(a["stride"]), dilations=tuple(a["dilation"]))
+
+
 def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
     a = node.attrs
     if node.op == "qgemm":
@@ -92,6 +106,16 @@ def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
         return np.concatenate(tuple(xs), axis=a["axis"])
     if node.op == "reshape":
         return xs[0].reshape((xs[0].shape[0],) + tuple(a["shape"]))
+    if node.op == "gather":
+        flat = xs[0].reshape((xs[0].shape[0], -1))
+        index = a["index"].reshape(-1)
+        if a.get("fill") is not None:  # an encrypted constant column to pick the padding from
+            fill = fhe.zeros((flat.shape[0], 1)) + a["fill"]
+            index = np.where(index < 0, flat.shape[1], index)
+            flat = np.concatenate((flat, fill), axis=1)
+        return flat[:, index].reshape((flat.shape[0],) + a["index"].shape)
+    if node.op == "maxpool":
+        return _maxpool(xs[0], a, info[node.inputs[0]].lo)
     if node.op == "round":
         return fhe.round_bit_pattern(xs[0], lsbs_to_remove=a["lsbs"], exactness=_EXACTNESS[a["method"]])
     if node.op == "tlu":
