@@ -182,17 +182,23 @@ def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channe
     rounding = None if is_auto else parse_rounding(rounding_threshold_bits)
     method = check_bitwidth_method(bitwidth_method)
     margin = as_float("calibration_margin", margin, 0.0, 10.0, closed=True)
-    X = check_inputset(inputset)
+    Xs = check_inputsets(inputset)
+    if is_auto and len(Xs) > 1:
+        raise ConfigurationError("rounding_threshold_bits='auto' supports models with one input; give a number")
+    X = Xs[0] if len(Xs) == 1 else list(Xs)  # the interpreter's feed: an array, or one per input
 
-    float_graph = canonicalize(importer(model, torch.as_tensor(X[:2], dtype=torch.float32)))
+    samples = tuple(torch.as_tensor(x[:2], dtype=torch.float32) for x in Xs)
+    float_graph = canonicalize(importer(model, samples[0] if len(samples) == 1 else samples))
     fused = build_integer_graph(float_graph, X, nb or NBits(8, 8, 8, 8), per_channel, qat)
-    codes = _subsample(evaluate("quant", [X], client_input_nodes(fused)[0].attrs))
+    inputs = [n.name for n in fused.nodes if n.op == "input"]
+    codes = [_subsample(evaluate("quant", [Xs[inputs.index(q.inputs[0])]], q.attrs)) for q in client_input_nodes(fused)]
+    codes = codes[0] if len(codes) == 1 else codes
 
     def build(r) -> QuantizedModule:
         graph, info = plan_rounding(fused, X, r, method, margin, qat)
         settings = {"n_bits": nb, "rounding": r, "per_channel": per_channel, "bitwidth_method": method,
                     "calibration_margin": margin, "qat": qat}
-        return QuantizedModule(float_graph, fused, graph, info, X.shape[1:], settings, codes)
+        return QuantizedModule(float_graph, fused, graph, info, Xs[0].shape[1:], settings, codes)
 
     if is_auto:
         return plan_auto_rounding(build, X_val, y_val, metric, tolerance)[0]
@@ -225,8 +231,10 @@ def compile_torch_model(
     ----------
     model : torch.nn.Module
         Float model (evaluated in eval mode; its training flag is restored).
-    inputset : ndarray or torch.Tensor, shape (n, ...)
+    inputset : ndarray or torch.Tensor, shape (n, ...), or a tuple of them
         Representative inputs (at least 2; a few hundred is good). Sets every quantization range.
+        For a model whose ``forward`` takes several tensors, a tuple with one array per input
+        (same number of samples); ``forward`` then takes as many arrays.
     n_bits : int or dict
         Bit-width of everything, or a dict with keys ``model_inputs``, ``op_inputs``,
         ``op_weights``, ``model_outputs`` (defaults: op_inputs 6, op_weights and model_inputs
@@ -313,6 +321,25 @@ def compile_torch_model(
     qm = quantize_torch_model(model, inputset, n_bits, rounding_threshold_bits, per_channel, bitwidth_method,
                               calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric)
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
+
+
+def check_inputsets(inputset) -> tuple[np.ndarray, ...]:
+    """The calibration inputs: one array, or a tuple with one array per model input (same length).
+
+    Examples
+    --------
+    >>> [x.shape for x in check_inputsets((np.zeros((3, 2)), np.zeros((3, 4))))]
+    [(3, 2), (3, 4)]
+    """
+    if not isinstance(inputset, tuple):
+        return (check_inputset(inputset),)
+    if not inputset:
+        raise ConfigurationError("inputset is an empty tuple; give one array per model input")
+    arrays = tuple(check_inputset(x) for x in inputset)
+    if len({len(x) for x in arrays}) > 1:
+        raise ConfigurationError(f"the inputsets of the model's inputs have different numbers of samples: "
+                                 f"{[len(x) for x in arrays]}; give the same samples for every input")
+    return arrays
 
 
 def _subsample(codes: np.ndarray) -> np.ndarray:

@@ -73,26 +73,36 @@ class QuantizedModule:
     """
 
     def __init__(self, float_graph: Graph, fused_graph: Graph, graph: Graph, bitwidths: dict[str, ValueInfo],
-                 input_shape: tuple, settings: dict, compile_codes: np.ndarray):
+                 input_shape: tuple, settings: dict, compile_codes):
         self.float_graph = float_graph
         self.fused_graph = fused_graph
         self.graph = graph
         self.bitwidths = bitwidths
-        self._compile_codes = compile_codes
+        self._compile_codes = compile_codes  # one array per circuit input (an array when there is one)
         self._compiled: CompiledCircuits | None = None
-        self.input_shape = tuple(input_shape)
+        model_inputs = [n for n in graph.nodes if n.op == "input"]
+        #: Per-sample shape of each model input, in the order of ``forward``'s arguments.
+        self.input_shapes = [tuple(n.attrs["shape"]) for n in model_inputs]
+        #: The per-sample input shape (a tuple of shapes for a model with several inputs).
+        self.input_shape = self.input_shapes[0] if len(model_inputs) == 1 else tuple(self.input_shapes)
         self.settings = dict(settings)
         #: The per-layer plan ``rounding_threshold_bits="auto"`` chose (a RoundingPlan), else None.
         self.rounding_plan = None
-        self._input_node: Node = client_input_nodes(graph)[0]
+        # One circuit input per client quantizer; a model input with two quantizers (Brevitas) has two.
+        self._input_nodes: list[Node] = client_input_nodes(graph)
+        self._input_node: Node = self._input_nodes[0]
+        names = [n.name for n in model_inputs]
+        self._input_of = [names.index(q.inputs[0]) for q in self._input_nodes]
         self._layers = value_layers(graph)
         self._output_node: Node = graph[graph.outputs[0]]
         # The reference interpreter runs exactly the circuit's nodes, fed with the client's codes.
-        circuit_input = Node(self._input_node.name, "input", [], {"shape": self.input_shape, "dtype": "int"})
-        self._server_graph = Graph([circuit_input] + [n for n in graph.nodes if is_server_node(n)],
+        circuit_inputs = [Node(q.name, "input", [], {"shape": self.input_shapes[i], "dtype": "int"})
+                          for q, i in zip(self._input_nodes, self._input_of)]
+        self._server_graph = Graph(circuit_inputs + [n for n in graph.nodes if is_server_node(n)],
                                    [self._output_node.inputs[0]]).verify("circuit")
-        zero = np.full((1,) + self.input_shape, self._input_node.attrs.get("zero_point", 0), np.int64)
-        self.output_shape = tuple(self.dequantize_output(run(self._server_graph, [zero])[0]).shape[1:])
+        zeros = [np.full((1,) + self.input_shapes[i], q.attrs.get("zero_point", 0), np.int64)
+                 for q, i in zip(self._input_nodes, self._input_of)]
+        self.output_shape = tuple(self.dequantize_output(run(self._server_graph, zeros)[0]).shape[1:])
 
     def __getstate__(self) -> dict:
         """Pickling keeps the quantized model and drops the circuits (concrete objects cannot be
@@ -219,13 +229,14 @@ class QuantizedModule:
         """
         return BitwidthReport(bitwidth_rows(self.graph, self.bitwidths))
 
-    def forward(self, X, fhe: str = "disable", strict: bool = False, progress: Callable | None = None) -> np.ndarray:
+    def forward(self, *X, fhe: str = "disable", strict: bool = False, progress: Callable | None = None) -> np.ndarray:
         """Run the model on a batch.
 
         Parameters
         ----------
-        X : ndarray or torch.Tensor, shape (n, ...)
-            Float inputs.
+        *X : ndarray or torch.Tensor, shape (n, ...)
+            Float inputs: one array, or one per model input (``forward(X1, X2)``), with the same
+            number of samples.
         fhe : {"disable", "simulate", "execute"}
             ``disable``: the numpy integer reference interpreter (vectorised), which also checks
             every intermediate value against the compiled ranges. ``simulate``: concrete-python's
@@ -256,8 +267,8 @@ class QuantizedModule:
             raise ConfigurationError(f"fhe must be one of {FHE_MODES}, got {fhe!r}")
         as_bool("strict", strict)
         compiled = None if fhe == "disable" else self._require_compiled()
-        codes = self.quantize_input(X)
-        if len(codes) == 0:
+        codes = self._codes(X)
+        if len(codes[0]) == 0:
             return np.zeros((0,) + self.output_shape)
         out = self._reference(codes, strict)  # the range check, in every mode
         if fhe == "simulate":
@@ -266,7 +277,7 @@ class QuantizedModule:
             out = execute(compiled.circuit, codes, progress)
         return self.dequantize_output(out)
 
-    def __call__(self, X, fhe: str = "disable", strict: bool = False, progress: Callable | None = None) -> np.ndarray:
+    def __call__(self, *X, fhe: str = "disable", strict: bool = False, progress: Callable | None = None) -> np.ndarray:
         """``qm(X, ...)`` is ``qm.forward(X, ...)``, as for the torch model.
 
         Examples
@@ -276,7 +287,7 @@ class QuantizedModule:
         >>> bool((qm(np.ones((2, 3))) == qm.forward(np.ones((2, 3)))).all())
         True
         """
-        return self.forward(X, fhe, strict, progress)
+        return self.forward(*X, fhe=fhe, strict=strict, progress=progress)
 
     def __repr__(self) -> str:
         """Layers with their accumulator and lookup widths, and the compile state.
@@ -302,8 +313,11 @@ class QuantizedModule:
         return (f"QuantizedModule(input {self.input_shape} -> output {self.output_shape}, {quant}, "
                 f"bitwidth_method={self.settings.get('bitwidth_method')!r}, {state}\n{table}\n)")
 
-    def quantize_input(self, X) -> np.ndarray:
+    def quantize_input(self, *X):
         """Client side: validate, clip (with a warning) and quantize inputs to circuit codes.
+
+        Returns an array of codes, or a tuple with one per circuit input for a model with several
+        inputs (or one input with two quantizers).
 
         Examples
         --------
@@ -313,9 +327,22 @@ class QuantizedModule:
         >>> qm.quantize_input(np.zeros((1, 4))).dtype
         dtype('int64')
         """
+        codes = self._codes(X)
+        return codes[0] if len(codes) == 1 else tuple(codes)
+
+    def _codes(self, X: tuple) -> list[np.ndarray]:
+        if any(isinstance(x, str) for x in X):
+            raise ConfigurationError("pass fhe, strict and progress by keyword: forward(X, fhe='simulate')")
+        if len(X) != len(self.input_shapes):
+            raise ConfigurationError(f"this model takes {len(self.input_shapes)} input(s) (shapes "
+                                     f"{', '.join(str(s) for s in self.input_shapes)}); got {len(X)}")
         why = ("the model's input quantizer clips them too (Brevitas does the same)" if self.settings.get("qat")
                else "calibrate on data that covers them")
-        return quantize_input_codes(check_input(X, self.input_shape), self._input_node.attrs, why)
+        names = [f"X{i + 1}" if len(X) > 1 else "X" for i in range(len(X))]
+        arrays = [check_input(x, s, name) for x, s, name in zip(X, self.input_shapes, names)]
+        if len({len(a) for a in arrays}) > 1:
+            raise ConfigurationError(f"the inputs have different numbers of samples: {[len(a) for a in arrays]}")
+        return [quantize_input_codes(arrays[i], q.attrs, why) for q, i in zip(self._input_nodes, self._input_of)]
 
     def dequantize_output(self, codes: np.ndarray) -> np.ndarray:
         """Client side: circuit output codes → float outputs (adds the last layer's bias).
@@ -332,7 +359,7 @@ class QuantizedModule:
         return evaluate("dequant", [np.asarray(codes)], self._output_node.attrs)
 
     # -- internals ------------------------------------------------------------------------------
-    def _reference(self, codes: np.ndarray, strict: bool) -> np.ndarray:
+    def _reference(self, codes: list[np.ndarray], strict: bool) -> np.ndarray:
         problems: list[str] = []
 
         def observe(node: Node, value: np.ndarray) -> None:
@@ -350,7 +377,7 @@ class QuantizedModule:
                     f"[{lo}, {hi}] ({info.bits} bits)"
                 )
 
-        out = run(self._server_graph, [codes], observe)[0]
+        out = run(self._server_graph, list(codes), observe)[0]
         if problems:
             msg = ("values outside the range the circuit was compiled for would wrap around in FHE: "
                    + "; ".join(problems)

@@ -27,7 +27,7 @@ from torch import nn
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
-from qfhe.frontend.torch_fx import check_single_input, convert, record_outputs, trace
+from qfhe.frontend.torch_fx import convert, record_outputs, trace
 from qfhe.frontend.pooling import adaptive_avgpool, avgpool
 from qfhe.frontend.torch_ops import _input_shape, _np, _value
 from qfhe.ir.graph import Graph
@@ -69,8 +69,8 @@ def import_brevitas(model: nn.Module, sample: torch.Tensor) -> Graph:
     ----------
     model : torch.nn.Module
         A model built from ``brevitas.nn`` layers (plain torch layers in between are fine).
-    sample : torch.Tensor
-        At least two valid inputs, shape (n, ...).
+    sample : torch.Tensor or tuple of torch.Tensor
+        At least two valid inputs, shape (n, ...); a tuple with one per argument of ``forward``.
 
     Returns
     -------
@@ -94,7 +94,6 @@ def import_brevitas(model: nn.Module, sample: torch.Tensor) -> Graph:
     model.eval()
     try:
         gm = trace(model, BrevitasTracer())
-        check_single_input(gm)
         outputs = record_outputs(gm, sample)
         return convert(gm, _BrevitasHook(outputs))
     finally:

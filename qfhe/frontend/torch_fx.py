@@ -60,8 +60,9 @@ def import_torch(model: nn.Module, sample: torch.Tensor) -> Graph:
     ----------
     model : torch.nn.Module
         A float model in eval semantics (dropout ignored, BatchNorm uses running statistics).
-    sample : torch.Tensor
-        At least two samples of valid input, shape (n, ...), used for shape propagation.
+    sample : torch.Tensor or tuple of torch.Tensor
+        At least two samples of valid input, shape (n, ...), used for shape propagation; a tuple
+        with one tensor per argument of ``forward``.
 
     Returns
     -------
@@ -89,26 +90,10 @@ def import_torch(model: nn.Module, sample: torch.Tensor) -> Graph:
     model.eval()
     try:
         gm = trace(model)
-        check_single_input(gm)
         record_outputs(gm, sample)
         return convert(gm)
     finally:
         model.train(was_training)
-
-
-def check_single_input(gm: torch.fx.GraphModule) -> None:
-    """Raise :class:`UnsupportedOpError` unless the traced forward takes exactly one tensor.
-
-    Examples
-    --------
-    >>> check_single_input(trace(torch.nn.Linear(2, 2))) is None
-    True
-    """
-    names = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
-    if len(names) != 1:
-        raise UnsupportedOpError(
-            f"the model's forward takes {len(names)} tensor arguments ({', '.join(map(str, names))}); qfhe compiles "
-            "models with exactly one input: concatenate the inputs into one tensor and split it inside forward")
 
 
 class _Recorder(torch.fx.Interpreter):
@@ -161,6 +146,11 @@ def record_outputs(gm: torch.fx.GraphModule, sample) -> dict[str, object]:
     samples = list(sample) if isinstance(sample, (tuple, list)) else [sample]
     samples = [torch.as_tensor(s)[:2].to(dtype) for s in samples]  # a .double() model runs on float64 samples
     samples = [torch.cat([s, s]) if s.shape[0] < 2 else s for s in samples]
+    placeholders = [n.target for n in gm.graph.nodes if n.op == "placeholder"]
+    if len(placeholders) != len(samples):
+        raise InputsetError(
+            f"the model's forward takes {len(placeholders)} tensor argument(s) ({', '.join(map(str, placeholders))}) "
+            f"but the inputset gives {len(samples)}; pass a tuple with one array per argument, e.g. (X1, X2)")
     recorder = _Recorder(gm)
     with torch.no_grad():
         for rec, batch in ((recorder, samples), (_Recorder(gm, "1"), [s[:1] for s in samples])):
@@ -199,7 +189,6 @@ def convert(gm: torch.fx.GraphModule, module_hook=None) -> Graph:
     em = Emitter()
     env: dict[str, object] = {}  # fx node name -> IR value name, or a python value (shape maths)
     modules = dict(gm.named_modules())
-    check_single_input(gm)
     for node in gm.graph.nodes:
         if node.meta.get("qfhe_const"):
             env[node.name] = Const(node.meta["qfhe_value"])

@@ -70,6 +70,7 @@ class _Builder:
         self.vals: dict[str, object] = {}  # float-graph name -> _Int or str (float value name)
         self._used: set[str] = set()
         self._quant_cache: dict[tuple, _Int] = {}
+        self._input_codes: dict[tuple, _Int] = {}  # (model input, quantizer) -> client codes
 
     def emit(self, name: str, op: str, inputs: list[str], attrs: dict) -> str:
         name = unique_name(name, self._used)
@@ -135,22 +136,26 @@ class _Builder:
     def on_input(self, n: Node) -> None:
         fin = self.emit(n.name, "input", [], dict(n.attrs))
         users = [self.graph[u] for u in self.users[n.name]]
-        fixed = {tuple(sorted(_quant_attrs(_fixed_quantizer(u.attrs)).items())) for u in users if u.op == "fakequant"}
         if self.qat:
-            if len(fixed) != 1 or any(u.op != "fakequant" for u in users):
+            if not users or any(u.op != "fakequant" for u in users):
                 raise UnsupportedOpError(
-                    f"the model input '{n.name}' feeds {[u.name for u in users]} without one input quantizer; "
+                    f"the model input '{n.name}' feeds {[u.name for u in users]} without an input quantizer; "
                     "start a QAT model with a QuantIdentity so the client knows how to quantize inputs"
                 )
-            q = _fixed_quantizer(next(u.attrs for u in users))
+            # One circuit input per distinct quantizer: the client quantizes the float input with
+            # each (DoubleQuantQATMixNet), which is exact, where requantizing in FHE would not be.
+            quantizers = list(dict.fromkeys(_fixed_quantizer(u.attrs) for u in users))
         else:
-            q = UniformQuantizer.from_range(*self.ranges[n.name], self.n_bits.model_inputs)
-        name = self.emit(f"{n.name}_q", "quant", [fin], {**_quant_attrs(q), "side": "client"})
-        self.vals[n.name] = _quantized_int(name, q)
+            quantizers = [UniformQuantizer.from_range(*self.ranges[n.name], self.n_bits.model_inputs)]
+        for k, q in enumerate(quantizers):
+            name = self.emit(f"{n.name}_q" if k == 0 else f"{n.name}_q{k}", "quant", [fin],
+                             {**_quant_attrs(q), "side": "client"})
+            self._input_codes[(n.name, q)] = _quantized_int(name, q)
+        self.vals[n.name] = self._input_codes[(n.name, quantizers[0])]
 
     def on_fakequant(self, n: Node) -> None:
         q = _fixed_quantizer(n.attrs)
-        v = self.vals[n.inputs[0]]
+        v = self._input_codes.get((n.inputs[0], q), self.vals[n.inputs[0]])
         if isinstance(v, _Int) and v.quantizer is not None and _quant_attrs(v.quantizer) == _quant_attrs(q):
             self.vals[n.name] = v  # already on this grid (input quantizer, or a repeated quantizer)
         else:

@@ -11,6 +11,7 @@ Two circuits come out of one compile:
 
 from __future__ import annotations
 
+import inspect
 import time
 from dataclasses import dataclass
 from typing import Callable
@@ -79,8 +80,8 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
     ----------
     fn : callable
         From :func:`qfhe.tfhe.lower.make_circuit_function`.
-    inputset : ndarray of int
-        Circuit input codes, shape (n, ...).
+    inputset : ndarray of int, or list of them
+        Circuit input codes, shape (n, ...); a list holds one array per circuit input.
     configuration : fhe.Configuration
     batch_size : int
         Chunk size of the batch simulation circuit.
@@ -89,7 +90,7 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
         judges with :mod:`qfhe.tfhe.noise` and adds it with :func:`add_batch_circuit` at the end.
     """
     start = time.perf_counter()
-    circuit = compile_with_ranges(fn, [s[None] for s in inputset], configuration)
+    circuit = compile_with_ranges(fn, _samples(inputset, 1), configuration)
     compile_seconds = time.perf_counter() - start
     # Circuit.global_p_error in concrete-python 2.11 returns the per-PBS p_error; the module's
     # statistics carry the whole-circuit figure.
@@ -126,9 +127,8 @@ def add_batch_circuit(fn: Callable, inputset: np.ndarray, compiled: CompiledCirc
     size = compiled.batch_size
     batch_cfg = configuration.fork(p_error=compiled.circuit.p_error, global_p_error=None, fhe_execution=False,
                                    fhe_simulation=True)
-    chunks = [_pad(inputset[i : i + size], size) for i in range(0, len(inputset), size)]
     start = time.perf_counter()
-    batch = compile_with_ranges(fn, chunks, batch_cfg)
+    batch = compile_with_ranges(fn, _samples(inputset, size), batch_cfg)
     stats = {**compiled.statistics, "batch_compile_seconds": time.perf_counter() - start}
     return CompiledCircuits(compiled.circuit, batch, size, stats)
 
@@ -147,19 +147,19 @@ def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configu
     --------
     >>> def f(x):
     ...     return x - 3
-    >>> f.predicted_ranges, f.input_name = {}, "x"
+    >>> f.predicted_ranges, f.input_names = {}, ["x"]
     >>> c = compile_with_ranges(f, [np.array([5]), np.array([7])], fhe.Configuration())
     >>> str(c.graph.ordered_outputs()[0].output.dtype)   # the inputset alone: never negative
     'uint3'
     >>> def g(x):
     ...     with fhe.tag("y"):
     ...         return fhe.hint(x - 3, bit_width=4)
-    >>> g.predicted_ranges, g.input_name = {"x": (0, 7), "y": (-3, 4)}, "x"
+    >>> g.predicted_ranges, g.input_names = {"x": (0, 7), "y": (-3, 4)}, ["x"]
     >>> str(compile_with_ranges(g, [np.array([5]), np.array([7])], fhe.Configuration()).graph
     ...     .ordered_outputs()[0].output.dtype)
     'int4'
     """
-    compiler = fhe.Compiler(fn, {"x": "encrypted"})
+    compiler = fhe.Compiler(fn, {p: "encrypted" for p in inspect.signature(fn).parameters})
     ranges = getattr(fn, "predicted_ranges", {})
     if not ranges:
         return compiler.compile(inputset, configuration)
@@ -171,7 +171,7 @@ def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configu
 
     def predicted(node) -> tuple | None:
         if node.operation == Operation.Input:
-            return ranges.get(fn.input_name)
+            return ranges.get(fn.input_names[graph.input_indices[node]])
         if "bit_width_hint" in node.properties:  # the hinted node is the tagged value itself
             return ranges.get(node.tag)
         return None
@@ -198,6 +198,26 @@ def _per_layer(per_tag: dict, layers: dict) -> dict[str, int]:
     return {k: v for k, v in out.items() if v}
 
 
+def as_inputs(codes) -> list[np.ndarray]:
+    """Circuit input codes as a list with one array per circuit input.
+
+    Examples
+    --------
+    >>> len(as_inputs(np.zeros((3, 2)))), len(as_inputs([np.zeros((3, 2)), np.zeros((3, 1))]))
+    (1, 2)
+    """
+    return list(codes) if isinstance(codes, (list, tuple)) else [codes]
+
+
+def _samples(codes, size: int) -> list:
+    """concrete's inputset: chunks of ``size`` samples (the last one padded), a tuple per chunk
+    when the circuit has several inputs."""
+    arrays = as_inputs(codes)
+    n = len(arrays[0])
+    chunks = [[_pad(a[i : i + size], size) for a in arrays] for i in range(0, n, size)]
+    return [c[0] if len(c) == 1 else tuple(c) for c in chunks]
+
+
 def _pad(chunk: np.ndarray, size: int) -> np.ndarray:
     if len(chunk) == size:
         return chunk
@@ -207,8 +227,10 @@ def _pad(chunk: np.ndarray, size: int) -> np.ndarray:
 def simulate(compiled: CompiledCircuits, codes: np.ndarray) -> np.ndarray:
     """Run the batch simulation circuit over ``codes`` chunk by chunk."""
     b = compiled.batch_size
-    outs = [compiled.batch_circuit.simulate(_pad(codes[i : i + b], b))[: len(codes[i : i + b])]
-            for i in range(0, len(codes), b)]
+    arrays = as_inputs(codes)
+    n = len(arrays[0])
+    outs = [compiled.batch_circuit.simulate(*[_pad(a[i : i + b], b) for a in arrays])[: min(b, n - i)]
+            for i in range(0, n, b)]
     return np.concatenate(outs).astype(np.int64)
 
 
@@ -225,9 +247,11 @@ def execute(circuit: fhe.Circuit, codes: np.ndarray, progress: Callable | None =
         raise KeysNotGeneratedError(
             "fhe='execute' needs keys: call qm.fhe_circuit.keygen() once before executing (it can take a while)"
         )
-    rows = range(len(codes)) if progress is None else progress(range(len(codes)))
+    arrays = as_inputs(codes)
+    n = len(arrays[0])
+    rows = range(n) if progress is None else progress(range(n))
     outs = []
     for i in rows:
-        enc = circuit.encrypt(codes[i : i + 1])
-        outs.append(circuit.decrypt(circuit.run(enc)))
+        enc = circuit.encrypt(*[a[i : i + 1] for a in arrays])
+        outs.append(circuit.decrypt(circuit.run(*enc) if isinstance(enc, tuple) else circuit.run(enc)))
     return np.concatenate(outs).astype(np.int64)

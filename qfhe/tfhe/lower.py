@@ -10,6 +10,7 @@ concrete as bounds, so concrete's types (width *and sign*) are the ones qfhe pre
 
 from __future__ import annotations
 
+import inspect
 from typing import Callable
 
 import numpy as np
@@ -25,8 +26,9 @@ from qfhe.passes.bitwidth import ValueInfo, client_input_nodes, is_server_node, 
 _EXACTNESS = {"exact": fhe.Exactness.EXACT, "approximate": fhe.Exactness.APPROXIMATE}
 
 
-def circuit_io(graph: Graph) -> tuple[str, str]:
-    """Names of the circuit's input (client ``quant``) and output (value read by client ``dequant``).
+def circuit_io(graph: Graph) -> tuple[list[str], str]:
+    """Names of the circuit's inputs (client ``quant`` nodes, in order) and of its output (the value
+    the client ``dequant`` reads).
 
     Examples
     --------
@@ -34,12 +36,23 @@ def circuit_io(graph: Graph) -> tuple[str, str]:
     >>> g = Graph([Node("x", "input", []), Node("xq", "quant", ["x"], {"side": "client"}),
     ...            Node("y", "dequant", ["xq"], {"side": "client"})], ["y"])
     >>> circuit_io(g)
-    ('xq', 'xq')
+    (['xq'], 'xq')
     """
     ins = client_input_nodes(graph)
-    if len(ins) != 1 or len(graph.outputs) != 1:
-        raise UnsupportedOpError("the TFHE backend compiles graphs with exactly one input and one output")
-    return ins[0].name, graph[graph.outputs[0]].inputs[0]
+    if not ins or len(graph.outputs) != 1:
+        raise UnsupportedOpError("the TFHE backend compiles graphs with at least one input and exactly one output")
+    return [n.name for n in ins], graph[graph.outputs[0]].inputs[0]
+
+
+def parameter_names(n_inputs: int) -> list[str]:
+    """The circuit function's parameter names, which concrete reads from its signature.
+
+    Examples
+    --------
+    >>> parameter_names(1), parameter_names(2)
+    (['x'], ['x0', 'x1'])
+    """
+    return ["x"] if n_inputs == 1 else [f"x{i}" for i in range(n_inputs)]
 
 
 def _tlu(node: Node, x, in_bits: int):
@@ -136,7 +149,8 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
     Returns
     -------
     callable
-        Works on numpy int arrays (giving the reference result) and on concrete tracers.
+        ``f(x)``, or ``f(x0, x1, ...)`` with one argument per circuit input; works on numpy int
+        arrays (giving the reference result) and on concrete tracers.
 
     Examples
     --------
@@ -148,16 +162,20 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
     >>> f(np.array([[1, 2]]))
     array([[2, 4]])
     """
-    x_name, out_name = circuit_io(graph)
-    server = [n for n in graph.nodes if is_server_node(n) and n.name != x_name]
+    x_names, out_name = circuit_io(graph)
+    server = [n for n in graph.nodes if is_server_node(n) and n.name not in x_names]
     tracing = Tracer
 
-    def f(x):
-        if isinstance(x, tracing):
-            x = fhe.hint(x, bit_width=info[x_name].bits)
-        vals = {x_name: x}
+    params = parameter_names(len(x_names))
+
+    def f(*xs, **named):
+        xs = list(xs) + [named[p] for p in params[len(xs):]]  # concrete passes them by name
+        traced = isinstance(xs[0], tracing)
+        if traced:
+            xs = [fhe.hint(x, bit_width=info[name].bits) for x, name in zip(xs, x_names)]
+        vals = dict(zip(x_names, xs))
         for n in server:
-            if not isinstance(x, tracing):
+            if not traced:
                 vals[n.name] = evaluate(n.op, [vals[i] for i in n.inputs], n.attrs)
                 continue
             with fhe.tag(n.name):
@@ -165,7 +183,8 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
                 vals[n.name] = fhe.hint(v, bit_width=info[n.name].bits)
         return vals[out_name]
 
+    f.__signature__ = inspect.Signature([inspect.Parameter(p, inspect.Parameter.POSITIONAL_OR_KEYWORD) for p in params])
     f.predicted_ranges = {name: (v.lo, v.hi) for name, v in info.items()}
-    f.input_name = x_name
+    f.input_names = x_names
     f.layers = value_layers(graph)  # node tag -> layer, for pbs_count_per_layer
     return f
