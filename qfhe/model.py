@@ -24,8 +24,8 @@ from qfhe.ir.ops import evaluate
 from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node, value_layers
 from qfhe.quant.quantizer import quantize_input_codes
 from qfhe.report import BitwidthReport
-from qfhe.tfhe.circuit import (CompiledCircuits, add_batch_circuit, compile_circuits, execute, make_configuration,
-                               simulate)
+from qfhe.tfhe.circuit import (CompiledCircuits, add_batch_circuit, as_inputs, compile_circuits, execute,
+                               make_configuration, simulate)
 from qfhe.tfhe.lower import make_circuit_function
 from qfhe.validation import as_bool, as_int, check_input, user_stacklevel
 
@@ -359,7 +359,7 @@ class QuantizedModule:
         return evaluate("dequant", [np.asarray(codes)], self._output_node.attrs)
 
     # -- internals ------------------------------------------------------------------------------
-    def _reference(self, codes: list[np.ndarray], strict: bool) -> np.ndarray:
+    def _reference(self, codes, strict: bool) -> np.ndarray:
         problems: list[str] = []
 
         def observe(node: Node, value: np.ndarray) -> None:
@@ -377,7 +377,7 @@ class QuantizedModule:
                     f"[{lo}, {hi}] ({info.bits} bits)"
                 )
 
-        out = run(self._server_graph, list(codes), observe)[0]
+        out = run(self._server_graph, as_inputs(codes), observe)[0]
         if problems:
             msg = ("values outside the range the circuit was compiled for would wrap around in FHE: "
                    + "; ".join(problems)

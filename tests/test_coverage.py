@@ -260,3 +260,71 @@ def test_brevitas_input_with_two_quantizers_is_exact():
     clear = qm.forward(X4[:64])
     np.testing.assert_array_equal(qm.forward(X4[:64], fhe="simulate"), clear)
     np.testing.assert_allclose(clear, _float(m, X4[:64]), atol=1e-5)
+
+
+def _step(x, bias):
+    y = torch.zeros_like(x)
+    mask = torch.gt(x - bias, 0.0)
+    y[mask] = 1.0
+    return y
+
+
+class SimpleQAT(nn.Module):
+    """Concrete ML's SimpleQAT: a step quantizer written with comparisons and item assignment."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(4, 4)
+
+    def forward(self, x):
+        x_q = _step(x, -5)
+        for i in range(1, 3):
+            x_q += _step(x, (i - 1) * 5)
+        return torch.relu(self.fc1(x_q.mul(5)))
+
+
+class Masks(nn.Module):
+    """torch.where, (x > 0).float(), x[x < 0] = 0, and logical combinations of masks."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc = nn.Linear(4, 4)
+
+    def forward(self, x):
+        y = self.fc(x)
+        z = torch.where(y > 0, y, 0.1 * y) + (y < -1).float() * 3
+        y2 = y.clone()
+        y2[y2 < 0] = 0
+        return torch.cat([z, y2, ((y > 0.3) & (y < 1.0)).float()], 1)
+
+
+def test_data_dependent_elementwise_functions_are_one_lookup(fhe_config):
+    torch.manual_seed(0)
+    m = SimpleQAT()
+    X = np.random.RandomState(4).randn(200, 4) * 8
+    qm = qfhe.compile_torch_model(m, X, n_bits=6, configuration=fhe_config)
+    assert qm.graph.ops() == ["input", "quant", "tlu", "qgemm", "tlu", "dequant"]  # the whole step: one lookup
+    clear = qm.forward(X[:64])
+    np.testing.assert_array_equal(qm.forward(X[:64], fhe="simulate"), clear)
+    # the steps are reproduced exactly away from the thresholds (-5, 0, 5), where input quantization may flip them
+    ref, far = _float(m, X[:64]), np.all(np.abs(X[:64, :, None] - np.array([-5, 0, 5])) > 0.3, axis=(1, 2))
+    np.testing.assert_allclose(clear[far], ref[far], atol=0.05 * np.ptp(ref))
+
+    masks = Masks()
+    qm = qfhe.compile_torch_model(masks, X4, n_bits=6, configuration=fhe_config)
+    assert qm.graph.ops().count("tlu") == 3
+    # (y < -1) * 3 jumps by the whole output range: a value one step from -1 may land on either side,
+    # so only the mean error says something here
+    _check_exact_and_close(qm, masks, X4[:64], rel=1.01, rel_mean=0.02)
+
+
+def test_expressions_of_two_tensors_and_ckks_are_refused():
+    class Two(nn.Module):
+        def forward(self, x, y):
+            return torch.where(x > 0, y, 0.0)
+
+    with pytest.raises(UnsupportedOpError, match=r"node 'where' combines values computed from different encrypted "
+                                                 r"tensors \(x, y\) with 'where'"):
+        qfhe.compile_torch_model(Two(), (X4, X4))
+    with pytest.raises(UnsupportedOpError, match=r"comparison, mask or torch.where.*use scheme='tfhe'"):
+        qfhe.compile_torch_model(Masks(), X4, scheme="ckks")

@@ -78,6 +78,10 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
             shapes[n.name] = out.shape[1:]
             nodes.append(Node(n.name, "linear", ins, {"matrix": matrix, "bias": bias}))
         elif n.op == "activation":
+            if n.attrs["fn"] == "expr":
+                raise UnsupportedOpError(
+                    f"node '{n.name}' computes a comparison, mask or torch.where (a step function); CKKS evaluates "
+                    "polynomials, which cannot jump: use scheme='tfhe', where it is one table lookup")
             if chain_arrays([{"op": "activation", "attrs": n.attrs}]):
                 raise UnsupportedOpError(
                     f"node '{n.name}' ({n.attrs['fn']}) has a parameter per channel; the CKKS path fits one polynomial "

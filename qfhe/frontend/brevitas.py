@@ -27,7 +27,7 @@ from torch import nn
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
-from qfhe.frontend.torch_fx import convert, record_outputs, trace
+from qfhe.frontend.torch_fx import QfheTracer, convert, record_outputs, trace
 from qfhe.frontend.pooling import adaptive_avgpool, avgpool
 from qfhe.frontend.torch_ops import _input_shape, _np, _value
 from qfhe.ir.graph import Graph
@@ -38,7 +38,7 @@ _LINEAR_MODULES = {"QuantLinear", "QuantConv1d", "QuantConv2d"}
 _POOL_MODULES = {"TruncAvgPool2d", "TruncAdaptiveAvgPool2d"}
 
 
-class BrevitasTracer(torch.fx.Tracer):
+class BrevitasTracer(QfheTracer):
     """A torch.fx tracer that treats every Brevitas module as a leaf.
 
     Examples

@@ -23,6 +23,7 @@ from torch import nn  # noqa: F401  (docstring examples)
 from qfhe.errors import UnsupportedOpError
 from qfhe.ir.activations import ACTIVATIONS, ActivationDef
 from qfhe.ir.graph import Graph, Node, unique_name
+from qfhe.passes.dce import dce
 
 
 class Emitter:
@@ -44,15 +45,26 @@ class Emitter:
         self.nodes.append(Node(name, op, inputs, attrs))
         return name
 
+    def node(self, name: str) -> Node | None:
+        """The node emitted under ``name`` (None for an unknown name).
+
+        Examples
+        --------
+        >>> em = Emitter(); em.node(em.input("x", (2,))).op
+        'input'
+        """
+        return next((n for n in reversed(self.nodes) if n.name == name), None)
+
     def graph(self, outputs: list[str]) -> Graph:
-        """Return the graph built so far.
+        """Return the graph built so far, without nodes no output reads (steps an elementwise
+        expression absorbed).
 
         Examples
         --------
         >>> em = Emitter(); em.graph([em.input("x", (2,))]).ops()
         ['input']
         """
-        return Graph(self.nodes, outputs).verify("frontend")
+        return dce(Graph(self.nodes, outputs)).verify("frontend")
 
     def input(self, name: str, shape) -> str:
         """Add the graph input with per-sample ``shape``.

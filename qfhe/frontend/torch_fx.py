@@ -15,6 +15,8 @@ Examples
 
 from __future__ import annotations
 
+import operator
+
 import torch
 import torch.fx
 from torch import nn
@@ -24,6 +26,38 @@ from qfhe.frontend.lowering import Emitter
 from qfhe.frontend.shape_ops import sample_shape
 from qfhe.frontend.torch_ops import Const, _describe, _function, _module, _value
 from qfhe.ir.graph import Graph
+
+class _Proxy(torch.fx.Proxy):
+    """torch.fx's proxy, which also records ``x[mask] = value`` (torch.fx refuses item assignment)."""
+
+    def __setitem__(self, key, value) -> None:
+        self.tracer.create_proxy("call_function", operator.setitem, (self, key, value), {})
+
+
+class QfheTracer(torch.fx.Tracer):
+    """The tracer of every qfhe frontend: torch.fx's, recording item assignments too.
+
+    Examples
+    --------
+    >>> class Mask(torch.nn.Module):
+    ...     def forward(self, x):
+    ...         x[x < 0] = 0.0
+    ...         return x
+    >>> [n.target.__name__ for n in trace(Mask()).graph.nodes if n.op == "call_function"]
+    ['lt', 'setitem']
+    """
+
+    def proxy(self, node: torch.fx.Node) -> torch.fx.Proxy:
+        """Wrap ``node`` in a proxy that supports item assignment.
+
+        Examples
+        --------
+        >>> g = torch.fx.Graph(); t = QfheTracer(); t.graph = g
+        >>> type(t.proxy(g.placeholder("x"))).__name__
+        '_Proxy'
+        """
+        return _Proxy(node, self)
+
 
 def trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.GraphModule:
     """Symbolically trace ``model`` with torch.fx, turning tracing failures into qfhe errors.
@@ -45,7 +79,7 @@ def trace(model: nn.Module, tracer: torch.fx.Tracer | None = None) -> torch.fx.G
         if type(model).__module__.startswith("torch.nn.") and not list(model.children()):
             # A bare layer traces to functionals reading its parameters; wrapping keeps it a module call.
             model = nn.Sequential(model)
-        return torch.fx.GraphModule(model, (tracer or torch.fx.Tracer()).trace(model))
+        return torch.fx.GraphModule(model, (tracer or QfheTracer()).trace(model))
     except Exception as exc:  # torch.fx raises many kinds (TraceError, TypeError, ...)
         raise UnsupportedOpError(
             f"torch.fx could not trace {type(model).__name__}: {exc}. qfhe needs a model without "

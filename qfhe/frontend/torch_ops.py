@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from qfhe.errors import UnsupportedOpError
+from qfhe.frontend.expressions import Expr, expression, is_expression_op
 from qfhe.frontend.lowering import Emitter, activation_forms
 from qfhe.frontend.pooling import POOL_FUNCTIONS, POOL_MODULES, pool_function, pool_module
 from qfhe.frontend.shape_ops import is_shape_op, keeps_batch_axis, shape_op
@@ -63,6 +64,9 @@ def _value(env: dict, arg, node: torch.fx.Node) -> str:
         v = env[arg.name]
         if isinstance(v, str):
             return v
+        if isinstance(v, Expr):  # read by a non-elementwise op: now it becomes a table lookup
+            env[arg.name] = v.materialize()
+            return env[arg.name]
         if isinstance(v, Const):
             raise UnsupportedOpError(
                 f"node '{node.name}' ({_describe(node)}) uses the constant tensor '{arg.name}' where qfhe needs an "
@@ -123,6 +127,10 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
     args = list(node.args)
     if shape is None and (target in ("size", operator.getitem, getattr)):
         return ("shape-maths", node.name)  # only feeds view/reshape, whose shape comes from ShapeProp
+    if is_expression_op(node, env):
+        if target in ("float", "double", "to", "type") and isinstance(env.get(getattr(args[0], "name", None)), str):
+            return _value(env, args[0], node)  # a cast of an encrypted float tensor: nothing to do
+        return expression(em, env, node)
     act = forms.methods.get(target) if node.op == "call_method" else forms.functions.get(target)
     if act is not None:
         x = _value(env, args[0], node)

@@ -66,6 +66,12 @@ def _prelu(x: torch.Tensor, weight) -> torch.Tensor:
     return torch.where(x >= 0, x, torch.as_tensor(np.asarray(weight, np.float64)) * x)
 
 
+def _expr(x: torch.Tensor, program: list) -> torch.Tensor:
+    from qfhe.ir.expr_program import evaluate_program
+
+    return evaluate_program(x, program)
+
+
 def _rrelu(x: torch.Tensor, lower: float, upper: float) -> torch.Tensor:
     return F.rrelu(x, lower, upper, training=False)  # eval: the fixed slope (lower + upper) / 2
 
@@ -122,6 +128,8 @@ _REGISTRY = [
     ActivationDef("floor", torch.floor, None),
     ActivationDef("ceil", torch.ceil, None),
     ActivationDef("round", torch.round, None),
+    # comparisons, masks and torch.where on one tensor: built by qfhe.frontend.expressions
+    ActivationDef("expr", _expr, None, ("program",), (("program", None),)),
     ActivationDef("trunc", torch.trunc, None),
 ]
 
