@@ -328,3 +328,43 @@ def test_expressions_of_two_tensors_and_ckks_are_refused():
         qfhe.compile_torch_model(Two(), (X4, X4))
     with pytest.raises(UnsupportedOpError, match=r"comparison, mask or torch.where.*use scheme='tfhe'"):
         qfhe.compile_torch_model(Masks(), X4, scheme="ckks")
+
+
+class Products(nn.Module):
+    """x * y and x @ y between encrypted tensors, and x @ x.T on a batch of vectors (Concrete ML's
+    matmul test: each sample's squared norm)."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Linear(4, 3), nn.Linear(4, 3)
+
+    def forward(self, x):
+        u, v = torch.sigmoid(self.a(x)), self.b(x)
+        norms = u @ u.T                                       # (1, 1) per sample
+        outer = u.unsqueeze(2) @ v.unsqueeze(1)               # (3, 3) per sample
+        return torch.cat([u * v, u * u, outer.flatten(1), norms], 1)  # per sample: (1, 16)
+
+
+def test_products_of_encrypted_tensors(fhe_config):
+    torch.manual_seed(0)
+    m = Products()
+    qm = qfhe.compile_torch_model(m, X4, n_bits=6, rounding_threshold_bits=6, configuration=fhe_config)
+    ops = qm.graph.ops()
+    assert ops.count("qmul") == 1 and ops.count("qmatmul") == 2  # u * u is one lookup of u's source
+    clear = qm.forward(X4[:32])
+    np.testing.assert_array_equal(qm.forward(X4[:32], fhe="simulate"), clear)
+    ref = np.stack([_float(m, X4[i : i + 1]) for i in range(32)])
+    assert clear.shape == ref.shape == (32, 1, 16) and np.abs(clear - ref).max() <= 0.1 * np.ptp(ref)
+    with pytest.raises(UnsupportedOpError, match=r"multiplies two encrypted tensors; .* use scheme='tfhe'"):
+        qfhe.compile_torch_model(m, X4, scheme="ckks")
+    with pytest.raises(UnsupportedOpError, match="divides two encrypted tensors"):
+        qfhe.compile_torch_model(Wrap2(lambda x, y: x / y), (X4, X4))
+
+
+class Wrap2(nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x, y):
+        return self.fn(x, y)

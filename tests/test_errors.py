@@ -107,13 +107,15 @@ def test_empty_batch_gives_an_empty_result(tiny, fhe):
     assert out.shape == (0, 2)
 
 
-def test_two_input_model_is_a_clear_unsupported_op():
+def test_two_input_model_needs_one_inputset_per_input():
+    from qfhe.errors import InputsetError
+
     class TwoInputs(nn.Module):
         def forward(self, a, b):
             return a + b
 
-    with pytest.raises(UnsupportedOpError, match=r"forward takes 2 tensor arguments \(a, b\); qfhe compiles models "
-                                                  r"with exactly one input: concatenate"):
+    with pytest.raises(InputsetError, match=r"forward takes 2 tensor argument\(s\) \(a, b\) but the inputset gives 1; "
+                                            r"pass a tuple with one array per argument"):
         qfhe.compile_torch_model(TwoInputs(), np.zeros((40, 4)))
 
 

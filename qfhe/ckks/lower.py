@@ -112,6 +112,10 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
             bias = np.where(index < 0, fill or 0.0, 0.0) if fill else None
             shapes[n.name] = tuple(np.shape(n.attrs["index"]))
             nodes.append(Node(n.name, "linear", ins, {"matrix": matrix, "bias": bias}))
+        elif n.op in ("mul", "matmul"):
+            raise UnsupportedOpError(
+                f"node '{n.name}' ({n.op}) multiplies two encrypted tensors; the CKKS pass pipeline does not place "
+                "ciphertext-ciphertext products outside activations yet: use scheme='tfhe'")
         elif n.op == "maxpool":
             raise UnsupportedOpError(
                 f"node '{n.name}' (maxpool) has no CKKS lowering: a max needs comparisons, which CKKS can only "

@@ -104,7 +104,21 @@ def is_expression_op(node: torch.fx.Node, env: dict) -> bool:
         if t in ("to", "type", "int", "long", "bool", "float", "double", "half") and node.op != "call_method":
             return False
         return True
-    return t in ARITH and any(isinstance(a, torch.fx.Node) and isinstance(env.get(a.name), Expr) for a in node.args)
+    if t not in ARITH or not any(isinstance(a, torch.fx.Node) and isinstance(env.get(a.name), Expr) for a in node.args):
+        return False
+    # Arithmetic joining an expression with a function of another tensor is an encrypted add or product.
+    sources = {_root(env, a) for a in node.args[:2] if isinstance(a, torch.fx.Node)}
+    return len(sources - {None}) <= 1
+
+
+def _root(env: dict, arg: torch.fx.Node) -> str | None:
+    v = env.get(arg.name)
+    if isinstance(v, Expr):
+        return v.source
+    if isinstance(v, str):
+        em = next((e.em for e in env.values() if isinstance(e, Expr)), None)
+        return _trace_back(em, v, arg.name).source if em is not None else v
+    return None
 
 
 def _as_expr(em, env: dict, arg, node: torch.fx.Node) -> Expr | Number:

@@ -161,6 +161,26 @@ class Emitter:
         """
         return self._add(name, "sub", [a, b], {})
 
+    def mul(self, name, a, b) -> str:
+        """Add the elementwise product of two encrypted tensors.
+
+        Examples
+        --------
+        >>> em = Emitter(); x = em.input("x", (2,)); em.mul("p", x, x)
+        'p'
+        """
+        return self._add(name, "mul", [a, b], {})
+
+    def matmul(self, name, a, b, k) -> str:
+        """Add the matrix product of two encrypted tensors (``k``: the contracted length).
+
+        Examples
+        --------
+        >>> em = Emitter(); x = em.input("x", (2, 3)); y = em.input("y", (3, 2)); em.matmul("p", x, y, 3)
+        'p'
+        """
+        return self._add(name, "matmul", [a, b], {"k": int(k)})
+
     def concat(self, name, xs, axis) -> str:
         """Add a concatenation along ``axis`` (axis 0 is the batch).
 

@@ -100,6 +100,8 @@ def is_shape_op(node: torch.fx.Node) -> bool:
     t = node.target
     if node.op == "call_method":
         return t in RESHAPE_METHODS or t in GATHER_METHODS
+    if t is getattr:
+        return node.args[1] in ("T", "mT")
     return node.op == "call_function" and (t in RESHAPE_FUNCS or t in CAT or t in STACK or t in GATHER_FUNCS)
 
 

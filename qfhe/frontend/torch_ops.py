@@ -28,6 +28,7 @@ from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.expressions import Expr, expression, is_expression_op
 from qfhe.frontend.lowering import Emitter, activation_forms
 from qfhe.frontend.pooling import POOL_FUNCTIONS, POOL_MODULES, pool_function, pool_module
+from qfhe.frontend.products import MATMUL, encrypted_product, matmul
 from qfhe.frontend.shape_ops import is_shape_op, keeps_batch_axis, shape_op
 
 _IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
@@ -147,6 +148,8 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
         return shape_op(em, env, node, _value, _describe)
     if target in _ADD | _SUB | _MUL | _DIV:
         return _arith(em, env, node, target)
+    if target in MATMUL:
+        return matmul(em, env, node, _value)
     if target in POOL_FUNCTIONS:
         return pool_function(em, node, _value(env, args[0], node), shape)
     name = getattr(target, "__name__", str(target))
@@ -165,24 +168,26 @@ def _arith(em: Emitter, env: dict, node: torch.fx.Node, target) -> str:
     a, b = node.args[0], node.args[1]
     if node.kwargs.get("alpha", 1) != 1:
         raise UnsupportedOpError(f"node '{node.name}' ({_describe(node)}) uses alpha != 1; write it as a scalar multiply")
-    tensors = [isinstance(v, torch.fx.Node) and isinstance(env.get(v.name), str) for v in (a, b)]
+    tensors = [isinstance(v, torch.fx.Node) and isinstance(env.get(v.name), (str, Expr)) for v in (a, b)]
     if all(tensors):
         if target in _ADD:
-            return em.add(node.name, env[a.name], env[b.name])
+            return em.add(node.name, _value(env, a, node), _value(env, b, node))
         if target in _SUB:
-            return em.sub(node.name, env[a.name], env[b.name])
+            return em.sub(node.name, _value(env, a, node), _value(env, b, node))
+        if target in _MUL:
+            return encrypted_product(em, env, node, a, b, _value)
         raise UnsupportedOpError(
-            f"node '{node.name}' ({_describe(node)}) combines two encrypted tensors with '{getattr(target, '__name__', target)}'; "
-            "only their sum and difference are supported"
+            f"node '{node.name}' ({_describe(node)}) divides two encrypted tensors; qfhe supports their sum, difference "
+            "and product, and x / c or c / x with a constant c"
         )
     ndim = len(node.meta["qfhe_shape"])
     if tensors[0]:
-        x, c = env[a.name], _constant(env, b, node, ndim)
+        x, c = _value(env, a, node), _constant(env, b, node, ndim)
         scale, shift = ((1.0, c) if target in _ADD else (1.0, -c) if target in _SUB else (c, 0.0) if target in _MUL
                         else (1.0 / c, 0.0))
         return em.affine(node.name, x, scale, shift)
     if tensors[1]:
-        x, c = env[b.name], _constant(env, a, node, ndim)
+        x, c = _value(env, b, node), _constant(env, a, node, ndim)
         if target in _DIV:  # c / x: a lookup of 1/x, then the scale
             x = em.activation(f"{node.name}_reciprocal", x, "reciprocal", {})
         scale, shift = (1.0, c) if target in _ADD else (-1.0, c) if target in _SUB else (c, 0.0)

@@ -18,6 +18,10 @@ reshape  any     reshape each sample to ``shape``
 gather   any     rearrange each sample: ``out.flat[i] = x.flat[index[i]]`` (``index`` has the output's
                  per-sample shape; -1 picks the constant ``fill``): transpose, slice, pad, repeat…
 maxpool  any     2-D max pooling, attrs kernel/stride/padding/dilation/ceil_mode (torch semantics)
+mul      float   elementwise product of two encrypted tensors (numpy broadcasting)
+matmul   float   ``a @ b`` of two encrypted tensors (numpy matmul; per-sample ranks >= 2)
+qmul     int     ``(a - zero_point_a) * (b - zero_point_b)``: concrete's encrypted product
+qmatmul  int     ``(a - zero_point_a) @ (b - zero_point_b)`` (attr ``k``: contracted length)
 qgemm    int     ``(x - zero_point) @ weight.T (+ bias)`` with integer weights and bias
 qconv    int     convolution of ``x - zero_point`` with integer weights (+ integer bias)
 dequant  int→f   ``scale * q + offset``
@@ -44,8 +48,8 @@ import numpy as np
 
 from qfhe.ir.numeric import conv2d, maxpool2d, round_half_up_lsbs
 
-FLOAT_OPS = {"gemm", "conv", "activation", "affine", "dequant", "fakequant", "unpack_add"}
-INT_OPS = {"qgemm", "qconv", "quant", "round", "tlu", "pack"}
+FLOAT_OPS = {"gemm", "conv", "activation", "affine", "dequant", "fakequant", "unpack_add", "mul", "matmul"}
+INT_OPS = {"qgemm", "qconv", "quant", "round", "tlu", "pack", "qmul", "qmatmul"}
 SHAPE_OPS = {"reshape", "gather"}
 #: Ops that produce a new integer value from integer inputs without a table lookup. concrete
 #: gives all values linked through these the same bit-width.
@@ -82,6 +86,10 @@ def _gather(xs, a):
 
 def _maxpool(xs, a):
     return maxpool2d(xs[0], a["kernel"], a["stride"], a["padding"], a["dilation"], a.get("ceil_mode", False))
+
+
+def _centered(xs, a):
+    return xs[0].astype(np.int64) - a["zero_point_a"], xs[1].astype(np.int64) - a["zero_point_b"]
 
 
 def _qgemm(xs, a):
@@ -171,6 +179,10 @@ _EVAL: dict[str, Callable] = {
     "reshape": lambda xs, a: xs[0].reshape((xs[0].shape[0],) + tuple(a["shape"])),
     "gather": _gather,
     "maxpool": _maxpool,
+    "mul": lambda xs, a: xs[0] * xs[1],
+    "matmul": lambda xs, a: np.matmul(xs[0], xs[1]),
+    "qmul": lambda xs, a: np.multiply(*_centered(xs, a)),
+    "qmatmul": lambda xs, a: np.matmul(*_centered(xs, a)),
     "qgemm": _qgemm,
     "qconv": _qconv,
     "dequant": _dequant,

@@ -249,6 +249,12 @@ def _intervals(graph: Graph) -> dict[str, tuple[int, int]]:
             r[n.name] = _linear_interval(n, *r[n.inputs[0]])
         elif n.op == "add":
             r[n.name] = (r[n.inputs[0]][0] + r[n.inputs[1]][0], r[n.inputs[0]][1] + r[n.inputs[1]][1])
+        elif n.op in ("qmul", "qmatmul"):
+            (alo, ahi), (blo, bhi) = r[n.inputs[0]], r[n.inputs[1]]
+            za, zb = n.attrs["zero_point_a"], n.attrs["zero_point_b"]
+            corners = [(a - za) * (b - zb) for a in (alo, ahi) for b in (blo, bhi)]
+            k = n.attrs.get("k", 1)
+            r[n.name] = (k * min(min(corners), 0) if k > 1 else min(corners), k * max(max(corners), 0) if k > 1 else max(corners))
         elif n.op == "sub":
             r[n.name] = (r[n.inputs[0]][0] - r[n.inputs[1]][1], r[n.inputs[0]][1] - r[n.inputs[1]][0])
         elif n.op == "pack":

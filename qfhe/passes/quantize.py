@@ -187,6 +187,16 @@ class _Builder:
         name = self.emit(n.name, "q" + n.op, [x.name], attrs)
         self.vals[n.name] = _Int(name, scale, offset)
 
+    def on_product(self, n: Node) -> None:
+        """Product of two encrypted tensors: both quantized, multiplied as centred codes; like a
+        linear layer's, the result is an accumulator (scale s_a·s_b) that a lookup requantizes."""
+        a, b = (self.quantized(i, self.n_bits.op_inputs, n.name) for i in n.inputs)
+        attrs = {"zero_point_a": int(a.quantizer.zero_point), "zero_point_b": int(b.quantizer.zero_point)}
+        if n.op == "matmul":
+            attrs["k"] = int(n.attrs["k"])
+        name = self.emit(n.name, "q" + n.op, [a.name, b.name], attrs)
+        self.vals[n.name] = _Int(name, np.float64(a.scale * b.scale), np.float64(0.0))
+
     def on_elementwise(self, n: Node) -> None:
         self.vals[n.name] = self.emit(n.name, n.op, [self.as_float(n.inputs[0])], dict(n.attrs))
 
@@ -263,7 +273,8 @@ class _Builder:
 _HANDLERS = {"input": _Builder.on_input, "fakequant": _Builder.on_fakequant, "gemm": _Builder.on_linear,
              "conv": _Builder.on_linear, "activation": _Builder.on_elementwise, "affine": _Builder.on_elementwise,
              "add": _Builder.on_add_concat, "sub": _Builder.on_add_concat, "concat": _Builder.on_add_concat, "reshape": _Builder.on_select,
-             "gather": _Builder.on_select, "maxpool": _Builder.on_select}
+             "gather": _Builder.on_select, "maxpool": _Builder.on_select,
+             "mul": _Builder.on_product, "matmul": _Builder.on_product}
 
 
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits: NBits,

@@ -113,6 +113,10 @@ def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
         return xs[0] + xs[1]
     if node.op == "sub":
         return xs[0] - xs[1]
+    if node.op in ("qmul", "qmatmul"):  # concrete's encrypted products (two lookups per product)
+        x = xs[0] - a["zero_point_a"] if a["zero_point_a"] else xs[0]
+        y = xs[1] - a["zero_point_b"] if a["zero_point_b"] else xs[1]
+        return x * y if node.op == "qmul" else np.matmul(x, y)
     if node.op == "pack":
         return xs[0] * (1 << a["b_bits"]) + (xs[1] - a["b_lo"])
     if node.op == "concat":
