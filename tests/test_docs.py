@@ -29,3 +29,15 @@ def test_public_api_has_docstrings_with_examples():
         if "Examples" not in doc and ">>>" not in doc:
             missing.append(qualname)
     assert not missing, "public objects without an example in their docstring:\n" + "\n".join(missing)
+
+
+def test_readme_operation_table_is_the_generated_one():
+    """The README's table of supported operations cannot drift from the frontend's vocabulary."""
+    from pathlib import Path
+
+    from qfhe.frontend.coverage import markdown_table
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    start = readme.index("<!-- ops-table")
+    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /ops-table -->")].strip()
+    assert block == markdown_table(), "README's operation table is stale: run python -m qfhe.frontend.coverage"

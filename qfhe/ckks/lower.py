@@ -27,6 +27,12 @@ from qfhe.ir.ops import chain_arrays, evaluate
 from qfhe.validation import user_stacklevel
 
 
+#: Float-graph ops :func:`to_he_graph` lowers (every other op raises a CKKS-specific error).
+LOWERED_OPS = frozenset({"input", "gemm", "conv", "activation", "affine", "add", "sub", "gather", "reshape"})
+#: Activations with no CKKS lowering: step functions cannot be polynomials.
+UNLOWERED_ACTIVATIONS = frozenset({"expr"})
+
+
 def _dense(node: Node, in_shape: tuple) -> np.ndarray:
     """The matrix of a gemm/conv as an (out_numel, in_numel) array."""
     if node.op == "gemm":
@@ -78,7 +84,7 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
             shapes[n.name] = out.shape[1:]
             nodes.append(Node(n.name, "linear", ins, {"matrix": matrix, "bias": bias}))
         elif n.op == "activation":
-            if n.attrs["fn"] == "expr":
+            if n.attrs["fn"] in UNLOWERED_ACTIVATIONS:
                 raise UnsupportedOpError(
                     f"node '{n.name}' computes a comparison, mask or torch.where (a step function); CKKS evaluates "
                     "polynomials, which cannot jump: use scheme='tfhe', where it is one table lookup")
