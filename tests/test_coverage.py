@@ -368,3 +368,32 @@ class Wrap2(nn.Module):
 
     def forward(self, x, y):
         return self.fn(x, y)
+
+
+def test_maxpool_model_executes_like_simulate(fhe_config):
+    torch.manual_seed(0)
+    # small on purpose: keygen and execution cost grow with the widest value (here the 4-bit codes)
+    m = nn.Sequential(nn.MaxPool2d(2, padding=1), nn.Flatten(), nn.Linear(9, 3))
+    X = np.random.RandomState(5).rand(100, 1, 4, 4)
+    qm = qfhe.compile_torch_model(m, X, n_bits=4, configuration=fhe_config)
+    assert qm.graph.ops().count("maxpool") == 1
+    clear = qm.forward(X[:16])
+    np.testing.assert_array_equal(qm.forward(X[:16], fhe="simulate"), clear)
+    qm.fhe_circuit.keygen()
+    np.testing.assert_array_equal(qm.forward(X[:1], fhe="execute"), clear[:1])
+
+
+def test_digits_cnn_with_maxpool_reaches_95_percent_simulated(fhe_config):
+    """The MaxPool digits CNN of benchmarks/maxpool.py (trained for fewer epochs here)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from maxpool import accuracy, load_images, train
+
+    Xtr, Xte, ytr, yte = load_images()
+    model = train("max", Xtr, ytr, epochs=150)
+    qm = qfhe.compile_torch_model(model, Xtr, n_bits=6, rounding_threshold_bits=6, configuration=fhe_config)
+    assert qm.statistics["pbs_count_per_layer"]["pool"] > 0
+    sim = qm.forward(Xte, fhe="simulate")
+    assert accuracy(sim, yte) >= 0.95, accuracy(sim, yte)

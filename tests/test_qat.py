@@ -170,7 +170,7 @@ class FloatBetween(nn.Module):
 
 def test_unquantized_inputs_name_the_node_and_the_fix():
     X = np.random.RandomState(0).randn(40, 4)
-    with pytest.raises(UnsupportedOpError, match=r"the model input 'x' feeds \['fc'\] without one input quantizer; "
+    with pytest.raises(UnsupportedOpError, match=r"the model input 'x' feeds \['fc'\] without an input quantizer; "
                                                  r"start a QAT model with a QuantIdentity"):
         qfhe.quantize_brevitas_qat_model(NoInputQuant().eval(), X)
     with pytest.raises(UnsupportedOpError, match=r"node 'fc2' reads 'relu', which is not quantized; .*put a "

@@ -42,6 +42,9 @@ class _Int:
     scale: np.ndarray  # broadcastable over a batched value (leading axis of size 1) or scalar
     offset: np.ndarray
     quantizer: UniformQuantizer | None = None  # set when the value is a quantized activation
+    # A max pooling's output (or a rearrangement of it): concrete compares at the width of the
+    # values it pools, so it must not share the wide width of a linear op that reads it.
+    pooled: bool = False
 
 
 def _quant_attrs(q: UniformQuantizer) -> dict:
@@ -96,6 +99,9 @@ class _Builder:
         A second lookup at the narrow width is far cheaper than one at the wide width.
         """
         v = self.vals[fname]
+        if isinstance(v, _Int) and v.pooled and lo is None:
+            # One lookup (the identity on its grid) re-encodes the pooled codes at the reader's width.
+            return self.requantize(fname, v.quantizer, consumer)
         if isinstance(v, _Int) and v.quantizer is not None and (lo is None or self.qat):
             return v
         if self.qat:
@@ -257,7 +263,7 @@ class _Builder:
         if fill is not None:
             attrs["fill"] = int(v.quantizer.quantize(np.float64(fill)))
         name = self.emit(n.name, n.op, [v.name], attrs)
-        self.vals[n.name] = _Int(name, v.scale, v.offset, v.quantizer)
+        self.vals[n.name] = _Int(name, v.scale, v.offset, v.quantizer, pooled=n.op == "maxpool" or v.pooled)
 
     @staticmethod
     def _on_grid(q: UniformQuantizer, value: float) -> bool:
