@@ -154,6 +154,9 @@ def _compile_ckks(model, inputset, ckks_params, pipeline):
     from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, FakeBackend, HEScheme
     from qfhe.ckks.passes import BootstrappingInsertionPass, default_pipeline
 
+    if isinstance(inputset, tuple):
+        raise ConfigurationError("scheme='ckks' packs one input vector: a model with several inputs compiles with "
+                                 "scheme='tfhe', or concatenate the inputs into one tensor and split it inside forward")
     X = check_inputset(inputset)
     bootstraps = pipeline is not None and any(isinstance(p, BootstrappingInsertionPass) for p in pipeline.passes)
     if ckks_params is None and bootstraps:  # simulation only (SEAL cannot bootstrap): the long default chain

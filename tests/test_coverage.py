@@ -214,7 +214,7 @@ class TwoInputs(nn.Module):
         return self.layer1(torch.relu(self.layer1(x) + self.layer2(y)))
 
 
-def test_multi_input_model_executes_like_simulate(fhe_config):
+def test_multi_input_model_executes_like_simulate(fhe_config, tmp_path):
     torch.manual_seed(0)
     m = TwoInputs()
     rs = np.random.RandomState(1)
@@ -236,6 +236,12 @@ def test_multi_input_model_executes_like_simulate(fhe_config):
         qfhe.compile_torch_model(m, X1)
     with pytest.raises(qfhe.errors.ConfigurationError, match="different numbers of samples"):
         qfhe.compile_torch_model(m, (X1, X2[:50]))
+    with pytest.raises(qfhe.errors.ConfigurationError, match="scheme='ckks' packs one input vector"):
+        qfhe.compile_torch_model(m, (X1, X2), scheme="ckks")
+    from qfhe.deploy import FHEModelDev
+
+    with pytest.raises(qfhe.errors.ConfigurationError, match="has 2 circuit inputs .* deployment artifacts support one"):
+        FHEModelDev(tmp_path, qm).save()
 
 
 def test_brevitas_input_with_two_quantizers_is_exact():

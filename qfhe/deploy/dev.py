@@ -68,6 +68,11 @@ def _tfhe_docs(qm, pre, post, compress: bool) -> tuple[dict, dict]:
     if not qm.is_compiled:
         raise NotCompiledError("the model is quantized but not compiled: call compile() (estimators: compile(X)) "
                                "before FHEModelDev(...).save()")
+    if len(qm._input_nodes) > 1:
+        raise ConfigurationError(
+            f"this model has {len(qm._input_nodes)} circuit inputs (several model inputs, or one Brevitas input with "
+            "two quantizers); deployment artifacts support one input for now: run it with qm.forward(..., "
+            "fhe='execute'), or concatenate the inputs into one tensor and split it inside forward")
     circuit = qm.fhe_circuit
     mlir = circuit.mlir
     options = compile_options(circuit.configuration, compress)

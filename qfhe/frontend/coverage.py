@@ -78,12 +78,12 @@ def _rows() -> list[tuple]:
         (_names([nn.Linear]) + ", `x @ W` (constant `W`)", "gemm", None),
         (_names([nn.Conv1d, nn.Conv2d]) + " (zero padding, stride, dilation, groups)", "conv", None),
         (_names([nn.BatchNorm1d, nn.BatchNorm2d]) + " (folded into the layer before)", "affine", None),
-        (_names(torch_ops._IDENTITY_MODULES) + ", " + _names(torch_ops._ALIAS_METHODS), "(none)", None),
+        (_names(torch_ops.IDENTITY_MODULES) + ", " + _names(torch_ops.ALIAS_METHODS), "(none)", None),
         (_names([m for m in pooling.POOL_MODULES if "Max" not in m.__name__]
-                + [f for f, (kind, _) in pooling._FUNCTION_ARGS.items() if kind != "max"])
+                + [f for f, (kind, _) in pooling.FUNCTION_ARGS.items() if kind != "max"])
          + " (uneven adaptive windows as a matrix)", "conv", None),
         (_names([m for m in pooling.POOL_MODULES if "Max" in m.__name__] + [f for f, (kind, _) in
-                pooling._FUNCTION_ARGS.items() if kind == "max" and "indices" not in f.__name__]), "maxpool", None),
+                pooling.FUNCTION_ARGS.items() if kind == "max" and "indices" not in f.__name__]), "maxpool", None),
         ("`+ - * /` with a number or a stored tensor (buffers, parameters, constant expressions: folded)", "affine",
          None),
         ("`x + y`, `x - y` of two encrypted tensors", "add", None),
@@ -109,11 +109,11 @@ def operation_table() -> list[dict]:
     ['ckks', 'ir', 'ptq', 'qat', 'torch']
     """
     from qfhe.ckks.lower import LOWERED_OPS, UNLOWERED_ACTIVATIONS
-    from qfhe.passes.quantize import _HANDLERS
+    from qfhe.passes.quantize import QUANTIZED_OPS
 
     out = []
     for torch_names, ir, fn in _rows():
-        tfhe = "yes" if ir in _HANDLERS or ir == "(none)" else "no"
+        tfhe = "yes" if ir in QUANTIZED_OPS or ir == "(none)" else "no"
         if ir == "input":  # several inputs: CKKS packs one input vector
             ckks = "no"
         else:

@@ -121,9 +121,15 @@ def _root(env: dict, arg: torch.fx.Node) -> str | None:
     return None
 
 
-def _as_expr(em, env: dict, arg, node: torch.fx.Node) -> Expr | Number:
+def as_expr(em, env: dict, arg, node: torch.fx.Node) -> Expr | Number:
     """An argument as an expression of its root value (looking through scalar affines and
-    activations), or a number."""
+    activations), or a number.
+
+    Examples
+    --------
+    >>> as_expr(None, {}, 2, None)
+    2.0
+    """
     if isinstance(arg, (bool, Number)):
         return float(arg)
     if isinstance(arg, torch.fx.Node):
@@ -164,8 +170,15 @@ def _trace_back(em, value: str, name: str) -> Expr:
     return Expr(em, name, value, program)
 
 
-def _merge(name: str, em, parts: list, fn: str, extra: dict | None = None) -> Expr:
-    """One expression applying ``fn`` to ``parts`` (expressions of one source, or numbers)."""
+def merge(name: str, em, parts: list, fn: str, extra: dict | None = None) -> Expr:
+    """One expression applying ``fn`` to ``parts`` (expressions of one source, or numbers).
+
+    Examples
+    --------
+    >>> e = merge("m", None, [Expr(None, "x", "x", []), 0.5], "gt")
+    >>> e.source, e.program
+    ('x', [{'fn': 'gt', 'args': [['x'], ['c', 0.5]]}])
+    """
     sources = {p.source for p in parts if isinstance(p, Expr) and p.source is not None}
     if len(sources) > 1:
         raise UnsupportedOpError(
@@ -208,8 +221,8 @@ def expression(em, env: dict, node: torch.fx.Node) -> Expr | None:
         if not isinstance(mask, torch.fx.Node):
             raise UnsupportedOpError(f"node '{node.name}' assigns through an index ({mask!r}); qfhe supports "
                                      "assigning through a mask computed from the data (x[x < 0] = 0)")
-        parts = [_as_expr(em, env, a, node) for a in (mask, value, target)]
-        env[target.name] = _merge(target.name, em, parts, "where")
+        parts = [as_expr(em, env, a, node) for a in (mask, value, target)]
+        env[target.name] = merge(target.name, em, parts, "where")
         return None
     if fn in ("zeros_like", "ones_like", "full_like"):
         fill = {"zeros_like": 0.0, "ones_like": 1.0}.get(fn)
@@ -221,5 +234,5 @@ def expression(em, env: dict, node: torch.fx.Node) -> Expr | None:
         if not dtypes or not dtypes[0].is_floating_point:
             fn = "trunc" if dtypes and dtypes[0] != torch.bool else "bool"
     count = {"not": 1, "float": 1, "trunc": 1, "bool": 1, "where": 3}.get(fn, 2)
-    parts = [_as_expr(em, env, a, node) for a in args[:count]]
-    return _merge(node.name, em, parts, fn)
+    parts = [as_expr(em, env, a, node) for a in args[:count]]
+    return merge(node.name, em, parts, fn)

@@ -20,7 +20,7 @@ from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
 
 POOL_MODULES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.MaxPool1d, nn.MaxPool2d)
-_FUNCTION_ARGS = {
+FUNCTION_ARGS = {
     F.avg_pool1d: ("avg", ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad"]),
     F.avg_pool2d: ("avg", ["kernel_size", "stride", "padding", "ceil_mode", "count_include_pad", "divisor_override"]),
     F.adaptive_avg_pool1d: ("adaptive", ["output_size"]),
@@ -31,7 +31,7 @@ _FUNCTION_ARGS = {
     F.max_pool1d_with_indices: ("max", ["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]),
     F.max_pool2d_with_indices: ("max", ["kernel_size", "stride", "padding", "dilation", "ceil_mode", "return_indices"]),
 }
-POOL_FUNCTIONS = set(_FUNCTION_ARGS)
+POOL_FUNCTIONS = set(FUNCTION_ARGS)
 
 
 def _in_shape(node: torch.fx.Node) -> tuple:
@@ -73,7 +73,7 @@ def pool_function(em: Emitter, node: torch.fx.Node, x: str, shape) -> str:
     >>> import_torch(P(), torch.zeros(2, 1, 4)).ops()
     ['input', 'reshape', 'maxpool', 'reshape']
     """
-    kind, names = _FUNCTION_ARGS[node.target]
+    kind, names = FUNCTION_ARGS[node.target]
     kw = dict(zip(names, node.args[1:]))
     kw.update(node.kwargs)
     if kind == "max":

@@ -31,7 +31,7 @@ import torch
 import torch.fx
 
 from qfhe.errors import UnsupportedOpError
-from qfhe.frontend.expressions import _as_expr, _merge
+from qfhe.frontend.expressions import as_expr, merge
 from qfhe.frontend.lowering import Emitter
 from qfhe.frontend.shape_ops import keeps_batch_axis, sample_shape
 
@@ -59,9 +59,9 @@ def encrypted_product(em: Emitter, env: dict, node: torch.fx.Node, a, b, value_o
     >>> import_torch(P(), (torch.zeros(2, 3), torch.zeros(2, 3))).ops()
     ['input', 'input', 'mul', 'activation', 'add']
     """
-    ea, eb = _as_expr(em, env, a, node), _as_expr(em, env, b, node)
+    ea, eb = as_expr(em, env, a, node), as_expr(em, env, b, node)
     if ea.source == eb.source:  # a function of one tensor: one lookup
-        return _merge(node.name, em, [ea, eb], "mul")
+        return merge(node.name, em, [ea, eb], "mul")
     va, vb = value_of(env, a, node), value_of(env, b, node)
     if keeps_batch_axis(a) and keeps_batch_axis(b) and keeps_batch_axis(node) and sample_shape(a) == sample_shape(b):
         return em.mul(node.name, va, vb)

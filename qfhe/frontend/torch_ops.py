@@ -31,8 +31,8 @@ from qfhe.frontend.pooling import POOL_FUNCTIONS, POOL_MODULES, pool_function, p
 from qfhe.frontend.products import MATMUL, encrypted_product, matmul
 from qfhe.frontend.shape_ops import is_shape_op, keeps_batch_axis, shape_op
 
-_IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
-_ALIAS_METHODS = {"contiguous", "clone", "detach"}
+IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
+ALIAS_METHODS = {"contiguous", "clone", "detach"}
 _ADD = {operator.add, operator.iadd, torch.add, "add", "add_", "__add__", "__radd__"}
 _SUB = {operator.sub, operator.isub, torch.sub, "sub", "sub_"}
 _MUL = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
@@ -87,7 +87,7 @@ def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, 
     if type(mod) in forms.modules:
         act = forms.modules[type(mod)]
         return em.activation(name, x, act.name, {p: getattr(mod, p) for p in act.params})
-    if isinstance(mod, _IDENTITY_MODULES):
+    if isinstance(mod, IDENTITY_MODULES):
         return x
     if isinstance(mod, nn.PReLU):
         return _prelu(em, name, x, _np(mod.weight), shape)
@@ -140,7 +140,7 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
         if act.name == "prelu":
             return _prelu(em, node.name, x, np.asarray(params["weight"], np.float64), shape)
         return em.activation(node.name, x, act.name, params)
-    if node.op == "call_method" and target in _ALIAS_METHODS:
+    if node.op == "call_method" and target in ALIAS_METHODS:
         return _value(env, args[0], node)
     if target is getattr and len(args) == 2 and args[1] == "value":
         return _value(env, args[0], node)  # a Brevitas QuantTensor's real value: the same IR value
@@ -158,9 +158,8 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
             f"node '{node.name}' ({_describe(node)}) is not supported: {name} mixes all outputs, which a table lookup "
             f"cannot; return the logits and apply {name} on the client after decryption")
     raise UnsupportedOpError(
-        f"node '{node.name}' ({_describe(node)}) is not supported by qfhe. Supported: linear and convolution layers, "
-        "average pooling, flatten/view/reshape, BatchNorm, addition of two tensors, torch.cat, scalar add/sub/mul/div, "
-        "and elementwise activations"
+        f"node '{node.name}' ({_describe(node)}) is not supported by qfhe; the supported operations are listed in "
+        "the README's table (python -m qfhe.frontend.coverage prints it)"
     )
 
 

@@ -283,6 +283,10 @@ _HANDLERS = {"input": _Builder.on_input, "fakequant": _Builder.on_fakequant, "ge
              "mul": _Builder.on_product, "matmul": _Builder.on_product}
 
 
+#: Float-graph ops the quantizer lowers to integers.
+QUANTIZED_OPS = frozenset(_HANDLERS)
+
+
 def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits: NBits,
                    per_channel: bool = False, qat: bool = False) -> Graph:
     """Quantize a canonical float graph with calibrated per-tensor ranges, or with its own quantizers.
