@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/pruning.py
 	$(PY) benchmarks/builtin_nn.py
 	$(PY) benchmarks/serving.py
+	$(PY) benchmarks/maxpool.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

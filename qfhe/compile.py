@@ -118,8 +118,9 @@ def compile_brevitas_qat_model(
     ----------
     model : torch.nn.Module
         Built from ``brevitas.nn`` layers.
-    inputset : ndarray or torch.Tensor, shape (n, ...)
-        Representative inputs: they size the integer accumulators (not the quantizers).
+    inputset : ndarray or torch.Tensor, shape (n, ...), or a tuple of them
+        Representative inputs: they size the integer accumulators (not the quantizers). A tuple
+        gives one array per argument of ``forward``.
     rounding_threshold_bits, p_error, global_p_error, configuration, bitwidth_method, simulate_batch_size, \
 calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric
         As in :func:`compile_torch_model`.
