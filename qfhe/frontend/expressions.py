@@ -87,14 +87,14 @@ class Expr:
         return self._value
 
 
-def is_expression_op(node: torch.fx.Node, env: dict) -> bool:
+def is_expression_op(node: torch.fx.Node, env: dict, em=None) -> bool:
     """Whether the node builds an :class:`Expr`: a comparison, mask, cast or ``where``, or
     arithmetic on an expression.
 
     Examples
     --------
     >>> g = torch.fx.symbolic_trace(lambda x: (x > 0).float())
-    >>> [is_expression_op(n, {}) for n in g.graph.nodes]
+    >>> [is_expression_op(n, {}, None) for n in g.graph.nodes]
     [False, True, True, False]
     """
     if node.op not in ("call_function", "call_method"):
@@ -107,17 +107,16 @@ def is_expression_op(node: torch.fx.Node, env: dict) -> bool:
     if t not in ARITH or not any(isinstance(a, torch.fx.Node) and isinstance(env.get(a.name), Expr) for a in node.args):
         return False
     # Arithmetic joining an expression with a function of another tensor is an encrypted add or product.
-    sources = {_root(env, a) for a in node.args[:2] if isinstance(a, torch.fx.Node)}
+    sources = {_root(em, env, a) for a in node.args[:2] if isinstance(a, torch.fx.Node)}
     return len(sources - {None}) <= 1
 
 
-def _root(env: dict, arg: torch.fx.Node) -> str | None:
+def _root(em, env: dict, arg: torch.fx.Node) -> str | None:
     v = env.get(arg.name)
     if isinstance(v, Expr):
         return v.source
     if isinstance(v, str):
-        em = next((e.em for e in env.values() if isinstance(e, Expr)), None)
-        return _trace_back(em, v, arg.name).source if em is not None else v
+        return _trace_back(em, v, arg.name).source
     return None
 
 

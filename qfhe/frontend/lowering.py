@@ -211,7 +211,20 @@ class Emitter:
         >>> em = Emitter(); em.gather("t", em.input("x", (2, 3)), np.array([[0, 3], [1, 4], [2, 5]]))
         't'
         """
-        attrs = {"index": np.asarray(index, np.int64), "fill": None if fill is None else float(fill)}
+        index = np.asarray(index, np.int64)
+        src = self.node(x)
+        # A gather of a reshape or of another gather reads the same flat values: compose them, so a
+        # chain of shape ops stays one rearrangement (the ones it bypasses are removed if unused).
+        while src is not None and src.op in ("reshape", "gather"):
+            if src.op == "gather":
+                inner, inner_fill = src.attrs["index"].reshape(-1), src.attrs["fill"]
+                if inner_fill is not None and fill is not None and inner_fill != fill:
+                    break
+                composed = np.where(index < 0, -1, inner[np.maximum(index, 0)])
+                fill = fill if fill is not None else inner_fill
+                index = composed
+            x, src = src.inputs[0], self.node(src.inputs[0])
+        attrs = {"index": index, "fill": None if fill is None or not (index < 0).any() else float(fill)}
         return self._add(name, "gather", [x], attrs)
 
     def reshape(self, name, x, shape) -> str:

@@ -128,7 +128,7 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
     args = list(node.args)
     if shape is None and (target in ("size", operator.getitem, getattr)):
         return ("shape-maths", node.name)  # only feeds view/reshape, whose shape comes from ShapeProp
-    if is_expression_op(node, env):
+    if is_expression_op(node, env, em):
         if target in ("float", "double", "to", "type") and isinstance(env.get(getattr(args[0], "name", None)), str):
             return _value(env, args[0], node)  # a cast of an encrypted float tensor: nothing to do
         return expression(em, env, node)
