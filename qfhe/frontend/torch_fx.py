@@ -1,9 +1,11 @@
 """Import a float ``torch.nn.Module`` into a float qfhe graph through ``torch.fx``.
 
-The trace is shape-propagated on two samples so that every view/reshape/flatten gets a concrete
-per-sample shape and a reshape that mixes the batch axis is caught. Ops the TFHE and CKKS paths can
-compile are mapped to the IR vocabulary (see :mod:`qfhe.ir.ops`); anything else raises
-:class:`~qfhe.errors.UnsupportedOpError` naming the fx node and its target.
+The traced graph runs on two samples and on one, so every value gets a concrete shape and the
+values that no longer keep axis 0 as the sample axis are known (the model then compiles per sample;
+see :mod:`qfhe.frontend.shape_ops`). Buffers and constant expressions are folded from the values
+that run computed. Ops the TFHE and CKKS paths can compile are mapped to the IR vocabulary (see
+:mod:`qfhe.ir.ops`; :mod:`qfhe.frontend.torch_ops` and its siblings do the mapping); anything else
+raises :class:`~qfhe.errors.UnsupportedOpError` naming the fx node and its target.
 
 Examples
 --------
