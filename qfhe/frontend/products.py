@@ -33,18 +33,9 @@ import torch.fx
 from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.expressions import as_expr, merge
 from qfhe.frontend.lowering import Emitter
-from qfhe.frontend.shape_ops import keeps_batch_axis, sample_shape
+from qfhe.frontend.shape_ops import full_view, keeps_batch_axis, sample_shape
 
 MATMUL = {operator.matmul, torch.matmul, torch.mm, torch.bmm, "matmul", "mm", "bmm", "__matmul__"}
-
-
-def _full(em: Emitter, node: torch.fx.Node, a: torch.fx.Node, value: str, rank: int) -> str:
-    """``value`` as its whole one-sample value, with leading axes of size 1 up to ``rank``."""
-    full = tuple(a.meta["qfhe_shape1"])
-    full = (1,) * (rank - len(full)) + full
-    if keeps_batch_axis(a) or len(full) != len(sample_shape(a)):
-        return em.reshape(f"{node.name}_{a.name}_full", value, full)
-    return value
 
 
 def encrypted_product(em: Emitter, env: dict, node: torch.fx.Node, a, b, value_of) -> str:
@@ -66,7 +57,7 @@ def encrypted_product(em: Emitter, env: dict, node: torch.fx.Node, a, b, value_o
     if keeps_batch_axis(a) and keeps_batch_axis(b) and keeps_batch_axis(node) and sample_shape(a) == sample_shape(b):
         return em.mul(node.name, va, vb)
     rank = max(len(a.meta["qfhe_shape1"]), len(b.meta["qfhe_shape1"]))
-    y = em.mul(f"{node.name}_full", _full(em, node, a, va, rank), _full(em, node, b, vb, rank))
+    y = em.mul(f"{node.name}_full", full_view(em, node, a, va, rank=rank), full_view(em, node, b, vb, rank=rank))
     return em.reshape(node.name, y, sample_shape(node))
 
 
@@ -95,5 +86,5 @@ def matmul(em: Emitter, env: dict, node: torch.fx.Node, value_of) -> str:
         raise UnsupportedOpError(f"node '{node.name}' multiplies a vector; qfhe's encrypted matmul needs matrices: "
                                  "unsqueeze the vector to a (1, n) or (n, 1) matrix")
     rank = max(len(sa), len(sb))
-    y = em.matmul(f"{node.name}_full", _full(em, node, a, va, rank), _full(em, node, b, vb, rank), sa[-1])
+    y = em.matmul(f"{node.name}_full", full_view(em, node, a, va, rank=rank), full_view(em, node, b, vb, rank=rank), sa[-1])
     return em.reshape(node.name, y, sample_shape(node))

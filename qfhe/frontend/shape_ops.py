@@ -180,11 +180,28 @@ def _run_on_positions(env: dict, node: torch.fx.Node, src: torch.fx.Node, args: 
         return node.target(*args, **kwargs)
 
 
-def _full_view(em: Emitter, node: torch.fx.Node, a: torch.fx.Node, value: str, extra_axis: int | None) -> str:
-    """``value`` reshaped to its whole one-sample shape (with the sample axis), optionally with a new axis."""
+def full_view(em: Emitter, node: torch.fx.Node, a: torch.fx.Node, value: str, extra_axis: int | None = None,
+              rank: int = 0) -> str:
+    """``value`` (the IR value of fx node ``a``) as its whole one-sample value, sample axis
+    included, optionally with a new axis at ``extra_axis`` and leading axes of size 1 up to ``rank``.
+    Ops that combine values the way torch does on one sample (cat, stack, broadcasting products)
+    work on such views: the IR axis is then torch's axis plus one.
+
+    Examples
+    --------
+    >>> from qfhe.frontend.torch_fx import record_outputs, trace
+    >>> gm = trace(torch.nn.Sequential(torch.nn.Flatten()))
+    >>> _ = record_outputs(gm, torch.zeros(2, 3)); em = Emitter(); x = em.input("x", (3,))
+    >>> a = list(gm.graph.nodes)[0]
+    >>> em.node(full_view(em, a, a, x, rank=3)).attrs["shape"]
+    (1, 1, 3)
+    """
     full = list(a.meta["qfhe_shape1"])
     if extra_axis is not None:
         full.insert(extra_axis, 1)
+    full = [1] * (rank - len(full)) + full
+    if tuple(full) == tuple(sample_shape(a)):
+        return value  # already whole (the model moved the sample axis)
     return em.reshape(f"{node.name}_{a.name}_view", value, tuple(full))
 
 
@@ -198,6 +215,6 @@ def _cat(em: Emitter, env: dict, node: torch.fx.Node, value_of, stack: bool) -> 
     if not stack and dim >= 1 and keeps_batch_axis(node) and all(keeps_batch_axis(a) for a in tensors):
         return em.concat(node.name, ins, dim)
     # Work on whole one-sample values: the IR axis is torch's axis plus the IR's own sample axis.
-    views = [_full_view(em, node, a, v, dim if stack else None) for a, v in zip(tensors, ins)]
+    views = [full_view(em, node, a, v, dim if stack else None) for a, v in zip(tensors, ins)]
     cat = em.concat(f"{node.name}_cat", views, dim + 1)
     return em.reshape(node.name, cat, sample_shape(node))

@@ -78,16 +78,22 @@ def _param_shape(node: Node) -> tuple:
     return tuple(np.broadcast_shapes(*[v.shape[1:] for v in chain_arrays(node.attrs["chain"])]))
 
 
+def _pad2d(x, pads, value: int = 0):
+    """Write an encrypted (N, C, H, W) tensor into a constant one padded by ``((top, bottom), (left, right))``."""
+    (t, b), (left, r) = pads
+    if not (t or b or left or r):
+        return x
+    n, c, h, w = x.shape
+    padded = fhe.zeros((n, c, h + t + b, w + left + r)) + value if value else fhe.zeros((n, c, h + t + b, w + left + r))
+    padded[:, :, t : t + h, left : left + w] = x
+    return padded
+
+
 def _maxpool(x, a: dict, low: int):
     # concrete 2.11's maxpool mis-sizes padded outputs: pad by hand with the smallest value the
     # input can take, which never wins a window (torch's padding is -inf).
     pads = maxpool_padding(x.shape[2:], a["kernel"], a["stride"], a["padding"], a["dilation"], a.get("ceil_mode", False))
-    if any(p for pair in pads for p in pair):
-        (t, b), (left, r) = pads
-        n, c, h, w = x.shape
-        padded = fhe.zeros((n, c, h + t + b, w + left + r)) + low
-        padded[:, :, t : t + h, left : left + w] = x
-        x = padded
+    x = _pad2d(x, pads, low)
     return fhe.maxpool(x, kernel_shape=tuple(a["kernel"]), strides=tuple(a["stride"]), dilations=tuple(a["dilation"]))
 
 
@@ -100,12 +106,7 @@ def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
     if node.op == "qconv":
         x = xs[0] - a["zero_point"] if a["zero_point"] else xs[0]
         ph, pw = a["padding"]
-        if ph or pw:
-            # concrete's encrypted conv2d rejects padding: write the input into a zero tensor instead.
-            n, c, h, w = x.shape
-            padded = fhe.zeros((n, c, h + 2 * ph, w + 2 * pw))
-            padded[:, :, ph : ph + h, pw : pw + w] = x
-            x = padded
+        x = _pad2d(x, ((ph, ph), (pw, pw)))  # concrete's encrypted conv2d rejects padding
         y = fhe.conv(x, a["weight"].astype(np.int64), strides=list(a["stride"]),
                      dilations=list(a["dilation"]), group=a["groups"])
         return y + a["bias"].reshape(1, -1, 1, 1) if a.get("bias") is not None else y
