@@ -26,7 +26,7 @@ from qfhe.quant.quantizer import quantize_input_codes
 from qfhe.report import BitwidthReport
 from qfhe.tfhe.circuit import (CompiledCircuits, add_batch_circuit, as_inputs, compile_circuits, execute,
                                make_configuration, simulate)
-from qfhe.tfhe.lower import make_circuit_function
+from qfhe.tfhe.lower import circuit_graph, make_circuit_function
 from qfhe.validation import as_bool, as_int, check_input, user_stacklevel
 
 FHE_MODES = ("disable", "simulate", "execute")
@@ -96,10 +96,7 @@ class QuantizedModule:
         self._layers = value_layers(graph)
         self._output_node: Node = graph[graph.outputs[0]]
         # The reference interpreter runs exactly the circuit's nodes, fed with the client's codes.
-        circuit_inputs = [Node(q.name, "input", [], {"shape": self.input_shapes[i], "dtype": "int"})
-                          for q, i in zip(self._input_nodes, self._input_of)]
-        self._server_graph = Graph(circuit_inputs + [n for n in graph.nodes if is_server_node(n)],
-                                   [self._output_node.inputs[0]]).verify("circuit")
+        self._server_graph = circuit_graph(graph)
         zeros = [np.full((1,) + self.input_shapes[i], q.attrs.get("zero_point", 0), np.int64)
                  for q, i in zip(self._input_nodes, self._input_of)]
         self.output_shape = tuple(self.dequantize_output(run(self._server_graph, zeros)[0]).shape[1:])

@@ -31,6 +31,8 @@ unpack_add int→f ``dequant_a(p >> b_bits) + dequant_b((p & (2^b_bits - 1)) + b
 quant    f→int   ``clip(round_half_even(x / scale) + zero_point, qmin, qmax)``
 round    int     ``fhe.round_bit_pattern``: drop ``lsbs`` bits rounding half up
 tlu      int     table lookup: the float ``chain`` (dequant → … → quant) applied to each value
+table    int     a materialized ``tlu``: ``table[x mod size]`` (two's complement index), one column
+                 per channel when the table has more than one axis
 ======== ======= ==========================================================================
 
 Examples
@@ -49,7 +51,7 @@ import numpy as np
 from qfhe.ir.numeric import conv2d, maxpool2d, round_half_up_lsbs
 
 FLOAT_OPS = {"gemm", "conv", "activation", "affine", "dequant", "fakequant", "unpack_add", "mul", "matmul"}
-INT_OPS = {"qgemm", "qconv", "quant", "round", "tlu", "pack", "qmul", "qmatmul"}
+INT_OPS = {"qgemm", "qconv", "quant", "round", "tlu", "table", "pack", "qmul", "qmatmul"}
 SHAPE_OPS = {"reshape", "gather"}
 #: Ops that produce a new integer value from integer inputs without a table lookup. concrete
 #: gives all values linked through these the same bit-width.
@@ -168,6 +170,17 @@ def _tlu(xs, a):
     return v
 
 
+def _table(xs, a):
+    table = np.asarray(a["table"], np.int64)
+    size = table.shape[0]
+    index = xs[0].astype(np.int64) & (size - 1)  # size is a power of two: two's complement wrap
+    if table.ndim == 1:
+        return table[index]
+    columns = table.reshape(size, -1)
+    channel = np.broadcast_to(np.arange(columns.shape[1]).reshape(table.shape[1:]), xs[0].shape[1:])
+    return columns[index, channel]
+
+
 _EVAL: dict[str, Callable] = {
     "gemm": _gemm,
     "conv": _conv,
@@ -192,6 +205,7 @@ _EVAL: dict[str, Callable] = {
     "quant": _quant,
     "round": lambda xs, a: round_half_up_lsbs(xs[0], a["lsbs"]),
     "tlu": _tlu,
+    "table": _table,
 }
 
 ALL_OPS = set(_EVAL) | {"input"}

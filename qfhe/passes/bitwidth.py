@@ -308,7 +308,7 @@ def value_layers(graph: Graph) -> dict[str, str]:
     """
     layers: dict[str, str] = {}
     for n in graph.nodes:
-        if n.op in ("round", "tlu", "reshape", "gather") or (n.op == "quant" and n.attrs.get("side") == "client"):
+        if n.op in ("round", "tlu", "table", "reshape", "gather") or (n.op == "quant" and n.attrs.get("side") == "client"):
             layers[n.name] = layers.get(n.inputs[0], n.inputs[0])
         else:
             layers[n.name] = n.name

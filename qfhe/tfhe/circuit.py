@@ -64,12 +64,14 @@ def make_configuration(configuration: fhe.Configuration | None, p_error: float |
 
 @dataclass
 class CompiledCircuits:
-    """The single-sample circuit, the batch simulation circuit (None until built) and compile statistics."""
+    """The single-sample circuit, the batch simulation circuit (None until built), compile
+    statistics, and the value bounds the single-sample circuit was typed from (:func:`bounds_record`)."""
 
     circuit: fhe.Circuit
     batch_circuit: fhe.Circuit | None
     batch_size: int
     statistics: dict
+    bounds: list | None = None
 
 
 def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Configuration,
@@ -90,7 +92,8 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
         judges with :mod:`qfhe.tfhe.noise` and adds it with :func:`add_batch_circuit` at the end.
     """
     start = time.perf_counter()
-    circuit = compile_with_ranges(fn, _samples(inputset, 1), configuration)
+    bounds: list = []
+    circuit = compile_with_ranges(fn, _samples(inputset, 1), configuration, record=bounds)
     compile_seconds = time.perf_counter() - start
     # Circuit.global_p_error in concrete-python 2.11 returns the per-PBS p_error; the module's
     # statistics carry the whole-circuit figure.
@@ -107,7 +110,7 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
         "size_of_bootstrap_keys": int(circuit.size_of_bootstrap_keys),
         "size_of_keyswitch_keys": int(circuit.size_of_keyswitch_keys),
     }
-    compiled = CompiledCircuits(circuit, None, batch_size, stats)
+    compiled = CompiledCircuits(circuit, None, batch_size, stats, bounds)
     return add_batch_circuit(fn, inputset, compiled, configuration) if with_batch else compiled
 
 
@@ -130,10 +133,11 @@ def add_batch_circuit(fn: Callable, inputset: np.ndarray, compiled: CompiledCirc
     start = time.perf_counter()
     batch = compile_with_ranges(fn, _samples(inputset, size), batch_cfg)
     stats = {**compiled.statistics, "batch_compile_seconds": time.perf_counter() - start}
-    return CompiledCircuits(compiled.circuit, batch, size, stats)
+    return CompiledCircuits(compiled.circuit, batch, size, stats, compiled.bounds)
 
 
-def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configuration) -> fhe.Circuit:
+def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configuration,
+                        record: list | None = None) -> fhe.Circuit:
     """Compile ``fn`` so that concrete types every value for the range qfhe predicted.
 
     concrete takes a value's type (width and sign) from the range it sees on the inputset, and a
@@ -141,7 +145,9 @@ def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configu
     negative became ``uint8`` and wrapped silently. So each measured range is widened to the
     predicted one (``fn.predicted_ranges``, from the bit-width analysis) before concrete assigns
     types; with ``bitwidth_method="interval"`` the circuit is then right for every clipped input.
-    A function without ``predicted_ranges`` compiles from the inputset alone.
+    A function without ``predicted_ranges`` compiles from the inputset alone. ``record``, a list,
+    receives the bounds of every traced value (:func:`bounds_record`), from which
+    :func:`compile_from_bounds` rebuilds the same circuit without the inputset.
 
     Examples
     --------
@@ -161,7 +167,7 @@ def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configu
     """
     compiler = fhe.Compiler(fn, {p: "encrypted" for p in inspect.signature(fn).parameters})
     ranges = getattr(fn, "predicted_ranges", {})
-    if not ranges:
+    if not ranges and record is None:
         return compiler.compile(inputset, configuration)
     graph = compiler.trace(inputset, configuration)
     if not callable(getattr(graph, "measure_bounds", None)):  # pragma: no cover - concrete API drift
@@ -170,6 +176,8 @@ def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configu
     measured = graph.measure_bounds
 
     def predicted(node) -> tuple | None:
+        if not ranges:
+            return None
         if node.operation == Operation.Input:
             return ranges.get(fn.input_names[graph.input_indices[node]])
         if "bit_width_hint" in node.properties:  # the hinted node is the tagged value itself
@@ -182,10 +190,70 @@ def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configu
             r = predicted(node)
             if r is not None and isinstance(b["min"], (np.integer, int)):
                 b["min"], b["max"] = np.int64(min(int(b["min"]), r[0])), np.int64(max(int(b["max"]), r[1]))
+        if record is not None:
+            record[:] = bounds_record(graph, bounds)
         return bounds
 
     # An attribute of this one graph object, read by the compile below: no global state changes.
     graph.measure_bounds = measure_with_predictions
+    return compiler.compile(None, configuration)
+
+
+_KINDS = {"int": np.int64, "float": np.float64, "bool": np.bool_}
+
+
+def bounds_record(graph, bounds: dict) -> list:
+    """Bounds of every value of a traced concrete graph as plain data, in the graph's node order
+    (concrete adds nodes breadth first from the outputs, in a fixed order): ``[kind, min, max]``
+    with ``kind`` one of ``"int"``, ``"float"``, ``"bool"``.
+
+    Examples
+    --------
+    >>> def f(x):
+    ...     return x + 1
+    >>> graph = fhe.Compiler(f, {"x": "encrypted"}).trace([np.array([2])], fhe.Configuration())
+    >>> bounds_record(graph, graph.measure_bounds([np.array([2]), np.array([5])]))
+    [['int', 3, 6], ['int', 2, 5], ['int', 1, 1]]
+    """
+    out = []
+    for node in graph.graph.nodes:
+        lo, hi = bounds[node]["min"], bounds[node]["max"]
+        kind = "bool" if isinstance(lo, (bool, np.bool_)) else "int" if isinstance(lo, (int, np.integer)) else "float"
+        cast = {"bool": bool, "int": int, "float": float}[kind]
+        out.append([kind, cast(lo), cast(hi)])
+    return out
+
+
+def compile_from_bounds(fn: Callable, input_shapes: list, bounds: list, configuration: fhe.Configuration) -> fhe.Circuit:
+    """Compile ``fn`` with every value typed from recorded bounds (:func:`bounds_record`), not from data.
+
+    The same function, shapes, bounds and configuration give the same circuit as the compile that
+    recorded them, so a server rebuilds a model's circuit from plain data without its calibration
+    set.
+
+    Raises
+    ------
+    PassError
+        When the traced function has another number of values than ``bounds`` describes.
+
+    Examples
+    --------
+    >>> def f(x):
+    ...     return x - 3
+    >>> c = compile_from_bounds(f, [(1,)], [["int", -3, 4], ["int", 0, 7], ["int", 3, 3]], fhe.Configuration())
+    >>> str(c.graph.ordered_outputs()[0].output.dtype)
+    'int4'
+    """
+    compiler = fhe.Compiler(fn, {p: "encrypted" for p in inspect.signature(fn).parameters})
+    sample = tuple(np.zeros((1,) + tuple(s), np.int64) for s in input_shapes)
+    graph = compiler.trace([sample[0] if len(sample) == 1 else sample], configuration)
+    nodes = list(graph.graph.nodes)
+    if len(nodes) != len(bounds):
+        raise PassError(f"compile_from_bounds: the function traces to {len(nodes)} values, the recorded bounds "
+                        f"describe {len(bounds)}")
+    recorded = {node: {"min": _KINDS[kind](lo), "max": _KINDS[kind](hi)} for node, (kind, lo, hi) in zip(nodes, bounds)}
+    # An attribute of this one graph object, read by the compile below: no global state changes.
+    graph.measure_bounds = lambda samples: recorded
     return compiler.compile(None, configuration)
 
 

@@ -20,28 +20,41 @@ from concrete.fhe.tracing import Tracer
 from qfhe.errors import UnsupportedOpError
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.numeric import maxpool_padding
-from qfhe.ir.ops import chain_arrays, evaluate
+from qfhe.ir.ops import evaluate
 from qfhe.passes.bitwidth import ValueInfo, client_input_nodes, is_server_node, value_layers
+from qfhe.passes.materialize import materialize_tables
 
 _EXACTNESS = {"exact": fhe.Exactness.EXACT, "approximate": fhe.Exactness.APPROXIMATE}
 
 
-def circuit_io(graph: Graph) -> tuple[list[str], str]:
-    """Names of the circuit's inputs (client ``quant`` nodes, in order) and of its output (the value
-    the client ``dequant`` reads).
+def circuit_graph(graph: Graph) -> Graph:
+    """The part of a quantized graph that runs encrypted: one integer ``input`` node per client
+    quantizer (named after it, shaped like the model input it reads), the server nodes, and as
+    output the value the client dequantizes. A circuit graph is returned unchanged.
+
+    Raises
+    ------
+    UnsupportedOpError
+        For a graph without client quantizers or without exactly one output.
 
     Examples
     --------
     >>> from qfhe.ir import Graph, Node
-    >>> g = Graph([Node("x", "input", []), Node("xq", "quant", ["x"], {"side": "client"}),
+    >>> g = Graph([Node("x", "input", [], {"shape": (2,)}), Node("xq", "quant", ["x"], {"side": "client"}),
     ...            Node("y", "dequant", ["xq"], {"side": "client"})], ["y"])
-    >>> circuit_io(g)
-    (['xq'], 'xq')
+    >>> print(circuit_graph(g))
+    %xq = input() {shape=(2,), dtype=int}
+    return %xq
     """
+    if all(n.op == "input" or is_server_node(n) for n in graph.nodes):
+        return graph
     ins = client_input_nodes(graph)
     if not ins or len(graph.outputs) != 1:
         raise UnsupportedOpError("the TFHE backend compiles graphs with at least one input and exactly one output")
-    return [n.name for n in ins], graph[graph.outputs[0]].inputs[0]
+    inputs = [Node(q.name, "input", [], {"shape": tuple(graph[q.inputs[0]].attrs["shape"]), "dtype": "int"})
+              for q in ins]
+    return Graph(inputs + [n for n in graph.nodes if is_server_node(n)], [graph[graph.outputs[0]].inputs[0]]).verify(
+        "circuit")
 
 
 def parameter_names(n_inputs: int) -> list[str]:
@@ -55,27 +68,20 @@ def parameter_names(n_inputs: int) -> list[str]:
     return ["x"] if n_inputs == 1 else [f"x{i}" for i in range(n_inputs)]
 
 
-def _tlu(node: Node, x, in_bits: int):
-    if not chain_arrays(node.attrs["chain"]):
-        return fhe.univariate(lambda v: evaluate("tlu", [np.asarray(v)], node.attrs).astype(np.int64))(x)
-    # Per-channel chains (bias, BatchNorm) need one table per channel: a nested LookupTable shaped
-    # like the chain's parameters (e.g. (C, 1, 1)), which concrete broadcasts over the input.
-    # Tables cover 2^(bits+1) signed codes, indexed modulo their size, so they also cover a
-    # rounding that carried into one more bit.
-    size = 1 << (in_bits + 1)
-    idx = np.arange(size, dtype=np.int64)
-    codes = np.where(idx >= size // 2, idx - size, idx)
-    param_shape = _param_shape(node)  # per sample, e.g. (C,) or (C, 1, 1)
-    table = evaluate("tlu", [codes.reshape((size,) + (1,) * len(param_shape))], node.attrs)
-    table = np.broadcast_to(table, (size,) + param_shape).reshape(size, -1)
-    luts = np.empty(table.shape[1], dtype=object)
-    for j in range(table.shape[1]):
-        luts[j] = fhe.LookupTable(table[:, j])
-    return fhe.LookupTable(luts.reshape(param_shape))[x]
-
-
-def _param_shape(node: Node) -> tuple:
-    return tuple(np.broadcast_shapes(*[v.shape[1:] for v in chain_arrays(node.attrs["chain"])]))
+def _table(node: Node, x):
+    table = np.asarray(node.attrs["table"], np.int64)
+    if table.ndim == 1:
+        # concrete evaluates the function over the input's whole type, as it did for the chain
+        return fhe.univariate(lambda v: table[np.asarray(v, np.int64) & (len(table) - 1)])(x)
+    # Per-channel tables (bias, BatchNorm) need one table per channel: a nested LookupTable shaped
+    # like the channels (e.g. (C, 1, 1)), which concrete broadcasts over the input. Tables cover
+    # 2^bits signed codes in two's complement order, so negative indices pick the right entry.
+    size, channels = table.shape[0], table.shape[1:]
+    columns = table.reshape(size, -1)
+    luts = np.empty(columns.shape[1], dtype=object)
+    for j in range(columns.shape[1]):
+        luts[j] = fhe.LookupTable(columns[:, j])
+    return fhe.LookupTable(luts.reshape(channels))[x]
 
 
 def _pad2d(x, pads, value: int = 0):
@@ -136,8 +142,8 @@ def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
         return _maxpool(xs[0], a, info[node.inputs[0]].lo)
     if node.op == "round":
         return fhe.round_bit_pattern(xs[0], lsbs_to_remove=a["lsbs"], exactness=_EXACTNESS[a["method"]])
-    if node.op == "tlu":
-        return _tlu(node, xs[0], info[node.inputs[0]].bits)
+    if node.op == "table":
+        return _table(node, xs[0])
     raise UnsupportedOpError(f"TFHE lowering: node '{node.name}' has op '{node.op}', which cannot run encrypted")
 
 
@@ -147,7 +153,8 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
     Parameters
     ----------
     graph : Graph
-        Fused (and optionally rounded) quantized graph.
+        Fused (and optionally rounded) quantized graph, or its :func:`circuit_graph` (tables
+        materialized or not: :func:`qfhe.passes.materialize.materialize_tables` runs first).
     info : dict
         Bit-width side table from :func:`qfhe.passes.bitwidth.analyze_bitwidths`.
 
@@ -161,14 +168,15 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
     --------
     >>> from qfhe.ir import Graph, Node
     >>> from qfhe.passes.bitwidth import ValueInfo
-    >>> g = Graph([Node("x", "input", []), Node("xq", "quant", ["x"], {"side": "client"}),
+    >>> g = Graph([Node("x", "input", [], {"shape": (2,)}), Node("xq", "quant", ["x"], {"side": "client"}),
     ...            Node("s", "add", ["xq", "xq"]), Node("y", "dequant", ["s"], {"side": "client"})], ["y"])
     >>> f = make_circuit_function(g, {"xq": ValueInfo(0, 3, 3, False), "s": ValueInfo(0, 6, 3, False)})
     >>> f(np.array([[1, 2]]))
     array([[2, 4]])
     """
-    x_names, out_name = circuit_io(graph)
-    server = [n for n in graph.nodes if is_server_node(n) and n.name not in x_names]
+    cg = materialize_tables(circuit_graph(graph), info)
+    x_names, out_name = cg.input_names, cg.outputs[0]
+    server = [n for n in cg.nodes if n.op != "input"]
     tracing = Tracer
 
     params = parameter_names(len(x_names))
@@ -192,4 +200,5 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
     f.predicted_ranges = {name: (v.lo, v.hi) for name, v in info.items()}
     f.input_names = x_names
     f.layers = value_layers(graph)  # node tag -> layer, for pbs_count_per_layer
+    f.graph = cg  # exactly what is lowered: a server artifact carries this graph
     return f
