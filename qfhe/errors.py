@@ -82,6 +82,18 @@ class UnknownKeyError(QfheError, KeyError):
         return str(self.args[0]) if self.args else ""
 
 
+class WorkerCrashedError(QfheError, RuntimeError):
+    """The worker process running a request stopped (a native crash, out of memory, killed); it was restarted."""
+
+
+class RequestTimeoutError(QfheError, TimeoutError):
+    """A request did not finish within the server's deadline; its worker was stopped and restarted."""
+
+
+class ServerBusyError(QfheError, RuntimeError):
+    """The server has as much work queued as it accepts (or as many key uploads); try again later."""
+
+
 class ServerError(QfheError, RuntimeError):
     """An inference server answered with an error (``status`` is the HTTP status code)."""
 
@@ -143,6 +155,9 @@ __all__ = [
     "ArtifactError",
     "CiphertextError",
     "UnknownKeyError",
+    "WorkerCrashedError",
+    "RequestTimeoutError",
+    "ServerBusyError",
     "ServerError",
     "QfheWarning",
     "InputClippingWarning",

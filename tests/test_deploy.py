@@ -7,6 +7,7 @@ result with ``fhe="simulate"``.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import zipfile
 
@@ -72,24 +73,40 @@ def _pickle_opcodes(data: bytes) -> bool:
                for p in (2, 3, 4, 5))
 
 
-def test_artifacts_hold_no_pickle_and_no_native_code(deployed):
+def test_artifacts_are_data(deployed):
+    """JSON and .npy only: no pickle, no MLIR or other code; the client gets no weight but the output
+    dequantizer (which adds the last layer's bias)."""
     root = deployed[0]
     for name in ("client.zip", "server.zip"):
         with zipfile.ZipFile(root / "artifacts" / name) as z:
             for member in z.namelist():
                 data = z.read(member)
                 assert not _pickle_opcodes(data), (name, member)
-                assert member.rsplit(".", 1)[-1] in {"json", "npy", "mlir"}, (name, member)
+                assert member.rsplit(".", 1)[-1] in {"json", "npy"}, (name, member)
+                assert b"llvm." not in data and b"func.func" not in data, (name, member)
                 if member.endswith(".npy"):
                     np.load(__import__("io").BytesIO(data), allow_pickle=False)
-                if member.endswith(".json") and member != "client.specs.json":
+                else:
                     json.loads(data)
             manifest = json.loads(z.read("manifest.json"))
+            assert manifest["format_version"] == 2
             assert set(manifest["versions"]) == {"qfhe", "concrete-python", "python"}
             assert all(len(m["sha256"]) == 64 for m in manifest["members"].values())
-    # the client gets the quantizers, not the weights
+    server = zipfile.ZipFile(root / "artifacts" / "server.zip").namelist()
+    assert {"circuit.json", "client.specs.json", "model.json"} <= set(server)
+    circuit = json.loads(zipfile.ZipFile(root / "artifacts" / "server.zip").read("circuit.json"))
+    assert {n["op"] for n in circuit["graph"]["nodes"]} <= {"input", "qgemm", "table", "round"}
     client_doc = json.loads(zipfile.ZipFile(root / "artifacts" / "client.zip").read("model.json"))
-    assert "quant" in client_doc and "graph" not in client_doc and "weight" not in json.dumps(client_doc)
+    assert set(client_doc["dequant"]) == {"scale", "offset", "side"} and "circuit" not in client_doc
+    assert "weight" not in json.dumps(client_doc) and "graph" not in client_doc
+
+
+def test_server_rebuilds_the_compiled_circuit(qm, tmp_path):
+    """Without compression the deployed circuit is the compiled one: same client specs, byte for byte."""
+    FHEModelDev(tmp_path, qm, compress=False).save()
+    specs = zipfile.ZipFile(tmp_path / "client.zip").read("client.specs.json")
+    assert specs == qm.fhe_circuit.client.specs.serialize()
+    assert FHEModelServer(tmp_path).fingerprint == FHEModelClient(tmp_path).fingerprint
 
 
 def _rewrite(src, dst, change):
@@ -104,11 +121,11 @@ def _rewrite(src, dst, change):
 def test_tampered_truncated_and_incompatible_artifacts(deployed, tmp_path):
     src = deployed[0] / "artifacts" / "server.zip"
 
-    def edit_mlir(m):
-        m["circuit.mlir"] = m["circuit.mlir"].replace(b"arith.constant", b"arith.constant ", 1)
+    def edit_circuit(m):
+        m["circuit.json"] = b" " + m["circuit.json"]
 
-    _rewrite(src, tmp_path / "server.zip", edit_mlir)
-    with pytest.raises(ArtifactError, match=r"member circuit.mlir does not match its SHA-256"):
+    _rewrite(src, tmp_path / "server.zip", edit_circuit)
+    with pytest.raises(ArtifactError, match=r"member circuit.json has \d+ bytes in the zip, its manifest entry says"):
         FHEModelServer(tmp_path)
 
     _rewrite(src, tmp_path / "server.zip", lambda m: m.update({"extra.json": b"{}"}))
@@ -144,7 +161,7 @@ def test_bad_ciphertexts_and_keys_are_refused(deployed, data, qm, tmp_path):
     with pytest.raises(CiphertextError, match=r"encrypted keys are truncated"):
         server.add_keys(eval_keys[:-1000])
     junk = envelope.pack(client.fingerprint, "keys", [[("evaluation_keys", b"junk")]])
-    with pytest.raises(CiphertextError, match=r"these are not valid evaluation keys"):
+    with pytest.raises(CiphertextError, match=r"these evaluation keys cannot be read as a concrete-python ServerKeyset"):
         server.add_keys(junk)
     # a ciphertext made for another model is named as such
     other = qfhe.compile_torch_model(nn.Linear(4, 3), data, n_bits=3, p_error=1e-5)
@@ -207,7 +224,11 @@ def test_cli_help(capsys):
     with pytest.raises(SystemExit) as e:
         main(["serve", "--help"])
     out = capsys.readouterr().out
-    assert e.value.code == 0 and "--max-request-mb" in out and "POST /predict" in out
+    assert e.value.code == 0 and "POST /predict" in out and "GET /client.zip" in out
+    flat = " ".join(out[out.index("options:"):].split())
+    for option, default in (("--port", "8000"), ("--workers", "2"), ("--max-samples", "16"), ("--timeout", "300.0"),
+                            ("--key-memory-mb", "2048"), ("--key-disk-mb", "8192"), ("--max-keys-mb", "None")):
+        assert re.search(rf"{option} [A-Z_]+ (?:(?! --).)*?\(default: {default}\)", flat), option
 
 
 def test_http_server_end_to_end(deployed, qm, data):
@@ -240,14 +261,14 @@ def test_http_server_end_to_end(deployed, qm, data):
                 http.predict(enc, "0" * 32)
             with pytest.raises(ServerError, match=r"400: CiphertextError: encrypted inputs are truncated"):
                 http.predict(enc[:-50], key_id)
-            with pytest.raises(ServerError, match=r"413: PayloadTooLarge: the encrypted input has 100000 bytes"):
+            with pytest.raises(ServerError, match=r"413: PayloadTooLarge: the encrypted input: 100000 bytes"):
                 http.predict(b"\0" * 100_000, key_id)
             r = http._http.post("/predict", params={"key_id": key_id}, content=enc,
                                 headers={"content-type": "application/json"})
             assert r.status_code == 415 and r.json()["error"] == "UnsupportedMediaType"
             assert e.value.status == 404
             # still serving, and still right
-            assert http.health() == {"status": "ok"}
+            assert http.health() == {"status": "ok", "workers": 2}
             np.testing.assert_array_equal(client.deserialize_decrypt_dequantize(http.predict(enc, key_id)),
                                           qm.forward(data[:1], fhe="simulate"))
 
@@ -283,18 +304,34 @@ def test_run_batch_on_dask_local_cluster(deployed, data):
     np.testing.assert_array_equal(np.concatenate([client.deserialize_decrypt(r) for r in result]), local)
 
 
-def test_key_store_evicts_least_recently_used(tmp_path):
-    from qfhe.deploy import KeyStore
+def test_key_store_evicts_least_recently_used_and_survives_restarts(tmp_path):
+    from qfhe.deploy import KeyCache, KeyStore
 
-    loads = []
-    store = KeyStore(lambda data: loads.append(data) or data, tmp_path, max_memory_bytes=8, max_disk_bytes=12)
+    store = KeyStore(tmp_path / "keys", max_disk_bytes=12)
     a, b = store.put(b"aaaa"), store.put(b"bbbb")
-    assert store.get(a) == b"aaaa"                      # a is now the most recently used
+    assert store.read(a) == b"aaaa"                      # a is now the most recently used
     c = store.put(b"cccccc")                            # 14 bytes > 12 on disk: b (least recent) goes
     with pytest.raises(UnknownKeyError, match=r"unknown key_id .*upload the evaluation keys again"):
-        store.get(b)
-    assert not (tmp_path / f"{b}.keys").exists() and len(store) == 2
-    assert not store.in_memory(a) and store.get(a) == b"aaaa" and loads.count(b"aaaa") == 2  # reloaded from disk
-    assert store.get(c) == b"cccccc"
+        store.read(b)
+    assert not (tmp_path / "keys" / f"{b}.keys").exists() and len(store) == 2
+    assert (tmp_path / "keys").stat().st_mode & 0o777 == 0o700
     with pytest.raises(CiphertextError, match=r"more than the server's key storage limit \(12 bytes\)"):
         store.put(b"x" * 13)
+    # a restart finds the keys, and a smaller budget is enforced at once, oldest first
+    (tmp_path / "keys" / ".half-written.tmp").write_bytes(b"x")
+    again = KeyStore(tmp_path / "keys", max_disk_bytes=8)
+    assert len(again) == 1 and again.read(c) == b"cccccc" and a not in again
+    assert not (tmp_path / "keys" / ".half-written.tmp").exists()
+    # without a directory: a temporary one, removed on close
+    temp = KeyStore()
+    temp.put(b"k")
+    directory = temp.directory
+    temp.close()
+    assert not directory.exists()
+
+    cache = KeyCache(100)
+    cache.put("a", "A", 60)
+    cache.put("b", "B", 60)                             # counted at loaded size: a goes
+    assert "a" not in cache and cache.get("b") == "B" and cache.loaded_bytes == 60
+    cache.put("c", "C", 500)                            # larger than the budget: kept alone, it is in use
+    assert cache.get("c") == "C" and "b" not in cache

@@ -1,11 +1,14 @@
 """Deployment: a client that holds the keys, a server that never sees plaintext, safe artifacts.
 
-- :class:`FHEModelDev` saves a compiled model as ``client.zip`` and ``server.zip`` (JSON, ``.npy``,
-  MLIR text; no pickle; SHA-256 per member, checked on load).
+- :class:`FHEModelDev` saves a compiled model as ``client.zip`` and ``server.zip``: data only
+  (JSON and ``.npy``; the circuit as qfhe IR, rebuilt by qfhe's lowering), a SHA-256 per member,
+  and optionally an Ed25519 signature (:func:`generate_signing_key`).
 - :class:`FHEModelClient` generates and keeps keys, quantizes + encrypts, decrypts + dequantizes.
-- :class:`FHEModelServer` runs encrypted requests with evaluation keys only; ``run_batch`` fans
-  them out over local processes or a Dask cluster.
-- ``qfhe serve`` is the HTTP server (:mod:`qfhe.deploy.http`); :class:`HTTPClient` talks to it.
+- :class:`FHEModelServer` runs encrypted requests with evaluation keys only, after checking them
+  against the circuit's key set; ``run_batch`` fans them out over worker processes or a Dask
+  cluster.
+- ``qfhe serve`` is the HTTP server (:mod:`qfhe.deploy.http`): FHE work in worker processes it
+  restarts, every resource bounded; :class:`HTTPClient` talks to it.
 
 Examples
 --------
@@ -21,11 +24,14 @@ Examples
 True
 """
 
+from qfhe.deploy.artifacts import ArtifactLimits, artifact_sha256
 from qfhe.deploy.batch import BatchResult
 from qfhe.deploy.client import FHEModelClient
 from qfhe.deploy.dev import FHEModelDev
-from qfhe.deploy.keystore import KeyStore
-from qfhe.deploy.server import FHEModelServer
+from qfhe.deploy.keystore import KeyCache, KeyStore
+from qfhe.deploy.server import FHEModelServer, ServerSpec, load_server_spec
+from qfhe.deploy.signing import generate_signing_key
+from qfhe.deploy.workers import WorkerPool
 
 
 def __getattr__(name):
@@ -33,7 +39,13 @@ def __getattr__(name):
         from qfhe.deploy.http_client import HTTPClient
 
         return HTTPClient
+    if name == "ServingConfig":  # needs FastAPI
+        from qfhe.deploy.http import ServingConfig
+
+        return ServingConfig
     raise AttributeError(f"module 'qfhe.deploy' has no attribute {name!r}")
 
 
-__all__ = ["FHEModelDev", "FHEModelClient", "FHEModelServer", "KeyStore", "BatchResult", "HTTPClient"]
+__all__ = ["FHEModelDev", "FHEModelClient", "FHEModelServer", "ServerSpec", "load_server_spec", "KeyStore",
+           "KeyCache", "BatchResult", "WorkerPool", "HTTPClient", "ServingConfig", "ArtifactLimits", "artifact_sha256",
+           "generate_signing_key"]

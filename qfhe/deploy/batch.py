@@ -1,9 +1,12 @@
 """Batch serving: many encrypted requests over local processes or a Dask cluster.
 
-Each worker loads the server artifact and the evaluation keys once (a process-pool initializer, or
-a Dask worker plugin that every current and future worker runs once), then runs requests. Results
-come back in the order of the inputs. A request that fails is retried once; if it fails again its
-error is reported for that item (:class:`BatchResult`), and no item is dropped.
+Each worker loads the server artifact and the evaluation keys once (the set-up of a
+:class:`~qfhe.deploy.workers.WorkerPool`, or a Dask worker plugin that every current and future
+worker runs once), then runs requests. Results come back in the order of the inputs, and no
+finished result is ever lost: a worker that dies fails only the item it was running, is replaced,
+and that item is retried (once by default); an item that fails every attempt is reported in
+:class:`BatchResult`'s ``errors``. (A ``ProcessPoolExecutor`` would lose every pending item, and
+finished ones with the batch, when one worker dies.)
 
 Examples
 --------
@@ -14,13 +17,12 @@ Examples
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import hashlib
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass
 
+from qfhe.deploy.workers import WorkerPool
 from qfhe.errors import ConfigurationError, QfheError
 from qfhe.validation import as_int
 
@@ -87,20 +89,30 @@ class BatchResult:
 
 
 # -- local processes -----------------------------------------------------------------------------------
-# A process pool can hand state to its workers only through an initializer; this dict lives in the
-# worker processes alone (the parent never writes it).
-_PROCESS_STATE: dict = {}
+def setup_batch_worker(artifact: bytes, keys: bytes) -> tuple:
+    """A batch worker's state: the server built from the artifact's bytes and the loaded keys.
 
-
-def _init_process(artifact: bytes, keys: bytes) -> None:
+    Examples
+    --------
+    >>> callable(setup_batch_worker)
+    True
+    """
     from qfhe.deploy.server import FHEModelServer
 
     server = FHEModelServer(artifact)
-    _PROCESS_STATE["server"], _PROCESS_STATE["keys"] = server, server._load_keys(keys)
+    return server, server.load_keys(keys)
 
 
-def _run_in_process(blob: bytes) -> bytes:
-    return _PROCESS_STATE["server"]._run(blob, _PROCESS_STATE["keys"])
+def run_batch_item(state: tuple, blob: bytes) -> bytes:
+    """Run one encrypted request with a batch worker's state.
+
+    Examples
+    --------
+    >>> callable(run_batch_item)
+    True
+    """
+    server, keys = state
+    return server.run_loaded(blob, keys)
 
 
 # -- Dask ------------------------------------------------------------------------------------------------
@@ -115,10 +127,7 @@ def _dask_plugin(artifact: bytes, keys: bytes, name: str):
             self.artifact, self.keys = artifact, keys
 
         def setup(self, worker):
-            from qfhe.deploy.server import FHEModelServer
-
-            self.server = FHEModelServer(self.artifact)
-            self.loaded_keys = self.server._load_keys(self.keys)
+            self.state = setup_batch_worker(self.artifact, self.keys)
 
     return QfheServerPlugin()
 
@@ -126,8 +135,7 @@ def _dask_plugin(artifact: bytes, keys: bytes, name: str):
 def _run_on_dask_worker(blob: bytes, plugin_name: str) -> bytes:
     from distributed import get_worker
 
-    plugin = get_worker().plugins[plugin_name]
-    return plugin.server._run(blob, plugin.loaded_keys)
+    return run_batch_item(get_worker().plugins[plugin_name].state, blob)
 
 
 def _is_dask_client(executor) -> bool:
@@ -135,7 +143,7 @@ def _is_dask_client(executor) -> bool:
 
 
 def run_batch(server, encrypted: list, evaluation_keys: bytes, executor=None, max_workers: int | None = None,
-              retries: int = 1) -> BatchResult:
+              retries: int = 1, item_timeout: float | None = None) -> BatchResult:
     """Run ``encrypted`` (a list of :meth:`FHEModelClient.quantize_encrypt_serialize` blobs) in parallel.
 
     Parameters
@@ -150,7 +158,9 @@ def run_batch(server, encrypted: list, evaluation_keys: bytes, executor=None, ma
     max_workers : int, optional
         Local processes (default: the number of CPUs, at most one per item).
     retries : int
-        Extra attempts for a failed item (default 1).
+        Extra attempts for a failed item (default 1), on a fresh worker when the worker died.
+    item_timeout : float, optional
+        Local processes: seconds an item may take (its worker is replaced past it).
 
     Returns
     -------
@@ -166,40 +176,38 @@ def run_batch(server, encrypted: list, evaluation_keys: bytes, executor=None, ma
                                  f"got {type(evaluation_keys).__name__}")
     retries = as_int("retries", retries, 0, 5)
     blobs = [bytes(b) for b in encrypted]
-    server._load_keys(bytes(evaluation_keys))  # refuse bad keys here, not n times in the workers
+    server.load_keys(bytes(evaluation_keys))  # refuse bad keys here, not n times in the workers
     start = time.perf_counter()
     if executor is None or executor == "processes":
         n = as_int("max_workers", max_workers, 1, None) if max_workers is not None else min(len(blobs) or 1,
                                                                                             os.cpu_count() or 1)
-        with cf.ProcessPoolExecutor(n, mp_context=multiprocessing.get_context("spawn"), initializer=_init_process,
-                                    initargs=(server.artifact_bytes, bytes(evaluation_keys))) as pool:
-            outputs, errors, attempts = _collect(lambda b: pool.submit(_run_in_process, b), blobs, retries,
-                                                 lambda f: f.result())
+        with WorkerPool(n, "qfhe.deploy.batch:setup_batch_worker", (server.artifact_bytes, bytes(evaluation_keys))) \
+                as pool:
+            outputs, errors, attempts = _collect(
+                lambda b: pool.submit("qfhe.deploy.batch:run_batch_item", b, timeout=item_timeout), blobs, retries)
     elif _is_dask_client(executor):
         digest = hashlib.sha256(server.artifact_bytes + bytes(evaluation_keys)).hexdigest()[:16]
         name = f"qfhe-server-{digest}"
         executor.register_plugin(_dask_plugin(server.artifact_bytes, bytes(evaluation_keys), name), name=name)
         outputs, errors, attempts = _collect(
-            lambda b: executor.submit(_run_on_dask_worker, b, name, pure=False), blobs, retries, lambda f: f.result())
+            lambda b: executor.submit(_run_on_dask_worker, b, name, pure=False), blobs, retries)
     else:
         raise ConfigurationError(f"executor must be None, 'processes' or a dask distributed.Client, got "
                                  f"{type(executor).__name__}")
     return BatchResult(outputs, errors, attempts, time.perf_counter() - start)
 
 
-def _collect(submit, blobs: list, retries: int, result) -> tuple[list, dict, list]:
-    """Submit every item, resubmit failures up to ``retries`` times, keep order and every error."""
+def _collect(submit, blobs: list, retries: int) -> tuple[list, dict, list]:
+    """Submit every item, keep each result as it finishes, resubmit failures up to ``retries`` times."""
     outputs: list = [None] * len(blobs)
     errors: dict = {}
-    attempts = [0] * len(blobs)
+    attempts = [1] * len(blobs)
     pending = {i: submit(b) for i, b in enumerate(blobs)}
-    for i in range(len(blobs)):
-        attempts[i] = 1
     while pending:
         again = {}
         for i, fut in pending.items():
             try:
-                outputs[i] = result(fut)
+                outputs[i] = fut.result()
                 errors.pop(i, None)
             except Exception as exc:  # noqa: BLE001 - any worker failure is reported per item
                 errors[i] = f"{type(exc).__name__}: {exc}"

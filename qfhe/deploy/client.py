@@ -16,42 +16,57 @@ True
 from __future__ import annotations
 
 import os
+import re
+import secrets
+import stat
+import threading
 import time
+from collections import OrderedDict
 from pathlib import Path
 
 import numpy as np
 
 from qfhe.deploy import envelope
 from qfhe.deploy.artifacts import read_artifact
-from qfhe.deploy.processing import labels, postprocess, preprocess
-from qfhe.errors import ArtifactError, CiphertextError, InputValidationError
+from qfhe.deploy.keystore import private_directory, write_atomic
+from qfhe.deploy.processing import check_processing, check_quantizers, labels, postprocess, preprocess
+from qfhe.errors import ArtifactError, CiphertextError, ConfigurationError, InputValidationError
 from qfhe.ir.ops import evaluate
 from qfhe.quant.quantizer import quantize_input_codes
-from qfhe.validation import check_input
+from qfhe.validation import as_bool, as_int, check_input
 
 
 class _TFHEKeys:
     """concrete-python's client: key generation and (de)cryption of single samples."""
 
-    def __init__(self, doc: dict, members: dict):
+    def __init__(self, doc: dict, members: dict, allow_insecure: bool):
+        from qfhe.deploy.concrete_wire import gates
+        from qfhe.deploy.plain import load_json
         from qfhe.deploy.tfhe import load_specs
 
+        if "client.specs.json" not in members:
+            raise ArtifactError("client.zip has no client.specs.json")
         self.specs = load_specs(members["client.specs.json"])
+        ins, outs = gates(load_json(members["client.specs.json"], "client.specs.json", 64 << 20))
+        if len(ins) != 1 or len(outs) != 1:
+            raise ArtifactError("client.zip: the circuit must have one input and one output")
+        self.out_gate = outs[0]
         self.client = None
 
     def generate(self, path: Path | None) -> None:
         from concrete import fhe
 
         self.client = fhe.Client(self.specs)
-        if path is not None and path.exists():
+        data = _read_private(path)
+        if data is not None:
             try:
-                self.client.keys.load_from_bytes(path.read_bytes())
+                self.client.keys.load_from_bytes(data)
                 return
-            except RuntimeError as exc:
-                raise ArtifactError(f"the key file {path} is unreadable ({exc}); delete it to generate new keys") from None
+            except RuntimeError:
+                raise ArtifactError(f"the key file {path} is unreadable; delete it to generate new keys") from None
         self.client.keygen()
         if path is not None:
-            _write_private(path, self.client.keys.serialize())
+            write_atomic(path, self.client.keys.serialize())
 
     def evaluation_parts(self) -> tuple[list, dict]:
         return [("evaluation_keys", self.client.evaluation_keys.serialize())], {}
@@ -62,33 +77,45 @@ class _TFHEKeys:
     def decrypt(self, env: envelope.Envelope) -> np.ndarray:
         from concrete import fhe
 
+        from qfhe.deploy.concrete_wire import check_value
+
         outs = []
         for item in env.items:
+            value = check_value(envelope.parts(item, {"y"}, "an encrypted result")["y"], self.out_gate,
+                                "an encrypted result")
             try:
-                outs.append(np.asarray(self.client.decrypt(fhe.Value.deserialize(dict(item)["y"]))))
-            except (RuntimeError, ValueError, KeyError) as exc:
-                raise CiphertextError(f"an encrypted result is malformed ({exc})") from None
+                outs.append(np.asarray(self.client.decrypt(fhe.Value.deserialize(value))))
+            except (RuntimeError, ValueError):
+                raise CiphertextError("an encrypted result does not decrypt (malformed)") from None
         return np.concatenate(outs).astype(np.int64)
 
 
 class _CKKSKeys:
     """SEAL: key generation, packing + encryption of sample groups, decryption + unpacking."""
 
-    def __init__(self, doc: dict, members: dict):
+    def __init__(self, doc: dict, members: dict, allow_insecure: bool):
+        from dataclasses import replace
+
         from qfhe.ckks.params import CKKSParameters
         from qfhe.deploy.dev import graph_from_plain
 
-        self.params = CKKSParameters(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in doc["params"].items()})
-        self.graph = graph_from_plain(doc["graph"])
+        params = CKKSParameters(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in doc["params"].items()})
+        # Whoever serves the artifact does not choose the client's security: the caller does.
+        self.params = replace(params, allow_insecure=bool(allow_insecure))
+        self.params.check_security(real_encryption=True)
+        self.graph = graph_from_plain(doc["graph"], "client.zip: model.json")
+        if {n.op for n in self.graph.nodes} - {"encrypt", "decrypt"}:
+            raise ArtifactError("client.zip: the client graph may only hold encrypt and decrypt nodes")
         self.steps = [int(s) for s in doc["steps"]]
-        self.per_ciphertext = int(doc["samples_per_ciphertext"])
+        self.per_ciphertext = as_int("samples_per_ciphertext", doc["samples_per_ciphertext"], 1, 1 << 16)
         self.keys = None
 
     def generate(self, path: Path | None) -> None:
         from qfhe.ckks.backends.seal import SEALKeys, load_bytes, seal_context, to_bytes
 
-        if path is not None and path.exists():
-            env = envelope.unpack(path.read_bytes(), "ckks-keys", "secret")
+        data = _read_private(path)
+        if data is not None:
+            env = envelope.unpack(data, "ckks-keys", "secret")
             parts = dict(env.items[0])
             ctx, real = seal_context(self.params)
             gk = load_bytes("galois_keys", parts["galois_keys"], ctx) if parts["galois_keys"] else None
@@ -102,7 +129,7 @@ class _CKKSKeys:
             parts = [("secret_key", to_bytes(k.secret_key)), ("public_key", to_bytes(k.public_key)),
                      ("relin_keys", to_bytes(k.relin_keys)),
                      ("galois_keys", to_bytes(k.galois_keys) if k.galois_keys is not None else b"")]
-            _write_private(path, envelope.pack("ckks-keys", "secret", [parts], {"steps": k.steps}))
+            write_atomic(path, envelope.pack("ckks-keys", "secret", [parts], {"steps": k.steps}))
 
     def evaluation_parts(self) -> tuple[list, dict]:
         ek = self.keys.evaluation_keys()
@@ -122,11 +149,8 @@ class _CKKSKeys:
     def decrypt(self, env: envelope.Envelope) -> np.ndarray:
         from qfhe.ckks.backends.seal import load_bytes
 
-        counts = env.meta.get("samples", [])
-        if len(counts) != len(env.items):
-            raise CiphertextError("encrypted outputs: the sample counts do not match the items")
         outs = []
-        for item, n in zip(env.items, counts):
+        for item, n in zip(env.items, env.samples):
             try:
                 cts = {name: load_bytes("ciphertext", data, self.keys.context) for name, data in item}
             except InputValidationError as exc:
@@ -135,14 +159,29 @@ class _CKKSKeys:
         return np.concatenate(outs)
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    """Write a secret key file readable by its owner only."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(data)
-    tmp.replace(path)
+def _read_private(path: Path | None) -> bytes | None:
+    """The secret key file's bytes, or None if there is none. Refuses a link, another owner's file,
+    or a file others can read (whoever planted it may know the key)."""
+    if path is None:
+        return None
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    except FileNotFoundError:
+        return None
+    except OSError:  # ELOOP: a symbolic link
+        raise ArtifactError(f"the key file {path} is a link or unreadable; delete it (a planted key file would let "
+                            "whoever wrote it decrypt your data)") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()) or st.st_mode & 0o077:
+            raise ArtifactError(f"the key file {path} is not a private file of yours (mode {oct(st.st_mode & 0o777)}); "
+                                "delete it to generate new keys")
+        return f.read()
+
+
+_FINGERPRINT = re.compile(r"^[0-9a-f]{64}$")
+#: Requests whose result count the client remembers (the most recent ones).
+_REMEMBERED_REQUESTS = 4096
 
 
 class FHEModelClient:
@@ -155,8 +194,17 @@ class FHEModelClient:
         load (SHA-256 of every member, versions).
     key_dir : str or Path, optional
         Where the secret and evaluation keys are kept: generated there on first use and reused
-        afterwards (one file per model). Without it, keys live in memory only. The file holds the
-        secret key: keep it private (it is written with mode 0600).
+        afterwards (one file per model). Without it, keys live in memory only. The directory is
+        created with mode 0700 (an existing one must be yours and not writable by others); the key
+        file is written atomically with mode 0600, and a linked or shared key file is refused.
+    verify_key : optional
+        An Ed25519 public key: ``client.zip`` must be signed by it (see
+        :func:`qfhe.deploy.generate_signing_key`).
+    expected_sha256 : str, optional
+        The SHA-256 of ``client.zip`` as published by its developer (:func:`qfhe.deploy.artifact_sha256`).
+    allow_insecure : bool
+        CKKS: accept parameters below 128-bit security. The caller decides this; a flag in the
+        artifact does not.
 
     Attributes
     ----------
@@ -174,23 +222,39 @@ class FHEModelClient:
     'FHEModelClient'
     """
 
-    def __init__(self, path, key_dir=None):
-        artifact = read_artifact(path, "client")
+    def __init__(self, path, key_dir=None, verify_key=None, expected_sha256: str | None = None,
+                 allow_insecure: bool = False):
+        artifact = read_artifact(path, "client", verify_key, expected_sha256)
         doc = artifact.plain()
         try:
             self.scheme = doc["scheme"]
-            self.fingerprint = str(doc["fingerprint"])
-            self.input_shape = tuple(int(d) for d in doc["input_shape"])
-            self.output_shape = tuple(int(d) for d in doc["output_shape"])
-            self._pre, self._post = doc["preprocess"], doc["postprocess"]
+            if self.scheme not in ("tfhe", "ckks") or self.scheme != artifact.manifest["info"]["scheme"]:
+                raise ArtifactError("client.zip: model.json has no valid scheme")
+            self.fingerprint = doc["fingerprint"]
+            if not isinstance(self.fingerprint, str) or not _FINGERPRINT.match(self.fingerprint):
+                raise ArtifactError("client.zip: the model fingerprint is not 64 hex digits")
+            self.input_shape = tuple(as_int("input_shape", d, 1, 1 << 24) for d in doc["input_shape"])
+            self.output_shape = tuple(as_int("output_shape", d, 1, 1 << 24) for d in doc["output_shape"])
+            self._pre, self._post = check_processing(doc["preprocess"], doc["postprocess"])
             self._quant, self._dequant = doc.get("quant"), doc.get("dequant")
-            self._remedy = doc.get("clip_remedy", "")
-            self._keys = (_TFHEKeys if self.scheme == "tfhe" else _CKKSKeys)(doc, artifact.members)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ArtifactError(f"client.zip: model.json is incomplete ({type(exc).__name__}: {exc})") from None
+            if self.scheme == "tfhe":
+                check_quantizers(self._quant, self._dequant)
+            self._remedy = str(doc.get("clip_remedy", ""))[:200]
+            self._keys = (_TFHEKeys if self.scheme == "tfhe" else _CKKSKeys)(doc, artifact.members,
+                                                                             as_bool("allow_insecure", allow_insecure))
+        except ConfigurationError as exc:
+            if "security" in str(exc):
+                raise
+            raise ArtifactError(f"client.zip: model.json is invalid ({exc})") from None
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            if isinstance(exc, ArtifactError):
+                raise
+            raise ArtifactError(f"client.zip: model.json is incomplete or invalid ({type(exc).__name__})") from None
         self.key_dir = None if key_dir is None else Path(key_dir)
         self.timings: dict = {}
         self._generated = False
+        self._lock = threading.RLock()  # keys are generated once, and concrete's client is not shared unguarded
+        self._requests: OrderedDict[str, list] = OrderedDict()
 
     @property
     def key_path(self) -> Path | None:
@@ -201,7 +265,13 @@ class FHEModelClient:
         >>> FHEModelClient.key_path.__doc__.split()[0]
         'The'
         """
-        return None if self.key_dir is None else self.key_dir / f"{self.scheme}-{self.fingerprint[:24]}.keys"
+        if self.key_dir is None:
+            return None
+        directory = private_directory(self.key_dir, "key_dir").resolve()
+        path = (directory / f"{self.scheme}-{self.fingerprint[:24]}.keys").resolve()
+        if path.parent != directory:  # the name is checked hex; this is the belt to those braces
+            raise ArtifactError("client.zip: the model fingerprint would place the key file outside key_dir")
+        return path
 
     def generate_private_and_evaluation_keys(self, force: bool = False) -> None:
         """Generate keys, or load them from ``key_dir`` if this model's key file is there.
@@ -216,15 +286,16 @@ class FHEModelClient:
         >>> callable(FHEModelClient.generate_private_and_evaluation_keys)
         True
         """
-        if self._generated and not force:
-            return
-        path = self.key_path
-        if force and path is not None and path.exists():
-            path.unlink()
-        start = time.perf_counter()
-        self._keys.generate(path)
-        self.timings["keygen"] = time.perf_counter() - start
-        self._generated = True
+        with self._lock:
+            if self._generated and not force:
+                return
+            path = self.key_path
+            if force and path is not None:
+                path.unlink(missing_ok=True)
+            start = time.perf_counter()
+            self._keys.generate(path)
+            self.timings["keygen"] = time.perf_counter() - start
+            self._generated = True
 
     def get_serialized_evaluation_keys(self) -> bytes:
         """The evaluation keys, serialized (compressed where concrete-python can): safe to send to the server.
@@ -235,8 +306,9 @@ class FHEModelClient:
         True
         """
         self.generate_private_and_evaluation_keys()
-        parts, meta = self._keys.evaluation_parts()
-        return envelope.pack(self.fingerprint, "keys", [parts], meta)
+        with self._lock:
+            parts, _ = self._keys.evaluation_parts()
+        return envelope.pack(self.fingerprint, "keys", [parts])
 
     def quantize_encrypt_serialize(self, X) -> bytes:
         """Validate, (standardise,) quantize and encrypt a batch ``X`` of shape (n, ...); one blob for all.
@@ -258,12 +330,26 @@ class FHEModelClient:
         self.generate_private_and_evaluation_keys()
         start = time.perf_counter()
         values = quantize_input_codes(arr, self._quant, self._remedy) if self.scheme == "tfhe" else arr
-        items, counts = self._keys.encrypt(values)
+        with self._lock:
+            items, counts = self._keys.encrypt(values)
+            request = secrets.token_hex(16)
+            self._requests[request] = counts
+            while len(self._requests) > _REMEMBERED_REQUESTS:
+                self._requests.popitem(last=False)
         self.timings["encrypt"] = time.perf_counter() - start
-        return envelope.pack(self.fingerprint, "inputs", items, {"samples": counts})
+        return envelope.pack(self.fingerprint, "inputs", items, {"samples": counts, "request": request})
 
     def deserialize_decrypt(self, data: bytes) -> np.ndarray:
         """Decrypt a server result: the circuit's raw output (integer codes for TFHE, floats for CKKS).
+
+        The result must answer a request of this client: as many items and samples as it sent
+        (a result for a request it does not remember must at least be self-consistent).
+
+        Raises
+        ------
+        CiphertextError
+            For a result of another model, a malformed or truncated one, or one with another number
+            of results than the request had samples.
 
         Examples
         --------
@@ -271,9 +357,17 @@ class FHEModelClient:
         True
         """
         env = envelope.unpack(data, self.fingerprint, "outputs")
+        with self._lock:
+            sent = self._requests.get(env.request) if env.request else None
+        if sent is not None and (len(env.items) != len(sent) or env.samples != sent):
+            raise CiphertextError(f"the server returned {len(env.items)} results for a request of {len(sent)} "
+                                  f"encrypted items ({sum(sent)} samples): a faulty or hostile server")
+        if "samples" in env.meta and self.scheme == "tfhe" and any(c != 1 for c in env.samples):
+            raise CiphertextError("encrypted outputs: a TFHE result item holds exactly one sample")
         self.generate_private_and_evaluation_keys()
         start = time.perf_counter()
-        out = self._keys.decrypt(env)
+        with self._lock:
+            out = self._keys.decrypt(env)
         self.timings["decrypt"] = time.perf_counter() - start
         return out
 

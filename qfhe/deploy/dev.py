@@ -2,12 +2,17 @@
 
 What each side receives:
 
-* ``client.zip``: the input quantizer and output dequantizer (plain data), the client-side
-  standardisation and post-processing of an estimator, and the parameters for key generation
-  (concrete's client specs, or the CKKS parameters and the packing of the inputs and outputs).
-  No weights.
-* ``server.zip``: the circuit (TFHE: MLIR text and compile options; CKKS: the HE op graph with its
-  plaintext diagonals, and the parameters). No key.
+* ``client.zip``: the input quantizer and the output dequantizer (plain data; the dequantizer
+  adds the last layer's bias, one vector, in the clear), the client-side standardisation and
+  post-processing of an estimator, and concrete's client specs (key parameters, JSON), or the
+  CKKS parameters and the packing of the inputs and outputs. No other weight.
+* ``server.zip``: the circuit as data. TFHE: the circuit graph qfhe lowered (integer weights,
+  materialized lookup tables, roundings), its bit-widths, the bounds every traced value was typed
+  from, the compile options, and the client specs the rebuilt circuit must reproduce. CKKS: the
+  HE op graph with its plaintext diagonals, and the parameters. No key.
+
+``signing_key`` signs both manifests (Ed25519); servers and clients can then require the
+signature (``verify_key``).
 
 Examples
 --------
@@ -28,15 +33,25 @@ from pathlib import Path
 
 import numpy as np
 
-from qfhe.deploy.artifacts import ARTIFACT_FILES, build_members, write_artifact
+from qfhe.deploy.artifacts import ARTIFACT_FILES, Artifact, build_members, write_artifact
 from qfhe.deploy.processing import plain_classes
+from qfhe.deploy.signing import private_key
 from qfhe.errors import ArtifactError, ConfigurationError, NotCompiledError
 
 
-def _fingerprint(*parts: bytes) -> str:
+def fingerprint(members: dict) -> str:
+    """The model's fingerprint: SHA-256 over the name and digest of every member that defines the
+    circuit (a server recomputes it from what it loaded).
+
+    Examples
+    --------
+    >>> fingerprint({"circuit.json": b"{}", "model.json": b"ignored"}) == fingerprint({"circuit.json": b"{}"})
+    True
+    """
     h = hashlib.sha256()
-    for p in parts:
-        h.update(hashlib.sha256(p).digest())
+    for name in sorted(members):
+        if name.split("/")[0].split(".")[0] in ("circuit", "graph", "params") or name == "client.specs.json":
+            h.update(name.encode() + b"\0" + hashlib.sha256(members[name]).digest())
     return h.hexdigest()
 
 
@@ -63,7 +78,7 @@ def _unwrap(model) -> tuple:
 
 
 def _tfhe_docs(qm, pre, post, compress: bool) -> tuple[dict, dict]:
-    from qfhe.deploy.tfhe import compile_options, make_server, server_parameters
+    from qfhe.deploy.tfhe import build_circuit, circuit_doc
 
     if not qm.is_compiled:
         raise NotCompiledError("the model is quantized but not compiled: call compile() (estimators: compile(X)) "
@@ -73,23 +88,23 @@ def _tfhe_docs(qm, pre, post, compress: bool) -> tuple[dict, dict]:
             f"this model has {len(qm._input_nodes)} circuit inputs (several model inputs, or one Brevitas input with "
             "two quantizers); deployment artifacts support one input for now: run it with qm.forward(..., "
             "fhe='execute'), or concatenate the inputs into one tensor and split it inside forward")
-    circuit = qm.fhe_circuit
-    mlir = circuit.mlir
-    options = compile_options(circuit.configuration, compress)
-    server = make_server(mlir, options)  # the server recompiles exactly this: take the client specs from it
-    fingerprint = _fingerprint(mlir.encode(), json.dumps(options, sort_keys=True).encode())
+    doc = circuit_doc(qm, compress)
+    circuit_members = build_members(doc, "circuit", "circuit.json", "circuit/")
+    # The server will build exactly this: the client's key parameters come from the same build.
+    specs = build_circuit(Artifact({"kind": "server"}, circuit_members).plain("circuit.json", "circuit/")) \
+        .client.specs.serialize()
+    fp = fingerprint({**circuit_members, "client.specs.json": specs})
     why = ("the model's input quantizer clips them too (Brevitas does the same)" if qm.settings.get("qat")
            else "calibrate on data that covers them")
-    common = {"scheme": "tfhe", "fingerprint": fingerprint, "input_shape": list(qm.input_shape),
+    common = {"scheme": "tfhe", "fingerprint": fp, "input_shape": list(qm.input_shape),
               "output_shape": list(qm.output_shape)}
     client = {**common, "quant": qm._input_node.attrs, "dequant": qm._output_node.attrs, "clip_remedy": why,
               "preprocess": pre, "postprocess": post}
     stats = qm.statistics
-    server_doc = {**common, "parameters": server_parameters(server),
+    server_doc = {**common,
                   "statistics": {k: stats[k] for k in ("pbs_count", "max_bit_width", "p_error", "global_p_error")}}
-    client_members = {**build_members(client, "client model"), "client.specs.json": server.client_specs.serialize()}
-    server_members = {**build_members(server_doc, "server model"), "circuit.mlir": mlir.encode("utf-8"),
-                      "compile_options.json": json.dumps(options, indent=1).encode()}
+    client_members = {**build_members(client, "client model"), "client.specs.json": specs}
+    server_members = {**build_members(server_doc, "server model"), **circuit_members, "client.specs.json": specs}
     return client_members, server_members
 
 
@@ -99,21 +114,19 @@ def _ckks_docs(cm) -> tuple[dict, dict]:
 
     SEALBackend().check(cm.graph, cm.params)  # no bootstrap nodes, 128-bit secure unless allow_insecure
     params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(cm.params).items()}
-    graph = graph_to_plain(cm.graph)
-    graph_members = build_members(graph, "graph")
-    fingerprint = _fingerprint(json.dumps(params, sort_keys=True).encode(),
-                               *[graph_members[k] for k in sorted(graph_members)])
+    graph_members = build_members(graph_to_plain(cm.graph), "graph", "graph.json", "graph/")
+    params_member = {"params.json": json.dumps(params, sort_keys=True).encode()}
+    fp = fingerprint({**graph_members, **params_member})
     encrypts = [n for n in cm.graph.nodes if n.op == "encrypt"]
     # The client needs the packing of inputs and outputs, not the weights: keep only those nodes.
     client_graph = Graph(encrypts + [Node(o, "decrypt", [encrypts[0].name], cm.graph[o].attrs)
                                      for o in cm.graph.outputs], cm.graph.outputs)
-    common = {"scheme": "ckks", "fingerprint": fingerprint, "input_shape": list(cm.input_shape),
-              "output_shape": [cm.output_size], "params": params,
-              "samples_per_ciphertext": cm.samples_per_ciphertext}
-    client = {**common, "graph": graph_to_plain(client_graph), "steps": rotation_steps(cm.graph),
+    common = {"scheme": "ckks", "fingerprint": fp, "input_shape": list(cm.input_shape),
+              "output_shape": [cm.output_size], "samples_per_ciphertext": cm.samples_per_ciphertext}
+    client = {**common, "params": params, "graph": graph_to_plain(client_graph), "steps": rotation_steps(cm.graph),
               "preprocess": None, "postprocess": {"kind": "none"}}
-    server_doc = {**common, "graph": graph}
-    return build_members(client, "client model"), build_members(server_doc, "server model")
+    return build_members(client, "client model"), {**build_members(common, "server model"), **graph_members,
+                                                   **params_member}
 
 
 def graph_to_plain(graph) -> dict:
@@ -129,8 +142,9 @@ def graph_to_plain(graph) -> dict:
             "outputs": list(graph.outputs)}
 
 
-def graph_from_plain(data: dict):
-    """Rebuild a graph written by :func:`graph_to_plain` (after decoding its arrays).
+def graph_from_plain(data: dict, where: str = "model.json"):
+    """Rebuild a graph written by :func:`graph_to_plain` (after decoding its arrays), checking its form:
+    string names used once, string ops, inputs defined before use, dict attributes.
 
     Examples
     --------
@@ -138,14 +152,28 @@ def graph_from_plain(data: dict):
     >>> g = graph_from_plain(graph_to_plain(Graph([Node("x", "input", [], {"shape": (2,)})], ["x"])))
     >>> g["x"].attrs
     {'shape': (2,)}
+    >>> graph_from_plain({"nodes": [{"name": "y", "op": "add", "inputs": ["x"], "attrs": {}}], "outputs": ["y"]})
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ArtifactError: model.json: malformed graph (node 0)
     """
     from qfhe.ir.graph import Graph, Node
 
     try:
-        return Graph([Node(n["name"], n["op"], list(n["inputs"]), dict(n["attrs"])) for n in data["nodes"]],
-                     list(data["outputs"]))
-    except (KeyError, TypeError) as exc:
-        raise ArtifactError(f"model.json: malformed graph ({type(exc).__name__}: {exc})") from None
+        nodes, seen = [], set()
+        for i, n in enumerate(data["nodes"]):
+            name, op, inputs, attrs = n["name"], n["op"], n["inputs"], n["attrs"]
+            if not (isinstance(name, str) and isinstance(op, str) and isinstance(inputs, list) and isinstance(attrs, dict)
+                    and name not in seen and all(isinstance(x, str) and x in seen for x in inputs)):
+                raise ArtifactError(f"{where}: malformed graph (node {i})")
+            seen.add(name)
+            nodes.append(Node(name, op, list(inputs), dict(attrs)))
+        outputs = list(data["outputs"])
+        if not outputs or not all(isinstance(o, str) and o in seen for o in outputs):
+            raise ArtifactError(f"{where}: malformed graph (outputs)")
+        return Graph(nodes, outputs)
+    except (KeyError, TypeError):
+        raise ArtifactError(f"{where}: malformed graph (a node lacks name, op, inputs or attrs)") from None
 
 
 class FHEModelDev:
@@ -160,6 +188,10 @@ class FHEModelDev:
     compress : bool
         TFHE: compile the deployed circuit with concrete's compressed evaluation keys and input
         ciphertexts (same crypto-parameters, much smaller uploads).
+    signing_key : optional
+        An Ed25519 private key (object, PEM bytes, 32 raw bytes, or a PEM file path; see
+        :func:`qfhe.deploy.generate_signing_key`): both manifests are signed, so servers and
+        clients can refuse anything else (``verify_key``).
 
     Examples
     --------
@@ -171,10 +203,11 @@ class FHEModelDev:
     'client.zip'
     """
 
-    def __init__(self, path, model, compress: bool = True):
+    def __init__(self, path, model, compress: bool = True, signing_key=None):
         self.path = Path(path)
         self.model = model
         self.compress = bool(compress)
+        self.signing_key = signing_key
 
     def save(self) -> dict:
         """Write both artifacts; returns ``{"client": path, "server": path}``.
@@ -199,6 +232,8 @@ class FHEModelDev:
         """
         from qfhe.ckks.compiler import CompiledCKKSModel
 
+        if self.signing_key is not None:
+            private_key(self.signing_key)  # refuse a bad key before compiling anything
         model, pre, post = _unwrap(self.model)
         if isinstance(model, CompiledCKKSModel):
             client, server = _ckks_docs(model)
@@ -207,5 +242,5 @@ class FHEModelDev:
             client, server = _tfhe_docs(model, pre, post, self.compress)
             scheme = "tfhe"
         info = {"scheme": scheme, "model_type": type(self.model).__name__}
-        return {kind: write_artifact(self.path / ARTIFACT_FILES[kind], kind, members, info)
+        return {kind: write_artifact(self.path / ARTIFACT_FILES[kind], kind, members, info, self.signing_key)
                 for kind, members in (("client", client), ("server", server))}

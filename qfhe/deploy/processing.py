@@ -93,6 +93,72 @@ def labels(spec: dict, outputs: np.ndarray) -> np.ndarray:
     return outputs
 
 
+def _finite(v, what: str) -> None:
+    arr = np.asarray(v) if isinstance(v, (int, float, np.ndarray)) and not isinstance(v, bool) else None
+    if arr is None or arr.dtype.kind not in "iuf" or arr.ndim > 8 or not np.isfinite(arr).all():
+        raise ArtifactError(f"client.zip: {what} must be finite numbers")
+
+
+def check_processing(pre, post) -> tuple:
+    """Check the client's pre- and post-processing descriptions (from an artifact); return them.
+
+    Examples
+    --------
+    >>> check_processing(None, {"kind": "none"})
+    (None, {'kind': 'none'})
+    >>> check_processing(None, {"kind": "classifier", "link": "exec", "classes": np.array([0, 1])})
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ArtifactError: client.zip: unknown classifier link 'exec'; expected one of ('softmax', 'sigmoid', 'ovr')
+    """
+    if pre is not None:
+        if not isinstance(pre, dict) or pre.get("kind") != "standardize":
+            raise ArtifactError("client.zip: unknown preprocessing")
+        for k in ("mean", "scale"):
+            _finite(pre.get(k), f"the standardisation's {k}")
+        if np.shape(pre["mean"]) != np.shape(pre["scale"]) or np.ndim(pre["mean"]) != 1 or not np.all(pre["scale"]):
+            raise ArtifactError("client.zip: the standardisation needs a mean and a non-zero scale per feature")
+    if not isinstance(post, dict) or post.get("kind") not in ("none", "classifier", "regressor"):
+        raise ArtifactError("client.zip: unknown postprocessing")
+    if post["kind"] == "classifier":
+        if post.get("link") not in LINKS:
+            raise ArtifactError(f"client.zip: unknown classifier link {str(post.get('link'))[:20]!r}; expected one of "
+                                f"{LINKS}")
+        classes = post.get("classes")
+        if not isinstance(classes, np.ndarray) or classes.ndim != 1 or classes.dtype.kind not in "biufU" or \
+                len(classes) < 2:
+            raise ArtifactError("client.zip: a classifier needs at least two class labels (numbers or strings)")
+    if post["kind"] == "regressor":
+        _finite(post.get("mean"), "the target mean")
+        _finite(post.get("scale"), "the target scale")
+        shape = post.get("shape", [])
+        if not isinstance(shape, (list, tuple)) or not all(type(d) is int and 0 < d < 1 << 20 for d in shape):
+            raise ArtifactError("client.zip: the regressor's target shape is invalid")
+    return pre, post
+
+
+def check_quantizers(quant, dequant) -> None:
+    """Check a TFHE client's input quantizer and output dequantizer (from an artifact).
+
+    Examples
+    --------
+    >>> check_quantizers({"scale": 0.5, "zero_point": 0, "qmin": 0, "qmax": 7}, {"scale": 1.0, "offset": 0.0})
+    >>> check_quantizers({"scale": -1.0, "zero_point": 0, "qmin": 0, "qmax": 7}, {"scale": 1.0, "offset": 0.0})
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ArtifactError: client.zip: the input quantizer needs a positive scale and integer codes qmin <= qmax
+    """
+    if not isinstance(quant, dict) or not isinstance(dequant, dict):
+        raise ArtifactError("client.zip: the input quantizer or output dequantizer is missing")
+    ints = [quant.get(k) for k in ("zero_point", "qmin", "qmax")]
+    scale = quant.get("scale")
+    if not all(type(v) is int and abs(v) < 1 << 20 for v in ints) or ints[1] > ints[2] or \
+            type(scale) not in (int, float) or not (0 < scale < float("inf")):
+        raise ArtifactError("client.zip: the input quantizer needs a positive scale and integer codes qmin <= qmax")
+    _finite(dequant.get("scale"), "the output dequantizer's scale")
+    _finite(dequant.get("offset"), "the output dequantizer's offset")
+
+
 def plain_classes(classes) -> np.ndarray:
     """Class labels as an array that saves without pickle (numbers, booleans or strings).
 

@@ -136,6 +136,16 @@ def add_batch_circuit(fn: Callable, inputset: np.ndarray, compiled: CompiledCirc
     return CompiledCircuits(compiled.circuit, batch, size, stats, compiled.bounds)
 
 
+def _tags_ready() -> None:
+    """concrete 2.11 keeps its tag stack in a ``threading.local`` that only the importing thread
+    initializes, so tracing in any other thread (a Dask worker, a server thread) fails with an
+    AttributeError. Give this thread its own empty stack, as concrete does for the first one."""
+    from concrete.fhe.extensions.tag import tag_context
+
+    if not hasattr(tag_context, "stack"):
+        tag_context.stack = []
+
+
 def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configuration,
                         record: list | None = None) -> fhe.Circuit:
     """Compile ``fn`` so that concrete types every value for the range qfhe predicted.
@@ -165,6 +175,7 @@ def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configu
     ...     .ordered_outputs()[0].output.dtype)
     'int4'
     """
+    _tags_ready()
     compiler = fhe.Compiler(fn, {p: "encrypted" for p in inspect.signature(fn).parameters})
     ranges = getattr(fn, "predicted_ranges", {})
     if not ranges and record is None:
@@ -244,6 +255,7 @@ def compile_from_bounds(fn: Callable, input_shapes: list, bounds: list, configur
     >>> str(c.graph.ordered_outputs()[0].output.dtype)
     'int4'
     """
+    _tags_ready()
     compiler = fhe.Compiler(fn, {p: "encrypted" for p in inspect.signature(fn).parameters})
     sample = tuple(np.zeros((1,) + tuple(s), np.int64) for s in input_shapes)
     graph = compiler.trace([sample[0] if len(sample) == 1 else sample], configuration)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from qfhe.ckks.backends.fake import FakeBackend
-from qfhe.ckks.backends.seal_keys import SEALKeys, _seal, load_bytes, rotation_steps, seal_context
+from qfhe.ckks.backends.seal_keys import SEALKeys, _seal, galois_elements, load_bytes, rotation_steps, seal_context
 from qfhe.ckks.hegraph import COUNTED_OPS, ValueState, annotate
 from qfhe.ckks.params import CKKSParameters
 from qfhe.errors import CKKSPrecisionWarning, CKKSScheduleError, ConfigurationError, InputValidationError
@@ -123,12 +123,13 @@ class SEALEvaluator:
             self.context, self.params = evaluation_keys.context, evaluation_keys.params
             pk, rk, gk, steps = (evaluation_keys.public_key, evaluation_keys.relin_keys, evaluation_keys.galois_keys,
                                  evaluation_keys.steps)
-        else:
+        else:  # bytes from a client: what they claim to hold is checked, not believed
             self.context, self.params = seal_context(params)
             pk = load_bytes("public_key", evaluation_keys["public_key"], self.context)
             rk = load_bytes("relin_keys", evaluation_keys["relin_keys"], self.context)
-            steps = list(evaluation_keys.get("steps", []))
-            gk = load_bytes("galois_keys", evaluation_keys["galois_keys"], self.context) if steps else None
+            needed = rotation_steps(graph)
+            gk = load_bytes("galois_keys", evaluation_keys["galois_keys"], self.context) if needed else None
+            steps = [k for k, e in zip(needed, galois_elements(needed, params.poly_modulus_degree)) if gk.has_key(e)]
         missing = sorted(set(rotation_steps(graph)) - set(steps))
         if missing:
             raise ConfigurationError(f"the evaluation keys have no Galois keys for rotation steps {missing}; generate "

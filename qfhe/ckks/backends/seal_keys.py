@@ -93,9 +93,10 @@ def load_bytes(kind: str, data: bytes, context=None):
             f.write(bytes(data))
         try:
             obj.load(path) if kind == "parameters" else obj.load(context, path)
-        except (ValueError, RuntimeError, TypeError) as exc:
+        except (ValueError, RuntimeError, TypeError, MemoryError):
+            # SEAL's own message is not passed on: it may reach a remote client
             raise InputValidationError(f"these bytes are not a valid SEAL {kind.replace('_', ' ')} for this "
-                                       f"context ({exc}); send what to_bytes wrote, with the same parameters") from None
+                                       "context; send what to_bytes wrote, with the same parameters") from None
     return obj
 
 
