@@ -211,3 +211,24 @@ def test_strided_dilated_grouped_conv_simulates_exactly(fhe_config):
     np.testing.assert_array_equal(qm.forward(X), qm.forward(X, fhe="simulate"))
     for name, bits in _concrete_widths(qm).items():
         assert bits == qm.bitwidths[name].bits, name
+
+
+def test_batch_circuit_compile_does_not_abort_concrete():
+    """Regression, in a subprocess because the failure aborts the process: compiling the batch
+    simulation circuit at the single circuit's exact achieved p_error made concrete 2.11's optimizer
+    panic (a feasibility assertion at a float-rounding edge) for this 2-bit MLP."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numpy as np, torch, qfhe, warnings
+        warnings.simplefilter("ignore")
+        torch.manual_seed(1)
+        m = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        qm = qfhe.compile_torch_model(m, np.random.RandomState(0).randn(200, 4), n_bits=2, p_error=1e-5)
+        qm.compile(global_p_error=qm.statistics["global_p_error"])
+        print("ok", qm.statistics["pbs_count"])
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0 and "ok 4" in r.stdout, r.stderr[-1500:]

@@ -128,8 +128,8 @@ def add_batch_circuit(fn: Callable, inputset: np.ndarray, compiled: CompiledCirc
     (True, 2)
     """
     size = compiled.batch_size
-    batch_cfg = configuration.fork(p_error=compiled.circuit.p_error, global_p_error=None, fhe_execution=False,
-                                   fhe_simulation=True)
+    batch_cfg = configuration.fork(p_error=batch_p_error(configuration, compiled.circuit.p_error), global_p_error=None,
+                                   fhe_execution=False, fhe_simulation=True)
     start = time.perf_counter()
     batch = compile_with_ranges(fn, _samples(inputset, size), batch_cfg)
     stats = {**compiled.statistics, "batch_compile_seconds": time.perf_counter() - start}
@@ -144,6 +144,27 @@ def _tags_ready() -> None:
 
     if not hasattr(tag_context, "stack"):
         tag_context.stack = []
+
+
+def batch_p_error(configuration: fhe.Configuration, achieved: float) -> float:
+    """The per-lookup ``p_error`` that gives a batch circuit the single circuit's parameters.
+
+    A requested ``p_error`` is reused as it was. Under a ``global_p_error`` the single circuit's
+    achieved per-lookup figure is the target, loosened by one part in a million: concrete 2.11's
+    optimizer checks its own solution against an exact target with float rounding and, when it
+    lands a hair over, panics and aborts the process (seen with a 2-bit MLP: target 9.40112262302082e-06).
+    The loosening is far smaller than the step between parameter sets, so the parameters are the same.
+
+    Examples
+    --------
+    >>> batch_p_error(fhe.Configuration(p_error=0.01), 0.0093)
+    0.01
+    >>> batch_p_error(fhe.Configuration(global_p_error=1e-5), 1e-7) / 1e-7
+    1.000001
+    """
+    if configuration.p_error is not None:
+        return configuration.p_error
+    return achieved * (1 + 1e-6)
 
 
 def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configuration,
