@@ -7,13 +7,6 @@ Examples
 True
 """
 
-import warnings as _warnings
-
-with _warnings.catch_warnings():
-    # concrete-python 2.11 imports the deprecated pkg_resources; that warning is concrete's, not the user's.
-    _warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
-    import concrete.fhe  # noqa: F401
-
 from qfhe import errors
 from qfhe._lazy import lazy_attributes
 from qfhe.errors import *  # noqa: F401,F403  (every error class is public API)
@@ -31,8 +24,8 @@ __all__ = [
     "PErrorSearchResult",
 ] + errors.__all__
 
-# The compile API imports torch; it is loaded on first use so that ``qfhe.deploy``'s client and
-# server (numpy and concrete-python only) start without torch.
+# The compile API imports torch and concrete-python (qfhe._concrete); it is loaded on first use so
+# that processes which never compile (the HTTP server's main process) start without either.
 _LAZY = {
     "compile_torch_model": "qfhe.compile",
     "quantize_torch_model": "qfhe.compile",

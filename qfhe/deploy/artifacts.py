@@ -188,6 +188,22 @@ class Artifact:
         """
         return ARTIFACT_FILES.get(self.manifest.get("kind"), "artifact")
 
+    def only(self, names: set, prefixes: tuple = ()) -> None:
+        """Refuse members other than ``names`` and ``.npy`` arrays under ``prefixes``: an artifact holds
+        what its scheme uses and nothing else (a member from an older format, e.g. MLIR, is refused).
+
+        Examples
+        --------
+        >>> Artifact({"kind": "server"}, {"circuit.mlir": b""}).only({"model.json"})
+        Traceback (most recent call last):
+        ...
+        qfhe.errors.ArtifactError: server.zip: unexpected member circuit.mlir (this qfhe reads JSON and .npy members only; save the model again)
+        """
+        for member in self.members:
+            if member not in names and not (member.startswith(prefixes) and member.endswith(".npy") and prefixes):
+                raise ArtifactError(f"{self.name}: unexpected member {member[:80]} (this qfhe reads JSON and .npy members "
+                                    "only; save the model again)")
+
     def json(self, name: str):
         """Parse a JSON member (bounded size and depth).
 

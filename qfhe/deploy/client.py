@@ -40,21 +40,22 @@ class _TFHEKeys:
     """concrete-python's client: key generation and (de)cryption of single samples."""
 
     def __init__(self, doc: dict, members: dict, allow_insecure: bool):
-        from qfhe.deploy.concrete_wire import gates
+        from qfhe.deploy.concrete_wire import check_client_specs, gates
         from qfhe.deploy.plain import load_json
         from qfhe.deploy.tfhe import load_specs
 
         if "client.specs.json" not in members:
             raise ArtifactError("client.zip has no client.specs.json")
+        program = check_client_specs(load_json(members["client.specs.json"], "client.specs.json", 64 << 20))
         self.specs = load_specs(members["client.specs.json"])
-        ins, outs = gates(load_json(members["client.specs.json"], "client.specs.json", 64 << 20))
+        ins, outs = gates(program)
         if len(ins) != 1 or len(outs) != 1:
             raise ArtifactError("client.zip: the circuit must have one input and one output")
         self.out_gate = outs[0]
         self.client = None
 
     def generate(self, path: Path | None) -> None:
-        from concrete import fhe
+        from qfhe._concrete import fhe
 
         self.client = fhe.Client(self.specs)
         data = _read_private(path)
@@ -75,7 +76,7 @@ class _TFHEKeys:
         return [[("x", self.client.encrypt(codes[i:i + 1]).serialize())] for i in range(len(codes))], [1] * len(codes)
 
     def decrypt(self, env: envelope.Envelope) -> np.ndarray:
-        from concrete import fhe
+        from qfhe._concrete import fhe
 
         from qfhe.deploy.concrete_wire import check_value
 
@@ -102,7 +103,6 @@ class _CKKSKeys:
         params = CKKSParameters(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in doc["params"].items()})
         # Whoever serves the artifact does not choose the client's security: the caller does.
         self.params = replace(params, allow_insecure=bool(allow_insecure))
-        self.params.check_security(real_encryption=True)
         self.graph = graph_from_plain(doc["graph"], "client.zip: model.json")
         if {n.op for n in self.graph.nodes} - {"encrypt", "decrypt"}:
             raise ArtifactError("client.zip: the client graph may only hold encrypt and decrypt nodes")
@@ -225,6 +225,7 @@ class FHEModelClient:
     def __init__(self, path, key_dir=None, verify_key=None, expected_sha256: str | None = None,
                  allow_insecure: bool = False):
         artifact = read_artifact(path, "client", verify_key, expected_sha256)
+        artifact.only({"model.json", "client.specs.json"}, ("arrays/",))
         doc = artifact.plain()
         try:
             self.scheme = doc["scheme"]
@@ -243,13 +244,13 @@ class FHEModelClient:
             self._keys = (_TFHEKeys if self.scheme == "tfhe" else _CKKSKeys)(doc, artifact.members,
                                                                              as_bool("allow_insecure", allow_insecure))
         except ConfigurationError as exc:
-            if "security" in str(exc):
-                raise
             raise ArtifactError(f"client.zip: model.json is invalid ({exc})") from None
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             if isinstance(exc, ArtifactError):
                 raise
-            raise ArtifactError(f"client.zip: model.json is incomplete or invalid ({type(exc).__name__})") from None
+            raise ArtifactError(f"client.zip: malformed content ({type(exc).__name__})") from None
+        if self.scheme == "ckks":  # not 128-bit secure: refused unless this caller allowed it
+            self._keys.params.check_security(real_encryption=True)
         self.key_dir = None if key_dir is None else Path(key_dir)
         self.timings: dict = {}
         self._generated = False
@@ -268,10 +269,10 @@ class FHEModelClient:
         if self.key_dir is None:
             return None
         directory = private_directory(self.key_dir, "key_dir").resolve()
-        path = (directory / f"{self.scheme}-{self.fingerprint[:24]}.keys").resolve()
-        if path.parent != directory:  # the name is checked hex; this is the belt to those braces
-            raise ArtifactError("client.zip: the model fingerprint would place the key file outside key_dir")
-        return path
+        name = f"{self.scheme}-{self.fingerprint[:24]}.keys"
+        if not _FINGERPRINT.match(self.fingerprint) or Path(name).name != name:  # never resolved: a planted link
+            raise ArtifactError("client.zip: the model fingerprint would place the key file outside key_dir")  # stays one
+        return directory / name
 
     def generate_private_and_evaluation_keys(self, force: bool = False) -> None:
         """Generate keys, or load them from ``key_dir`` if this model's key file is there.

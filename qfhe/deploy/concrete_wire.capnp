@@ -79,3 +79,16 @@ struct TypeInfo {
 }
 
 struct Value { payload @0 :Payload; rawInfo @1 :RawInfo; typeInfo @2 :TypeInfo; }
+
+# The program info a client generates keys and encrypts from (client.specs.json, as JSON).
+struct LweSecretKeyParams { lweDimension @0 :UInt32; integerPrecision @1 :UInt32; keyType @2 :KeyType; }
+struct LweSecretKeyInfo { id @0 :UInt32; params @1 :LweSecretKeyParams; }
+struct KeysetInfo {
+  lweSecretKeys @0 :List(LweSecretKeyInfo);
+  lweBootstrapKeys @1 :List(LweBootstrapKeyInfo);
+  lweKeyswitchKeys @2 :List(LweKeyswitchKeyInfo);
+  packingKeyswitchKeys @3 :List(PackingKeyswitchKeyInfo);
+}
+struct GateInfo { rawInfo @0 :RawInfo; typeInfo @1 :TypeInfo; }
+struct CircuitInfo { inputs @0 :List(GateInfo); outputs @1 :List(GateInfo); name @2 :Text; }
+struct ProgramInfo { keyset @0 :KeysetInfo; circuits @1 :List(CircuitInfo); }

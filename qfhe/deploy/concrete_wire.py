@@ -74,11 +74,11 @@ def _reading(struct, data: bytes, what: str, remedy: str):
 
 def _normalized(struct, plain: dict) -> dict:
     """A program-info dict as pycapnp writes it (defaults filled in), for exact comparison."""
-    import capnp
-
     try:
+        if not isinstance(plain, dict):
+            raise TypeError
         return struct.new_message(**plain).to_dict()
-    except (capnp.KjException, ValueError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - pycapnp raises KjException, AttributeError, TypeError... on bad data
         raise ArtifactError(f"client.specs.json does not describe a concrete-python circuit ({type(exc).__name__})") \
             from None
 
@@ -232,16 +232,87 @@ def check_evaluation_keys(data: bytes, expected: dict) -> bytes:
         return s.ServerKeyset.new_message(**rebuilt).to_bytes()
 
 
+#: Plausible ranges of key parameters: concrete's 128-bit parameter sets sit well inside them, and
+#: a hostile ``client.specs.json`` cannot make key generation allocate without bound.
+_PARAM_RANGES = {"lweDimension": (256, 1 << 16), "glweDimension": (1, 8), "polynomialSize": (256, 1 << 17),
+                 "levelCount": (1, 64), "baseLog": (1, 64), "inputLweDimension": (256, 1 << 16),
+                 "outputLweDimension": (256, 1 << 16), "integerPrecision": (64, 64)}
+_MAX_VALUES = 1 << 24
+
+
+def check_client_specs(specs: dict) -> dict:
+    """Check concrete's program info (``client.specs.json``, parsed) before concrete reads it.
+
+    Every field must be one the format has, with its type; secret keys must exist for every
+    reference to them; key parameters must lie in plausible ranges (see ``_PARAM_RANGES``) and
+    encrypted values be of bounded size. Plausible is not secure: whether the parameters give
+    128-bit security is what a signed or pinned artifact guarantees (``verify_key``,
+    ``expected_sha256``).
+
+    Raises
+    ------
+    ArtifactError
+        Naming what is wrong.
+
+    Examples
+    --------
+    >>> check_client_specs({"keyset": {}, "circuits": []})
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.ArtifactError: client.specs.json: expected exactly one circuit with its inputs and outputs
+    """
+    if not isinstance(specs, dict) or set(specs) - {"keyset", "circuits", "tfhers_specs"}:
+        raise ArtifactError("client.specs.json: expected the fields keyset, circuits and tfhers_specs")
+    program = _normalized(schema().ProgramInfo, {k: specs.get(k) for k in ("keyset", "circuits")})
+    tfhers = specs.get("tfhers_specs", {})
+    if not isinstance(tfhers, dict) or any(not isinstance(v, dict) or any(x is not None for lst in v.values()
+                                                                           for x in (lst if isinstance(lst, list) else [0]))
+                                           for v in tfhers.values()):
+        raise ArtifactError("client.specs.json: TFHE-rs interoperability specs are not supported in deployment")
+    ins, outs = gates(program)
+    keyset = program.get("keyset", {})
+    secret = {k["id"] for k in keyset.get("lweSecretKeys", [])}
+    refs = [g["typeInfo"].get("lweCiphertext", {}).get("encryption", {}).get("keyId") for g in ins + outs]
+    for kind, _ in _KEY_KINDS:
+        for k in keyset.get(kind, []):
+            refs += [k.get("inputId"), k.get("outputId")]
+    if not secret or any(r not in secret for r in refs):
+        raise ArtifactError("client.specs.json: a key or value refers to a secret key that does not exist")
+
+    def params(obj):
+        if isinstance(obj, dict):
+            for k, v in obj.items():
+                if k in _PARAM_RANGES and isinstance(v, int):
+                    lo, hi = _PARAM_RANGES[k]
+                    if not lo <= v <= hi:
+                        raise ArtifactError(f"client.specs.json: {k} = {v} is outside the plausible range [{lo}, {hi}]")
+                params(v)
+        elif isinstance(obj, list):
+            for v in obj:
+                params(v)
+
+    params(keyset)
+    for g in ins + outs:
+        if math.prod(g["rawInfo"].get("shape", {}).get("dimensions", [])) > _MAX_VALUES:
+            raise ArtifactError("client.specs.json: an encrypted value is implausibly large")
+    return program
+
+
 def gates(specs: dict) -> tuple[list, list]:
     """The input and output gates of the (single) circuit of a program info.
 
     Examples
     --------
-    >>> gates({"circuits": [{"inputs": [1], "outputs": [2], "name": "main"}]})
-    ([1], [2])
+    >>> g = {"rawInfo": {}, "typeInfo": {}}
+    >>> gates({"circuits": [{"inputs": [g], "outputs": [g], "name": "main"}]})[0]
+    [{'rawInfo': {}, 'typeInfo': {}}]
     """
     try:
         (circuit,) = specs["circuits"]
-        return list(circuit["inputs"]), list(circuit["outputs"])
     except (KeyError, TypeError, ValueError):
         raise ArtifactError("client.specs.json: expected exactly one circuit with its inputs and outputs") from None
+    if not (isinstance(circuit, dict) and isinstance(circuit.get("inputs"), list) and isinstance(circuit.get("outputs"), list)
+            and all(isinstance(g, dict) and isinstance(g.get("rawInfo"), dict) and isinstance(g.get("typeInfo"), dict)
+                    for g in circuit["inputs"] + circuit["outputs"])):
+        raise ArtifactError("client.specs.json: expected exactly one circuit with its inputs and outputs")
+    return list(circuit["inputs"]), list(circuit["outputs"])

@@ -326,7 +326,11 @@ def create_app(spec: ServerSpec, config: ServingConfig | None = None, client_art
 
     @app.get("/info")
     async def info():
-        return {**server_info(spec), "limits": limits}
+        pool = state["pool"]
+        return {**server_info(spec), "limits": limits,
+                "workers": {"alive": pool.alive, "started": pool.starts, "crashed": pool.crashes,
+                            "stopped": pool.restarts, "pending": pool.pending},
+                "keys": {"stored": len(state["store"]), "disk_bytes": state["store"].disk_bytes}}
 
     @app.get("/client.zip")
     async def client_zip():
@@ -431,6 +435,8 @@ class ServerProcess:
     host : str
     startup_timeout : float
         Seconds to wait for ``/health``.
+    env : dict, optional
+        Environment variables to set for the server (e.g. ``TMPDIR``).
 
     Examples
     --------
@@ -438,14 +444,15 @@ class ServerProcess:
     True
     """
 
-    def __init__(self, path, args=(), host: str = "127.0.0.1", startup_timeout: float = 180.0):
-        self.path, self.args, self.host = str(path), list(args), host
+    def __init__(self, path, args=(), host: str = "127.0.0.1", startup_timeout: float = 180.0, env: dict | None = None):
+        self.path, self.args, self.host, self.env = str(path), list(args), host, env
         self.port = free_port(host)
         self.url = f"http://{host}:{self.port}"
         self.startup_timeout = startup_timeout
         self.process = None
 
     def __enter__(self) -> "ServerProcess":
+        import os
         import subprocess
         import sys
         import tempfile
@@ -456,7 +463,8 @@ class ServerProcess:
         cmd = [sys.executable, "-m", "qfhe.cli", "serve", self.path, "--host", self.host, "--port", str(self.port),
                "--log-level", "warning", *self.args]
         self.log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
-        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        env = None if self.env is None else {**os.environ, **self.env}
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:

@@ -186,7 +186,7 @@ def load_npy(data: bytes, member: str) -> np.ndarray:
         if reader is None:
             raise ValueError(f"unsupported .npy version {version}")
         shape, fortran, dtype = reader(f, max_header_size=10_000)
-    except (ValueError, OSError, EOFError, SyntaxError, TypeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - numpy's header parser raises ValueError, SyntaxError, tokenize.TokenError...
         raise ArtifactError(f"member {member} is not a valid .npy array ({type(exc).__name__})") from None
     if dtype.kind not in _ARRAY_KINDS or dtype.fields is not None or dtype.subdtype is not None:
         raise ArtifactError(f"member {member} has dtype {dtype}; artifacts hold numbers, booleans and strings only")

@@ -81,18 +81,17 @@ def _shape(value, what: str) -> tuple:
 
 
 def _tfhe_spec(artifact: Artifact, doc: dict) -> dict:
-    from qfhe.deploy.concrete_wire import expected_keys, gates
-    from qfhe.deploy.tfhe import circuit_from_plain
+    from qfhe.deploy.concrete_wire import check_client_specs, expected_keys, gates
+    from qfhe.deploy.circuit_doc import circuit_from_plain
 
-    specs = artifact.json("client.specs.json")
-    if not isinstance(specs, dict) or not isinstance(specs.get("keyset"), dict):
-        raise ArtifactError("server.zip: client.specs.json has no key set")
+    artifact.only({"model.json", "circuit.json", "client.specs.json"}, ("circuit/",))
+    specs = check_client_specs(artifact.json("client.specs.json"))
     circuit = artifact.plain("circuit.json", "circuit/")
     circuit_from_plain(circuit)  # the vocabulary check, before any worker lowers it
     ins, outs = gates(specs)
     if len(ins) != 1 or len(outs) != 1:
         raise ArtifactError("server.zip: the circuit must have one input and one output")
-    keys = expected_keys(specs["keyset"])
+    keys = expected_keys(specs.get("keyset", {}))
     raw = ins[0].get("rawInfo", {}) if isinstance(ins[0], dict) else {}
     try:
         dims = [int(d) for d in raw["shape"]["dimensions"]]
@@ -109,6 +108,7 @@ def _ckks_spec(artifact: Artifact, doc: dict) -> dict:
     from qfhe.ckks.hegraph import HE_OPS, annotate
     from qfhe.ckks.params import CKKSParameters
 
+    artifact.only({"model.json", "graph.json", "params.json"}, ("graph/",))
     raw = artifact.json("params.json")
     try:
         params = CKKSParameters(**{k: (tuple(v) if isinstance(v, list) else v) for k, v in raw.items()})
@@ -166,6 +166,16 @@ def load_server_spec(source, verify_key=None, expected_sha256: str | None = None
     ('tfhe', (3,), True)
     """
     artifact = read_artifact(source, "server", verify_key, expected_sha256, limits)
+    try:
+        return _spec(artifact)
+    except (KeyError, TypeError, AttributeError, IndexError, ValueError) as exc:
+        if isinstance(exc, ArtifactError):
+            raise
+        # A checked field of another type than its check expects: still a malformed artifact.
+        raise ArtifactError(f"server.zip: malformed content ({type(exc).__name__})") from None
+
+
+def _spec(artifact: Artifact) -> ServerSpec:
     doc = artifact.plain()
     if not isinstance(doc, dict) or doc.get("scheme") not in ("tfhe", "ckks") or \
             doc["scheme"] != artifact.manifest["info"]["scheme"]:

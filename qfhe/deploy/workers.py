@@ -201,6 +201,10 @@ class _Slot(threading.Thread):
             try:
                 job = self.pool._queue.get(timeout=_POLL)
             except queue.Empty:
+                if not self.process.is_alive():  # died while idle: replace it before a job needs it
+                    log.warning("idle worker %s died (exit code %s); restarting it", self.pid, self.process.exitcode)
+                    self.pool.crashes += 1
+                    self._stop()
                 continue
             if job is None:
                 break
@@ -215,14 +219,19 @@ class _Slot(threading.Thread):
 
     def _run(self, job: _Job) -> None:
         job_id = next(self.pool._ids)
-        try:
-            self.conn.send((job_id, job.fn, job.args))
-        except (OSError, ValueError):
-            self._stop()
-            job.future.set_exception(WorkerCrashedError(
-                "the worker for this request stopped before it started; it was restarted: send the request again"))
-            self.pool.crashes += 1
-            return
+        for attempt in range(2):  # a job that never reached a dead worker goes to a fresh one
+            try:
+                if not self.process.is_alive():
+                    raise OSError("the worker is gone")
+                self.conn.send((job_id, job.fn, job.args))
+                break
+            except (OSError, ValueError):
+                self.pool.crashes += 1
+                self._stop()
+                if attempt or not self._start():
+                    job.future.set_exception(WorkerCrashedError(
+                        "the worker for this request stopped before it started and could not be replaced; try again"))
+                    return
         while True:
             ready = wait([self.conn, self.process.sentinel], timeout=_POLL)
             if self.conn in ready:

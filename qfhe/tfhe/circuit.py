@@ -17,9 +17,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from concrete import fhe
-from concrete.fhe.representation import Operation
 
+from qfhe._concrete import fhe
 from qfhe.errors import ConfigurationError, KeysNotGeneratedError, PassError
 from qfhe.validation import as_float
 
@@ -210,7 +209,7 @@ def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configu
     def predicted(node) -> tuple | None:
         if not ranges:
             return None
-        if node.operation == Operation.Input:
+        if node.operation == fhe.representation.Operation.Input:
             return ranges.get(fn.input_names[graph.input_indices[node]])
         if "bit_width_hint" in node.properties:  # the hinted node is the tagged value itself
             return ranges.get(node.tag)

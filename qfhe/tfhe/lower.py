@@ -14,9 +14,8 @@ import inspect
 from typing import Callable
 
 import numpy as np
-from concrete import fhe
-from concrete.fhe.tracing import Tracer
 
+from qfhe._concrete import fhe
 from qfhe.errors import UnsupportedOpError
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.numeric import maxpool_padding
@@ -177,7 +176,7 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
     cg = materialize_tables(circuit_graph(graph), info)
     x_names, out_name = cg.input_names, cg.outputs[0]
     server = [n for n in cg.nodes if n.op != "input"]
-    tracing = Tracer
+    tracing = fhe.tracing.Tracer
 
     params = parameter_names(len(x_names))
 
