@@ -1,9 +1,12 @@
 """Client/server deployment over HTTP: the server never sees the data or the secret key.
 
-1. The developer compiles a digits MLP and saves ``client.zip`` + ``server.zip`` (FHEModelDev).
-2. ``qfhe serve`` runs on 127.0.0.1 in a subprocess.
-3. The client generates keys (kept in ``keys/``), uploads the evaluation keys once, then sends
-   encrypted samples and decrypts the answers. The decrypted answers equal the simulated ones.
+1. The developer compiles a digits MLP and saves ``client.zip`` + ``server.zip`` (FHEModelDev),
+   signed with an Ed25519 key (``dev-key``; its public half ``dev-key.pub`` is what others verify).
+2. ``qfhe serve --verify-key dev-key.pub`` runs on 127.0.0.1 in a subprocess: it refuses an
+   artifact its developer did not sign, and runs FHE work in worker processes.
+3. The client checks the signature of ``client.zip``, generates keys (kept in ``keys/``), uploads
+   the evaluation keys once, then sends encrypted samples and decrypts the answers. The decrypted
+   answers equal the simulated ones.
 
 Run: ``python examples/client_server.py`` (``--short`` trains less and sends fewer requests).
 """
@@ -22,7 +25,7 @@ from sklearn.model_selection import train_test_split
 from torch import nn
 
 import qfhe
-from qfhe.deploy import FHEModelClient, FHEModelDev, HTTPClient
+from qfhe.deploy import FHEModelClient, FHEModelDev, HTTPClient, generate_signing_key
 from qfhe.deploy.http import ServerProcess
 
 
@@ -51,16 +54,18 @@ def main(short: bool = False, workdir: str | None = None) -> dict:
     # p_error 1e-6 per lookup: the whole circuit errs with probability about 2e-4, so the decrypted answer
     # equals fhe="simulate" (at 1e-3 it would differ by a step in about 1 run in 6)
     qm = qfhe.compile_torch_model(model, Xtr, n_bits=4, rounding_threshold_bits=5, p_error=1e-6)
-    paths = FHEModelDev(root / "artifacts", qm).save()
+    generate_signing_key(root / "dev-key")  # dev-key stays with the developer; dev-key.pub is published
+    paths = FHEModelDev(root / "artifacts", qm, signing_key=root / "dev-key").save()
     print(f"artifacts: {paths['client'].stat().st_size / 1e3:.1f} kB client.zip, "
           f"{paths['server'].stat().st_size / 1e3:.1f} kB server.zip")
 
     # -- the server ------------------------------------------------------------------------------
-    with ServerProcess(root / "artifacts") as server, HTTPClient(server.url) as http:
+    with ServerProcess(root / "artifacts", ["--verify-key", str(root / "dev-key.pub")]) as server, \
+            HTTPClient(server.url) as http:
         print(f"server: {server.url}, {http.info()['statistics']}")
 
         # -- the client --------------------------------------------------------------------------
-        client = FHEModelClient(root / "artifacts", key_dir=root / "keys")
+        client = FHEModelClient(root / "artifacts", key_dir=root / "keys", verify_key=root / "dev-key.pub")
         start = time.perf_counter()
         eval_keys = client.get_serialized_evaluation_keys()
         keygen = time.perf_counter() - start

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import resource
 import sys
 import warnings
 import zipfile
@@ -184,7 +183,9 @@ def main(target: str, root: str, examples: int, fresh: bool = False) -> None:
         raise SystemExit(f"unknown target {target}")
     run()
     print(json.dumps(OUTCOMES))
-    print("peak rss MB", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    # VmHWM belongs to this address space; ru_maxrss would carry the peak of the process that forked this one
+    hwm = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith("VmHWM"))
+    print("peak rss MB", int(hwm.split()[1]) / 1024)
 
 
 if __name__ == "__main__":

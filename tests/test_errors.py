@@ -95,7 +95,7 @@ def test_numpy_scalars_are_accepted_wherever_python_numbers_are(fhe_config):
                                   p_error=np.float32(0.01), simulate_batch_size=np.int64(8), per_channel=np.bool_(False),
                                   calibration_margin=np.float64(0.1), configuration=fhe_config)
     assert qm.settings["n_bits"].op_inputs == 4 and type(qm.settings["n_bits"].op_inputs) is int
-    qm.compile(global_p_error=np.float64(0.01))
+    qm.compile(global_p_error=np.float64(1e-6))  # at 0.01 one run in about 30 differs by a lookup step
     np.testing.assert_array_equal(qm.forward(X[:3], fhe="simulate"), qm.forward(X[:3]))
     assert qfhe.quantize_torch_model(m, X, n_bits={"op_inputs": np.int8(3)}).settings["n_bits"].op_inputs == 3
 

@@ -13,11 +13,12 @@
 Examples
 --------
 >>> import numpy as np, torch, qfhe, tempfile
->>> from qfhe.deploy import FHEModelDev, FHEModelClient, FHEModelServer
+>>> from qfhe.deploy import FHEModelDev, FHEModelClient, FHEModelServer, generate_signing_key
 >>> X = np.random.RandomState(0).randn(50, 3)
 >>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), X, n_bits=3, p_error=0.01)
->>> d = tempfile.mkdtemp(); _ = FHEModelDev(d, qm).save()
->>> client, server = FHEModelClient(d), FHEModelServer(d)
+>>> d = tempfile.mkdtemp(); private, public = generate_signing_key()
+>>> _ = FHEModelDev(d, qm, signing_key=private).save()
+>>> client, server = FHEModelClient(d, verify_key=public), FHEModelServer(d, verify_key=public)
 >>> key_id = server.add_keys(client.get_serialized_evaluation_keys())
 >>> y = client.deserialize_decrypt_dequantize(server.run(client.quantize_encrypt_serialize(X[:2]), key_id))
 >>> bool(np.allclose(y, qm.forward(X[:2], fhe="simulate")))

@@ -133,7 +133,14 @@ class ServingConfig:
         request = self.max_request_bytes or items * spec.sample_bytes + (64 << 10)
         keys = self.max_key_bytes or spec.key_bytes
         out = {k: v for k, v in asdict(self).items() if k != "key_dir"}
-        out.update({"max_request_bytes": request, "max_key_bytes": keys, "max_items": items})
+        # Per worker: Python with torch and concrete and the circuit (measured under 600 MiB for the
+        # tests' and examples' models), its share of the key cache (at least one key set: the one in
+        # use is never evicted), and three copies of one key upload while it loads (the bytes, the
+        # checked re-encoding, concrete's keys). The main process: FastAPI and bodies in flight.
+        cache = max(self.max_key_memory_bytes // self.workers, spec.loaded_key_bytes)
+        bound = (400 << 20) + self.max_key_uploads * keys + self.workers * ((600 << 20) + cache + 3 * keys)
+        out.update({"max_request_bytes": request, "max_key_bytes": keys, "max_items": items,
+                    "loaded_key_bytes": spec.loaded_key_bytes, "memory_bound_bytes": bound})
         return out
 
 
@@ -422,6 +429,15 @@ def free_port(host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: Linux sends it SIGTERM when its parent dies, so a server started by
+    a test, an example or a benchmark never outlives it (its workers exit when their pipes close)."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 class ServerProcess:
     """``qfhe serve`` in a subprocess, for examples, tests and benchmarks: a context manager that
     starts it, waits until ``/health`` answers, yields, then stops it.
@@ -464,7 +480,8 @@ class ServerProcess:
                "--log-level", "warning", *self.args]
         self.log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
         env = None if self.env is None else {**os.environ, **self.env}
-        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
