@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import atexit
-import os
-import sys
-
 import numpy as np
 import pytest
 import torch
-from concrete import fhe
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from torch import nn
 
-
-def pytest_sessionfinish(session, exitstatus):
-    """Keep pytest's exit status: CI must see failures.
-
-    concrete-python 2.11 registers an atexit hook (``concrete.compiler._terminate_df_parallelization``)
-    that ends the process with status 0 once a simulation has started its runtime, so a failing
-    run would exit 0. atexit runs handlers last-in first-out: this one, registered after concrete's,
-    exits first, with pytest's status.
-    """
-    def exit_with_status():
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(int(exitstatus))
-
-    atexit.register(exit_with_status)
+from qfhe._concrete import fhe  # qfhe's import: without concrete's exit-status hook
 
 
 @pytest.fixture(scope="session")

@@ -232,3 +232,25 @@ def test_batch_circuit_compile_does_not_abort_concrete():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0 and "ok 4" in r.stdout, r.stderr[-1500:]
+
+
+@pytest.mark.parametrize("ending, status", [("sys.exit(3)", 3), ("raise RuntimeError('after a simulation')", 1),
+                                            ("pass", 0)])
+def test_a_failing_script_does_not_exit_0_after_a_simulation(ending, status):
+    """concrete-python's atexit hook ended every process that had simulated with status 0; qfhe removes it
+    (qfhe._concrete), so a script's own status reaches its shell or CI, and other atexit handlers run."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent(f"""
+        import atexit, sys, numpy as np, torch, qfhe, warnings
+        warnings.simplefilter("ignore")
+        m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+        qm = qfhe.compile_torch_model(m, np.random.RandomState(0).randn(40, 3), n_bits=3, p_error=0.01)
+        qm.forward(np.zeros((2, 3)), fhe="simulate")
+        atexit.register(lambda: print("atexit ran", flush=True))
+        {ending}
+    """)
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert r.returncode == status and "atexit ran" in r.stdout, (r.returncode, r.stderr[-800:])
