@@ -12,8 +12,11 @@ from qfhe.frontend.torch_fx import import_torch
 from qfhe.ir.ops import evaluate
 from qfhe.model import QuantizedModule
 from qfhe.passes.bitwidth import check_bitwidth_method, client_input_nodes
+from qfhe.passes.input_scaling import scale_inputs
 from qfhe.passes.pipelines import build_integer_graph, canonicalize, plan_rounding
+from qfhe.quant.calibration import check_calibration, warn_outlier_features
 from qfhe.quant.config import NBits, parse_n_bits, parse_rounding
+from qfhe.quant.preprocess import apply_preprocess
 from qfhe.tfhe.circuit import make_configuration
 from qfhe.tune.metrics import resolve_metric
 from qfhe.tune.rounding import plan_auto_rounding
@@ -36,7 +39,10 @@ def quantize_torch_model(
     X_val=None,
     y_val=None,
     rounding_tolerance: float = 0.01,
-    rounding_metric="accuracy",
+    rounding_metric=None,
+    per_feature_inputs: bool = True,
+    calibration: str = "minmax",
+    calibration_percentile: float = 99.9,
 ) -> QuantizedModule:
     """Import, quantize, fuse and round a float PyTorch model, without compiling a circuit.
 
@@ -59,13 +65,15 @@ def quantize_torch_model(
     """
     return _quantize(import_torch, model, inputset, parse_n_bits(n_bits), rounding_threshold_bits,
                      as_bool("per_channel", per_channel), bitwidth_method, calibration_margin, qat=False,
-                     auto=(X_val, y_val, rounding_tolerance, rounding_metric))
+                     auto=(X_val, y_val, rounding_tolerance, rounding_metric),
+                     per_feature_inputs=as_bool("per_feature_inputs", per_feature_inputs),
+                     calibration=check_calibration(calibration, calibration_percentile))
 
 
 def quantize_brevitas_qat_model(model: torch.nn.Module, inputset, rounding_threshold_bits=None,
                                 bitwidth_method: str = "calibration",
                                 calibration_margin: float = 0.0, X_val=None, y_val=None,
-                                rounding_tolerance: float = 0.01, rounding_metric="accuracy") -> QuantizedModule:
+                                rounding_tolerance: float = 0.01, rounding_metric=None) -> QuantizedModule:
     """Import a Brevitas QAT model with its own quantizers, fuse and round it, without compiling.
 
     Parameters are those of :func:`compile_brevitas_qat_model`.
@@ -104,7 +112,7 @@ def compile_brevitas_qat_model(
     X_val=None,
     y_val=None,
     rounding_tolerance: float = 0.01,
-    rounding_metric="accuracy",
+    rounding_metric=None,
 ) -> QuantizedModule:
     """Compile a Brevitas quantization-aware-trained model exactly as it was trained.
 
@@ -171,29 +179,45 @@ def _compile_ckks(model, inputset, ckks_params, pipeline):
 
 
 def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channel, bitwidth_method, margin, qat,
-              auto=(None, None, 0.01, "accuracy")):
+              auto=(None, None, 0.01, None), per_feature_inputs: bool = False, calibration=("minmax", 99.9)):
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     X_val, y_val, tolerance, metric = auto
-    is_auto = isinstance(rounding_threshold_bits, str) and rounding_threshold_bits == "auto"
+    is_auto = isinstance(rounding_threshold_bits, str) and rounding_threshold_bits.lower() == "auto"
     if is_auto and (X_val is None or y_val is None):
         raise ConfigurationError("rounding_threshold_bits='auto' needs validation data: pass X_val and y_val "
                                  "(held-out inputs and targets) so each layer's rounding can be measured")
     if not is_auto and (X_val is not None or y_val is not None):
         raise ConfigurationError("X_val and y_val are only used by rounding_threshold_bits='auto'")
-    if is_auto:
+    if is_auto and metric is not None:
         resolve_metric(metric)  # fail fast, before importing
     rounding = None if is_auto else parse_rounding(rounding_threshold_bits)
     method = check_bitwidth_method(bitwidth_method)
     margin = as_float("calibration_margin", margin, 0.0, 10.0, closed=True)
     Xs = check_inputsets(inputset)
+    method_name, percentile = calibration
     if is_auto and len(Xs) > 1:
         raise ConfigurationError("rounding_threshold_bits='auto' supports models with one input; give a number")
     X = Xs[0] if len(Xs) == 1 else list(Xs)  # the interpreter's feed: an array, or one per input
 
     samples = tuple(torch.as_tensor(x[:2], dtype=torch.float32) for x in Xs)
     float_graph = canonicalize(importer(model, samples[0] if len(samples) == 1 else samples))
-    fused = build_integer_graph(float_graph, X, nb or NBits(8, 8, 8, 8), per_channel, qat)
+    specs = [None] * len(Xs)
+    if per_feature_inputs:  # the client maps each feature onto [-1, 1]; the first layer absorbs the inverse
+        float_graph, specs = scale_inputs(float_graph, list(Xs), percentile if method_name == "percentile" else None)
+        float_graph = canonicalize(float_graph)
+        if method_name == "minmax":
+            for spec, x in zip(specs, Xs):
+                if spec is not None:
+                    warn_outlier_features(x)
+        Xs = tuple(apply_preprocess(spec, x) for spec, x in zip(specs, Xs))
+        X = Xs[0] if len(Xs) == 1 else list(Xs)
+    names = [n.name for n in float_graph.nodes if n.op == "input"]
+    fused = build_integer_graph(float_graph, X, nb or NBits(8, 8, 8, 8), per_channel, qat, method_name, percentile,
+                                checked_inputs=[n for n, spec in zip(names, specs) if spec is not None],
+                                input_margin=0.0 if qat else margin)
+    if not qat:  # a QAT input quantizer was trained with the model: what it collapses, training saw
+        warn_collapsed_features(fused, Xs)
     inputs = [n.name for n in fused.nodes if n.op == "input"]
     codes = [_subsample(evaluate("quant", [Xs[inputs.index(q.inputs[0])]], q.attrs)) for q in client_input_nodes(fused)]
     codes = codes[0] if len(codes) == 1 else codes
@@ -202,11 +226,49 @@ def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channe
         graph, info = plan_rounding(fused, X, r, method, margin, qat)
         settings = {"n_bits": nb, "rounding": r, "per_channel": per_channel, "bitwidth_method": method,
                     "calibration_margin": margin, "qat": qat}
-        return QuantizedModule(float_graph, fused, graph, info, Xs[0].shape[1:], settings, codes)
+        return QuantizedModule(float_graph, fused, graph, info, Xs[0].shape[1:], settings, codes, specs)
 
     if is_auto:
         return plan_auto_rounding(build, X_val, y_val, metric, tolerance)[0]
-    return build(rounding)
+    qm = build(rounding)
+    if rounding is None:
+        warn_wide_lookups(qm)
+    return qm
+
+
+#: Table lookups wider than this, left unrounded, get a word: each one costs several times a
+#: 6-bit lookup (the last tuning benchmark: 450 samples simulated in 15 s at 15 bits, 0.1 s rounded
+#: to 6, at the same accuracy).
+WIDE_LOOKUP_BITS = 8
+
+
+def warn_wide_lookups(qm: QuantizedModule) -> None:
+    """Name the layers whose unrounded table lookups read more than ``WIDE_LOOKUP_BITS`` bits.
+
+    Examples
+    --------
+    >>> import warnings, torch
+    >>> m = torch.nn.Sequential(torch.nn.Linear(40, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     _ = quantize_torch_model(m, np.random.RandomState(0).randn(100, 40), n_bits=6)
+    >>> [str(x.message).split(" up to")[0] for x in w if x.category.__name__ == "LatencyWarning"]
+    ['1 table lookup reads']
+    """
+    import warnings
+
+    from qfhe.errors import LatencyWarning
+    from qfhe.validation import user_stacklevel
+
+    wide = [r for r in qm.bitwidth_report() if r["tlu_bits"] is not None and r["tlu_bits"] > WIDE_LOOKUP_BITS]
+    if wide:
+        bits = max(r["tlu_bits"] for r in wide)
+        layers = ", ".join(dict.fromkeys(str(r["layer"]) for r in wide))
+        warnings.warn(
+            f"{len(wide)} table lookup{'s read' if len(wide) > 1 else ' reads'} up to {bits} bits without rounding "
+            f"(layer {layers}): each costs several times a lookup of {WIDE_LOOKUP_BITS} bits. rounding_threshold_bits=6 "
+            "rounds them (about the same accuracy, much faster), or 'auto' with X_val, y_val searches per layer",
+            LatencyWarning, stacklevel=user_stacklevel())
 
 
 def compile_torch_model(
@@ -227,7 +289,10 @@ def compile_torch_model(
     X_val=None,
     y_val=None,
     rounding_tolerance: float = 0.01,
-    rounding_metric="accuracy",
+    rounding_metric=None,
+    per_feature_inputs: bool = True,
+    calibration: str = "minmax",
+    calibration_percentile: float = 99.9,
 ):
     """Compile a float PyTorch model into a model that runs on encrypted data.
 
@@ -255,9 +320,10 @@ def compile_torch_model(
         Validation data for ``rounding_threshold_bits="auto"`` (required there, refused elsewhere).
     rounding_tolerance : float
         Allowed metric loss of ``"auto"`` rounding against the unrounded model (0.01 = one point).
-    rounding_metric : {"accuracy", "r2", "mse"} or callable
-        The metric of ``"auto"`` rounding (as in :func:`qfhe.find_best_p_error`; ``accuracy``
-        compares ``y_val`` with the argmax of the outputs).
+    rounding_metric : {"accuracy", "r2", "mse"}, callable or None
+        The metric of ``"auto"`` rounding, as in :func:`qfhe.find_best_p_error`: by default
+        ``accuracy`` (the argmax of the outputs against integer labels) when ``y_val`` holds
+        class indices and the model has several outputs, ``r2`` otherwise.
     p_error, global_p_error : float, optional
         Error probability per table lookup, or for the whole circuit; give at most one. qfhe's
         default is ``global_p_error=1e-5``.
@@ -265,14 +331,29 @@ def compile_torch_model(
         Passed through to concrete-python (qfhe only sets the error probabilities).
     per_channel : bool
         Quantize weights per output channel.
+    per_feature_inputs : bool
+        For an input of shape (n, F) read only by linear layers: the client maps each feature onto
+        [-1, 1] by its calibrated range before quantizing (``qm.preprocess``), and the inverse map
+        is folded into the first layer, so features in any units all get the full input code range
+        at no cost to the server. Otherwise one input quantizer covers every feature, and features
+        left with at most 2 codes are named in a ``CalibrationWarning``.
     bitwidth_method : {"calibration", "interval"}
         ``"calibration"`` sizes every accumulator from the range the calibration data reach
         (narrow, fast, accurate; an input that goes beyond is reported by every ``forward``
         mode); ``"interval"`` from worst-case interval bounds over the whole clipped input box
         (provably never wraps, but wider and slower).
     calibration_margin : float
-        With ``"calibration"``, widen every observed range by this fraction of its width on each
-        side (e.g. 0.1) for headroom against inputs unlike the calibration data; 0 by default.
+        Widen the input quantizer's range and, with ``"calibration"``, every accumulator's range by
+        this fraction of its width on each side (e.g. 0.1), for headroom against inputs unlike the
+        calibration data; 0 by default. (Hidden activation quantizers keep their calibrated
+        ranges: widening them would cost every value resolution.)
+    calibration : {"minmax", "percentile"}
+        How each quantizer's range is taken from the inputset: its min and max (every range is
+        then checked, and one that a few outliers dominate is named in a ``CalibrationWarning``),
+        or its ``[100 - calibration_percentile, calibration_percentile]`` percentiles, which clip
+        the few values beyond.
+    calibration_percentile : float
+        The upper percentile of ``calibration="percentile"`` (default 99.9).
     simulate_batch_size : int
         Samples per call of the batch simulation circuit.
     scheme : {"tfhe", "ckks"}
@@ -310,7 +391,8 @@ def compile_torch_model(
                  "configuration": configuration is not None, "per_channel": per_channel is not False,
                  "bitwidth_method": bitwidth_method != "calibration", "simulate_batch_size": simulate_batch_size != 64,
                  "calibration_margin": calibration_margin != 0.0, "X_val": X_val is not None,
-                 "y_val": y_val is not None}
+                 "y_val": y_val is not None, "per_feature_inputs": per_feature_inputs is not True,
+                 "calibration": calibration != "minmax", "calibration_percentile": calibration_percentile != 99.9}
         if any(given.values()):
             raise ConfigurationError(
                 f"{', '.join(k for k, v in given.items() if v)} only apply to scheme='tfhe'; the CKKS path takes "
@@ -323,7 +405,8 @@ def compile_torch_model(
     make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
     as_int("simulate_batch_size", simulate_batch_size, 1, None, "a positive int")
     qm = quantize_torch_model(model, inputset, n_bits, rounding_threshold_bits, per_channel, bitwidth_method,
-                              calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric)
+                              calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric, per_feature_inputs,
+                              calibration, calibration_percentile)
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
 
 
@@ -336,14 +419,51 @@ def check_inputsets(inputset) -> tuple[np.ndarray, ...]:
     [(3, 2), (3, 4)]
     """
     if not isinstance(inputset, tuple):
-        return (check_inputset(inputset),)
+        return (check_inputset(inputset, outliers=False),)
     if not inputset:
         raise ConfigurationError("inputset is an empty tuple; give one array per model input")
-    arrays = tuple(check_inputset(x) for x in inputset)
+    arrays = tuple(check_inputset(x, outliers=False) for x in inputset)
     if len({len(x) for x in arrays}) > 1:
         raise ConfigurationError(f"the inputsets of the model's inputs have different numbers of samples: "
                                  f"{[len(x) for x in arrays]}; give the same samples for every input")
     return arrays
+
+
+def warn_collapsed_features(fused, Xs) -> None:
+    """Warn when a shared input quantizer leaves features with at most 2 codes (their values collapse).
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> g = Graph([Node("x", "input", [], {"shape": (2,)}), Node("xq", "quant", ["x"],
+    ...            {"scale": 10.0, "zero_point": 0, "qmin": 0, "qmax": 15, "side": "client"})], ["xq"])
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     warn_collapsed_features(g, (np.array([[0.0, 0.0], [150.0, 1.0]]),))
+    >>> str(w[0].message).split(":")[0]
+    '1 of 2 input features get at most 2 of the 16 input codes'
+    """
+    import warnings
+
+    from qfhe.errors import CalibrationWarning
+    from qfhe.validation import user_stacklevel
+
+    inputs = [n.name for n in fused.nodes if n.op == "input"]
+    for q in client_input_nodes(fused):
+        X = np.asarray(Xs[inputs.index(q.inputs[0])])
+        if X.ndim != 2 or np.ndim(q.attrs["scale"]):
+            continue
+        spans = (X.max(axis=0) - X.min(axis=0)) / q.attrs["scale"]
+        collapsed = np.flatnonzero((spans > 0) & (spans < 2))
+        if len(collapsed):
+            shown = ", ".join(str(int(j)) for j in collapsed[:10]) + (" ..." if len(collapsed) > 10 else "")
+            warnings.warn(
+                f"{len(collapsed)} of {X.shape[1]} input features get at most 2 of the "
+                f"{q.attrs['qmax'] - q.attrs['qmin'] + 1} input codes: features {shown} vary over a small part of the "
+                "range one input quantizer shares with much wider features, so their values collapse. Standardise the "
+                "features before the model (per_feature_inputs=True does it on the client when only linear layers "
+                "read the input)", CalibrationWarning, stacklevel=user_stacklevel())
 
 
 def _subsample(codes: np.ndarray) -> np.ndarray:

@@ -43,6 +43,10 @@ class CircuitOverflowError(QfheError, OverflowError):
     """An intermediate value leaves the range the circuit was compiled for (``strict=True``)."""
 
 
+class SaturationError(QfheError, OverflowError):
+    """``strict=True``: a hidden activation left its calibrated range and its requantization clipped it."""
+
+
 class KeysNotGeneratedError(QfheError, RuntimeError):
     """``fhe="execute"`` was requested before ``keygen()``."""
 
@@ -114,6 +118,19 @@ class OverflowRiskWarning(QfheWarning):
     """An intermediate value left the range the circuit was compiled for; FHE would wrap it."""
 
 
+class SaturationWarning(QfheWarning):
+    """Hidden activations left their calibrated range and were clipped (saturated) by the requantization,
+    silently in FHE: inputs inside the calibrated input box that combine unlike the calibration data."""
+
+
+class LatencyWarning(QfheWarning):
+    """A setting makes the circuit much slower than it needs to be (e.g. wide table lookups left unrounded)."""
+
+
+class TuningWarning(QfheWarning):
+    """A tuning search could not meet its tolerance (it says what it kept), or had nothing to tune."""
+
+
 class SmallInputsetWarning(QfheWarning):
     """The calibration inputset is small; ranges may not cover real data."""
 
@@ -146,6 +163,7 @@ __all__ = [
     "InputsetError",
     "BitWidthError",
     "CircuitOverflowError",
+    "SaturationError",
     "KeysNotGeneratedError",
     "NotCompiledError",
     "NotFittedError",
@@ -162,6 +180,9 @@ __all__ = [
     "QfheWarning",
     "InputClippingWarning",
     "OverflowRiskWarning",
+    "SaturationWarning",
+    "TuningWarning",
+    "LatencyWarning",
     "SmallInputsetWarning",
     "CalibrationWarning",
     "InsecureParametersWarning",

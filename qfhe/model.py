@@ -17,11 +17,14 @@ from typing import Callable
 
 import numpy as np
 
-from qfhe.errors import CircuitOverflowError, ConfigurationError, NotCompiledError, OverflowRiskWarning
+from qfhe.errors import (CircuitOverflowError, ConfigurationError, NotCompiledError, OverflowRiskWarning,
+                         SaturationError, SaturationWarning)
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import run
 from qfhe.ir.ops import evaluate
 from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node, value_layers
+from qfhe.quant.calibration import saturated
+from qfhe.quant.preprocess import apply_preprocess
 from qfhe.quant.quantizer import quantize_input_codes
 from qfhe.report import BitwidthReport
 from qfhe.tfhe.circuit import (CompiledCircuits, add_batch_circuit, as_inputs, compile_circuits, execute,
@@ -73,7 +76,7 @@ class QuantizedModule:
     """
 
     def __init__(self, float_graph: Graph, fused_graph: Graph, graph: Graph, bitwidths: dict[str, ValueInfo],
-                 input_shape: tuple, settings: dict, compile_codes):
+                 input_shape: tuple, settings: dict, compile_codes, preprocess: list | None = None):
         self.float_graph = float_graph
         self.fused_graph = fused_graph
         self.graph = graph
@@ -93,6 +96,9 @@ class QuantizedModule:
         self._input_node: Node = self._input_nodes[0]
         names = [n.name for n in model_inputs]
         self._input_of = [names.index(q.inputs[0]) for q in self._input_nodes]
+        #: The client's clear-side transform of each model input before quantization (``None``, or a
+        #: :mod:`qfhe.quant.preprocess` spec: per-feature scaling, an estimator's standardisation).
+        self.preprocess = list(preprocess) if preprocess is not None else [None] * len(model_inputs)
         self._layers = value_layers(graph)
         self._output_node: Node = graph[graph.outputs[0]]
         # The reference interpreter runs exactly the circuit's nodes, fed with the client's codes.
@@ -100,6 +106,69 @@ class QuantizedModule:
         zeros = [np.full((1,) + self.input_shapes[i], q.attrs.get("zero_point", 0), np.int64)
                  for q, i in zip(self._input_nodes, self._input_of)]
         self.output_shape = tuple(self.dequantize_output(run(self._server_graph, zeros)[0]).shape[1:])
+
+    def __deepcopy__(self, memo):
+        """A deep copy of the quantized model; the compiled circuits and their keys are shared with the
+        original (concrete objects cannot be copied, and a copy that silently lost them would need
+        compiling and keygen again).
+
+        Examples
+        --------
+        >>> import copy, numpy as np, torch, qfhe
+        >>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), np.random.randn(40, 3), n_bits=3)
+        >>> twin = copy.deepcopy(qm)
+        >>> twin.is_compiled, twin.fhe_circuit is qm.fhe_circuit, twin.graph is qm.graph
+        (True, True, False)
+        """
+        import copy
+
+        twin = object.__new__(type(self))
+        memo[id(self)] = twin
+        for k, v in self.__dict__.items():
+            setattr(twin, k, v if k == "_compiled" else copy.deepcopy(v, memo))
+        return twin
+
+    def with_ranges(self, inputset, bitwidth_method: str | None = None,
+                    calibration_margin: float | None = None) -> "QuantizedModule":
+        """The same model (quantizers, weights, preprocessing) with its integer ranges, and so its
+        rounding and bit-widths, planned again on ``inputset``; not compiled.
+
+        Parameters
+        ----------
+        inputset : array-like, shape (n, ...)
+            Raw inputs, as ``forward`` takes them.
+        bitwidth_method, calibration_margin : optional
+            As in :func:`qfhe.compile_torch_model`; default: this model's.
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> X = np.random.RandomState(0).randn(40, 3)
+        >>> qm = qfhe.quantize_torch_model(torch.nn.Linear(3, 2), X, n_bits=4)
+        >>> wide = qm.with_ranges(X, bitwidth_method="interval")
+        >>> bool((wide.forward(X) == qm.forward(X)).all()), wide.settings["bitwidth_method"]
+        (True, 'interval')
+        """
+        from qfhe.passes.bitwidth import check_bitwidth_method
+        from qfhe.passes.pipelines import plan_rounding
+        from qfhe.validation import as_float
+
+        method = check_bitwidth_method(bitwidth_method or self.settings.get("bitwidth_method", "calibration"))
+        margin = self.settings.get("calibration_margin", 0.0) if calibration_margin is None else \
+            as_float("calibration_margin", calibration_margin, 0.0, 10.0, closed=True)
+        names = ["inputset"] * len(self.input_shapes)
+        X = tuple(apply_preprocess(p, check_input(x, s, n)) for x, s, n, p in
+                  zip(inputset if isinstance(inputset, tuple) else (inputset,), self.input_shapes, names,
+                      self.preprocess))
+        feed = X[0] if len(X) == 1 else list(X)
+        graph, info = plan_rounding(self.fused_graph, feed, self.settings.get("rounding"), method, margin,
+                                    self.settings.get("qat", False))
+        codes = [evaluate("quant", [X[i]], q.attrs) for q, i in zip(self._input_nodes, self._input_of)]
+        settings = {**self.settings, "bitwidth_method": method, "calibration_margin": margin}
+        out = QuantizedModule(self.float_graph, self.fused_graph, graph, info, self.input_shapes[0], settings,
+                              codes[0] if len(codes) == 1 else codes, self.preprocess)
+        out.rounding_plan = self.rounding_plan
+        return out
 
     def __getstate__(self) -> dict:
         """Pickling keeps the quantized model and drops the circuits (concrete objects cannot be
@@ -154,6 +223,18 @@ class QuantizedModule:
         fn = make_circuit_function(self.graph, self.bitwidths)
         self._compiled = add_batch_circuit(fn, self._compile_codes, compiled, configuration)
         return self
+
+    @property
+    def has_lookups(self) -> bool:
+        """Whether the circuit has a table lookup (without one, ``p_error`` has no effect).
+
+        Examples
+        --------
+        >>> import numpy as np, torch, qfhe
+        >>> qfhe.quantize_torch_model(torch.nn.Linear(3, 2), np.random.randn(40, 3), n_bits=3).has_lookups
+        False
+        """
+        return any(n.op in ("tlu", "table") for n in self._server_graph.nodes)
 
     @property
     def is_compiled(self) -> bool:
@@ -240,9 +321,12 @@ class QuantizedModule:
             simulation of the compiled circuit, in batches. ``execute``: real encryption, run and
             decryption, one sample at a time (needs ``fhe_circuit.keygen()`` first).
         strict : bool
-            Raise :class:`CircuitOverflowError` instead of warning when a value leaves its
-            compiled range. Every mode runs this check on the clear integers first (it is cheap):
-            in the circuit such a value would wrap around silently.
+            Raise instead of warning. Every mode first runs the model on the clear integers (it
+            is cheap) and checks two things the circuit would do silently: a value that leaves
+            its compiled range (it would wrap around: :class:`CircuitOverflowError` /
+            ``OverflowRiskWarning``), and, for post-training quantization, a hidden activation
+            beyond its calibrated range, which its requantization clips (:class:`SaturationError` /
+            ``SaturationWarning``, counted per layer).
         progress : callable, optional
             Wraps the sample iterator in ``execute`` mode (e.g. ``tqdm.tqdm``).
 
@@ -311,7 +395,8 @@ class QuantizedModule:
                 f"bitwidth_method={self.settings.get('bitwidth_method')!r}, {state}\n{table}\n)")
 
     def quantize_input(self, *X):
-        """Client side: validate, clip (with a warning) and quantize inputs to circuit codes.
+        """Client side: validate, scale per feature (``preprocess``), clip (with a warning) and quantize
+        inputs to circuit codes.
 
         Returns an array of codes, or a tuple with one per circuit input for a model with several
         inputs (or one input with two quantizers).
@@ -333,13 +418,15 @@ class QuantizedModule:
         if len(X) != len(self.input_shapes):
             raise ConfigurationError(f"this model takes {len(self.input_shapes)} input(s) (shapes "
                                      f"{', '.join(str(s) for s in self.input_shapes)}); got {len(X)}")
-        why = ("the model's input quantizer clips them too (Brevitas does the same)" if self.settings.get("qat")
-               else "calibrate on data that covers them")
+        # A QAT input quantizer was trained to clip: that is the model, as in Brevitas, not news.
+        why = None if self.settings.get("qat") else "calibrate on data that covers them"
         names = [f"X{i + 1}" if len(X) > 1 else "X" for i in range(len(X))]
-        arrays = [check_input(x, s, name) for x, s, name in zip(X, self.input_shapes, names)]
+        arrays = [apply_preprocess(p, check_input(x, s, name))
+                  for x, s, name, p in zip(X, self.input_shapes, names, self.preprocess)]
         if len({len(a) for a in arrays}) > 1:
             raise ConfigurationError(f"the inputs have different numbers of samples: {[len(a) for a in arrays]}")
-        return [quantize_input_codes(arrays[i], q.attrs, why) for q, i in zip(self._input_nodes, self._input_of)]
+        return [quantize_input_codes(arrays[i], q.attrs, why, self.preprocess[i])
+                for q, i in zip(self._input_nodes, self._input_of)]
 
     def dequantize_output(self, codes: np.ndarray) -> np.ndarray:
         """Client side: circuit output codes → float outputs (adds the last layer's bias).
@@ -348,7 +435,7 @@ class QuantizedModule:
         --------
         >>> import numpy as np, torch, qfhe
         >>> m = torch.nn.Linear(3, 2)
-        >>> qm = qfhe.quantize_torch_model(m, np.random.randn(40, 3), n_bits=3)
+        >>> qm = qfhe.quantize_torch_model(m, np.random.randn(40, 3), n_bits=3, per_feature_inputs=False)
         >>> # a zero accumulator of the last layer decodes to that layer's bias
         >>> bool(np.allclose(qm.dequantize_output(np.zeros((1, 2), int)), m.bias.detach().numpy()))
         True
@@ -358,8 +445,18 @@ class QuantizedModule:
     # -- internals ------------------------------------------------------------------------------
     def _reference(self, codes, strict: bool) -> np.ndarray:
         problems: list[str] = []
+        clipped: list[str] = []
+        # PTQ only: a QAT activation quantizer's clipping was trained with the model.
+        watch = set() if self.settings.get("qat") else {n.inputs[0] for n in self._server_graph.nodes if n.op == "tlu"}
+        seen: dict[str, np.ndarray] = {}
 
         def observe(node: Node, value: np.ndarray) -> None:
+            if node.name in watch:
+                seen[node.name] = value
+            if node.op == "tlu" and node.inputs[0] in seen:
+                hit = saturated(node, seen[node.inputs[0]])
+                if hit is not None and hit.any():
+                    clipped.append(f"layer '{self._layers.get(node.name, node.name)}': {int(hit.sum())} of {len(hit)}")
             info = self.bitwidths.get(node.name)
             if info is None:
                 return
@@ -382,4 +479,12 @@ class QuantizedModule:
             if strict:
                 raise CircuitOverflowError(msg)
             warnings.warn(msg, OverflowRiskWarning, stacklevel=user_stacklevel())
+        if clipped:
+            msg = ("hidden activations beyond their calibrated range were clipped to its edge (in every FHE mode "
+                   "alike, so results can be far from the float model's): " + "; ".join(clipped) + " samples. The "
+                   "inputs lie in the calibrated input box but combine unlike the calibration data: calibrate on "
+                   "data that covers such inputs")
+            if strict:
+                raise SaturationError(msg)
+            warnings.warn(msg, SaturationWarning, stacklevel=user_stacklevel())
         return out

@@ -65,10 +65,11 @@ def as_int(name: str, value, lo: int | None = None, hi: int | None = None, what:
     return int(value)
 
 
-def as_float(name: str, value, lo: float, hi: float, closed: bool = False) -> float:
-    """``value`` as a Python float in ``(lo, hi)`` (``[lo, hi]`` if closed), or :class:`ConfigurationError`.
+def as_float(name: str, value, lo: float, hi: float, closed: bool = False, what: str | None = None) -> float:
+    """``value`` as a Python float in ``(lo, hi)`` (``[lo, hi]`` if closed), or :class:`ConfigurationError`
+    (saying ``what`` the value must be, if given).
 
-    Numpy floats and ints are accepted; strings and bools are not.
+    Numpy floats and ints are accepted; strings, bools and NaN are not.
 
     Examples
     --------
@@ -85,7 +86,8 @@ def as_float(name: str, value, lo: float, hi: float, closed: bool = False) -> fl
         v = float(value)
         ok = (lo <= v <= hi) if closed else (lo < v < hi)
     if not ok:
-        raise ConfigurationError(f"{name} must be a number in {interval}, got {value!r} ({type(value).__name__})")
+        raise ConfigurationError(f"{name} must be {what or 'a number in ' + interval}, got {value!r} "
+                                 f"({type(value).__name__})")
     return float(value)
 
 
@@ -114,6 +116,10 @@ def to_numpy(X, name: str = "X") -> np.ndarray:
     >>> to_numpy([[1, 2]]).dtype
     dtype('float64')
     """
+    if hasattr(X, "__iter__") and hasattr(X, "dataset") and hasattr(X, "batch_size"):
+        raise InputValidationError(
+            f"{name} is a torch DataLoader; qfhe needs the samples themselves: pass an array or tensor, e.g. "
+            "torch.cat([batch[0] for batch in loader])")
     if hasattr(X, "detach"):
         X = X.detach().cpu()
         X = (X.double() if X.is_floating_point() else X).numpy()  # bfloat16/float16 have no numpy view
@@ -161,8 +167,11 @@ def check_input(X, shape: tuple, name: str = "X") -> np.ndarray:
     return arr
 
 
-def check_inputset(X) -> np.ndarray:
+def check_inputset(X, outliers: bool = True) -> np.ndarray:
     """Validate a calibration inputset: at least two samples, numeric, finite.
+
+    ``outliers=False`` leaves the outlier check to the caller (the TFHE quantizer checks every
+    calibrated range, :mod:`qfhe.quant.calibration`).
 
     Examples
     --------
@@ -190,11 +199,11 @@ def check_inputset(X) -> np.ndarray:
             SmallInputsetWarning,
             stacklevel=user_stacklevel(),
         )
-    warn_about_calibration(arr)
+    warn_about_calibration(arr, outliers)
     return arr
 
 
-def warn_about_calibration(X: np.ndarray) -> None:
+def warn_about_calibration(X: np.ndarray, outliers: bool = True) -> None:
     """Warn when an inputset cannot calibrate well: outliers that dominate its range, constant features.
 
     Every range qfhe sizes comes from this data. A few huge values stretch a per-tensor input
@@ -222,6 +231,8 @@ def warn_about_calibration(X: np.ndarray) -> None:
                 f"{const.size} of {flat.shape[1]} features never vary in the inputset: feature{'s' if const.size > 1 else ''} "
                 f"{shown}. The circuit is sized as if they never will; if they vary in real data, calibrate on data "
                 "where they do (or drop them)", CalibrationWarning, stacklevel=user_stacklevel())
+    if not outliers:
+        return
     lo, hi = float(flat.min()), float(flat.max())
     qlo, qhi = (float(v) for v in np.quantile(flat, [0.005, 0.995]))
     body = qhi - qlo

@@ -165,7 +165,7 @@ class Bad(nn.Module):
     (lambda y, x: torch.softmax(y, 1), r"node 'softmax' \(call_function softmax\) is not supported.*apply softmax on "
                                        r"the client"),
     (lambda y, x: y.cumsum(1), r"node 'cumsum' \(call_method cumsum\) is not supported"),
-    (lambda y, x: y.max(dim=1).values, r"node '.*' \(call_method max\) is not supported"),
+    (lambda y, x: y.max(dim=1).values, r"node '.*' \(call_method max\) returns values and indices; use x.amax\(dim\)"),
 ])
 def test_unsupported_ops_name_node_and_op(fn, match):
     with pytest.raises(UnsupportedOpError, match=match):

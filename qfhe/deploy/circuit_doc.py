@@ -60,7 +60,7 @@ _OPS = {
     "reshape": {"shape": _ints()},
     "gather": {"index": _int_array(), "fill": _optional(_is_int)},
     "maxpool": {"kernel": _ints(2), "stride": _ints(2), "padding": _ints(2), "dilation": _ints(2),
-                "ceil_mode": lambda v: type(v) is bool},
+                "ceil_mode": lambda v: type(v) is bool, "mode": lambda v: v in (None, "max", "min")},
     "round": {"lsbs": lambda v: _is_int(v) and 0 <= v <= 16, "method": lambda v: v in ("exact", "approximate")},
     "table": {"table": _table, "bits": lambda v: _is_int(v) and 1 <= v <= MAX_TABLE_BITS},
 }

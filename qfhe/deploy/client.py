@@ -330,7 +330,7 @@ class FHEModelClient:
         arr = preprocess(self._pre, arr)
         self.generate_private_and_evaluation_keys()
         start = time.perf_counter()
-        values = quantize_input_codes(arr, self._quant, self._remedy) if self.scheme == "tfhe" else arr
+        values = quantize_input_codes(arr, self._quant, self._remedy or None, self._pre) if self.scheme == "tfhe" else arr
         with self._lock:
             items, counts = self._keys.encrypt(values)
             request = secrets.token_hex(16)

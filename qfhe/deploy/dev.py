@@ -60,15 +60,15 @@ def _unwrap(model) -> tuple:
     from qfhe.ckks.compiler import CompiledCKKSModel
     from qfhe.model import QuantizedModule
 
-    if isinstance(model, (QuantizedModule, CompiledCKKSModel)):
+    if isinstance(model, CompiledCKKSModel):
         return model, None, {"kind": "none"}
+    if isinstance(model, QuantizedModule):
+        return model, model.preprocess[0], {"kind": "none"}
     if hasattr(model, "_client_postprocessing") and hasattr(model, "quantized_module_"):
         post = dict(model._client_postprocessing())
         if "classes" in post:
             post["classes"] = plain_classes(post["classes"])
-        pre = {"kind": "standardize", "mean": np.asarray(model.scaler_.mean_, np.float64),
-               "scale": np.asarray(model.scaler_.scale_, np.float64)}
-        return model.quantized_module_, pre, post
+        return model.quantized_module_, model.quantized_module_.preprocess[0], post
     if hasattr(model, "_client_postprocessing"):
         raise NotCompiledError(f"this {type(model).__name__} is not fitted: call fit(X, y) and compile(X) before "
                                "FHEModelDev(...).save()")
@@ -94,8 +94,7 @@ def _tfhe_docs(qm, pre, post, compress: bool) -> tuple[dict, dict]:
     specs = build_circuit(Artifact({"kind": "server"}, circuit_members).plain("circuit.json", "circuit/")) \
         .client.specs.serialize()
     fp = fingerprint({**circuit_members, "client.specs.json": specs})
-    why = ("the model's input quantizer clips them too (Brevitas does the same)" if qm.settings.get("qat")
-           else "calibrate on data that covers them")
+    why = "" if qm.settings.get("qat") else "calibrate on data that covers them"  # "": clips as trained, silently
     common = {"scheme": "tfhe", "fingerprint": fp, "input_shape": list(qm.input_shape),
               "output_shape": list(qm.output_shape)}
     client = {**common, "quant": qm._input_node.attrs, "dequant": qm._output_node.attrs, "clip_remedy": why,

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from qfhe.errors import ArtifactError, InputValidationError
+from qfhe.errors import ArtifactError
+from qfhe.quant.preprocess import apply_preprocess
 
 LINKS = ("softmax", "sigmoid", "ovr")
 
@@ -26,19 +27,16 @@ LINKS = ("softmax", "sigmoid", "ovr")
 def preprocess(spec: dict | None, X: np.ndarray) -> np.ndarray:
     """Apply the client-side input transform (``None``, or ``{"kind": "standardize", mean, scale}``).
 
+    See :mod:`qfhe.quant.preprocess`.
+
     Examples
     --------
     >>> preprocess({"kind": "standardize", "mean": np.array([1.0]), "scale": np.array([2.0])}, np.array([[5.0]]))
     array([[2.]])
     """
-    if spec is None:
-        return X
-    if spec.get("kind") == "standardize":
-        mean, scale = np.asarray(spec["mean"], np.float64), np.asarray(spec["scale"], np.float64)
-        if X.ndim != 2 or X.shape[1] != mean.shape[0]:
-            raise InputValidationError(f"X must have shape (n_samples, {mean.shape[0]}), got {X.shape}")
-        return (X - mean) / scale
-    raise ArtifactError(f"model.json: unknown preprocessing {spec.get('kind')!r}")
+    if spec is not None and spec.get("kind") != "standardize":
+        raise ArtifactError(f"model.json: unknown preprocessing {spec.get('kind')!r}")
+    return apply_preprocess(spec, X)
 
 
 def _softmax(z: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import operator
 import torch
 from torch import nn
 
-from qfhe.frontend import expressions, pooling, products, shape_ops, torch_ops
+from qfhe.frontend import expressions, pooling, products, reductions, shape_ops, torch_ops
 from qfhe.frontend.lowering import activation_forms
 from qfhe.ir.activations import ACTIVATIONS
 
@@ -94,6 +94,12 @@ def _rows() -> list[tuple]:
          None),
         (_names([torch.nn.functional.pad]) + " (mode='constant')", "gather", None),
         (_names(shape_ops.CAT | shape_ops.STACK), "concat", None),
+        (_names([k for k, lin in reductions.REDUCTIONS.items() if lin] + [f for f, k in reductions._FUNCTIONS.items()
+                                                                         if reductions.REDUCTIONS[k]])
+         + " over sample axes (`dim=`, `keepdim=`): a row of ones (or 1/k)", "gemm", "reduction"),
+        (_names([k for k, lin in reductions.REDUCTIONS.items() if not lin] + [f for f, k in reductions._FUNCTIONS.items()
+                                                                             if not reductions.REDUCTIONS[k]])
+         + " over sample axes: a max (min) pooling", "maxpool", None),
         (_names([k for k in expressions._OPS]) + ", and sums and products of such masks of ONE tensor: one table "
          "lookup", "activation", "expr"),
         ("several inputs: `forward(x, y)` with `inputset=(X1, X2)`", "input", None),
@@ -114,7 +120,7 @@ def operation_table() -> list[dict]:
     out = []
     for torch_names, ir, fn in _rows():
         tfhe = "yes" if ir in QUANTIZED_OPS or ir == "(none)" else "no"
-        if ir == "input":  # several inputs: CKKS packs one input vector
+        if ir == "input" or fn == "reduction":  # CKKS packs one input vector, and multiplies vectors only
             ckks = "no"
         else:
             ckks = "yes" if (ir in LOWERED_OPS or ir == "(none)") and fn not in UNLOWERED_ACTIVATIONS else "no"

@@ -122,6 +122,13 @@ def import_torch(model: nn.Module, sample: torch.Tensor) -> Graph:
         raise UnsupportedOpError(
             f"{brevitas} is a Brevitas quantized layer: compile a Brevitas QAT model with "
             "qfhe.compile_brevitas_qat_model, which keeps its trained quantizers (compile_torch_model would re-quantize it)")
+    embedding = next((f"module '{name}' ({type(m).__name__})" for name, m in model.named_modules()
+                      if isinstance(m, (nn.Embedding, nn.EmbeddingBag))), None)
+    if embedding is not None:
+        raise UnsupportedOpError(
+            f"{embedding} looks rows up by integer indices, and an encrypted index cannot select a row: one-hot "
+            "encode the categories on the client and replace the embedding by a Linear layer without bias (its "
+            "weight is the embedding matrix transposed), which computes the same values")
     was_training = model.training
     model.eval()
     try:
@@ -154,7 +161,9 @@ class _Recorder(torch.fx.Interpreter):
                                           and all(d.meta.get("qfhe_const") for d in n.all_input_nodes))
         n.meta["qfhe_const"] = constant and isinstance(value, torch.Tensor)
         if n.meta["qfhe_const"]:
-            n.meta["qfhe_value"] = value.detach().double().cpu().numpy()
+            # integer constants stay integers: they may index (x[:, idx], index_select)
+            v = value.detach().cpu()
+            n.meta["qfhe_value"] = (v.double() if v.is_floating_point() else v).numpy()
         self.outputs[n.name] = out
         return out
 

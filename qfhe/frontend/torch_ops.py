@@ -29,6 +29,7 @@ from qfhe.frontend.expressions import Expr, expression, is_expression_op
 from qfhe.frontend.lowering import Emitter, activation_forms
 from qfhe.frontend.pooling import POOL_FUNCTIONS, POOL_MODULES, pool_function, pool_module
 from qfhe.frontend.products import MATMUL, encrypted_product, matmul
+from qfhe.frontend.reductions import is_reduction, reduction
 from qfhe.frontend.shape_ops import is_shape_op, keeps_batch_axis, shape_op
 
 IDENTITY_MODULES = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
@@ -122,11 +123,15 @@ def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, 
     )
 
 
+#: Python arithmetic on sizes (``channels // groups``): shape maths when the result is not a tensor
+SHAPE_ARITHMETIC = {operator.floordiv, operator.mul, operator.add, operator.sub, operator.mod, operator.truediv}
+
+
 def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
     target = node.target
     forms = activation_forms()
     args = list(node.args)
-    if shape is None and (target in ("size", operator.getitem, getattr)):
+    if shape is None and (target in ("size", operator.getitem, getattr) or target in SHAPE_ARITHMETIC):
         return ("shape-maths", node.name)  # only feeds view/reshape, whose shape comes from ShapeProp
     if is_expression_op(node, env, em):
         if target in ("float", "double", "to", "type") and isinstance(env.get(getattr(args[0], "name", None)), str):
@@ -152,7 +157,12 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
         return matmul(em, env, node, _value)
     if target in POOL_FUNCTIONS:
         return pool_function(em, node, _value(env, args[0], node), shape)
+    if is_reduction(node):
+        return reduction(em, node, _value(env, args[0], node), shape)
     name = getattr(target, "__name__", str(target))
+    if name in ("max", "min") and (len(args) > 1 or "dim" in node.kwargs):
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({_describe(node)}) returns values and indices; use x.a{name}(dim) for the values")
     if name in ("softmax", "log_softmax", "softmin"):
         raise UnsupportedOpError(
             f"node '{node.name}' ({_describe(node)}) is not supported: {name} mixes all outputs, which a table lookup "

@@ -17,7 +17,8 @@ concat   any     concatenation along per-sample ``axis`` (1-based, batch axis ex
 reshape  any     reshape each sample to ``shape``
 gather   any     rearrange each sample: ``out.flat[i] = x.flat[index[i]]`` (``index`` has the output's
                  per-sample shape; -1 picks the constant ``fill``): transpose, slice, pad, repeat…
-maxpool  any     2-D max pooling, attrs kernel/stride/padding/dilation/ceil_mode (torch semantics)
+maxpool  any     2-D max pooling, attrs kernel/stride/padding/dilation/ceil_mode (torch semantics);
+                 ``mode="min"`` (unpadded) takes the minimum
 mul      float   elementwise product of two encrypted tensors (numpy broadcasting)
 matmul   float   ``a @ b`` of two encrypted tensors (numpy matmul; per-sample ranks >= 2)
 qmul     int     ``(a - zero_point_a) * (b - zero_point_b)``: concrete's encrypted product
@@ -87,6 +88,8 @@ def _gather(xs, a):
 
 
 def _maxpool(xs, a):
+    if a.get("mode") == "min":  # a min pooling (amin): no padding, the frontend never pads it
+        return -maxpool2d(-xs[0], a["kernel"], a["stride"], a["padding"], a["dilation"], a.get("ceil_mode", False))
     return maxpool2d(xs[0], a["kernel"], a["stride"], a["padding"], a["dilation"], a.get("ceil_mode", False))
 
 

@@ -117,8 +117,8 @@ def fold_affine(graph: Graph) -> Graph:
     >>> g = Graph([Node("x", "input", [], {"shape": (1,), "dtype": "float"}),
     ...            Node("fc", "gemm", ["x"], {"weight": np.ones((1, 1)), "bias": None}),
     ...            Node("s", "affine", ["fc"], {"scale": np.array(2.0), "shift": np.array(1.0)})], ["s"])
-    >>> out = fold_affine(g); out["s"].attrs["weight"], out["s"].attrs["bias"]
-    (array([[2.]]), array([1.]))
+    >>> out = fold_affine(g); out.ops(), out["fc"].attrs["weight"], out["fc"].attrs["bias"]
+    (['input', 'gemm'], array([[2.]]), array([1.]))
     """
     users = graph.consumers()
     out_nodes = []
@@ -141,15 +141,67 @@ def fold_affine(graph: Graph) -> Graph:
                 scale, shift = per_ch
                 w = prod.attrs["weight"] * scale.reshape((-1,) + (1,) * (prod.attrs["weight"].ndim - 1))
                 b = prod.attrs["bias"] if prod.attrs["bias"] is not None else np.zeros(channels)
-                merged = prod.clone(name=n.name, attrs={**prod.attrs, "weight": w, "bias": b * scale + shift})
+                # the layer keeps its own name (Conv → BN → ReLU reports as the conv, everywhere)
+                merged = prod.clone(attrs={**prod.attrs, "weight": w, "bias": b * scale + shift})
                 out_nodes[out_nodes.index(prod)] = merged
-                by_name.pop(prod.name)
-                by_name[n.name] = merged
-                folded[prod.name] = n.name
+                by_name[prod.name] = merged
+                folded[n.name] = prod.name
                 continue
         out_nodes.append(n)
         by_name[n.name] = n
     return Graph(out_nodes, [folded.get(o, o) for o in graph.outputs]).verify("fold_affine")
+
+
+def fold_affine_into_gemm(graph: Graph) -> Graph:
+    """Fold an ``affine`` that only float gemms read into those gemms: ``W(a∘x + c) + b = (W·diag a)x + (Wc + b)``.
+
+    Requires: a float graph. Ensures: no ``affine`` with per-feature (or scalar) parameters whose
+    every consumer is a gemm with float weights; values unchanged up to float64 rounding. Such an
+    affine (a BatchNorm1d on input features, the inverse of the client's per-feature input scaling)
+    would otherwise cost one table lookup per value. Idempotent.
+
+    Examples
+    --------
+    >>> from qfhe.ir import Graph, Node
+    >>> g = Graph([Node("x", "input", [], {"shape": (2,), "dtype": "float"}),
+    ...            Node("s", "affine", ["x"], {"scale": np.array([[2.0, 3.0]]), "shift": np.array([[1.0, 0.0]])}),
+    ...            Node("fc", "gemm", ["s"], {"weight": np.ones((1, 2)), "bias": None})], ["fc"])
+    >>> out = fold_affine_into_gemm(g)
+    >>> out.ops(), out["fc"].attrs["weight"].tolist(), out["fc"].attrs["bias"].tolist()
+    (['input', 'gemm'], [[2.0, 3.0]], [1.0])
+    """
+    users = graph.consumers()
+    folded: dict[str, tuple] = {}
+    for n in graph.nodes:
+        readers = [graph[u] for u in users[n.name]]
+        if n.op != "affine" or n.name in graph.outputs or not readers or any(
+                r.op != "gemm" or "weight_int" in r.attrs for r in readers):
+            continue
+        features = readers[0].attrs["weight"].shape[1]
+        params = []
+        for key in ("scale", "shift"):
+            p = np.asarray(n.attrs[key], dtype=np.float64)
+            if p.size == 1:
+                params.append(np.full(features, float(p.reshape(-1)[0])))
+            elif p.shape in ((1, features), (features,)):
+                params.append(p.reshape(features))
+            else:
+                break
+        if len(params) == 2:
+            folded[n.name] = (n.inputs[0], *params)
+    if not folded:
+        return graph
+    nodes = []
+    for n in graph.nodes:
+        if n.name in folded:
+            continue
+        if n.op == "gemm" and n.inputs[0] in folded:
+            src, scale, shift = folded[n.inputs[0]]
+            w = n.attrs["weight"]
+            bias = n.attrs["bias"] if n.attrs.get("bias") is not None else np.zeros(w.shape[0])
+            n = n.clone(inputs=[src], attrs={**n.attrs, "weight": w * scale[None, :], "bias": bias + w @ shift})
+        nodes.append(n)
+    return Graph(nodes, list(graph.outputs)).verify("fold_affine_into_gemm")
 
 
 def _per_output_channel(attrs: dict, channels: int, op: str):

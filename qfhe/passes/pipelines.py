@@ -1,7 +1,10 @@
 """The default TFHE compilation pipeline, top to bottom.
 
-1. ``canonicalize``  float graph: :func:`sink_reshapes`, then :func:`fold_affine` (BatchNorm).
-2. ``calibrate``     min/max of every float value on the inputset.
+1. ``canonicalize``  float graph: :func:`sink_reshapes`, then :func:`fold_affine` (BatchNorm into the
+                     layer before it), then :func:`fold_affine_into_gemm` (an affine into the
+                     linear layers after it: input BatchNorm, per-feature input scaling).
+2. ``calibrate``     the range of every float value on the inputset (min/max or percentiles),
+                     each checked for outliers (:mod:`qfhe.quant.calibration`).
 3. ``quantize``      :func:`quantize_graph`: integer weights, explicit dequant/quant chains.
 4. ``fuse_lut``      one table lookup per requantization chain.
 5. ``bitwidths``     predict every encrypted value's range and width.
@@ -29,15 +32,15 @@ from __future__ import annotations
 import numpy as np
 
 from qfhe.ir.graph import Graph
-from qfhe.ir.interpreter import collect_ranges
 from qfhe.passes.bitwidth import ValueInfo, analyze_bitwidths, check_tlu_widths
-from qfhe.passes.canonicalize import fold_affine, sink_reshapes
+from qfhe.passes.canonicalize import fold_affine, fold_affine_into_gemm, sink_reshapes
 from qfhe.passes.fuse_lut import fuse_lut
 from qfhe.passes.quantize import quantize_graph
 from qfhe.passes.rounding import insert_rounding
+from qfhe.quant.calibration import calibrate, warn_outlier_ranges
 from qfhe.quant.config import NBits, Rounding
 
-FLOAT_PASSES = (sink_reshapes, fold_affine)
+FLOAT_PASSES = (sink_reshapes, fold_affine, fold_affine_into_gemm)
 
 
 def canonicalize(graph: Graph) -> Graph:
@@ -55,10 +58,14 @@ def canonicalize(graph: Graph) -> Graph:
 
 
 def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits, per_channel: bool = False,
-                        qat: bool = False) -> Graph:
+                        qat: bool = False, calibration: str = "minmax", percentile: float = 99.9,
+                        checked_inputs=(), input_margin: float = 0.0) -> Graph:
     """Calibrate, quantize and fuse: the fused integer graph (no rounding yet).
 
-    With ``qat=True`` the graph's own quantizers are used and nothing is calibrated.
+    With ``qat=True`` the graph's own quantizers are used and nothing is calibrated. With
+    ``calibration="minmax"``, every range a quantizer reads is checked for outliers
+    (``checked_inputs``: inputs the caller checked per feature). ``input_margin`` widens each
+    model input's range by that fraction of its width on each side.
 
     Examples
     --------
@@ -69,8 +76,17 @@ def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits,
     >>> build_integer_graph(import_torch(torch.nn.Linear(3, 2), torch.tensor(X)), X, parse_n_bits(4)).ops()
     ['input', 'quant', 'qgemm', 'dequant']
     """
-    ranges = {} if qat else collect_ranges(float_graph, inputset)
-    return fuse_lut(quantize_graph(float_graph, ranges, n_bits, per_channel, qat))
+    if qat:
+        return fuse_lut(quantize_graph(float_graph, {}, n_bits, per_channel, qat))
+    ranges = calibrate(float_graph, inputset, calibration, percentile)
+    for n in float_graph.nodes:
+        if n.op == "input" and input_margin:
+            lo, hi = ranges[n.name]
+            ranges[n.name] = (lo - input_margin * (hi - lo), hi + input_margin * (hi - lo))
+    quantized = quantize_graph(float_graph, ranges, n_bits, per_channel, qat)
+    if calibration == "minmax":
+        warn_outlier_ranges(ranges, skip=checked_inputs)
+    return fuse_lut(quantized)
 
 
 def plan_rounding(fused: Graph, compile_inputset: np.ndarray, rounding: Rounding | None,

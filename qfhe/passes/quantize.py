@@ -45,6 +45,18 @@ class _Int:
     # A max pooling's output (or a rearrangement of it): concrete compares at the width of the
     # values it pools, so it must not share the wide width of a linear op that reads it.
     pooled: bool = False
+    # An accumulator's exact integer interval (from its weights and its input quantizer's codes)
+    bounds: tuple[int, int] | None = None
+
+
+def _accumulator_bounds(op: str, attrs: dict, q: UniformQuantizer) -> tuple[int, int]:
+    """Every value a qgemm/qconv accumulator can take, for input codes in ``q``'s range."""
+    lo_in, hi_in = min(q.qmin - q.zero_point, 0), max(q.qmax - q.zero_point, 0)  # 0: a convolution's padding
+    w = np.asarray(attrs["weight"], np.int64).reshape(np.shape(attrs["weight"])[0], -1)
+    lo = np.minimum(w * lo_in, w * hi_in).sum(axis=1)
+    hi = np.maximum(w * lo_in, w * hi_in).sum(axis=1)
+    bias = np.reshape(attrs["bias"], -1) if attrs.get("bias") is not None else 0
+    return int((lo + bias).min()), int((hi + bias).max())
 
 
 def _quant_attrs(q: UniformQuantizer) -> dict:
@@ -191,7 +203,7 @@ class _Builder:
             # Brevitas' quantized biases): the lookup after it stays one table per tensor.
             attrs["bias"] = np.rint(bias.reshape(bshape) / scale)[0].astype(np.int64)
         name = self.emit(n.name, "q" + n.op, [x.name], attrs)
-        self.vals[n.name] = _Int(name, scale, offset)
+        self.vals[n.name] = _Int(name, scale, offset, bounds=_accumulator_bounds(n.op, attrs, x.quantizer))
 
     def on_product(self, n: Node) -> None:
         """Product of two encrypted tensors: both quantized, multiplied as centred codes; like a
@@ -206,9 +218,20 @@ class _Builder:
     def on_elementwise(self, n: Node) -> None:
         self.vals[n.name] = self.emit(n.name, n.op, [self.as_float(n.inputs[0])], dict(n.attrs))
 
+    def _qat_operand(self, fname: str, consumer: str) -> _Int:
+        """A QAT add's operand: its quantized value, or a layer's accumulator (Brevitas adds the
+        float values of two QuantLinear outputs): an integer with an exact interval, which the
+        packed add reads as it reads codes."""
+        v = self.vals[fname]
+        if isinstance(v, _Int) and v.quantizer is None and v.bounds is not None and np.ndim(v.scale) == 0:
+            lo, hi = v.bounds
+            bits = max(int(lo).bit_length(), int(hi).bit_length()) + 1  # signed, two's complement
+            return _Int(v.name, v.scale, v.offset, UniformQuantizer(bits, float(v.scale), 0, signed=True))
+        return self.quantized(fname, 0, consumer)
+
     def on_add_concat(self, n: Node) -> None:
         if self.qat:
-            ins = [self.quantized(i, 0, n.name) for i in n.inputs]
+            ins = [self._qat_operand(i, n.name) for i in n.inputs]
             same = all(_quant_attrs(i.quantizer) == _quant_attrs(ins[0].quantizer) for i in ins)
             if not same and n.op in ("add", "sub"):
                 return self._packed_add(n, ins[0], ins[1], -1.0 if n.op == "sub" else 1.0)

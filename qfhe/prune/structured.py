@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import warnings
 
 import numpy as np
 import torch
@@ -77,6 +78,19 @@ def _check_brevitas(model: nn.Module) -> None:
                 "before quantization-aware training")
 
 
+def _keep_one(model: nn.Module, ratio: float, ignored) -> dict:
+    """Per-layer ratios that leave one neuron where ``ratio`` would leave none (torch-pruning then
+    skips the layer altogether: ``ratio=0.95`` on 16 neurons used to prune nothing)."""
+    out = {}
+    for m in model.modules():
+        width = getattr(m, "out_features", None) or getattr(m, "out_channels", None)
+        if m in ignored or not isinstance(m, (nn.Linear, nn.modules.conv._ConvNd)) or not width:
+            continue
+        if int(width * (1 - ratio)) < 1:
+            out[m] = (width - 1) / width - 1e-6 / width  # int(width * (1 - r)) == 1
+    return out
+
+
 def prune_structured(model: nn.Module, example_input, ratio: float = 0.5, importance: str = "l2",
                      inplace: bool = False) -> nn.Module:
     """Remove a fraction of the neurons/channels of every hidden layer, keeping the model consistent.
@@ -88,7 +102,8 @@ def prune_structured(model: nn.Module, example_input, ratio: float = 0.5, import
     example_input : array-like or torch.Tensor
         A couple of samples, to trace the dependency graph.
     ratio : float in [0, 1)
-        Fraction of each hidden layer's output neurons/channels to remove.
+        Fraction of each hidden layer's output neurons/channels to remove; every layer keeps at
+        least one.
     importance : {"l1", "l2", "random"}
         How channels are ranked (weight-magnitude norms) before the lowest are removed.
     inplace : bool
@@ -130,14 +145,24 @@ def prune_structured(model: nn.Module, example_input, ratio: float = 0.5, import
     target.eval()
     if ratio == 0.0:
         return target
-    example = torch.as_tensor(np.asarray(example_input, dtype=np.float32)[:2])
+    example = np.asarray(example_input, dtype=np.float32)
+    if example.ndim < 2:
+        raise ConfigurationError(f"example_input must have shape (n_samples, ...), got shape {example.shape}: pass a "
+                                 "couple of samples, e.g. X[:2] (or x[None] for a single sample x)")
+    example = torch.as_tensor(example[:2])
     _check_brevitas(target)
     try:
         ignored = _output_layers(target, example)
-        with _float_view(target):
-            pruner = tp.pruner.MetaPruner(target, example, importance=_importance(importance), pruning_ratio=ratio,
-                                          ignored_layers=ignored)
-            pruner.step()
+        with warnings.catch_warnings():
+            # about the tools' own internals, not the user's model: Brevitas' fx module and its
+            # optional kernels, and the quantizer scales torch-pruning (rightly) leaves alone
+            for message in ("brevitas.fx is deprecated", "fast_hadamard_transform", "Unwrapped parameters detected"):
+                warnings.filterwarnings("ignore", message=f".*{message}")
+            with _float_view(target):
+                pruner = tp.pruner.MetaPruner(target, example, importance=_importance(importance), pruning_ratio=ratio,
+                                              pruning_ratio_dict=_keep_one(target, ratio, ignored),
+                                              ignored_layers=ignored)
+                pruner.step()
         target.eval()
         with torch.no_grad():
             target(example)  # the pruned model still runs

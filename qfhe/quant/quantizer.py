@@ -146,24 +146,43 @@ class UniformQuantizer:
                 "signed": self.signed, "narrow": self.narrow}
 
 
-def quantize_input_codes(arr: np.ndarray, attrs: dict, remedy: str) -> np.ndarray:
-    """The client's input quantization: clip to the calibrated range (warning) and quantize.
+#: Values beyond a calibrated range by less than this fraction of its width are clipped without a
+#: warning: they lose at most that much (about what 3-4 bits of quantization lose), and test data
+#: spill that far past the calibration data's extremes all the time. Farther is worth a warning.
+CLIP_SLACK = 0.1
+
+
+def quantize_input_codes(arr: np.ndarray, attrs: dict, remedy: str, spec: dict | None = None) -> np.ndarray:
+    """The client's input quantization: clip to the calibrated range and quantize; a warning counts
+    the values clipped by more than ``CLIP_SLACK`` of the range.
 
     ``attrs`` are the ``quant`` node's (``scale``, ``zero_point``, ``qmin``, ``qmax``): plain data,
-    so a deployed client (:mod:`qfhe.deploy`) quantizes exactly as the compiled model does.
+    so a deployed client (:mod:`qfhe.deploy`) quantizes exactly as the compiled model does. With
+    ``spec`` (the per-feature scaling already applied to ``arr``), the warning names the features
+    and their calibrated ranges in the input's own units.
 
     Parameters
     ----------
     arr : ndarray of float, shape (n, ...)
     attrs : dict
-    remedy : str
-        What the warning tells the user to do about clipped values.
+    remedy : str or None
+        What the warning tells the user to do about clipped values; None: clip without a warning
+        (a QAT input quantizer, trained to clip).
+    spec : dict, optional
+        A :mod:`qfhe.quant.preprocess` spec.
 
     Examples
     --------
     >>> a = {"scale": 0.5, "zero_point": 0, "qmin": -2, "qmax": 1}
     >>> quantize_input_codes(np.array([[-1.0, 0.5]]), a, "recalibrate").tolist()
     [[-2, 1]]
+    >>> import warnings
+    >>> with warnings.catch_warnings(record=True) as w:
+    ...     warnings.simplefilter("always")
+    ...     _ = quantize_input_codes(np.array([[-1.1, 0.9], [-5.0, 0.0]]), a, "recalibrate")
+    >>> str(w[0].message).split(" lie")[0]
+    '1 input values in 1 of 2 samples'
+
     """
     import warnings
 
@@ -172,13 +191,20 @@ def quantize_input_codes(arr: np.ndarray, attrs: dict, remedy: str) -> np.ndarra
 
     lo = attrs["scale"] * (attrs["qmin"] - attrs["zero_point"] - 0.5)
     hi = attrs["scale"] * (attrs["qmax"] - attrs["zero_point"] + 0.5)
-    tol = 1e-9 * (hi - lo)  # a value on the edge (x = max of the calibration data) is not clipped
+    tol = CLIP_SLACK * (hi - lo)
     outside = (arr < lo - tol) | (arr > hi + tol)
-    if outside.any():
+    if remedy is not None and outside.any():
         rows = int(outside.reshape(len(arr), -1).any(axis=1).sum())
+        where = f"the calibrated input range [{lo:.4g}, {hi:.4g}]"
+        if spec is not None and arr.ndim == 2:
+            mean, scale = np.asarray(spec["mean"]), np.asarray(spec["scale"])
+            feats = np.flatnonzero(outside.any(axis=0))
+            where = "their feature's calibrated range (" + ", ".join(
+                f"feature {j}: [{lo * scale[j] + mean[j]:.4g}, {hi * scale[j] + mean[j]:.4g}]" for j in feats[:5]) + \
+                (", ..." if len(feats) > 5 else "") + ")"
         warnings.warn(
-            f"{int(outside.sum())} input values in {rows} of {len(arr)} samples lie outside the calibrated input "
-            f"range [{lo:.4g}, {hi:.4g}] and were clipped; {remedy}",
+            f"{int(outside.sum())} input values in {rows} of {len(arr)} samples lie outside {where} and were "
+            f"clipped; {remedy}",
             InputClippingWarning,
             stacklevel=user_stacklevel(),
         )

@@ -2,9 +2,11 @@
 
 An estimator owns a float torch model (``module_``) and the :class:`qfhe.QuantizedModule` built
 from it (``quantized_module_``). ``fit`` trains and quantizes on the training data, so
-``fhe="disable"`` works at once; :meth:`FHEEstimatorMixin.compile` builds the circuits. The
-inputs are standardised on the client (``scaler_``), in the clear, before quantization: a
-per-tensor input quantizer then spends its codes on every feature alike, whatever their units.
+``fhe="disable"`` works at once; :meth:`FHEEstimatorMixin.compile` builds the circuits. Every
+method, and ``quantized_module_`` itself, takes raw features: the client scales them per feature in
+the clear before quantization (``quantized_module_.preprocess``: the neural nets' standardisation,
+the linear models' per-feature ranges), so an input quantizer spends its codes on every feature
+alike, whatever their units.
 
 Examples
 --------
@@ -15,13 +17,16 @@ Examples
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.base import is_classifier
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import validate_data
 
-from qfhe.errors import ConfigurationError, InputValidationError, NotCompiledError, NotFittedError
+from qfhe.errors import (ConfigurationError, InputValidationError, KeysNotGeneratedError, NotCompiledError,
+                         NotFittedError, OverflowRiskWarning)
 from qfhe.model import FHE_MODES
 
 
@@ -88,8 +93,8 @@ def accuracy(estimator, X, y, sample_weight, fhe: str) -> float:
 class FHEEstimatorMixin:
     """``compile``, validation and the FHE-mode forward shared by the qfhe estimators.
 
-    Subclasses set ``module_`` (torch), ``scaler_`` and ``quantized_module_`` in ``fit`` and
-    implement ``_quantize(Xs)`` (standardised inputs to a :class:`qfhe.QuantizedModule`).
+    Subclasses set ``module_`` (torch) and ``quantized_module_`` in ``fit`` and implement
+    ``_quantize(X)`` (raw inputs to a :class:`qfhe.QuantizedModule` with its preprocessing).
 
     Examples
     --------
@@ -123,9 +128,33 @@ class FHEEstimatorMixin:
                 "(ideally hundreds)")
         return X, y
 
-    def _scaled(self, X, where: str) -> np.ndarray:
+    def _checked(self, X, where: str) -> np.ndarray:
         self._check_fitted()
-        return self.scaler_.transform(self._validate_X(X, where))
+        return self._validate_X(X, where)
+
+    def fit_benchmark(self, X, y, sample_weight=None):
+        """Fit this model and its float twin on the same data, to measure what quantization costs.
+
+        The twin is scikit-learn's own model with the same parameters: the same linear model, or
+        for the neural nets an ``MLPClassifier``/``MLPRegressor`` of the same architecture,
+        activation, learning rate, batch size and epochs (float, no accumulator bound).
+
+        Returns
+        -------
+        (self, twin)
+            Both fitted.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LogisticRegression
+        >>> X = np.random.RandomState(0).randn(100, 3); y = (X[:, 0] > 0).astype(int)
+        >>> clf, twin = LogisticRegression().fit_benchmark(X, y)
+        >>> type(twin).__name__, clf.score(X, y) >= twin.score(X, y) - 0.05
+        ('LogisticRegression', True)
+        """
+        self.fit(X, y, sample_weight=sample_weight)
+        return self, self._float_twin(X, y, sample_weight)
 
     # -- circuit ------------------------------------------------------------------------------------
     def compile(self, X, p_error: float | None = None, global_p_error: float | None = None, configuration=None,
@@ -134,9 +163,9 @@ class FHEEstimatorMixin:
         """Build the TFHE circuit, with ``X`` as the calibration inputset; returns self.
 
         ``X`` (raw features, e.g. the training set) sizes every integer range of the circuit; the
-        weights and quantizers are those ``fit`` produced. Afterwards ``fhe="simulate"`` and
-        ``fhe="execute"`` work, and ``quantized_module_`` holds the compiled
-        :class:`qfhe.QuantizedModule`.
+        weights, quantizers and preprocessing stay those ``fit`` produced, so ``fhe="disable"``
+        predictions do not change. Afterwards ``fhe="simulate"`` and ``fhe="execute"`` work, and
+        ``quantized_module_`` holds the compiled :class:`qfhe.QuantizedModule`.
 
         Parameters
         ----------
@@ -168,8 +197,8 @@ class FHEEstimatorMixin:
         >>> reg.quantized_module_.statistics["pbs_count"]
         0
         """
-        Xs = self._scaled(X, "compile")
-        qm = self._quantize(Xs, bitwidth_method=bitwidth_method, calibration_margin=calibration_margin)
+        X = self._checked(X, "compile")
+        qm = self.quantized_module_.with_ranges(X, bitwidth_method, calibration_margin)
         self.quantized_module_ = qm.compile(p_error=p_error, global_p_error=global_p_error,
                                             configuration=configuration, simulate_batch_size=simulate_batch_size)
         return self
@@ -187,18 +216,34 @@ class FHEEstimatorMixin:
         False
         """
         self._check_fitted()
+        if not self.quantized_module_.is_compiled:
+            raise NotCompiledError(f"{type(self).__name__} is fitted but not compiled: call {self._var()}.compile(X_train) "
+                                   "first")
         return self.quantized_module_.fhe_circuit
+
+    def _var(self) -> str:
+        """How messages name the estimator in code: ``clf`` or ``reg``."""
+        return "clf" if is_classifier(self) else "reg"
 
     def _forward(self, X, fhe: str, where: str) -> np.ndarray:
         """Raw model outputs (logits / standardised targets) for raw X in an FHE mode."""
         check_fhe(fhe)
-        Xs = self._scaled(X, where)
+        X = self._checked(X, where)
         if fhe != "disable" and not self.quantized_module_.is_compiled:
             raise NotCompiledError(
-                f"{type(self).__name__} is fitted but not compiled: call compile(X_train) before {where}(X, "
-                f"fhe={fhe!r}) (fhe='disable' runs the clear integer model without compiling)")
-        return self.quantized_module_.forward(Xs, fhe=fhe)
+                f"{type(self).__name__} is fitted but not compiled: call {self._var()}.compile(X_train) before "
+                f"{self._var()}.{where}(X, fhe={fhe!r}) (fhe='disable' runs the clear integer model without compiling)")
+        if fhe == "execute" and not self.quantized_module_.fhe_circuit.keys.are_generated:
+            raise KeysNotGeneratedError(f"fhe='execute' needs keys: call {self._var()}.fhe_circuit.keygen() once before "
+                                        "executing (it can take a while)")
+        if not self.quantized_module_.is_compiled:
+            with warnings.catch_warnings():
+                # compile(X) plans the circuit's ranges again: those of fit are provisional, and a
+                # value beyond them (every cross-validation fold has some) wraps in no circuit
+                warnings.simplefilter("ignore", OverflowRiskWarning)
+                return self.quantized_module_.forward(X, fhe=fhe)
+        return self.quantized_module_.forward(X, fhe=fhe)
 
     def _input_codes(self, X, where: str) -> np.ndarray:
         """Circuit input codes of raw ``X``, as the client computes them (used by tuning)."""
-        return self.quantized_module_.quantize_input(self._scaled(X, where))
+        return self.quantized_module_.quantize_input(self._checked(X, where))

@@ -1,12 +1,12 @@
 """Linear models: fitted by scikit-learn, quantized, compiled to a circuit without table lookups.
 
 What the server computes: one integer matrix product of the encrypted input codes with the
-quantized weights, plus an integer bias, and nothing else (0 PBS). The client standardises and
-quantizes the features before encryption, and after decryption dequantizes the scores and applies
-the link in the clear: the sigmoid/softmax and argmax of a classifier. The standardisation is
-folded into the weights (``w·x + b = (w·σ)·z + (b + w·μ)``), so the float model is exactly
-scikit-learn's while a per-tensor input quantizer spends its codes evenly over features of any
-units.
+quantized weights, plus an integer bias, and nothing else (0 PBS). The client maps each feature
+onto [-1, 1] by its calibrated range and quantizes it before encryption, and after decryption
+dequantizes the scores and applies the link in the clear: the sigmoid/softmax and argmax of a
+classifier. The per-feature map is folded into the weights (``w·x + b = (w·s)·z + (b + w·m)``,
+:func:`qfhe.compile_torch_model`'s ``per_feature_inputs``), so the float model is exactly
+scikit-learn's while the input quantizer spends its codes evenly over features of any units.
 
 Examples
 --------
@@ -28,25 +28,91 @@ from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from torch import nn
 
 from qfhe.compile import quantize_torch_model
 from qfhe.errors import ConfigurationError, InputValidationError
 from qfhe.model import QuantizedModule
-from qfhe.sklearn.base import FHEEstimatorMixin, accuracy, fit_scaler
+from qfhe.sklearn.base import FHEEstimatorMixin, accuracy
+
+
+#: scikit-learn parameters that change how a model is fitted, not which model: not kept on import
+NOT_MODEL_PARAMS = {"n_jobs", "verbose", "copy_X", "warm_start"}
+
+
+def _cv_twin_params(model) -> dict:
+    """The plain model a fitted cross-validated model refitted with its chosen hyper-parameters."""
+    p = model.get_params()
+    if isinstance(model, sklm.RidgeCV):
+        if np.ndim(model.alpha_):
+            raise ConfigurationError("from_sklearn_model: this RidgeCV chose one alpha per target (alpha_per_target="
+                                     "True), which one Ridge cannot hold; import one target at a time")
+        return {"alpha": float(model.alpha_), "fit_intercept": p["fit_intercept"]}
+    C = np.unique(np.asarray(model.C_))
+    ratios = np.unique(np.asarray(getattr(model, "l1_ratio_", [None]), dtype=object))
+    if len(C) > 1 or len(ratios) > 1:
+        raise ConfigurationError("from_sklearn_model: this LogisticRegressionCV chose a different C per class, which "
+                                 "one LogisticRegression cannot hold")
+    out = {k: p[k] for k in ("fit_intercept", "class_weight", "solver", "max_iter", "tol", "random_state", "dual",
+                             "intercept_scaling", "penalty") if k in p}
+    out["C"] = float(C[0])
+    if ratios[0] is not None:
+        out["l1_ratio"] = float(ratios[0])
+    return out
+
+
+def _imported_params(cls, model) -> dict:
+    """The qfhe parameters of an imported scikit-learn model; refuses what the class cannot keep."""
+    twins = {sklm.RidgeCV: "Ridge", sklm.LogisticRegressionCV: "LogisticRegression"}
+    twin = twins.get(type(model))
+    if twin == cls.__name__:
+        params = _cv_twin_params(model)
+    elif isinstance(model, cls._sklearn_class):
+        params = model.get_params()
+    else:
+        hint = {sklm.LinearRegression: "LinearRegression", sklm.Ridge: "Ridge",
+                sklm.LogisticRegression: "LogisticRegression", **twins}.get(type(model))
+        raise ConfigurationError(
+            f"{cls.__name__}.from_sklearn_model needs a fitted sklearn.linear_model.{cls._sklearn_class.__name__}"
+            + (f" or {next(k.__name__ for k, v in twins.items() if v == cls.__name__)}"
+               if cls.__name__ in twins.values() else "")
+            + f", got {type(model).__name__}: "
+            + (f"use qfhe.sklearn.{hint}.from_sklearn_model" if hint else "qfhe has no class that computes it"))
+    try:
+        check_is_fitted(model)
+    except Exception as exc:
+        raise ConfigurationError(
+            f"{cls.__name__}.from_sklearn_model: the {type(model).__name__} is not fitted: call its fit first") from exc
+    names = set(cls._get_param_names())
+    defaults = cls._sklearn_class().get_params()
+    lost = {k: v for k, v in params.items() if k not in names and k not in NOT_MODEL_PARAMS
+            and k in defaults and not _same(v, defaults[k])}
+    if lost:
+        raise ConfigurationError(
+            f"{cls.__name__}.from_sklearn_model: {', '.join(f'{k}={v!r}' for k, v in lost.items())} has no "
+            f"{cls.__name__} parameter, so clone(model).fit would fit another model than the imported one")
+    return {k: v for k, v in params.items() if k in names}
+
+
+def _same(a, b) -> bool:
+    try:
+        return bool(a == b)
+    except Exception:  # arrays and other values without a plain truth value
+        return a is b
 
 
 class _LinearModel(FHEEstimatorMixin, BaseEstimator):
-    """Fit with scikit-learn, fold the standardisation, quantize with ``n_bits``."""
+    """Fit with scikit-learn, quantize with ``n_bits`` (features scaled per feature on the client)."""
 
     _sklearn_class: type
 
     def _sklearn_params(self) -> dict:
         return {k: v for k, v in self.get_params().items() if k != "n_bits"}
 
-    def fit(self, X, y):
-        """Fit scikit-learn's model on ``(X, y)``, then quantize it (see :meth:`from_sklearn_model`).
+    def fit(self, X, y, sample_weight=None):
+        """Fit scikit-learn's model on ``(X, y)`` (with ``sample_weight``, if given), then quantize it
+        (see :meth:`from_sklearn_model`). ``X`` may be a pandas DataFrame (column names are kept).
 
         Returns
         -------
@@ -68,7 +134,23 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
                 raise InputValidationError(
                     f"{type(self).__name__}.fit: y: {exc}. A classifier needs class labels; for a continuous target "
                     "use LinearRegression or Ridge") from exc
-        return self._import(self._sklearn_class(**self._sklearn_params()).fit(X, y), X)
+            if len(np.unique(y)) < 2:
+                raise InputValidationError(
+                    f"{type(self).__name__}.fit: y has one class ({np.unique(y)[0]!r}); a classifier needs samples of at "
+                    "least 2 classes")
+        model = self._sklearn_class(**self._sklearn_params())
+        if sample_weight is None:
+            return self._import(model.fit(X, y), X)
+        model.fit(X, y, sample_weight=sample_weight)
+        # calibrate on the rows the model was fitted on: a zero weight removes a row from both
+        weights = np.asarray(_check_sample_weight(sample_weight, X, dtype=np.float64))
+        kept = weights > 0
+        return self._import(model, X[kept] if kept.sum() >= 2 else X)
+
+    def _float_twin(self, X, y, sample_weight=None):
+        """scikit-learn's model with the same parameters, fitted in float."""
+        model = self._sklearn_class(**self._sklearn_params())
+        return model.fit(X, y) if sample_weight is None else model.fit(X, y, sample_weight=sample_weight)
 
     @classmethod
     def from_sklearn_model(cls, sklearn_model, X, n_bits=8):
@@ -76,22 +158,26 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
 
         Parameters
         ----------
-        sklearn_model : fitted scikit-learn estimator of the matching class
+        sklearn_model : fitted scikit-learn estimator
+            Of the matching class, or a cross-validated twin that this class computes exactly
+            (``RidgeCV`` for :class:`Ridge`, with its chosen ``alpha_``; ``LogisticRegressionCV``
+            for :class:`LogisticRegression`, with its ``C_`` and ``l1_ratio_``).
         X : array-like, shape (n_samples, n_features)
-            Calibration data (e.g. the training set): it fits the client's standardisation and
-            the quantizer ranges.
+            Calibration data (e.g. the training set): it sets the per-feature input ranges.
         n_bits : int or dict
             As in :func:`qfhe.compile_torch_model` (inputs and weights).
 
         Returns
         -------
         estimator
-            Fitted, not compiled; its parameters copy the scikit-learn model's.
+            Fitted, not compiled; its parameters copy the scikit-learn model's, so
+            ``clone(est).fit(X, y)`` fits the same model again.
 
         Raises
         ------
         ConfigurationError
-            For a model of another class or an unfitted one.
+            For a model of another class (naming the qfhe class to use, if there is one), an
+            unfitted one, or one with a setting this class cannot keep.
 
         Examples
         --------
@@ -103,18 +189,7 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
         >>> float((clf.predict(X) == clf.sklearn_model_.predict(X)).mean()) > 0.95
         True
         """
-        if not isinstance(sklearn_model, cls._sklearn_class):
-            raise ConfigurationError(
-                f"{cls.__name__}.from_sklearn_model needs a fitted sklearn.linear_model.{cls._sklearn_class.__name__}, "
-                f"got {type(sklearn_model).__name__}")
-        try:
-            check_is_fitted(sklearn_model)
-        except Exception as exc:
-            raise ConfigurationError(
-                f"{cls.__name__}.from_sklearn_model: the {type(sklearn_model).__name__} is not fitted: call its fit "
-                "first") from exc
-        names = cls._get_param_names()
-        est = cls(n_bits=n_bits, **{k: v for k, v in sklearn_model.get_params().items() if k in names})
+        est = cls(n_bits=n_bits, **_imported_params(cls, sklearn_model))
         X = est._validate_X(X, "from_sklearn_model", reset=True)
         if X.shape[1] != np.shape(sklearn_model.coef_)[-1]:
             raise InputValidationError(
@@ -134,20 +209,17 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
             self.classes_ = model.classes_
         W = np.atleast_2d(np.asarray(model.coef_, dtype=np.float64))
         b = np.broadcast_to(np.asarray(model.intercept_, dtype=np.float64), (W.shape[0],))
-        self.scaler_ = fit_scaler(X)
-        mu, sigma = self.scaler_.mean_, self.scaler_.scale_
         linear = nn.Linear(W.shape[1], W.shape[0])
         with torch.no_grad():
-            linear.weight.copy_(torch.as_tensor(W * sigma))
-            linear.bias.copy_(torch.as_tensor(b + W @ mu))
+            linear.weight.copy_(torch.as_tensor(W))
+            linear.bias.copy_(torch.as_tensor(np.array(b)))
         self.module_ = linear.double()
-        self.quantized_module_ = self._quantize(self.scaler_.transform(X))
+        self.quantized_module_ = self._quantize(X)
         return self
 
-    def _quantize(self, Xs: np.ndarray, bitwidth_method: str = "calibration",
-                  calibration_margin: float = 0.0) -> QuantizedModule:
-        return quantize_torch_model(self.module_, Xs, n_bits=self.n_bits, bitwidth_method=bitwidth_method,
-                                    calibration_margin=calibration_margin)
+    def _quantize(self, X: np.ndarray) -> QuantizedModule:
+        """scikit-learn's model as a QuantizedModule on raw features (scaled per feature on the client)."""
+        return quantize_torch_model(self.module_, X, n_bits=self.n_bits, per_feature_inputs=True)
 
     def _scores(self, X, fhe: str, where: str) -> np.ndarray:
         """Decrypted scores ``X @ coef_.T + intercept_`` (quantized), in an FHE mode."""
@@ -169,14 +241,14 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
 class LinearRegression(RegressorMixin, _LinearModel):
     """Ordinary least squares (scikit-learn's), run on encrypted data without table lookups.
 
-    The server computes ``codes @ W_int + b_int`` on the encrypted input codes; the client
-    standardises and quantizes ``X`` and dequantizes the result.
+    The server computes ``codes @ W_int + b_int`` on the encrypted input codes; the client maps
+    each raw feature onto [-1, 1] by its calibrated range, quantizes it, and dequantizes the result.
 
     Parameters
     ----------
     n_bits : int or dict
         Bit-width of the quantized inputs and weights (as in :func:`qfhe.compile_torch_model`).
-    fit_intercept, positive
+    fit_intercept, positive, tol
         As in ``sklearn.linear_model.LinearRegression``.
 
     Attributes
@@ -199,10 +271,11 @@ class LinearRegression(RegressorMixin, _LinearModel):
     _sklearn_class = sklm.LinearRegression
     _classifier = False
 
-    def __init__(self, n_bits=8, fit_intercept=True, positive=False):
+    def __init__(self, n_bits=8, fit_intercept=True, positive=False, tol=1e-6):
         self.n_bits = n_bits
         self.fit_intercept = fit_intercept
         self.positive = positive
+        self.tol = tol
 
     def predict(self, X, fhe: str = "disable") -> np.ndarray:
         """Predicted targets, in an FHE mode.
@@ -278,7 +351,7 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
     ----------
     n_bits : int or dict
         Bit-width of the quantized inputs and weights.
-    C, fit_intercept, class_weight, solver, max_iter, tol, random_state
+    C, l1_ratio, penalty, fit_intercept, class_weight, solver, max_iter, tol, dual, intercept_scaling, random_state
         As in ``sklearn.linear_model.LogisticRegression``.
 
     Attributes
@@ -298,15 +371,19 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
     _sklearn_class = sklm.LogisticRegression
     _classifier = True
 
-    def __init__(self, n_bits=8, C=1.0, fit_intercept=True, class_weight=None, solver="lbfgs", max_iter=100, tol=1e-4,
-                 random_state=None):
+    def __init__(self, n_bits=8, C=1.0, l1_ratio=0.0, penalty="deprecated", fit_intercept=True, class_weight=None,
+                 solver="lbfgs", max_iter=100, tol=1e-4, dual=False, intercept_scaling=1, random_state=None):
         self.n_bits = n_bits
         self.C = C
+        self.l1_ratio = l1_ratio
+        self.penalty = penalty
         self.fit_intercept = fit_intercept
         self.class_weight = class_weight
         self.solver = solver
         self.max_iter = max_iter
         self.tol = tol
+        self.dual = dual
+        self.intercept_scaling = intercept_scaling
         self.random_state = random_state
 
     def decision_function(self, X, fhe: str = "disable") -> np.ndarray:

@@ -28,7 +28,7 @@ from qfhe.errors import ConfigurationError
 from qfhe.prune import prune_to_accumulator, reapply_masks, remove_masks
 
 #: Activation names and the torch modules they stand for (ReLU has a native Brevitas quantizer).
-ACTIVATIONS = {"relu": nn.ReLU, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
+ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
                "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "hardtanh": nn.Hardtanh}
 
 
@@ -113,7 +113,10 @@ def to_state(module: QuantMLP) -> dict:
     >>> bool((from_state(to_state(m))(x) == m(x)).all())
     True
     """
-    return {"spec": dict(module.spec), "state_dict": {k: v.detach().clone() for k, v in module.state_dict().items()}}
+    # the widths the module has now: structured pruning shrinks layers after the spec was written
+    hidden = tuple(m.out_features for m in module.layers if isinstance(m, nn.Linear))[:-1]
+    return {"spec": {**module.spec, "hidden_sizes": hidden},
+            "state_dict": {k: v.detach().clone() for k, v in module.state_dict().items()}}
 
 
 def from_state(state: dict) -> QuantMLP:
@@ -134,8 +137,10 @@ def from_state(state: dict) -> QuantMLP:
 
 def train_module(module: nn.Module, X: np.ndarray, y: np.ndarray, loss_fn: Callable, *, lr: float, max_epochs: int,
                  batch_size: int, weight_decay: float, seed: int, n_accum_bits: int | None, warmup: float,
-                 verbose: bool, desc: str = "training") -> list[dict]:
+                 verbose: bool, desc: str = "training", sample_weight=None) -> list[dict]:
     """Adam with a cosine schedule; per-neuron accumulator masks fixed after ``warmup`` of the epochs.
+
+    ``loss_fn`` may return one loss per sample (then ``sample_weight`` weights them) or their mean.
 
     The batch order comes from ``seed`` alone (a private generator). The masks are made permanent at the end (zeros stay, no ``weight_orig``).
 
@@ -155,6 +160,7 @@ def train_module(module: nn.Module, X: np.ndarray, y: np.ndarray, loss_fn: Calla
     """
     Xt = torch.as_tensor(X, dtype=torch.float32)
     yt = torch.as_tensor(y)
+    wt = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
     n = len(Xt)
     generator = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
@@ -173,7 +179,12 @@ def train_module(module: nn.Module, X: np.ndarray, y: np.ndarray, loss_fn: Calla
             if len(idx) < 2 and start > 0:  # BatchNorm cannot train on one sample
                 continue
             opt.zero_grad()
-            loss = loss_fn(module(Xt[idx]), yt[idx])
+            per_sample = loss_fn(module(Xt[idx]), yt[idx])
+            if wt is None:
+                loss = per_sample.mean()
+            else:  # a weighted mean over the batch (a batch of zero weights teaches nothing)
+                w = wt[idx]
+                loss = (per_sample * w).sum() / w.sum().clamp_min(1e-12)
             loss.backward()
             opt.step()
             reapply_masks(module)

@@ -26,6 +26,7 @@ import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, clone
 from sklearn.metrics import r2_score
+from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from torch import nn
@@ -34,7 +35,10 @@ from qfhe.compile import quantize_brevitas_qat_model
 from qfhe.errors import ConfigurationError, InputClippingWarning, InputValidationError
 from qfhe.model import QuantizedModule
 from qfhe.prune import prune_structured, prune_to_accumulator
+from qfhe.prune.bound import max_inputs, worst_case_bits
+from qfhe.prune.unstructured import layer_ranges
 from qfhe.quant.config import parse_rounding
+from qfhe.quant.preprocess import standardize_spec
 from qfhe.report import Table
 from qfhe.sklearn.base import FHEEstimatorMixin, accuracy, fit_scaler, label_indices
 from qfhe.sklearn.mlp import QuantMLP, activation_class, from_state, to_state, train_module
@@ -55,13 +59,74 @@ class PruneReport(Table):
     COLUMNS = ("model", "hidden_neurons", "score", "max_acc_bits")
 
 
+#: Default architecture (measured in benchmarks/builtin_nn.py on iris, wine, breast_cancer, digits,
+#: diabetes and make_classification sets of 5, 20 and 200 features): hidden layers at least
+#: MIN_WIDTH wide, and OUTPUT_WIDTH neurons per class; ``max_epochs="auto"`` trains MIN_STEPS steps.
+MIN_WIDTH = 32
+OUTPUT_WIDTH = 3
+MIN_STEPS = 3000
+#: ``rounding_threshold_bits="auto"`` without ``X_val``: this many of ``fit``'s samples measure it
+AUTO_ROUNDING_SAMPLES = 1000
+#: ``n_accum_bits="auto"``: every neuron may keep this many weights (all of them below that fan-in)
+AUTO_KEEP = 12
+#: An explicit ``n_accum_bits`` that leaves a neuron fewer weights than this (and than its fan-in) is
+#: refused: 1-3 weights per neuron is a collapsed model, not a narrow one.
+MIN_KEEP = 4
+
+
+def resolve_accum_bits(n_accum_bits, module: nn.Module, example_input, bits: str) -> int | None:
+    """The per-neuron accumulator width a :class:`QuantMLP` trains with.
+
+    ``"auto"`` follows the bit-widths: the narrowest width from 8 bits up in which every neuron
+    can keep ``AUTO_KEEP`` weights (or its whole fan-in). An int is checked: it must leave every
+    neuron ``MIN_KEEP`` weights (or its whole fan-in).
+
+    Parameters
+    ----------
+    n_accum_bits : int, "auto" or None
+    module : QuantMLP
+    example_input : ndarray
+        Two standardised samples.
+    bits : str
+        The bit-width settings, for the error message.
+
+    Raises
+    ------
+    ConfigurationError
+        When an int keeps too few weights; the message gives the numbers and the width to use.
+
+    Examples
+    --------
+    >>> from qfhe.sklearn.mlp import QuantMLP
+    >>> m = QuantMLP(64, 10, (32, 32), n_input_bits=4, n_w_bits=3, n_a_bits=3)
+    >>> x = np.zeros((2, 64), np.float32)
+    >>> resolve_accum_bits("auto", m, x, ""), resolve_accum_bits(9, m, x, "")
+    (10, 9)
+    """
+    if n_accum_bits is None:
+        return None
+    ranges = [(r, r.module.weight[0].numel()) for r in layer_ranges(module, example_input)]
+    need = max(worst_case_bits(min(AUTO_KEEP, fan_in), r.weight, r.inputs) for r, fan_in in ranges)
+    if isinstance(n_accum_bits, str):
+        return max(8, need)
+    for r, fan_in in ranges:
+        k = max_inputs(int(n_accum_bits), r.weight, r.inputs)
+        if k < min(fan_in, MIN_KEEP):
+            raise ConfigurationError(
+                f"n_accum_bits={n_accum_bits} would keep at most {k} of {fan_in} weights per neuron in layer "
+                f"'{r.name}' ({bits}: weight codes {r.weight} times input codes {r.inputs}), which collapses the "
+                f"model. Use n_accum_bits='auto' ({max(8, need)} bits here, {AUTO_KEEP} weights per neuron) or at "
+                f"least {worst_case_bits(min(fan_in, MIN_KEEP), r.weight, r.inputs)}, or fewer weight/activation bits")
+    return int(n_accum_bits)
+
+
 class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
     """Parameters, training and pruning shared by the classifier and the regressor."""
 
     # Defaults chosen by measurement (benchmarks/builtin_nn.py, README "Built-in estimators"): on digits
     # they give 96-97 % with every table lookup reading at most 6 bits, 64 PBS, about 3 s per sample.
     def __init__(self, n_layers=3, n_hidden_neurons_multiplier=0.5, hidden_sizes=None, activation_function="relu",
-                 n_input_bits=4, n_w_bits=2, n_a_bits=2, n_accum_bits=8, lr=0.01, max_epochs=60, batch_size=64,
+                 n_input_bits=4, n_w_bits=2, n_a_bits=2, n_accum_bits="auto", lr=0.01, max_epochs="auto", batch_size=64,
                  weight_decay=0.0, random_state=None, verbose=False, rounding_threshold_bits=None,
                  pruning_warmup=0.5):
         self.n_layers = n_layers
@@ -82,7 +147,16 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         self.pruning_warmup = pruning_warmup
 
     # -- parameters ---------------------------------------------------------------------------------
-    def _hidden(self, n_features: int) -> tuple[int, ...]:
+    def _epochs(self, n_samples: int) -> int:
+        """``max_epochs``, or for ``"auto"`` enough epochs for ``MIN_STEPS`` optimizer steps (at least
+        60, at most 500): a small tabular set gives a few batches per epoch, and 60 epochs of them
+        left iris and 5-feature sets under-trained."""
+        if not isinstance(self.max_epochs, str):
+            return int(self.max_epochs)
+        steps = -(-n_samples // int(self.batch_size))
+        return int(min(500, max(60, -(-MIN_STEPS // steps))))
+
+    def _hidden(self, n_features: int, n_outputs: int = 1) -> tuple[int, ...]:
         if self.hidden_sizes is not None:
             sizes = tuple(self.hidden_sizes) if not isinstance(self.hidden_sizes, numbers.Integral) else None
             if sizes is None or any(not isinstance(h, numbers.Integral) or h < 1 for h in sizes):
@@ -91,34 +165,85 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
             return tuple(int(h) for h in sizes)
         n_layers = as_int("n_layers", self.n_layers, 1, 64)
         mult = as_float("n_hidden_neurons_multiplier", self.n_hidden_neurons_multiplier, 0.0, 1e4)
-        return (max(1, int(round(mult * n_features))),) * (n_layers - 1)
+        # a floor and a width that follows the classes: 0.5 x 4 features gave iris 2 neurons
+        return (max(MIN_WIDTH, int(round(mult * n_features)), OUTPUT_WIDTH * n_outputs),) * (n_layers - 1)
 
     def _check_params(self) -> None:
         as_int("n_input_bits", self.n_input_bits, 2, 8)
         as_int("n_w_bits", self.n_w_bits, 2, 8)
         as_int("n_a_bits", self.n_a_bits, 1, 8)
-        if self.n_accum_bits is not None:
-            as_int("n_accum_bits", self.n_accum_bits, 2, 16, "an int from 2 to 16, or None for no bound")
+        if isinstance(self.n_accum_bits, str):
+            if self.n_accum_bits.lower() != "auto":
+                raise ConfigurationError(f"n_accum_bits must be 'auto', an int from 2 to 16, or None for no bound, "
+                                         f"got {self.n_accum_bits!r}")
+        elif self.n_accum_bits is not None:
+            as_int("n_accum_bits", self.n_accum_bits, 2, 16, "'auto', an int from 2 to 16, or None for no bound")
         as_float("lr", self.lr, 0.0, 10.0)
-        as_int("max_epochs", self.max_epochs, 1)
+        if not (isinstance(self.max_epochs, str) and self.max_epochs.lower() == "auto"):
+            as_int("max_epochs", self.max_epochs, 1, None, "'auto' or a positive int")
         as_int("batch_size", self.batch_size, 2, None, "an int >= 2 (BatchNorm needs 2 samples per batch)")
         as_float("weight_decay", self.weight_decay, 0.0, 10.0, closed=True)
         as_bool("verbose", self.verbose)
         as_float("pruning_warmup", self.pruning_warmup, 0.0, 1.0, closed=True)
-        parse_rounding(self.rounding_threshold_bits)
+        if not self._auto_rounding():
+            parse_rounding(self.rounding_threshold_bits)
         activation_class(self.activation_function)
+
+    def _auto_rounding(self) -> bool:
+        return isinstance(self.rounding_threshold_bits, str) and self.rounding_threshold_bits.lower() == "auto"
+
+    def _sample_weights(self, y, sample_weight) -> np.ndarray | None:
+        """``sample_weight`` (validated) times the classifier's ``class_weight``; None when both are unset."""
+        from sklearn.utils.class_weight import compute_sample_weight
+        from sklearn.utils.validation import _check_sample_weight
+
+        class_weight = getattr(self, "class_weight", None)
+        if sample_weight is None and class_weight is None:
+            return None
+        try:
+            w = _check_sample_weight(sample_weight, np.empty((len(y), 1)), dtype=np.float64)
+            if class_weight is not None:
+                w = w * compute_sample_weight(class_weight, y)
+        except ValueError as exc:
+            raise InputValidationError(f"{type(self).__name__}.fit: sample_weight/class_weight: {exc}") from exc
+        if (w < 0).any() or w.sum() <= 0:
+            raise InputValidationError(f"{type(self).__name__}.fit: sample weights must be >= 0 with a positive sum")
+        return w
+
+    def _float_twin(self, X, y, sample_weight=None):
+        """scikit-learn's MLP of the same architecture and training settings, in float."""
+        from sklearn.neural_network import MLPClassifier, MLPRegressor
+        from sklearn.pipeline import make_pipeline
+
+        acts = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}
+        name = self.activation_function if isinstance(self.activation_function, str) else \
+            activation_class(self.activation_function).__name__.lower()
+        cls = MLPClassifier if self._classifier else MLPRegressor
+        mlp = cls(hidden_layer_sizes=self._hidden(X.shape[1], len(self.classes_) if self._classifier else
+                                                  int(np.prod(self.y_shape_) or 1)),
+                  activation=acts.get(name, "relu"), learning_rate_init=self.lr, batch_size=self.batch_size,
+                  max_iter=self._epochs(len(X)), alpha=self.weight_decay, random_state=self._seed())
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*Maximum iterations")  # the same epochs as ours
+            if sample_weight is None:
+                return make_pipeline(StandardScaler(), mlp).fit(X, y)
+            return make_pipeline(StandardScaler(), mlp).fit(X, y, mlpclassifier__sample_weight=sample_weight) \
+                if self._classifier else make_pipeline(StandardScaler(), mlp).fit(X, y, mlpregressor__sample_weight=sample_weight)
 
     def _seed(self) -> int:
         return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
 
     # -- fit -------------------------------------------------------------------------------------
-    def fit(self, X, y):
+    def fit(self, X, y, sample_weight=None):
         """Standardise, train with quantization in the loop and the accumulator bound, quantize.
 
         Parameters
         ----------
         X : array-like, shape (n_samples, n_features)
+            A numpy array, a pandas DataFrame (its column names are kept, as in scikit-learn), ...
         y : array-like, shape (n_samples,) (or (n_samples, n_targets) for the regressor)
+        sample_weight : array-like, shape (n_samples,), optional
+            Weights of the samples in the training loss (times the classifier's ``class_weight``).
 
         Returns
         -------
@@ -129,8 +254,8 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         InputValidationError
             For NaN/inf, mismatched lengths, one sample, or (classifier) a continuous target.
         ConfigurationError
-            For an invalid parameter, e.g. an ``n_accum_bits`` too small to keep one input per
-            neuron (the message gives the minimum).
+            For an invalid parameter, e.g. an ``n_accum_bits`` that would leave a neuron fewer than
+            4 weights at these bit-widths (the message gives the width to use).
 
         Examples
         --------
@@ -144,30 +269,75 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         self._check_params()
         X, y = self._validate_Xy(X, y, "fit", multi_output=not self._classifier)
         targets, n_out = self._encode_targets(y)
+        weights = self._sample_weights(y, sample_weight)
         self.scaler_ = fit_scaler(X)
         Xs = self.scaler_.transform(X)
         seed = self._seed()
         with torch.random.fork_rng():  # seeded weights without touching the caller's generator
             torch.manual_seed(seed)
-            module = QuantMLP(X.shape[1], n_out, self._hidden(X.shape[1]), self.n_input_bits, self.n_w_bits,
+            module = QuantMLP(X.shape[1], n_out, self._hidden(X.shape[1], n_out), self.n_input_bits, self.n_w_bits,
                               self.n_a_bits, self.activation_function)
-        if self.n_accum_bits is not None:  # an impossible bound fails now, not after the warm-up
-            prune_to_accumulator(module, self.n_accum_bits, example_input=Xs[:2])
-        self.history_ = train_module(module, Xs, targets, self._loss, lr=self.lr, max_epochs=self.max_epochs,
+        # an impossible or collapsing bound fails now, not after the warm-up
+        self.n_accum_bits_ = resolve_accum_bits(
+            self.n_accum_bits, module, Xs[:2],
+            f"n_w_bits={self.n_w_bits}, n_a_bits={self.n_a_bits}, n_input_bits={self.n_input_bits}")
+        if self.n_accum_bits_ is not None:
+            prune_to_accumulator(module, self.n_accum_bits_, example_input=Xs[:2])
+        self.history_ = train_module(module, Xs, targets, self._loss, lr=self.lr, max_epochs=self._epochs(len(X)),
+                                     sample_weight=weights,
                                      batch_size=self.batch_size, weight_decay=self.weight_decay, seed=seed,
-                                     n_accum_bits=self.n_accum_bits, warmup=self.pruning_warmup,
+                                     n_accum_bits=self.n_accum_bits_, warmup=self.pruning_warmup,
                                      verbose=self.verbose, desc=f"{type(self).__name__}.fit")
         self.module_ = module
-        self.quantized_module_ = self._quantize(Xs)
+        self.quantized_module_ = self._quantize(X, targets)
         return self
 
-    def _quantize(self, Xs: np.ndarray, bitwidth_method: str = "calibration",
-                  calibration_margin: float = 0.0) -> QuantizedModule:
+    def _quantize(self, X: np.ndarray, targets=None, X_val=None) -> QuantizedModule:
+        """The trained module as a QuantizedModule that takes raw features (it standardises them first).
+
+        With ``rounding_threshold_bits="auto"`` the rounding is searched on ``(X_val, targets)``, or on
+        up to ``AUTO_ROUNDING_SAMPLES`` samples of ``(X, targets)``: the search compares the rounded
+        model with the same model unrounded, so training samples measure it without bias."""
+        kw = {}
+        if self._auto_rounding():
+            if X_val is None:
+                idx = np.unique(np.linspace(0, len(X) - 1, min(len(X), AUTO_ROUNDING_SAMPLES)).astype(int))
+                X_val, targets = X[idx], np.asarray(targets)[idx]
+            kw = {"X_val": self.scaler_.transform(X_val), "y_val": np.asarray(targets), "rounding_tolerance": 0.01}
         with warnings.catch_warnings():
             # constant standardised features are normal in tabular data (and were already fitted around)
             warnings.filterwarnings("ignore", message=".*never vary in the inputset")
-            return quantize_brevitas_qat_model(self.module_, Xs, rounding_threshold_bits=self.rounding_threshold_bits,
-                                               bitwidth_method=bitwidth_method, calibration_margin=calibration_margin)
+            qm = quantize_brevitas_qat_model(self.module_, self.scaler_.transform(X),
+                                             rounding_threshold_bits="auto" if kw else self.rounding_threshold_bits,
+                                             **kw)
+        qm.preprocess = [standardize_spec(self.scaler_.mean_, self.scaler_.scale_)]
+        return qm
+
+    def compile(self, X, p_error=None, global_p_error=None, configuration=None, simulate_batch_size: int = 64,
+                bitwidth_method: str = "calibration", calibration_margin: float = 0.0, X_val=None, y_val=None):
+        """As :meth:`qfhe.sklearn.base.FHEEstimatorMixin.compile`; with ``rounding_threshold_bits="auto"``,
+        ``X_val, y_val`` (held-out data) re-run the rounding search on them before compiling.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import NeuralNetClassifier
+        >>> X = np.random.RandomState(0).randn(120, 4); y = (X[:, 0] > 0).astype(int)
+        >>> clf = NeuralNetClassifier(hidden_sizes=(8,), max_epochs=3, rounding_threshold_bits="auto").fit(X, y)
+        >>> clf.compile(X, X_val=X[:40], y_val=y[:40]).quantized_module_.rounding_plan is not None
+        True
+        """
+        if X_val is not None or y_val is not None:
+            if not self._auto_rounding():
+                raise ConfigurationError("X_val and y_val are only used by rounding_threshold_bits='auto'")
+            if X_val is None or y_val is None:
+                raise ConfigurationError("give both X_val and y_val")
+            self._check_fitted()
+            Xv, yv = self._validate_Xy(X_val, y_val, "compile", multi_output=not self._classifier, reset=False)
+            self.quantized_module_ = self._quantize(self._checked(X, "compile"), self._targets_for(yv, "compile")
+                                                    .numpy(), Xv)
+        return super().compile(X, p_error, global_p_error, configuration, simulate_batch_size, bitwidth_method,
+                               calibration_margin)
 
     def _forward(self, X, fhe: str, where: str) -> np.ndarray:
         with warnings.catch_warnings():
@@ -219,21 +389,22 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         if ratio >= 1.0:
             raise ConfigurationError(
                 f"n_prune_neurons_percentage must be in [0, 1), got {ratio!r}: removing every neuron leaves no model")
-        epochs = max(1, self.max_epochs // 2) if max_epochs is None else as_int("max_epochs", max_epochs, 1)
+        epochs = max(1, self._epochs(len(X)) // 2) if max_epochs is None else as_int("max_epochs", max_epochs, 1)
         Xv, yv = self._validate_Xy(X, y, "prune", multi_output=not self._classifier, reset=False)
         targets = self._targets_for(yv, "prune")
+        weights = self._sample_weights(yv, None)
         Xs = self.scaler_.transform(Xv)
         module = prune_structured(self.module_, Xs[:2], ratio=ratio)
         small = clone(self)
         small.hidden_sizes = tuple(m.out_features for m in module.layers if isinstance(m, nn.Linear))[:-1]
         for name in self._fitted_state:
             setattr(small, name, getattr(self, name))
-        small.history_ = train_module(module, Xs, targets, self._loss, lr=self.lr, max_epochs=epochs,
+        small.history_ = train_module(module, Xs, targets, self._loss, lr=self.lr, max_epochs=epochs, sample_weight=weights,
                                       batch_size=self.batch_size, weight_decay=self.weight_decay, seed=self._seed(),
-                                      n_accum_bits=self.n_accum_bits, warmup=0.0, verbose=self.verbose,
+                                      n_accum_bits=self.n_accum_bits_, warmup=0.0, verbose=self.verbose,
                                       desc=f"{type(self).__name__}.prune")
         small.module_ = module
-        small.quantized_module_ = small._quantize(Xs)
+        small.quantized_module_ = small._quantize(Xv, targets.numpy())
         small.pruning_report_ = PruneReport([est._summary(name, Xv, yv) for name, est in
                                              (("before", self), ("after", small))])
         if self.verbose:
@@ -280,7 +451,8 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
     n_layers : int
         Linear layers, the output layer included (``n_layers - 1`` hidden layers).
     n_hidden_neurons_multiplier : float
-        Hidden width = this x the number of input features (ignored when ``hidden_sizes`` is set).
+        Hidden width = this x the number of input features, but at least 32 and at least 3 per
+        class (ignored when ``hidden_sizes`` is set).
     hidden_sizes : sequence of int, optional
         Width of each hidden layer; overrides ``n_layers`` and the multiplier.
     activation_function : str or torch activation class
@@ -288,24 +460,34 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
         "leaky_relu", "elu", "hardtanh"`` (followed by a ``QuantIdentity``).
     n_input_bits, n_w_bits, n_a_bits : int
         Bit-widths of the input quantizer, of the weights and of the hidden activations.
-    n_accum_bits : int or None
-        Per-neuron accumulator bound (sign bit included); None trains without it.
+    n_accum_bits : "auto", int or None
+        Per-neuron accumulator bound (sign bit included). ``"auto"`` follows the bit-widths: the
+        narrowest width from 8 up in which every neuron can keep 12 weights (8 bits at the default
+        2/2 bits, 10 at 3/3, 12 at 4/4); an int that would leave a neuron fewer than 4 weights is
+        refused with the numbers; None trains without a bound.
     lr, max_epochs, batch_size, weight_decay
-        Adam with a cosine learning-rate schedule over ``max_epochs``.
+        Adam with a cosine learning-rate schedule over ``max_epochs``. ``max_epochs="auto"``
+        trains for about 3000 optimizer steps (at least 60 epochs, at most 500): small tabular
+        sets need many more epochs than digits.
     random_state : int, RandomState or None
         Seeds the initial weights and the batch order (torch's global generator is left alone).
     verbose : bool
         tqdm progress bars during training.
-    rounding_threshold_bits : int, dict, "approximate" spec or None
+    rounding_threshold_bits : int, dict, "approximate" spec, "auto" or None
         As in :func:`qfhe.compile_brevitas_qat_model`: table lookups read accumulators rounded to
-        this many bits.
+        this many bits. ``"auto"`` searches the per-layer rounding within one point of the
+        unrounded model, on ``fit``'s data (or on ``compile(X, X_val=, y_val=)``).
     pruning_warmup : float in [0, 1]
         Fraction of the epochs trained dense before the per-neuron masks are chosen (from the
         weights' magnitudes) and fixed.
+    class_weight : dict, "balanced" or None
+        Weights of the classes in the training loss, as in scikit-learn.
 
     Attributes
     ----------
     classes_ : ndarray
+    n_accum_bits_ : int or None
+        The accumulator bound used.
     module_ : torch.nn.Module
         The trained Brevitas model (masks made permanent: pruned weights are zeros).
     scaler_ : sklearn.preprocessing.StandardScaler
@@ -328,11 +510,37 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
     """
 
     _classifier = True
-    _fitted_state = ("scaler_", "classes_", "n_features_in_")
+    _fitted_state = ("scaler_", "classes_", "n_features_in_", "n_accum_bits_")
+
+    def __init__(self, n_layers=3, n_hidden_neurons_multiplier=0.5, hidden_sizes=None, activation_function="relu",
+                 n_input_bits=4, n_w_bits=2, n_a_bits=2, n_accum_bits="auto", lr=0.01, max_epochs="auto", batch_size=64,
+                 weight_decay=0.0, random_state=None, verbose=False, rounding_threshold_bits=None,
+                 pruning_warmup=0.5, class_weight=None):
+        super().__init__(n_layers, n_hidden_neurons_multiplier, hidden_sizes, activation_function, n_input_bits,
+                         n_w_bits, n_a_bits, n_accum_bits, lr, max_epochs, batch_size, weight_decay, random_state,
+                         verbose, rounding_threshold_bits, pruning_warmup)
+        self.class_weight = class_weight
+
+    def decision_function(self, X, fhe: str = "disable") -> np.ndarray:
+        """The logits (decrypted, dequantized), shape (n_samples, n_classes), as scikit-learn's MLP
+        gives before its softmax; ``predict`` takes their argmax. With two classes, as scikit-learn
+        does, one score per sample: the second logit minus the first (positive means ``classes_[1]``).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import NeuralNetClassifier
+        >>> X = np.random.RandomState(0).randn(60, 3); y = np.arange(60) % 3
+        >>> NeuralNetClassifier(max_epochs=2, random_state=0).fit(X, y).decision_function(X[:4]).shape
+        (4, 3)
+        """
+        logits = self._forward(X, fhe, "decision_function")
+        return logits[:, 1] - logits[:, 0] if logits.shape[1] == 2 else logits
 
     @staticmethod
     def _loss(outputs, targets):
-        return nn.functional.cross_entropy(outputs, targets)
+        """Per-sample losses (``train_module`` weights and averages them)."""
+        return nn.functional.cross_entropy(outputs, targets, reduction="none")
 
     def _encode_targets(self, y) -> tuple[np.ndarray, int]:
         try:
@@ -424,11 +632,12 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNetBase):
     """
 
     _classifier = False
-    _fitted_state = ("scaler_", "y_mean_", "y_scale_", "y_shape_", "n_features_in_")
+    _fitted_state = ("scaler_", "y_mean_", "y_scale_", "y_shape_", "n_features_in_", "n_accum_bits_")
 
     @staticmethod
     def _loss(outputs, targets):
-        return nn.functional.mse_loss(outputs, targets)
+        """Per-sample losses (``train_module`` weights and averages them)."""
+        return nn.functional.mse_loss(outputs, targets, reduction="none").mean(dim=1)
 
     def _encode_targets(self, y) -> tuple[np.ndarray, int]:
         y2 = np.asarray(y, dtype=np.float64).reshape(len(y), -1)

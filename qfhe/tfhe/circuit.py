@@ -34,7 +34,8 @@ def make_configuration(configuration: fhe.Configuration | None, p_error: float |
     Raises
     ------
     ConfigurationError
-        If both ``p_error`` and ``global_p_error`` are given, or one is outside (0, 1).
+        If both ``p_error`` and ``global_p_error`` are given, one is outside (0, 1), or
+        ``configuration`` sets a different error probability than the arguments.
 
     Examples
     --------
@@ -54,6 +55,13 @@ def make_configuration(configuration: fhe.Configuration | None, p_error: float |
             f"configuration must be a concrete.fhe.Configuration, got {configuration!r} "
             f"({type(configuration).__name__}); build one with concrete.fhe.Configuration(...)")
     base = configuration if configuration is not None else fhe.Configuration()
+    given = {k: v for k, v in (("p_error", p_error), ("global_p_error", global_p_error)) if v is not None}
+    inside = {k: getattr(base, k) for k in ("p_error", "global_p_error") if getattr(base, k) is not None}
+    if given and inside and given != inside:
+        raise ConfigurationError(
+            "the error probability is given twice: configuration sets "
+            + ", ".join(f"{k}={v:g}" for k, v in inside.items()) + " and the arguments say "
+            + ", ".join(f"{k}={v:g}" for k, v in given.items()) + "; give it in one place")
     if p_error is None and global_p_error is None:
         if base.p_error is not None or base.global_p_error is not None:
             return base

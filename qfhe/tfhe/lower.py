@@ -95,6 +95,9 @@ def _pad2d(x, pads, value: int = 0):
 
 
 def _maxpool(x, a: dict, low: int):
+    if a.get("mode") == "min":  # min(x) = -max(-x): negation is leveled (never padded)
+        return -fhe.maxpool(-x, kernel_shape=tuple(a["kernel"]), strides=tuple(a["stride"]),
+                            dilations=tuple(a["dilation"]))
     # concrete 2.11's maxpool mis-sizes padded outputs: pad by hand with the smallest value the
     # input can take, which never wins a window (torch's padding is -inf).
     pads = maxpool_padding(x.shape[2:], a["kernel"], a["stride"], a["padding"], a["dilation"], a.get("ceil_mode", False))
@@ -102,7 +105,24 @@ def _maxpool(x, a: dict, low: int):
     return fhe.maxpool(x, kernel_shape=tuple(a["kernel"]), strides=tuple(a["stride"]), dilations=tuple(a["dilation"]))
 
 
-def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
+#: Largest one-hot matrix (source values x gathered values) a gather after a lookup becomes.
+MAX_ONE_HOT = 1 << 18
+
+
+def _one_hot_gather(flat, index: np.ndarray, fill):
+    """``flat[:, index]`` as a product with a 0/1 matrix (one 1 per column: no value grows).
+
+    concrete 2.11 fails to lower a fancy index that reads a lookup's output ("must have one body
+    argument per input dimension"); a matrix product with a clear one-hot matrix is leveled and
+    exact, and lowers."""
+    m = np.zeros((flat.shape[1], index.size), dtype=np.int64)
+    cols = np.flatnonzero(index >= 0)
+    m[index[cols], cols] = 1
+    y = flat @ m
+    return y + np.where(index < 0, int(fill), 0) if fill is not None and (index < 0).any() else y
+
+
+def _lower(node: Node, xs: list, info: dict[str, ValueInfo], after_lookup: bool = False):
     a = node.attrs
     if node.op == "qgemm":
         x = xs[0] - a["zero_point"] if a["zero_point"] else xs[0]
@@ -132,6 +152,8 @@ def _lower(node: Node, xs: list, info: dict[str, ValueInfo]):
     if node.op == "gather":
         flat = xs[0].reshape((xs[0].shape[0], -1))
         index = a["index"].reshape(-1)
+        if after_lookup and flat.shape[1] * index.size <= MAX_ONE_HOT:
+            return _one_hot_gather(flat, index, a.get("fill")).reshape((flat.shape[0],) + a["index"].shape)
         if a.get("fill") is not None:  # an encrypted constant column to pick the padding from
             fill = fhe.zeros((flat.shape[0], 1)) + a["fill"]
             index = np.where(index < 0, flat.shape[1], index)
@@ -176,6 +198,7 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
     cg = materialize_tables(circuit_graph(graph), info)
     x_names, out_name = cg.input_names, cg.outputs[0]
     server = [n for n in cg.nodes if n.op != "input"]
+    lookups = {n.name for n in cg.nodes if n.op in ("tlu", "table")}
     tracing = fhe.tracing.Tracer
 
     params = parameter_names(len(x_names))
@@ -191,7 +214,7 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
                 vals[n.name] = evaluate(n.op, [vals[i] for i in n.inputs], n.attrs)
                 continue
             with fhe.tag(n.name):
-                v = _lower(n, [vals[i] for i in n.inputs], info)
+                v = _lower(n, [vals[i] for i in n.inputs], info, after_lookup=bool(set(n.inputs) & lookups))
                 vals[n.name] = fhe.hint(v, bit_width=info[n.name].bits)
         return vals[out_name]
 

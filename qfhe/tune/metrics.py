@@ -201,19 +201,83 @@ def _outputs(out: np.ndarray) -> np.ndarray:
     return out.ravel() if out.ndim == 2 and out.shape[1] == 1 else out
 
 
+def _is_labels(y: np.ndarray) -> bool:
+    """Integer class indices, shape (n,)."""
+    return y.ndim == 1 and y.dtype.kind in "iub" or (y.dtype.kind == "f" and y.ndim == 1 and bool(np.all(y == np.rint(y))))
+
+
+def default_metric(model, y) -> str:
+    """``"accuracy"`` for a classifier (or class labels against several outputs), ``"r2"`` otherwise.
+
+    Examples
+    --------
+    >>> import numpy as np, torch, qfhe
+    >>> X = np.random.RandomState(0).randn(20, 4)
+    >>> qm = qfhe.quantize_torch_model(torch.nn.Linear(4, 1), X)
+    >>> default_metric(qm, X[:, 0]), default_metric(qfhe.quantize_torch_model(torch.nn.Linear(4, 3), X), X[:, 0] > 0)
+    ('r2', 'accuracy')
+    """
+    from sklearn.base import is_classifier
+
+    if not isinstance(model, QuantizedModule):
+        if not hasattr(model, "_decode_output"):
+            return "accuracy"  # not a model qfhe tunes: make_target says so
+        return "accuracy" if is_classifier(model) else "r2"
+    y = np.asarray(y)
+    n_out = int(np.prod(model.output_shape)) if model.output_shape else 1
+    return "accuracy" if _is_labels(y) and n_out > 1 or y.dtype.kind in "bOUS" else "r2"
+
+
+def _module_decoder(model: QuantizedModule, y: np.ndarray, metric_name: str | None, where: str):
+    """How a QuantizedModule's outputs become what the metric compares with ``y`` (and ``y`` itself)."""
+    n_out = int(np.prod(model.output_shape)) if model.output_shape else 1
+    shape = (len(y), n_out) if n_out > 1 else (len(y),)
+    one_hot = y.ndim == 2 and y.shape[1] == n_out > 1 and np.isin(y, (0, 1)).all() and (y.sum(axis=1) == 1).all()
+    if metric_name == "accuracy":
+        if one_hot:
+            return _argmax_decode, y.argmax(axis=1)
+        if not _is_labels(y):
+            raise ConfigurationError(
+                f"{where}: metric='accuracy' compares y_val with the index of the largest output, so y_val must hold "
+                f"integer class indices (or be one-hot); got dtype {y.dtype} and shape {y.shape}. Encode string labels "
+                "as indices (sklearn.preprocessing.LabelEncoder), or use metric='r2'/'mse' for a regression model")
+        if n_out > 1 and (y.min() < 0 or y.max() >= n_out):
+            raise ConfigurationError(f"{where}: y_val holds class indices {int(y.min())}..{int(y.max())}, but the "
+                                     f"model has {n_out} outputs (indices 0..{n_out - 1}); check metric and y_val")
+        return _argmax_decode, y
+    if metric_name in ("r2", "mse"):
+        if y.dtype.kind not in "iufb" or y.reshape(len(y), -1).shape[1] != n_out:
+            raise ConfigurationError(
+                f"{where}: metric={metric_name!r} compares y_val with the model's outputs, shape {shape}, but y_val has "
+                f"shape {y.shape} (dtype {y.dtype}); for class labels use metric='accuracy'")
+        return _outputs, y
+    # a callable: class labels against several outputs get labels, anything else the outputs
+    if one_hot:
+        return _argmax_decode, y.argmax(axis=1)
+    return (_argmax_decode if n_out > 1 and _is_labels(y) else _outputs), y
+
+
 def make_target(model, X, y, where: str, metric_name: str | None = "accuracy") -> TuningTarget:
     """Build the :class:`TuningTarget` of a ``QuantizedModule`` or a fitted ``qfhe.sklearn`` estimator.
 
-    For a ``QuantizedModule``, ``accuracy`` compares ``y`` with the argmax of the outputs (a single
-    output column is a logit: positive means class 1); other metrics and callables see the outputs
-    themselves (one output column flattened).
+    What the metric compares with ``y`` (``y_pred``):
+
+    * an estimator: its predictions (labels of a classifier, values of a regressor); ``accuracy``
+      on a regressor, ``r2``/``mse`` on a classifier and labels not seen in ``fit`` are refused;
+    * a ``QuantizedModule`` with ``accuracy``: the index of the largest output (a single output
+      column is a logit: positive means class 1); ``y`` holds integer class indices, or is one-hot;
+    * a ``QuantizedModule`` with ``r2``/``mse``: the outputs (one column flattened), whose shape
+      ``y`` must have;
+    * a callable: class indices when ``y`` holds integer labels (or one-hot) and the model has
+      several outputs, the outputs otherwise.
 
     Raises
     ------
     InputValidationError
-        For empty validation data or ``X`` and ``y`` of different lengths.
+        For empty validation data, ``X`` and ``y`` of different lengths, or an estimator's unknown label.
     ConfigurationError
-        For a model that is neither.
+        For a model that is neither, or a ``metric`` that does not fit ``y`` or the model (the
+        message names both).
 
     Examples
     --------
@@ -233,10 +297,23 @@ def make_target(model, X, y, where: str, metric_name: str | None = "accuracy") -
         raise InputValidationError(f"{where}: X_val has {n_x} samples but y_val has {len(y_arr)}; they must match")
     if isinstance(model, QuantizedModule):
         arr = to_numpy(X, "X_val")
-        decode = _argmax_decode if metric_name == "accuracy" else _outputs
+        decode, y_arr = _module_decoder(model, y_arr, metric_name, where)
         return TuningTarget(model, model.quantize_input(arr), y_arr, decode)
     if hasattr(model, "_decode_output") and hasattr(model, "_input_codes"):
+        from sklearn.base import is_classifier
+
         model._check_fitted()
+        name = type(model).__name__
+        if is_classifier(model):
+            if metric_name in ("r2", "mse"):
+                raise ConfigurationError(f"{where}: metric={metric_name!r} needs a regressor, but {name} predicts "
+                                         "class labels; use metric='accuracy' or a callable (y_true, y_pred)")
+            from qfhe.sklearn.base import label_indices
+
+            label_indices(model, y_arr, where)  # labels not seen in fit are an error, as in score
+        elif metric_name == "accuracy":
+            raise ConfigurationError(f"{where}: metric='accuracy' needs a classifier, but {name} predicts values; use "
+                                     "metric='r2' or 'mse', or a callable (y_true, y_pred)")
         return TuningTarget(model.quantized_module_, model._input_codes(X, where), y_arr, model._decode_output)
     raise ConfigurationError(f"{where}: model must be a qfhe.QuantizedModule or a fitted qfhe.sklearn estimator, "
                              f"got {type(model).__name__}")

@@ -31,15 +31,16 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from qfhe.errors import ConfigurationError
+from qfhe.errors import ConfigurationError, TuningWarning
 from qfhe.report import Table
-from qfhe.tune.metrics import make_target, paired_loss, resolve_metric
-from qfhe.validation import as_bool, as_float, as_int
+from qfhe.tune.metrics import default_metric, make_target, paired_loss, resolve_metric
+from qfhe.validation import as_bool, as_float, as_int, user_stacklevel
 
 #: Search ranges: per lookup, and for the whole circuit.
 P_ERROR_RANGE = (1e-6, 0.3)
@@ -85,12 +86,17 @@ class PErrorSearchResult:
         Wall time of the search.
     history : SearchHistory
         Every candidate, in the order tried.
+    found : bool
+        False when no candidate met the tolerance: ``p_error`` is then the safest value tried
+        (the smallest), kept with a ``TuningWarning``, and ``score`` is its score.
+    note : str
+        Why the search ended as it did, when that needs saying (no lookup to tune, nothing passed).
 
     Examples
     --------
     >>> r = PErrorSearchResult(0.01, False, 0.95, 0.948, 3, 4.2)
-    >>> r.p_error, len(r.history)
-    (0.01, 0)
+    >>> r.p_error, len(r.history), r.found
+    (0.01, 0, True)
     """
 
     p_error: float
@@ -100,14 +106,17 @@ class PErrorSearchResult:
     n_compilations: int
     seconds: float
     history: SearchHistory = field(default_factory=SearchHistory)
+    found: bool = True
+    note: str = ""
 
     def __str__(self) -> str:
         kind = "global_p_error" if self.global_p_error else "p_error"
         return (f"{kind}={self.p_error:.3g}: score {self.score:.4f} (reference {self.reference_score:.4f}), "
-                f"{self.n_compilations} compilations in {self.seconds:.1f} s\n{self.history}")
+                f"{self.n_compilations} compilations in {self.seconds:.1f} s"
+                + (f" ({self.note})" if self.note else "") + f"\n{self.history}")
 
 
-def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: float = 0.01,
+def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float = 0.01,
                       global_p_error: bool = False, n_simulation: int = 5, random_state: int = 0,
                       max_compilations: int = 10, resolution: float = 2.0, p_error_range: tuple | None = None,
                       configuration=None, higher_is_better: bool = True, reference=None,
@@ -121,10 +130,12 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         left compiled at the chosen value.
     X_val, y_val : array-like
         Held-out validation data (raw features for an estimator, model inputs otherwise).
-    metric : {"accuracy", "r2", "mse"} or callable
+    metric : {"accuracy", "r2", "mse"}, callable or None
         ``accuracy`` and ``r2``: higher is better; ``mse``: lower is better; a callable
-        ``(y_true, y_pred) -> float`` is higher-is-better unless ``higher_is_better=False``. For a
-        ``QuantizedModule``, ``accuracy`` compares ``y_val`` with the argmax of the outputs.
+        ``(y_true, y_pred) -> float`` is higher-is-better unless ``higher_is_better=False``.
+        Default: ``accuracy`` for a classifier (or integer labels against several outputs),
+        ``r2`` otherwise. What ``y_pred`` is for each kind of model and ``y_val`` is said in
+        :func:`qfhe.tune.metrics.make_target`; a metric that does not fit them is refused.
     max_metric_loss : float
         Allowed loss, in the metric's units (0.01 = one accuracy point), against the metric with
         exact lookups. A candidate passes when an upper estimate of its loss is within it, so
@@ -177,13 +188,13 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
     >>> find_best_p_error(clf, X, y, max_metric_loss=-1)
     Traceback (most recent call last):
     ...
-    qfhe.errors.ConfigurationError: max_metric_loss must be >= 0 (the allowed loss in the metric's units, e.g. 0.01), got -1
+    qfhe.errors.ConfigurationError: max_metric_loss must be >= 0 (the allowed loss in the metric's units, e.g. 0.01), got -1 (int)
     """
     start = time.perf_counter()
+    metric = default_metric(model, y_val) if metric is None else metric
     fn, higher = resolve_metric(metric, higher_is_better)
-    if not isinstance(max_metric_loss, (int, float)) or isinstance(max_metric_loss, bool) or max_metric_loss < 0:
-        raise ConfigurationError(f"max_metric_loss must be >= 0 (the allowed loss in the metric's units, e.g. 0.01), "
-                                 f"got {max_metric_loss!r}")
+    max_metric_loss = as_float("max_metric_loss", max_metric_loss, 0.0, math.inf, closed=True,
+                                what=">= 0 (the allowed loss in the metric's units, e.g. 0.01)")
     global_p_error = as_bool("global_p_error", global_p_error)
     n_simulation = as_int("n_simulation", n_simulation, 1, None, "a positive int")
     max_compilations = as_int("max_compilations", max_compilations, 1, None, "a positive int")
@@ -203,11 +214,21 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
     seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
 
     history = SearchHistory()
+    kind = "global_p_error" if global_p_error else "p_error"
+    if not target.module.has_lookups:
+        compiled, cfg = target.module._compile_candidate(None if global_p_error else hi,
+                                                         hi if global_p_error else None, configuration)
+        target.module._adopt(compiled, cfg)
+        note = f"the circuit has no table lookup, so {kind} has no effect on its results; nothing was searched"
+        warnings.warn(f"find_best_p_error: {note}", TuningWarning, stacklevel=user_stacklevel())
+        return PErrorSearchResult(hi, global_p_error, reference_score, reference_score, 1,
+                                  time.perf_counter() - start, history, True, note)
     best = None  # (requested p, score, compiled, cfg)
+    safest = None  # the smallest value tried, kept when none passes
     bar = tqdm(total=max_compilations, desc="find_best_p_error", disable=not progress, leave=False)
 
     def judge(p: float) -> bool:
-        nonlocal best
+        nonlocal best, safest
         t0 = time.perf_counter()
         compiled, cfg = target.module._compile_candidate(None if global_p_error else p,
                                                          p if global_p_error else None, configuration)
@@ -223,6 +244,8 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
         bar.update(1)
         if ok and (best is None or p > best[0]):
             best = (p, float(np.mean(scores)), compiled, cfg)
+        if safest is None or p < safest[0]:
+            safest = (p, float(np.mean(scores)), compiled, cfg)
         return ok
 
     try:
@@ -242,17 +265,18 @@ def find_best_p_error(model, X_val, y_val, metric="accuracy", max_metric_loss: f
                 judge(lo)
     finally:
         bar.close()
-    n_compilations = len(history)
-    if best is None:
-        # Nothing passed, not even the low end of the range (the metric is noisier than the
-        # tolerance): keep the low end, the closest to exact lookups the range allows.
-        compiled, cfg = target.module._compile_candidate(None if global_p_error else lo,
-                                                         lo if global_p_error else None, configuration)
-        n_compilations += 1
-        best = (lo, float("nan"), compiled, cfg)
+    found, note = best is not None, ""
+    if not found:
+        # Nothing passed (the metric is noisier than the tolerance, or the budget ran out before
+        # the low end): keep the safest value tried, the closest to exact lookups, and say so.
+        best = safest
+        note = (f"no {kind} tried kept the metric within max_metric_loss={max_metric_loss:g} of the reference "
+                f"{reference_score:.4f}; kept the safest value tried, {kind}={best[0]:.3g} (score {best[1]:.4f})")
+        warnings.warn(f"find_best_p_error: {note}. Allow a larger max_metric_loss, give more validation samples, or "
+                      "lower the low end of p_error_range", TuningWarning, stacklevel=user_stacklevel())
     target.module._adopt(best[2], best[3])
-    return PErrorSearchResult(best[0], global_p_error, reference_score, best[1], n_compilations,
-                              time.perf_counter() - start, history)
+    return PErrorSearchResult(best[0], global_p_error, reference_score, best[1], len(history),
+                              time.perf_counter() - start, history, found, note)
 
 
 def _check_range(r) -> tuple[float, float]:

@@ -26,6 +26,8 @@ Examples
 
 from __future__ import annotations
 
+import math
+
 from typing import Callable
 
 import numpy as np
@@ -34,7 +36,8 @@ from qfhe.errors import ConfigurationError
 from qfhe.model import QuantizedModule
 from qfhe.quant.config import Rounding
 from qfhe.report import Table
-from qfhe.tune.metrics import make_target, paired_loss, resolve_metric
+from qfhe.tune.metrics import default_metric, make_target, paired_loss, resolve_metric
+from qfhe.validation import as_float
 
 #: Rough per-PBS cost (ms) by lookup input width, from DESIGN.md §5; only the order matters.
 PBS_COST_MS = {2: 6.3, 3: 8.0, 4: 9.6, 5: 18.0, 6: 32.0, 7: 115.0, 8: 408.0}
@@ -101,7 +104,7 @@ class RoundingPlan(Table):
         return head + "\n" + super().__str__()
 
 
-def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y_val, metric="accuracy",
+def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y_val, metric=None,
                        tolerance: float = 0.01, n_simulation: int = 5, random_state: int = 0,
                        p_error: float = 1e-6) -> tuple[QuantizedModule, RoundingPlan]:
     """Search the per-layer rounding (see the module docstring); return the model it gives and the plan.
@@ -112,8 +115,9 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
         ``build(per_layer_dict_or_None) -> QuantizedModule``: re-plans rounding on the fused graph.
     X_val, y_val : array-like
         Validation data.
-    metric : str or callable
-        As in :func:`qfhe.find_best_p_error`.
+    metric : str, callable or None
+        As in :func:`qfhe.find_best_p_error` (None: ``accuracy`` for integer labels against
+        several outputs, ``r2`` otherwise).
     tolerance : float
         Allowed metric loss against the unrounded model.
     n_simulation, random_state : int
@@ -138,13 +142,13 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
     >>> [r["method"] for r in qm.rounding_plan], qm.rounding_plan[0]["tlu_bits"] < qm.rounding_plan[0]["acc_bits"]
     (['approximate'], True)
     """
-    if not isinstance(tolerance, (int, float)) or isinstance(tolerance, bool) or tolerance < 0:
-        raise ConfigurationError(f"rounding_tolerance must be >= 0 (the allowed loss in the metric's units, "
-                                 f"e.g. 0.01), got {tolerance!r}")
+    tolerance = as_float("rounding_tolerance", tolerance, 0.0, math.inf, closed=True,
+                         what=">= 0 (the allowed loss in the metric's units, e.g. 0.01)")
+    base = build(None)
+    metric = default_metric(base, y_val) if metric is None else metric
     fn, higher = resolve_metric(metric)
     metric_name = metric if isinstance(metric, str) else None  # a built-in name, or None for a callable
     name = metric_name or getattr(metric, "__name__", "metric")
-    base = build(None)
     target = make_target(base, X_val, y_val, "rounding_threshold_bits='auto'", metric_name)
     reference_pred = target.predict(target.reference_codes())
     reference = float(fn(target.y, reference_pred))
