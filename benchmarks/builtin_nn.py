@@ -1,4 +1,15 @@
-"""The built-in estimators (qfhe.sklearn), measured in one run on three datasets.
+"""The built-in estimators (qfhe.sklearn), measured in one run.
+
+``--part defaults`` (the default): the estimators' default settings across tabular shapes, beside
+scikit-learn's ``LogisticRegression`` and ``MLPClassifier`` (``LinearRegression`` and
+``MLPRegressor`` for regression), both on standardised features, in the same run: iris, wine,
+breast_cancer, digits, diabetes and ``make_classification`` sets with 5, 20 and 200 features (600
+samples, 3 classes), 5 stratified 80/20 splits each (seeds 0-4; the qfhe model is seeded with the
+split's seed). Scores are of the clear integer model (``fhe="disable"``, what the circuit computes);
+on split 0 the simulated circuit is scored too, with its PBS count and widest value. Also on
+digits: ``n_w_bits=n_a_bits=3, n_accum_bits=8``, the setting the README quotes.
+
+``--part grid``: the bit-width grid below on three datasets.
 
 Datasets (80/20 split, fixed seed, stratified for classification): digits and breast_cancer
 (NeuralNetClassifier, LogisticRegression) and diabetes (NeuralNetRegressor, LinearRegression,
@@ -15,7 +26,10 @@ or with lookups and values wider than ``--max-exec-bits`` (the note says so).
 
 Writes ``benchmarks/results/builtin_nn.json`` and ``builtin_nn.png`` (accuracy against FHE latency).
 
-    python benchmarks/builtin_nn.py [--n-exec 2] [--datasets digits breast_cancer diabetes]
+    python benchmarks/builtin_nn.py [--part defaults|grid] [--splits 5]
+    python benchmarks/builtin_nn.py --part grid [--n-exec 2] [--datasets digits breast_cancer diabetes]
+
+Writes ``benchmarks/results/builtin_defaults.json`` and ``builtin_defaults.png`` for the first part.
 """
 
 from __future__ import annotations
@@ -27,8 +41,9 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits
-from sklearn.model_selection import train_test_split
+from sklearn.datasets import (load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine,
+                              make_classification)
+from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit, train_test_split
 
 from qfhe.sklearn import LinearRegression, LogisticRegression, NeuralNetClassifier, NeuralNetRegressor, Ridge
 
@@ -85,12 +100,12 @@ def nn_rows(name: str, data, args) -> list[dict]:
         for n_accum in ACCUM:
             est = cls(n_w_bits=n_w, n_a_bits=n_a, n_accum_bits=n_accum, random_state=0).fit(Xtr, ytr)
             rows.append(measure(est, data, args, dataset=name, model=cls.__name__, n_accum_bits=n_accum or "none",
-                                bits=f"{n_w}/{n_a}", hidden=str(est._hidden(Xtr.shape[1]))))
+                                bits=f"{n_w}/{n_a}", hidden=str(est.module_.spec["hidden_sizes"])))
     for warmup in (0.0, 0.25, 0.5):  # when to fix the per-neuron masks (0.5 is the default)
         default = cls(random_state=0, pruning_warmup=warmup).fit(Xtr, ytr)
         rows.append(measure(default, data, args, dataset=name, model=f"{cls.__name__}(pruning_warmup={warmup})",
                             n_accum_bits=default.n_accum_bits, bits=f"{default.n_w_bits}/{default.n_a_bits}",
-                            hidden=str(default._hidden(Xtr.shape[1])), note="defaults" if warmup == 0.5 else None))
+                            hidden=str(default.module_.spec["hidden_sizes"]), note="defaults" if warmup == 0.5 else None))
     small = default.prune(Xtr, ytr, n_prune_neurons_percentage=0.5)
     rows.append(measure(small, data, args, dataset=name, model=f"{cls.__name__}().prune(0.5)",
                         n_accum_bits=small.n_accum_bits, bits=f"{small.n_w_bits}/{small.n_a_bits}",
@@ -134,14 +149,115 @@ def plot(rows: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=120)
 
 
+def _made(n_features: int):
+    def load_made(return_X_y=True):
+        return make_classification(n_samples=600, n_features=n_features, n_informative=min(n_features, 10),
+                                   n_redundant=0, n_classes=3, random_state=0)
+    return load_made
+
+
+TABULAR = {"iris": (load_iris, True), "wine": (load_wine, True), "breast_cancer": (load_breast_cancer, True),
+           "digits": (load_digits, True), "diabetes": (load_diabetes, False),
+           "classification_5": (_made(5), True), "classification_20": (_made(20), True),
+           "classification_200": (_made(200), True)}
+DEFAULT_COLUMNS = [("dataset", "dataset"), ("shape", "samples x features"), ("model", "model"),
+                   ("mean", "mean score (5 splits)"), ("min", "min"), ("max", "max"), ("sim_split0", "simulated, split 0"),
+                   ("pbs", "PBS"), ("max_bits", "widest value"), ("hidden", "hidden"), ("fit_s", "fit s")]
+
+
+def defaults_rows(args) -> list[dict]:
+    """qfhe's defaults against scikit-learn's LogisticRegression and MLP on every tabular set."""
+    from sklearn.linear_model import LinearRegression as SkLinear
+    from sklearn.linear_model import LogisticRegression as SkLogistic
+    from sklearn.neural_network import MLPClassifier, MLPRegressor
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    rows = []
+    cases = [(name, None) for name in args.datasets_defaults] + [("digits", dict(n_w_bits=3, n_a_bits=3, n_accum_bits=8))]
+    for name, params in cases:
+        X, y = TABULAR[name][0](return_X_y=True)
+        classification = TABULAR[name][1]
+        split = (StratifiedShuffleSplit if classification else ShuffleSplit)(args.splits, test_size=0.2, random_state=0)
+        models = {"qfhe " + ("NeuralNetClassifier" if classification else "NeuralNetRegressor")
+                  + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "()"): None}
+        if params is None:
+            models.update({"sklearn LogisticRegression" if classification else "sklearn LinearRegression": "linear",
+                           "sklearn MLPClassifier" if classification else "sklearn MLPRegressor": "mlp"})
+        for label, kind in models.items():
+            scores, row = [], {"dataset": name, "shape": f"{X.shape[0]} x {X.shape[1]}", "model": label}
+            start = time.perf_counter()
+            for seed, (tr, te) in enumerate(split.split(X, y)):
+                if kind == "linear":
+                    est = make_pipeline(StandardScaler(), SkLogistic(max_iter=5000) if classification else SkLinear())
+                elif kind == "mlp":
+                    est = make_pipeline(StandardScaler(), (MLPClassifier if classification else MLPRegressor)(
+                        max_iter=2000, random_state=seed))
+                else:
+                    cls = NeuralNetClassifier if classification else NeuralNetRegressor
+                    est = cls(random_state=seed, **(params or {}))
+                est.fit(X[tr], y[tr])
+                scores.append(float(est.score(X[te], y[te])))
+                if kind is None and seed == 0:
+                    est.compile(X[tr])
+                    st = est.quantized_module_.statistics
+                    row.update(sim_split0=round(est.score(X[te], y[te], fhe="simulate"), 4), pbs=st["pbs_count"],
+                               max_bits=st["max_bit_width"], hidden=str(est.module_.spec["hidden_sizes"]))
+            row.update(mean=round(float(np.mean(scores)), 4), min=round(min(scores), 4), max=round(max(scores), 4),
+                       scores=[round(v, 4) for v in scores], fit_s=round((time.perf_counter() - start) / args.splits, 1))
+            print(row, flush=True)
+            rows.append(row)
+    return rows
+
+
+def plot_defaults(rows: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(dict.fromkeys(r["dataset"] for r in rows))
+    fig, ax = plt.subplots(figsize=(11, 4.5))
+    width = 0.27
+    for k, (kind, off) in enumerate(((("qfhe",), -width), (("sklearn Logistic", "sklearn Linear"), 0.0),
+                                     (("sklearn MLP",), width))):
+        vals = []
+        for name in names:
+            r = next((r for r in rows if r["dataset"] == name and r["model"].startswith(kind)
+                      and not r["model"].endswith("=8)")), None)
+            vals.append(r["mean"] if r else np.nan)
+        ax.bar(np.arange(len(names)) + off, vals, width, label=["qfhe defaults", "scikit-learn linear",
+                                                                 "scikit-learn MLP"][k])
+    ax.set_xticks(np.arange(len(names)))
+    ax.set_xticklabels(names, rotation=20, fontsize=8)
+    ax.set_ylabel("test score, mean of 5 splits (accuracy; R² for diabetes)")
+    ax.set_ylim(0, 1.05)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--part", choices=("defaults", "grid"), default="defaults")
+    parser.add_argument("--splits", type=int, default=5)
+    parser.add_argument("--datasets-defaults", nargs="+", default=list(TABULAR), choices=list(TABULAR))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--n-exec", type=int, default=2, help="encrypted samples per executed row")
     parser.add_argument("--max-exec-pbs", type=int, default=800)
     parser.add_argument("--max-exec-bits", type=int, default=7, help="wider lookups take minutes per sample")
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)  # calibration notes on raw tabular data
+    if args.part == "defaults":
+        rows = defaults_rows(args)
+        info = machine()
+        print(f"\nDefaults across tabular shapes, measured {info['date']} on {info['machine']}\n")
+        print(table(rows, DEFAULT_COLUMNS))
+        png = RESULTS / "builtin_defaults.png"
+        RESULTS.mkdir(exist_ok=True)
+        plot_defaults(rows, png)
+        print(f"\nwrote {write_json('builtin_defaults', {'machine': info, 'rows': rows})} and {png}")
+        return {"rows": rows}
     rows = []
     for name in args.datasets:
         data = load(name)

@@ -111,12 +111,25 @@ class Ranges(dict):
         return super().__getitem__(key)
 
     def get(self, key, default=None):
+        """``dict.get``, remembering the read.
+
+        Examples
+        --------
+        >>> r = Ranges({"a": (0.0, 1.0)}, {"a": 1.0}); r.get("a"), r.get("b"), sorted(r.read)
+        ((0.0, 1.0), None, ['a'])
+        """
         if key in self:
             return self[key]
         return default
 
     def outliers(self, skip=()) -> dict[str, float]:
-        """The ranges read so far that outliers dominate (name → ratio)."""
+        """The ranges read so far that outliers dominate (name → ratio).
+
+        Examples
+        --------
+        >>> r = Ranges({"a": (0.0, 50.0)}, {"a": 50.0}); r.outliers(), (r["a"], r.outliers())[1]
+        ({}, {'a': 50.0})
+        """
         return {k: self.ratios[k] for k in sorted(self.read) if k not in skip and self.ratios.get(k, 1.0) > OUTLIER_RATIO}
 
 
