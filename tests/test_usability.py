@@ -297,7 +297,9 @@ def test_conflicting_settings_are_refused():
 class _Index(torch.nn.Module):
     def __init__(self, kind):
         super().__init__()
-        self.kind, self.idx, self.fc = kind, torch.tensor([0, 2]), torch.nn.Linear(2, 2)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            self.kind, self.idx, self.fc = kind, torch.tensor([0, 2]), torch.nn.Linear(2, 2)
 
     def forward(self, x):
         if self.kind == "attr":
@@ -310,7 +312,10 @@ class _Index(torch.nn.Module):
 class _Reduce(torch.nn.Module):
     def __init__(self, kind):
         super().__init__()
-        self.kind, self.fc = kind, torch.nn.Linear(4, 6)
+        # Seeded: built at collection time, the weights would otherwise follow whatever ran before.
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            self.kind, self.fc = kind, torch.nn.Linear(4, 6)
 
     def forward(self, x):
         h = torch.relu(self.fc(x)).reshape(-1, 2, 3)
@@ -334,7 +339,13 @@ def test_constant_indices_and_reductions_compile_exactly(model):
     ref = model(torch.tensor(X, dtype=torch.float32)).detach().numpy()
     clear = qm.forward(X)
     assert clear.shape == ref.shape
-    assert np.abs(clear - ref).max() <= 0.15 * max(np.ptp(ref), 1e-9)  # 6-bit quantization
+    # 6-bit quantization of the hidden activations: a few steps of their range, whatever the reduction
+    # leaves of it (a min over ReLUs spans a small part of it).
+    if isinstance(model, _Reduce):
+        hidden = np.ptp(torch.relu(model.fc(torch.tensor(X, dtype=torch.float32))).detach().numpy())
+        assert np.abs(clear - ref).max() <= 4 * hidden / 63 * (3 if model.kind in ("sum", "torch.sum") else 1)
+    else:
+        assert np.abs(clear - ref).max() <= 0.15 * np.ptp(ref)
     np.testing.assert_array_equal(qm.forward(X[:8], fhe="simulate"), clear[:8])
 
 
