@@ -19,7 +19,7 @@ demo: $(STAMP)
 	$(PY) examples/digits_mlp.py
 
 test: $(STAMP)
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q --durations=30
 
 bench: $(STAMP)
 	$(PY) benchmarks/tfhe_mlp.py

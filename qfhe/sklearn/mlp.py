@@ -138,7 +138,7 @@ def from_state(state: dict) -> QuantMLP:
 def train_module(module: nn.Module, X: np.ndarray, y: np.ndarray, loss_fn: Callable, *, lr: float, max_epochs: int,
                  batch_size: int, weight_decay: float, seed: int, n_accum_bits: int | None, warmup: float,
                  verbose: bool, desc: str = "training", sample_weight=None) -> list[dict]:
-    """Adam with a cosine schedule; per-neuron accumulator masks fixed after ``warmup`` of the epochs.
+    """AdamW with a cosine schedule; per-neuron accumulator masks fixed after ``warmup`` of the epochs.
 
     ``loss_fn`` may return one loss per sample (then ``sample_weight`` weights them) or their mean.
 
@@ -163,7 +163,9 @@ def train_module(module: nn.Module, X: np.ndarray, y: np.ndarray, loss_fn: Calla
     wt = None if sample_weight is None else torch.as_tensor(np.asarray(sample_weight), dtype=torch.float32)
     n = len(Xt)
     generator = torch.Generator().manual_seed(seed)
-    opt = torch.optim.Adam(module.parameters(), lr=lr, weight_decay=weight_decay)
+    # decoupled decay: Adam's L2 form shrinks rarely-updated weights least, which 2-bit nets on small
+    # tabular sets overfit with (benchmarks/builtin_nn.py: breast_cancer 0.961 -> 0.968, iris 0.967 -> 0.987)
+    opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max_epochs)
     mask_epoch = int(math.floor(warmup * max_epochs)) if n_accum_bits is not None else None
     history = []

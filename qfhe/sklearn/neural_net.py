@@ -39,8 +39,8 @@ from qfhe.quant.config import parse_rounding
 from qfhe.quant.preprocess import standardize_spec
 from qfhe.report import Table
 from qfhe.sklearn.base import FHEEstimatorMixin, accuracy, fit_scaler, label_indices
-from qfhe.sklearn.defaults import (AUTO_ROUNDING_SAMPLES, MIN_STEPS, MIN_WIDTH, OUTPUT_WIDTH,
-                                   resolve_accum_bits)
+from qfhe.sklearn.defaults import (AUTO_ROUNDING_SAMPLES, MAX_EPOCHS, MIN_EPOCHS, MIN_STEPS, MIN_WIDTH,
+                                   OUTPUT_WIDTH, resolve_accum_bits)
 from qfhe.sklearn.mlp import QuantMLP, activation_class, from_state, to_state, train_module
 from qfhe.validation import as_bool, as_float, as_int
 
@@ -65,8 +65,8 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
     # Defaults chosen by measurement (benchmarks/builtin_nn.py, README "Built-in estimators"): on digits
     # they give 96-97 % with every table lookup reading at most 6 bits, 64 PBS, about 3 s per sample.
     def __init__(self, n_layers=3, n_hidden_neurons_multiplier=0.5, hidden_sizes=None, activation_function="relu",
-                 n_input_bits=4, n_w_bits=2, n_a_bits=2, n_accum_bits="auto", lr=0.01, max_epochs="auto", batch_size=64,
-                 weight_decay=0.0, random_state=None, verbose=False, rounding_threshold_bits=None,
+                 n_input_bits=4, n_w_bits=2, n_a_bits=2, n_accum_bits="auto", lr=0.01, max_epochs="auto", batch_size=32,
+                 weight_decay=0.01, random_state=None, verbose=False, rounding_threshold_bits=None,
                  pruning_warmup=0.5):
         self.n_layers = n_layers
         self.n_hidden_neurons_multiplier = n_hidden_neurons_multiplier
@@ -87,13 +87,13 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
 
     # -- parameters ---------------------------------------------------------------------------------
     def _epochs(self, n_samples: int) -> int:
-        """``max_epochs``, or for ``"auto"`` enough epochs for ``MIN_STEPS`` optimizer steps (at least
-        60, at most 500): a small tabular set gives a few batches per epoch, and 60 epochs of them
-        left iris and 5-feature sets under-trained."""
+        """``max_epochs``, or for ``"auto"`` enough epochs for ``_min_steps`` optimizer steps (at
+        least MIN_EPOCHS, at most MAX_EPOCHS): a small tabular set gives a few batches per epoch, and
+        60 epochs of them left iris and 5-feature sets under-trained."""
         if not isinstance(self.max_epochs, str):
             return int(self.max_epochs)
         steps = -(-n_samples // int(self.batch_size))
-        return int(min(500, max(60, -(-MIN_STEPS // steps))))
+        return int(min(MAX_EPOCHS, max(MIN_EPOCHS, -(-self._min_steps // steps))))
 
     def _hidden(self, n_features: int, n_outputs: int = 1) -> tuple[int, ...]:
         if self.hidden_sizes is not None:
@@ -390,7 +390,7 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
     n_layers : int
         Linear layers, the output layer included (``n_layers - 1`` hidden layers).
     n_hidden_neurons_multiplier : float
-        Hidden width = this x the number of input features, but at least 32 and at least 3 per
+        Hidden width = this x the number of input features, but at least 64 and at least 3 per
         class (ignored when ``hidden_sizes`` is set).
     hidden_sizes : sequence of int, optional
         Width of each hidden layer; overrides ``n_layers`` and the multiplier.
@@ -405,9 +405,11 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
         2/2 bits, 10 at 3/3, 12 at 4/4); an int that would leave a neuron fewer than 4 weights is
         refused with the numbers; None trains without a bound.
     lr, max_epochs, batch_size, weight_decay
-        Adam with a cosine learning-rate schedule over ``max_epochs``. ``max_epochs="auto"``
-        trains for about 3000 optimizer steps (at least 60 epochs, at most 500): small tabular
-        sets need many more epochs than digits.
+        AdamW (decoupled weight decay, torch's default of 0.01) with a cosine learning-rate
+        schedule over ``max_epochs``. ``max_epochs="auto"``
+        trains a classifier for about 3000 optimizer steps (at least 60 epochs, at most 500):
+        small tabular sets need many more epochs than digits; a regressor trains 60 epochs
+        (regression overfits sooner).
     random_state : int, RandomState or None
         Seeds the initial weights and the batch order (torch's global generator is left alone).
     verbose : bool
@@ -449,11 +451,12 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
     """
 
     _classifier = True
+    _min_steps = MIN_STEPS  # max_epochs="auto" (see qfhe.sklearn.defaults)
     _fitted_state = ("scaler_", "classes_", "n_features_in_", "n_accum_bits_")
 
     def __init__(self, n_layers=3, n_hidden_neurons_multiplier=0.5, hidden_sizes=None, activation_function="relu",
-                 n_input_bits=4, n_w_bits=2, n_a_bits=2, n_accum_bits="auto", lr=0.01, max_epochs="auto", batch_size=64,
-                 weight_decay=0.0, random_state=None, verbose=False, rounding_threshold_bits=None,
+                 n_input_bits=4, n_w_bits=2, n_a_bits=2, n_accum_bits="auto", lr=0.01, max_epochs="auto", batch_size=32,
+                 weight_decay=0.01, random_state=None, verbose=False, rounding_threshold_bits=None,
                  pruning_warmup=0.5, class_weight=None):
         super().__init__(n_layers, n_hidden_neurons_multiplier, hidden_sizes, activation_function, n_input_bits,
                          n_w_bits, n_a_bits, n_accum_bits, lr, max_epochs, batch_size, weight_decay, random_state,
@@ -571,6 +574,7 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNetBase):
     """
 
     _classifier = False
+    _min_steps = 0  # max_epochs="auto": MIN_EPOCHS (see qfhe.sklearn.defaults)
     _fitted_state = ("scaler_", "y_mean_", "y_scale_", "y_shape_", "n_features_in_", "n_accum_bits_")
 
     @staticmethod
