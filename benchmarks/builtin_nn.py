@@ -30,6 +30,10 @@ Writes ``benchmarks/results/builtin_nn.json`` and ``builtin_nn.png`` (accuracy a
     python benchmarks/builtin_nn.py --part grid [--n-exec 2] [--datasets digits breast_cancer diabetes]
 
 Writes ``benchmarks/results/builtin_defaults.json`` and ``builtin_defaults.png`` for the first part.
+
+``--part latency``: what the default width costs under encryption, on digits in one run: the
+defaults beside ``hidden_sizes=(32, 32)`` (the width before this wave), keygen and ``--n-exec``
+encrypted samples each. Writes ``benchmarks/results/builtin_latency.json``.
 """
 
 from __future__ import annotations
@@ -239,7 +243,7 @@ def plot_defaults(rows: list[dict], path: Path) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--part", choices=("defaults", "grid"), default="defaults")
+    parser.add_argument("--part", choices=("defaults", "grid", "latency"), default="defaults")
     parser.add_argument("--splits", type=int, default=5)
     parser.add_argument("--datasets-defaults", nargs="+", default=list(TABULAR), choices=list(TABULAR))
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
@@ -257,6 +261,18 @@ def main(argv=None) -> dict:
         RESULTS.mkdir(exist_ok=True)
         plot_defaults(rows, png)
         print(f"\nwrote {write_json('builtin_defaults', {'machine': info, 'rows': rows})} and {png}")
+        return {"rows": rows}
+    if args.part == "latency":
+        data, rows = load("digits"), []
+        for params in ({}, {"hidden_sizes": (32, 32)}):
+            est = NeuralNetClassifier(random_state=0, **params).fit(data[0], data[2])
+            label = f"NeuralNetClassifier({', '.join(f'{k}={v}' for k, v in params.items())})"
+            rows.append(measure(est, data, args, dataset="digits", model=label, n_accum_bits=est.n_accum_bits_,
+                                bits="2/2", hidden=str(est.module_.spec["hidden_sizes"])))
+        info = machine()
+        print(f"\nDefault width under encryption, measured {info['date']} on {info['machine']}\n")
+        print(table(rows, COLUMNS))
+        print(f"\nwrote {write_json('builtin_latency', {'machine': info, 'rows': rows})}")
         return {"rows": rows}
     rows = []
     for name in args.datasets:
