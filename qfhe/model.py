@@ -24,7 +24,7 @@ from qfhe.ir.interpreter import run
 from qfhe.ir.ops import evaluate
 from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node, value_layers
 from qfhe.quant.calibration import saturated
-from qfhe.quant.preprocess import apply_preprocess
+from qfhe.quant.preprocess import apply_preprocess, raw_shape
 from qfhe.quant.quantizer import quantize_input_codes
 from qfhe.report import BitwidthReport
 from qfhe.tfhe.circuit import (CompiledCircuits, add_batch_circuit, as_inputs, compile_circuits, execute,
@@ -84,8 +84,14 @@ class QuantizedModule:
         self._compile_codes = compile_codes  # one array per circuit input (an array when there is one)
         self._compiled: CompiledCircuits | None = None
         model_inputs = [n for n in graph.nodes if n.op == "input"]
+        #: The client's clear-side transform of each model input before quantization (``None``, or a
+        #: :mod:`qfhe.quant.preprocess` spec: per-feature scaling, an estimator's standardisation, a
+        #: tree model's unary code).
+        self.preprocess = list(preprocess) if preprocess is not None else [None] * len(model_inputs)
+        # the shape the circuit's graph reads: a unary code is wider than the features it encodes
+        encoded = [tuple(n.attrs["shape"]) for n in model_inputs]
         #: Per-sample shape of each model input, in the order of ``forward``'s arguments.
-        self.input_shapes = [tuple(n.attrs["shape"]) for n in model_inputs]
+        self.input_shapes = [raw_shape(p, s) for p, s in zip(self.preprocess, encoded)]
         #: The per-sample input shape (a tuple of shapes for a model with several inputs).
         self.input_shape = self.input_shapes[0] if len(model_inputs) == 1 else tuple(self.input_shapes)
         self.settings = dict(settings)
@@ -96,14 +102,11 @@ class QuantizedModule:
         self._input_node: Node = self._input_nodes[0]
         names = [n.name for n in model_inputs]
         self._input_of = [names.index(q.inputs[0]) for q in self._input_nodes]
-        #: The client's clear-side transform of each model input before quantization (``None``, or a
-        #: :mod:`qfhe.quant.preprocess` spec: per-feature scaling, an estimator's standardisation).
-        self.preprocess = list(preprocess) if preprocess is not None else [None] * len(model_inputs)
         self._layers = value_layers(graph)
         self._output_node: Node = graph[graph.outputs[0]]
         # The reference interpreter runs exactly the circuit's nodes, fed with the client's codes.
         self._server_graph = circuit_graph(graph)
-        zeros = [np.full((1,) + self.input_shapes[i], q.attrs.get("zero_point", 0), np.int64)
+        zeros = [np.full((1,) + encoded[i], q.attrs.get("zero_point", 0), np.int64)
                  for q, i in zip(self._input_nodes, self._input_of)]
         self.output_shape = tuple(self.dequantize_output(run(self._server_graph, zeros)[0]).shape[1:])
 

@@ -21,11 +21,14 @@ import numpy as np
 from qfhe.errors import ArtifactError
 from qfhe.quant.preprocess import apply_preprocess
 
-LINKS = ("softmax", "sigmoid", "ovr")
+LINKS = ("softmax", "sigmoid", "ovr", "proba")
+#: Largest unary code a client artifact may ask for (features x (2**n_bits - 1) encrypted bits)
+MAX_UNARY_WIDTH = 1 << 20
 
 
 def preprocess(spec: dict | None, X: np.ndarray) -> np.ndarray:
-    """Apply the client-side input transform (``None``, or ``{"kind": "standardize", mean, scale}``).
+    """Apply the client-side input transform (``None``, ``{"kind": "standardize", mean, scale}`` or a
+    tree model's ``{"kind": "thermometer", mean, scale, n_bits}``).
 
     See :mod:`qfhe.quant.preprocess`.
 
@@ -34,7 +37,7 @@ def preprocess(spec: dict | None, X: np.ndarray) -> np.ndarray:
     >>> preprocess({"kind": "standardize", "mean": np.array([1.0]), "scale": np.array([2.0])}, np.array([[5.0]]))
     array([[2.]])
     """
-    if spec is not None and spec.get("kind") != "standardize":
+    if spec is not None and spec.get("kind") not in ("standardize", "thermometer"):
         raise ArtifactError(f"model.json: unknown preprocessing {spec.get('kind')!r}")
     return apply_preprocess(spec, X)
 
@@ -71,11 +74,31 @@ def postprocess(spec: dict, out: np.ndarray) -> np.ndarray:
         if link == "ovr":
             p = 1.0 / (1.0 + np.exp(-out))
             return p / p.sum(axis=1, keepdims=True)
+        if link == "proba":
+            return tree_probabilities(out)
         raise ArtifactError(f"model.json: unknown classifier link {link!r}; expected one of {LINKS}")
     if kind == "regressor":
         y = out * np.asarray(spec["scale"]) + np.asarray(spec["mean"])
         return y.reshape((len(y),) + tuple(spec.get("shape", ())))
     raise ArtifactError(f"model.json: unknown postprocessing {kind!r}")
+
+
+def tree_probabilities(out: np.ndarray) -> np.ndarray:
+    """Class probabilities from a tree model's dequantized outputs: the second class's probability
+    for two classes, else one (quantized, so not exactly normalised) probability per class.
+
+    Examples
+    --------
+    >>> tree_probabilities(np.array([[0.25], [1.02]])).tolist()
+    [[0.75, 0.25], [0.0, 1.0]]
+    >>> tree_probabilities(np.array([[0.5, 0.3, -0.01]])).round(3).tolist()
+    [[0.625, 0.375, 0.0]]
+    """
+    out = np.clip(np.asarray(out, np.float64), 0.0, 1.0)
+    if out.shape[1] == 1:
+        return np.concatenate([1.0 - out, out], axis=1)
+    total = out.sum(axis=1, keepdims=True)
+    return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / out.shape[1])
 
 
 def labels(spec: dict, outputs: np.ndarray) -> np.ndarray:
@@ -107,15 +130,20 @@ def check_processing(pre, post) -> tuple:
     >>> check_processing(None, {"kind": "classifier", "link": "exec", "classes": np.array([0, 1])})
     Traceback (most recent call last):
     ...
-    qfhe.errors.ArtifactError: client.zip: unknown classifier link 'exec'; expected one of ('softmax', 'sigmoid', 'ovr')
+    qfhe.errors.ArtifactError: client.zip: unknown classifier link 'exec'; expected one of ('softmax', 'sigmoid', 'ovr', 'proba')
     """
     if pre is not None:
-        if not isinstance(pre, dict) or pre.get("kind") != "standardize":
+        if not isinstance(pre, dict) or pre.get("kind") not in ("standardize", "thermometer"):
             raise ArtifactError("client.zip: unknown preprocessing")
         for k in ("mean", "scale"):
             _finite(pre.get(k), f"the standardisation's {k}")
         if np.shape(pre["mean"]) != np.shape(pre["scale"]) or np.ndim(pre["mean"]) != 1 or not np.all(pre["scale"]):
             raise ArtifactError("client.zip: the standardisation needs a mean and a non-zero scale per feature")
+        if pre["kind"] == "thermometer":
+            bits = pre.get("n_bits")
+            if type(bits) is not int or not 2 <= bits <= 8 or len(pre["mean"]) * ((1 << bits) - 1) > MAX_UNARY_WIDTH:
+                raise ArtifactError("client.zip: the unary encoding needs n_bits from 2 to 8 and at most "
+                                    f"{MAX_UNARY_WIDTH} encrypted bits per sample")
     if not isinstance(post, dict) or post.get("kind") not in ("none", "classifier", "regressor"):
         raise ArtifactError("client.zip: unknown postprocessing")
     if post["kind"] == "classifier":

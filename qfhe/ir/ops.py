@@ -143,7 +143,7 @@ def _activation(xs, a):
 
 
 #: Attributes of chain steps that may be per-channel arrays (broadcastable over a batched value).
-CHAIN_PARAMS = ("scale", "offset", "shift", "scale_a", "offset_a", "scale_b", "offset_b")
+CHAIN_PARAMS = ("scale", "offset", "shift", "scale_a", "offset_a", "scale_b", "offset_b", "table")
 
 
 def chain_arrays(chain: list[dict]) -> list[np.ndarray]:
@@ -180,7 +180,8 @@ def _table(xs, a):
     if table.ndim == 1:
         return table[index]
     columns = table.reshape(size, -1)
-    channel = np.broadcast_to(np.arange(columns.shape[1]).reshape(table.shape[1:]), xs[0].shape[1:])
+    # broadcast, not reshape: a chain's table step is also evaluated on one code column for all channels
+    channel = np.arange(columns.shape[1]).reshape(table.shape[1:])
     return columns[index, channel]
 
 

@@ -4,6 +4,8 @@
   MLPs with a per-neuron accumulator bound, and ``prune()``.
 - :class:`LogisticRegression`, :class:`LinearRegression`, :class:`Ridge`: scikit-learn's models,
   quantized, compiled without table lookups; ``from_sklearn_model`` imports a fitted one.
+- :class:`DecisionTreeClassifier`, :class:`RandomForestClassifier`, :class:`XGBClassifier` and
+  their regressors: the library's trees, one small lookup per pair of leaves (:mod:`qfhe.trees`).
 
 Examples
 --------
@@ -17,6 +19,9 @@ True
 
 from qfhe.sklearn.linear import LinearRegression, LogisticRegression, Ridge
 from qfhe.sklearn.neural_net import NeuralNetClassifier, NeuralNetRegressor, PruneReport
+from qfhe.sklearn.trees import (DecisionTreeClassifier, DecisionTreeRegressor, RandomForestClassifier,
+                                RandomForestRegressor, XGBClassifier, XGBRegressor)
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "PruneReport", "LogisticRegression", "LinearRegression",
-           "Ridge"]
+           "Ridge", "DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier",
+           "RandomForestRegressor", "XGBClassifier", "XGBRegressor"]

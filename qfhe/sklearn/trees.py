@@ -1,0 +1,576 @@
+"""Decision trees, random forests and gradient boosting on encrypted data.
+
+Each estimator fits the library's own model (scikit-learn's, or xgboost's) with the same
+parameters, reads its trees (:func:`qfhe.trees.ensemble.read_ensemble`) and builds qfhe's integer
+graph from them (:mod:`qfhe.trees.lower`). The client sends each feature as the unary code of its
+level on a uniform ``2**n_bits`` grid, so the circuit compares nothing: it adds bits along each
+root-to-leaf path and makes one small lookup per pair of sibling leaves. ``fhe="disable"`` is the
+quantized model (every threshold moved to the grid, every leaf value quantized to ``n_bits``);
+``simulate`` and ``execute`` equal it exactly.
+
+Examples
+--------
+>>> import numpy as np
+>>> from qfhe.sklearn import DecisionTreeClassifier
+>>> X = np.random.RandomState(0).rand(200, 3); y = (X[:, 0] + X[:, 1] > 1).astype(int)
+>>> clf = DecisionTreeClassifier(max_depth=3, n_bits=5).fit(X, y).compile(X)
+>>> bool((clf.predict(X[:20], fhe="simulate") == clf.predict(X[:20])).all()), clf.score(X, y) > 0.9
+(True, True)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.special import expit, softmax
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
+from sklearn.metrics import r2_score
+from sklearn.utils.multiclass import check_classification_targets
+
+from qfhe.deploy.processing import tree_probabilities
+from qfhe.errors import ConfigurationError, InputValidationError, NotFittedError
+from qfhe.sklearn.base import FHEEstimatorMixin, accuracy
+from qfhe.trees.ensemble import read_ensemble
+from qfhe.trees.lower import quantize_ensemble
+from qfhe.validation import as_int
+
+
+def _library_class(path: str):
+    module, name = path.rsplit(".", 1)
+    if module == "xgboost":
+        try:
+            import xgboost
+        except ImportError as exc:  # an optional dependency
+            raise ConfigurationError("the XGB estimators need xgboost: pip install 'qfhe[trees]' (or xgboost-cpu)") \
+                from exc
+        return getattr(xgboost, name)
+    import importlib
+
+    return getattr(importlib.import_module(module), name)
+
+
+def _refuse_nan(X, where: str) -> None:
+    try:
+        has_nan = bool(np.isnan(np.asarray(X, dtype=np.float64)).any())
+    except (TypeError, ValueError):
+        return  # not numbers: the validation that follows says so
+    if has_nan:
+        raise InputValidationError(
+            f"{where}: X contains NaN. Encrypted trees take no missing values (xgboost's missing-value branch "
+            "is not supported): impute them first, e.g. with sklearn.impute.SimpleImputer")
+
+
+class _TreeModel(FHEEstimatorMixin, BaseEstimator):
+    """Fit the wrapped library's model, read its trees, quantize them on ``n_bits``-level features."""
+
+    #: dotted path of the wrapped class; its parameters are this class's, except ``n_bits``
+    _library: str
+    #: how raw outputs become probabilities: "proba" (trees and forests average probabilities) or
+    #: "margin" (boosting: sigmoid / softmax)
+    _link = "proba"
+
+    def _library_params(self) -> dict:
+        return {k: v for k, v in self.get_params().items() if k != "n_bits"}
+
+    def _validate_X(self, X, where: str, reset: bool = False) -> np.ndarray:
+        _refuse_nan(X, f"{type(self).__name__}.{where}")
+        return super()._validate_X(X, where, reset)
+
+    def _check_n_bits(self) -> int:
+        return as_int("n_bits", self.n_bits, 2, 8)
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the wrapped model on ``(X, y)`` and quantize its trees (calibrated on ``X``).
+
+        Returns
+        -------
+        self
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import RandomForestRegressor
+        >>> X = np.random.RandomState(0).rand(100, 2)
+        >>> RandomForestRegressor(n_estimators=3, max_depth=2).fit(X, X[:, 0]).score(X, X[:, 0]) > 0.7
+        True
+        """
+        self._check_n_bits()
+        _refuse_nan(X, f"{type(self).__name__}.fit")
+        X, y = self._validate_Xy(X, y, "fit", multi_output=False)
+        target = y
+        if isinstance(self, ClassifierMixin):
+            try:
+                check_classification_targets(y)
+            except ValueError as exc:
+                raise InputValidationError(f"{type(self).__name__}.fit: y: {exc}. A classifier needs class labels; "
+                                           "for a continuous target use the regressor") from exc
+            self.classes_, target = np.unique(y, return_inverse=True)
+            if len(self.classes_) < 2:
+                raise InputValidationError(f"{type(self).__name__}.fit: y has one class ({self.classes_[0]!r}); a "
+                                           "classifier needs samples of at least 2 classes")
+        model = self._new_model()
+        model.fit(X, target, sample_weight=sample_weight)
+        return self._import(model, X)
+
+    def _new_model(self):
+        return _library_class(self._library)(**self._library_params())
+
+    def _float_twin(self, X, y, sample_weight=None):
+        """The wrapped library's model with the same parameters, fitted in float."""
+        X = self._validate_X(X, "fit_benchmark")
+        return _library_class(self._library)(**self._library_params()).fit(X, y, sample_weight=sample_weight)
+
+    def _import(self, model, X: np.ndarray):
+        self.sklearn_model_ = model
+        self.ensemble_ = read_ensemble(model, X)
+        self._check_link(model, X[:64])
+        self.quantized_module_ = quantize_ensemble(self.ensemble_, X, self._check_n_bits())
+        return self
+
+    def _check_link(self, model, X: np.ndarray) -> None:
+        """Refuse a model whose outputs are not the link this class applies to its trees' sum (an
+        xgboost objective such as ``count:poisson`` or ``binary:hinge``)."""
+        raw = self.ensemble_.raw(X)
+        if isinstance(self, ClassifierMixin):
+            ours, theirs = self._probabilities(raw), model.predict_proba(X)
+        else:
+            ours, theirs = raw[:, 0], model.predict(X)
+        if not np.allclose(ours, theirs, atol=1e-4):
+            objective = getattr(model, "objective", None)
+            raise ConfigurationError(f"{type(self).__name__}: the fitted model's outputs are not "
+                                     f"{'its trees summed' if self._link == 'proba' else 'the link of its trees sum'}"
+                                     f"{f' (objective={objective!r})' if objective else ''}; use an objective with "
+                                     "the default link (binary:logistic, multi:softprob, reg:squarederror)")
+
+    @classmethod
+    def from_sklearn_model(cls, sklearn_model, X, n_bits=6):
+        """Import an already fitted model of the wrapped class (scikit-learn's or xgboost's).
+
+        Parameters
+        ----------
+        sklearn_model : fitted estimator
+            Of the class this one wraps (``sklearn.tree.DecisionTreeClassifier`` for
+            :class:`DecisionTreeClassifier`, ``xgboost.XGBClassifier`` for :class:`XGBClassifier`...).
+        X : array-like, shape (n_samples, n_features)
+            Calibration data (e.g. the training set): it sets each feature's grid.
+        n_bits : int
+            Levels per feature (``2**n_bits``) and width of the quantized leaf values, 2..8.
+
+        Returns
+        -------
+        estimator
+            Fitted, not compiled, with the imported model's parameters (``clone`` refits the
+            same model).
+
+        Raises
+        ------
+        ConfigurationError
+            For a model of another class (naming the qfhe class to use) or an unfitted one.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from sklearn.ensemble import RandomForestClassifier as SkForest
+        >>> from qfhe.sklearn import RandomForestClassifier
+        >>> X = np.random.RandomState(0).rand(200, 3); y = (X[:, 0] > 0.5).astype(int)
+        >>> clf = RandomForestClassifier.from_sklearn_model(SkForest(5, max_depth=3).fit(X, y), X)
+        >>> clf.n_estimators, float((clf.predict(X) == y).mean()) > 0.9
+        (5, True)
+        """
+        wrapped = _library_class(cls._library)
+        if type(sklearn_model) is not wrapped:
+            raise ConfigurationError(f"{cls.__name__}.from_sklearn_model takes a fitted {cls._library}, got "
+                                     f"{type(sklearn_model).__module__}.{type(sklearn_model).__name__}"
+                                     f"{_suggest(sklearn_model)}")
+        params = {k: v for k, v in sklearn_model.get_params().items() if k in cls._get_param_names()}
+        est = cls(n_bits=n_bits, **params)
+        est._check_n_bits()
+        X = est._validate_X(X, "from_sklearn_model", reset=True)
+        try:
+            n_in = int(getattr(sklearn_model, "n_features_in_"))
+        except Exception as exc:  # noqa: BLE001 - scikit-learn's and xgboost's own not-fitted errors
+            raise NotFittedError(f"{type(sklearn_model).__name__} is not fitted; call fit first") from exc
+        if X.shape[1] != n_in:
+            raise InputValidationError(f"{cls.__name__}.from_sklearn_model: X has {X.shape[1]} features but the model "
+                                       f"was fitted on {n_in}")
+        if len(X) < 2:
+            raise InputValidationError(f"{cls.__name__}.from_sklearn_model: X has 1 sample; calibration needs at "
+                                       "least 2 (ideally hundreds)")
+        if isinstance(est, ClassifierMixin):
+            est.classes_ = np.asarray(sklearn_model.classes_)
+        return est._import(sklearn_model, X)
+
+    def _raw(self, X, fhe: str, where: str) -> np.ndarray:
+        return self._forward(X, fhe, where)
+
+
+def _suggest(model) -> str:
+    name = type(model).__name__
+    known = {c._library.rsplit(".", 1)[1] for c in _CLASSES}
+    return f"; use qfhe.sklearn.{name}.from_sklearn_model" if name in known else ""
+
+
+class _TreeClassifier(ClassifierMixin, _TreeModel):
+    def decision_function(self, X, fhe: str = "disable") -> np.ndarray:
+        """Raw scores: the averaged class probabilities of a tree or forest, a boosted model's margins
+        (one column for two classes, squeezed to shape (n,) as scikit-learn does).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import XGBClassifier
+        >>> X = np.random.RandomState(0).rand(100, 2); y = (X[:, 0] > 0.5).astype(int)
+        >>> XGBClassifier(n_estimators=3, max_depth=2).fit(X, y).decision_function(X[:4]).shape
+        (4,)
+        """
+        out = self._raw(X, fhe, "decision_function")
+        return out[:, 0] if out.shape[1] == 1 else out
+
+    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes), in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import DecisionTreeClassifier
+        >>> X = np.random.RandomState(0).rand(100, 2); y = (X[:, 0] > 0.5).astype(int)
+        >>> DecisionTreeClassifier(max_depth=2).fit(X, y).predict_proba(X[:3]).shape
+        (3, 2)
+        """
+        return self._probabilities(self._raw(X, fhe, "predict_proba"))
+
+    def _probabilities(self, out: np.ndarray) -> np.ndarray:
+        if self._link == "proba":
+            return tree_probabilities(out)
+        if out.shape[1] == 1:
+            p = expit(out[:, 0])
+            return np.stack([1 - p, p], axis=1)
+        return softmax(out, axis=1)
+
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
+        """Predicted class labels, in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import DecisionTreeClassifier
+        >>> X = np.random.RandomState(0).rand(100, 2); y = np.where(X[:, 0] > 0.5, "a", "b")
+        >>> DecisionTreeClassifier(max_depth=2).fit(X, y).predict(X[:2]).tolist() == y[:2].tolist()
+        True
+        """
+        return self.classes_[self._probabilities(self._raw(X, fhe, "predict")).argmax(axis=1)]
+
+    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
+        """Accuracy in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import DecisionTreeClassifier
+        >>> X = np.random.RandomState(0).rand(100, 2); y = (X[:, 0] > 0.5).astype(int)
+        >>> DecisionTreeClassifier(max_depth=2).fit(X, y).score(X, y) > 0.9
+        True
+        """
+        return accuracy(self, X, y, sample_weight, fhe)
+
+    def _client_postprocessing(self) -> dict:
+        """What a deployed client does with the decrypted outputs (plain data, see qfhe.deploy.processing)."""
+        link = "proba" if self._link == "proba" else ("sigmoid" if len(self.classes_) == 2 else "softmax")
+        return {"kind": "classifier", "link": link, "classes": np.asarray(self.classes_)}
+
+
+class _TreeRegressor(RegressorMixin, _TreeModel):
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
+        """Predicted targets, in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import DecisionTreeRegressor
+        >>> X = np.random.RandomState(0).rand(100, 2)
+        >>> DecisionTreeRegressor(max_depth=2).fit(X, X[:, 0]).predict(X[:3]).shape
+        (3,)
+        """
+        return self._raw(X, fhe, "predict")[:, 0]
+
+    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
+        """R² in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import DecisionTreeRegressor
+        >>> X = np.random.RandomState(0).rand(100, 2)
+        >>> DecisionTreeRegressor(max_depth=4).fit(X, X[:, 0]).score(X, X[:, 0]) > 0.9
+        True
+        """
+        return float(r2_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight))
+
+    def _client_postprocessing(self) -> dict:
+        """What a deployed client does with the decrypted outputs (plain data, see qfhe.deploy.processing)."""
+        return {"kind": "regressor", "mean": 0.0, "scale": 1.0, "shape": []}
+
+
+class DecisionTreeClassifier(_TreeClassifier):
+    """scikit-learn's ``DecisionTreeClassifier``, run on encrypted data.
+
+    Parameters
+    ----------
+    n_bits : int, default 6
+        Levels per feature (``2**n_bits``, each sent as ``2**n_bits - 1`` encrypted bits) and width
+        of the quantized leaf values, 2..8.
+    criterion, splitter, max_depth, min_samples_split, min_samples_leaf, min_weight_fraction_leaf, \
+max_features, random_state, max_leaf_nodes, min_impurity_decrease, class_weight, ccp_alpha, monotonic_cst
+        As in scikit-learn. The circuit makes about one lookup per pair of leaves: ``max_depth``
+        or ``max_leaf_nodes`` bound it.
+
+    Attributes
+    ----------
+    classes_ : ndarray
+    sklearn_model_ : sklearn.tree.DecisionTreeClassifier
+    ensemble_ : qfhe.trees.ensemble.TreeEnsemble
+    quantized_module_ : qfhe.QuantizedModule
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from qfhe.sklearn import DecisionTreeClassifier
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> clf = DecisionTreeClassifier(max_depth=4, random_state=0).fit(X, y).compile(X)
+    >>> bool((clf.predict(X[:50], fhe="simulate") == clf.predict(X[:50])).all())
+    True
+    """
+
+    _library = "sklearn.tree.DecisionTreeClassifier"
+
+    def __init__(self, n_bits=6, criterion="gini", splitter="best", max_depth=None, min_samples_split=2,
+                 min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=None, random_state=None,
+                 max_leaf_nodes=None, min_impurity_decrease=0.0, class_weight=None, ccp_alpha=0.0, monotonic_cst=None):
+        self.n_bits = n_bits
+        self.criterion = criterion
+        self.splitter = splitter
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_weight_fraction_leaf = min_weight_fraction_leaf
+        self.max_features = max_features
+        self.random_state = random_state
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_impurity_decrease = min_impurity_decrease
+        self.class_weight = class_weight
+        self.ccp_alpha = ccp_alpha
+        self.monotonic_cst = monotonic_cst
+
+
+class DecisionTreeRegressor(_TreeRegressor):
+    """scikit-learn's ``DecisionTreeRegressor``, run on encrypted data.
+
+    Parameters are ``n_bits`` (see :class:`DecisionTreeClassifier`) and scikit-learn's.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import DecisionTreeRegressor
+    >>> X = np.random.RandomState(0).rand(200, 2)
+    >>> reg = DecisionTreeRegressor(max_depth=4).fit(X, X.sum(1)).compile(X)
+    >>> bool(np.allclose(reg.predict(X[:5], fhe="simulate"), reg.predict(X[:5])))
+    True
+    """
+
+    _library = "sklearn.tree.DecisionTreeRegressor"
+
+    def __init__(self, n_bits=6, criterion="squared_error", splitter="best", max_depth=None, min_samples_split=2,
+                 min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=None, random_state=None,
+                 max_leaf_nodes=None, min_impurity_decrease=0.0, ccp_alpha=0.0, monotonic_cst=None):
+        self.n_bits = n_bits
+        self.criterion = criterion
+        self.splitter = splitter
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_weight_fraction_leaf = min_weight_fraction_leaf
+        self.max_features = max_features
+        self.random_state = random_state
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_impurity_decrease = min_impurity_decrease
+        self.ccp_alpha = ccp_alpha
+        self.monotonic_cst = monotonic_cst
+
+
+class _ForestParams:
+    def _set_forest(self, n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf,
+                    min_weight_fraction_leaf, max_features, max_leaf_nodes, min_impurity_decrease, bootstrap, oob_score,
+                    n_jobs, random_state, verbose, warm_start, ccp_alpha, max_samples, monotonic_cst):
+        self.n_estimators = n_estimators
+        self.criterion = criterion
+        self.max_depth = max_depth
+        self.min_samples_split = min_samples_split
+        self.min_samples_leaf = min_samples_leaf
+        self.min_weight_fraction_leaf = min_weight_fraction_leaf
+        self.max_features = max_features
+        self.max_leaf_nodes = max_leaf_nodes
+        self.min_impurity_decrease = min_impurity_decrease
+        self.bootstrap = bootstrap
+        self.oob_score = oob_score
+        self.n_jobs = n_jobs
+        self.random_state = random_state
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.ccp_alpha = ccp_alpha
+        self.max_samples = max_samples
+        self.monotonic_cst = monotonic_cst
+
+
+class RandomForestClassifier(_TreeClassifier, _ForestParams):
+    """scikit-learn's ``RandomForestClassifier``, run on encrypted data.
+
+    Parameters are ``n_bits`` (see :class:`DecisionTreeClassifier`) and scikit-learn's, with
+    smaller defaults (``n_estimators=20, max_depth=4``, as Concrete ML's): a lookup costs per pair
+    of leaves, so a default forest of 100 unbounded trees would cost thousands.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import RandomForestClassifier
+    >>> X = np.random.RandomState(0).rand(200, 3); y = (X[:, 0] > 0.5).astype(int)
+    >>> RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y).score(X, y) > 0.9
+    True
+    """
+
+    _library = "sklearn.ensemble.RandomForestClassifier"
+
+    def __init__(self, n_bits=6, n_estimators=20, criterion="gini", max_depth=4, min_samples_split=2,
+                 min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features="sqrt", max_leaf_nodes=None,
+                 min_impurity_decrease=0.0, bootstrap=True, oob_score=False, n_jobs=None, random_state=None, verbose=0,
+                 warm_start=False, class_weight=None, ccp_alpha=0.0, max_samples=None, monotonic_cst=None):
+        self.n_bits = n_bits
+        self.class_weight = class_weight
+        self._set_forest(n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf,
+                         min_weight_fraction_leaf, max_features, max_leaf_nodes, min_impurity_decrease, bootstrap,
+                         oob_score, n_jobs, random_state, verbose, warm_start, ccp_alpha, max_samples, monotonic_cst)
+
+
+class RandomForestRegressor(_TreeRegressor, _ForestParams):
+    """scikit-learn's ``RandomForestRegressor``, run on encrypted data.
+
+    Parameters are ``n_bits`` and scikit-learn's, with the defaults of
+    :class:`RandomForestClassifier` (``n_estimators=20, max_depth=4``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import RandomForestRegressor
+    >>> X = np.random.RandomState(0).rand(200, 2)
+    >>> RandomForestRegressor(n_estimators=5, random_state=0).fit(X, X.sum(1)).score(X, X.sum(1)) > 0.8
+    True
+    """
+
+    _library = "sklearn.ensemble.RandomForestRegressor"
+
+    def __init__(self, n_bits=6, n_estimators=20, criterion="squared_error", max_depth=4, min_samples_split=2,
+                 min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=1.0, max_leaf_nodes=None,
+                 min_impurity_decrease=0.0, bootstrap=True, oob_score=False, n_jobs=None, random_state=None, verbose=0,
+                 warm_start=False, ccp_alpha=0.0, max_samples=None, monotonic_cst=None):
+        self.n_bits = n_bits
+        self._set_forest(n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf,
+                         min_weight_fraction_leaf, max_features, max_leaf_nodes, min_impurity_decrease, bootstrap,
+                         oob_score, n_jobs, random_state, verbose, warm_start, ccp_alpha, max_samples, monotonic_cst)
+
+
+class _XGBParams:
+    _link = "margin"
+
+    def _set_xgb(self, n_estimators, max_depth, learning_rate, objective, n_jobs, gamma, min_child_weight,
+                 max_delta_step, subsample, colsample_bytree, colsample_bylevel, colsample_bynode, reg_alpha,
+                 reg_lambda, base_score, random_state, num_parallel_tree, max_leaves, max_bin, grow_policy,
+                 tree_method, verbosity):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.objective = objective
+        self.n_jobs = n_jobs
+        self.gamma = gamma
+        self.min_child_weight = min_child_weight
+        self.max_delta_step = max_delta_step
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.colsample_bylevel = colsample_bylevel
+        self.colsample_bynode = colsample_bynode
+        self.reg_alpha = reg_alpha
+        self.reg_lambda = reg_lambda
+        self.base_score = base_score
+        self.random_state = random_state
+        self.num_parallel_tree = num_parallel_tree
+        self.max_leaves = max_leaves
+        self.max_bin = max_bin
+        self.grow_policy = grow_policy
+        self.tree_method = tree_method
+        self.verbosity = verbosity
+
+    def _library_params(self) -> dict:
+        # None is xgboost's "its own default"; the objective is left to xgboost when not given
+        return {k: v for k, v in super()._library_params().items() if v is not None}
+
+
+class XGBClassifier(_XGBParams, _TreeClassifier):
+    """xgboost's ``XGBClassifier`` (gradient-boosted trees), run on encrypted data.
+
+    Parameters are ``n_bits`` (see :class:`DecisionTreeClassifier`) and xgboost's tree
+    parameters (None: xgboost's default), with ``n_estimators=20, max_depth=3`` by default (as
+    Concrete ML's). The margin is summed in the circuit; the client applies the sigmoid (two
+    classes) or softmax. Needs ``xgboost`` (``pip install xgboost-cpu``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import XGBClassifier
+    >>> X = np.random.RandomState(0).rand(200, 3); y = (X[:, 0] + X[:, 2] > 1).astype(int)
+    >>> clf = XGBClassifier(n_estimators=10, max_depth=2).fit(X, y).compile(X)
+    >>> bool((clf.predict_proba(X[:5], fhe="simulate") == clf.predict_proba(X[:5])).all())
+    True
+    """
+
+    _library = "xgboost.XGBClassifier"
+
+    def __init__(self, n_bits=6, n_estimators=20, max_depth=3, learning_rate=None, objective=None, n_jobs=None,
+                 gamma=None, min_child_weight=None, max_delta_step=None, subsample=None, colsample_bytree=None,
+                 colsample_bylevel=None, colsample_bynode=None, reg_alpha=None, reg_lambda=None, base_score=None,
+                 random_state=None, num_parallel_tree=None, max_leaves=None, max_bin=None, grow_policy=None,
+                 tree_method=None, verbosity=None):
+        self.n_bits = n_bits
+        self._set_xgb(n_estimators, max_depth, learning_rate, objective, n_jobs, gamma, min_child_weight,
+                      max_delta_step, subsample, colsample_bytree, colsample_bylevel, colsample_bynode, reg_alpha,
+                      reg_lambda, base_score, random_state, num_parallel_tree, max_leaves, max_bin, grow_policy,
+                      tree_method, verbosity)
+
+
+class XGBRegressor(_XGBParams, _TreeRegressor):
+    """xgboost's ``XGBRegressor``, run on encrypted data.
+
+    Parameters as :class:`XGBClassifier`'s; objectives with the identity link only
+    (``reg:squarederror``, the default, ``reg:absoluteerror``, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import XGBRegressor
+    >>> X = np.random.RandomState(0).rand(200, 2)
+    >>> XGBRegressor(n_estimators=10).fit(X, X.sum(1)).score(X, X.sum(1)) > 0.8
+    True
+    """
+
+    _library = "xgboost.XGBRegressor"
+
+    def __init__(self, n_bits=6, n_estimators=20, max_depth=3, learning_rate=None, objective=None, n_jobs=None,
+                 gamma=None, min_child_weight=None, max_delta_step=None, subsample=None, colsample_bytree=None,
+                 colsample_bylevel=None, colsample_bynode=None, reg_alpha=None, reg_lambda=None, base_score=None,
+                 random_state=None, num_parallel_tree=None, max_leaves=None, max_bin=None, grow_policy=None,
+                 tree_method=None, verbosity=None):
+        self.n_bits = n_bits
+        self._set_xgb(n_estimators, max_depth, learning_rate, objective, n_jobs, gamma, min_child_weight,
+                      max_delta_step, subsample, colsample_bytree, colsample_bylevel, colsample_bynode, reg_alpha,
+                      reg_lambda, base_score, random_state, num_parallel_tree, max_leaves, max_bin, grow_policy,
+                      tree_method, verbosity)
+
+
+_CLASSES = (DecisionTreeClassifier, DecisionTreeRegressor, RandomForestClassifier, RandomForestRegressor,
+            XGBClassifier, XGBRegressor)
