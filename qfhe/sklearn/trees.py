@@ -25,6 +25,7 @@ from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import _check_sample_weight
 
 from qfhe.deploy.processing import tree_probabilities
 from qfhe.errors import ConfigurationError, InputValidationError, NotFittedError
@@ -50,10 +51,12 @@ def _library_class(path: str):
 
 def _refuse_nan(X, where: str) -> None:
     try:
-        has_nan = bool(np.isnan(np.asarray(X, dtype=np.float64)).any())
+        arr = np.asarray(X)
     except (TypeError, ValueError):
-        return  # not numbers: the validation that follows says so
-    if has_nan:
+        return
+    if arr.dtype.kind != "f":  # strings, objects, complex: the validation that follows says what is wrong
+        return
+    if np.isnan(arr).any():
         raise InputValidationError(
             f"{where}: X contains NaN. Encrypted trees take no missing values (xgboost's missing-value branch "
             "is not supported): impute them first, e.g. with sklearn.impute.SimpleImputer")
@@ -107,6 +110,14 @@ class _TreeModel(FHEEstimatorMixin, BaseEstimator):
             if len(self.classes_) < 2:
                 raise InputValidationError(f"{type(self).__name__}.fit: y has one class ({self.classes_[0]!r}); a "
                                            "classifier needs samples of at least 2 classes")
+        if sample_weight is not None:
+            weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
+            if not np.any(weights > 0):
+                raise InputValidationError(f"{type(self).__name__}.fit: Sample weights must contain at least one "
+                                           "non-zero number")
+            if isinstance(self, ClassifierMixin) and len(np.unique(target[weights > 0])) < 2:
+                raise InputValidationError(f"{type(self).__name__}.fit: the samples with a non-zero sample_weight are "
+                                           "of one class; a classifier needs samples of at least 2 classes")
         model = self._new_model()
         model.fit(X, target, sample_weight=sample_weight)
         return self._import(model, X)
@@ -210,21 +221,6 @@ def _suggest(model) -> str:
 
 
 class _TreeClassifier(ClassifierMixin, _TreeModel):
-    def decision_function(self, X, fhe: str = "disable") -> np.ndarray:
-        """Raw scores: the averaged class probabilities of a tree or forest, a boosted model's margins
-        (one column for two classes, squeezed to shape (n,) as scikit-learn does).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from qfhe.sklearn import XGBClassifier
-        >>> X = np.random.RandomState(0).rand(100, 2); y = (X[:, 0] > 0.5).astype(int)
-        >>> XGBClassifier(n_estimators=3, max_depth=2).fit(X, y).decision_function(X[:4]).shape
-        (4,)
-        """
-        out = self._raw(X, fhe, "decision_function")
-        return out[:, 0] if out.shape[1] == 1 else out
-
     def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
         """Class probabilities, shape (n_samples, n_classes), in an FHE mode.
 
@@ -257,7 +253,8 @@ class _TreeClassifier(ClassifierMixin, _TreeModel):
         >>> DecisionTreeClassifier(max_depth=2).fit(X, y).predict(X[:2]).tolist() == y[:2].tolist()
         True
         """
-        return self.classes_[self._probabilities(self._raw(X, fhe, "predict")).argmax(axis=1)]
+        best = self._probabilities(self._raw(X, fhe, "predict")).argmax(axis=1)
+        return self.classes_[best]
 
     def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
         """Accuracy in an FHE mode.
@@ -342,7 +339,7 @@ max_features, random_state, max_leaf_nodes, min_impurity_decrease, class_weight,
 
     _library = "sklearn.tree.DecisionTreeClassifier"
 
-    def __init__(self, n_bits=6, criterion="gini", splitter="best", max_depth=None, min_samples_split=2,
+    def __init__(self, *, n_bits=6, criterion="gini", splitter="best", max_depth=None, min_samples_split=2,
                  min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=None, random_state=None,
                  max_leaf_nodes=None, min_impurity_decrease=0.0, class_weight=None, ccp_alpha=0.0, monotonic_cst=None):
         self.n_bits = n_bits
@@ -378,7 +375,7 @@ class DecisionTreeRegressor(_TreeRegressor):
 
     _library = "sklearn.tree.DecisionTreeRegressor"
 
-    def __init__(self, n_bits=6, criterion="squared_error", splitter="best", max_depth=None, min_samples_split=2,
+    def __init__(self, *, n_bits=6, criterion="squared_error", splitter="best", max_depth=None, min_samples_split=2,
                  min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=None, random_state=None,
                  max_leaf_nodes=None, min_impurity_decrease=0.0, ccp_alpha=0.0, monotonic_cst=None):
         self.n_bits = n_bits
@@ -438,7 +435,7 @@ class RandomForestClassifier(_TreeClassifier, _ForestParams):
 
     _library = "sklearn.ensemble.RandomForestClassifier"
 
-    def __init__(self, n_bits=6, n_estimators=20, criterion="gini", max_depth=4, min_samples_split=2,
+    def __init__(self, n_estimators=20, *, n_bits=6, criterion="gini", max_depth=4, min_samples_split=2,
                  min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features="sqrt", max_leaf_nodes=None,
                  min_impurity_decrease=0.0, bootstrap=True, oob_score=False, n_jobs=None, random_state=None, verbose=0,
                  warm_start=False, class_weight=None, ccp_alpha=0.0, max_samples=None, monotonic_cst=None):
@@ -466,7 +463,7 @@ class RandomForestRegressor(_TreeRegressor, _ForestParams):
 
     _library = "sklearn.ensemble.RandomForestRegressor"
 
-    def __init__(self, n_bits=6, n_estimators=20, criterion="squared_error", max_depth=4, min_samples_split=2,
+    def __init__(self, n_estimators=20, *, n_bits=6, criterion="squared_error", max_depth=4, min_samples_split=2,
                  min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=1.0, max_leaf_nodes=None,
                  min_impurity_decrease=0.0, bootstrap=True, oob_score=False, n_jobs=None, random_state=None, verbose=0,
                  warm_start=False, ccp_alpha=0.0, max_samples=None, monotonic_cst=None):
@@ -511,7 +508,24 @@ class _XGBParams:
         return {k: v for k, v in super()._library_params().items() if v is not None}
 
 
-class XGBClassifier(_XGBParams, _TreeClassifier):
+class _MarginClassifier(_TreeClassifier):
+    def decision_function(self, X, fhe: str = "disable") -> np.ndarray:
+        """The boosted model's margins before the sigmoid / softmax (one column for two classes,
+        squeezed to shape (n,) as scikit-learn does).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import XGBClassifier
+        >>> X = np.random.RandomState(0).rand(100, 2); y = (X[:, 0] > 0.5).astype(int)
+        >>> XGBClassifier(n_estimators=3, max_depth=2).fit(X, y).decision_function(X[:4]).shape
+        (4,)
+        """
+        out = self._raw(X, fhe, "decision_function")
+        return out[:, 0] if out.shape[1] == 1 else out
+
+
+class XGBClassifier(_XGBParams, _MarginClassifier):
     """xgboost's ``XGBClassifier`` (gradient-boosted trees), run on encrypted data.
 
     Parameters are ``n_bits`` (see :class:`DecisionTreeClassifier`) and xgboost's tree
@@ -531,7 +545,7 @@ class XGBClassifier(_XGBParams, _TreeClassifier):
 
     _library = "xgboost.XGBClassifier"
 
-    def __init__(self, n_bits=6, n_estimators=20, max_depth=3, learning_rate=None, objective=None, n_jobs=None,
+    def __init__(self, *, n_bits=6, n_estimators=20, max_depth=3, learning_rate=None, objective=None, n_jobs=None,
                  gamma=None, min_child_weight=None, max_delta_step=None, subsample=None, colsample_bytree=None,
                  colsample_bylevel=None, colsample_bynode=None, reg_alpha=None, reg_lambda=None, base_score=None,
                  random_state=None, num_parallel_tree=None, max_leaves=None, max_bin=None, grow_policy=None,
@@ -560,7 +574,7 @@ class XGBRegressor(_XGBParams, _TreeRegressor):
 
     _library = "xgboost.XGBRegressor"
 
-    def __init__(self, n_bits=6, n_estimators=20, max_depth=3, learning_rate=None, objective=None, n_jobs=None,
+    def __init__(self, *, n_bits=6, n_estimators=20, max_depth=3, learning_rate=None, objective=None, n_jobs=None,
                  gamma=None, min_child_weight=None, max_delta_step=None, subsample=None, colsample_bytree=None,
                  colsample_bylevel=None, colsample_bynode=None, reg_alpha=None, reg_lambda=None, base_score=None,
                  random_state=None, num_parallel_tree=None, max_leaves=None, max_bin=None, grow_policy=None,

@@ -65,7 +65,15 @@ class Tree:
     output: int | None = None
 
     def leaf_of(self, X: np.ndarray, strict: bool) -> np.ndarray:
-        """The leaf each row of ``X`` reaches (float comparisons, as the library makes them)."""
+        """The leaf each row of ``X`` reaches (float comparisons, as the library makes them).
+
+        Examples
+        --------
+        >>> t = Tree(np.array([1, -1, -1]), np.array([2, -1, -1]), np.array([0, 0, 0]),
+        ...          np.array([0.5, 0.0, 0.0]), np.zeros((3, 1)))
+        >>> t.leaf_of(np.array([[0.5]]), strict=False).tolist(), t.leaf_of(np.array([[0.5]]), strict=True).tolist()
+        ([1], [2])
+        """
         node = np.zeros(len(X), np.int64)
         while True:
             inner = self.left[node] != _LEAF
@@ -108,7 +116,15 @@ class TreeEnsemble:
     float32: bool = False
 
     def raw(self, X: np.ndarray) -> np.ndarray:
-        """The ensemble's raw output in float (margins, probabilities or predictions)."""
+        """The ensemble's raw output in float (margins, probabilities or predictions), shape (n, n_outputs).
+
+        Examples
+        --------
+        >>> t = Tree(np.array([1, -1, -1]), np.array([2, -1, -1]), np.array([0, 0, 0]),
+        ...          np.array([0.5, 0.0, 0.0]), np.array([[0.0], [1.0], [2.0]]), output=1)
+        >>> TreeEnsemble([t], 1, 2, np.zeros(2), False).raw(np.array([[0.0], [1.0]])).tolist()
+        [[0.0, 1.0], [0.0, 2.0]]
+        """
         X = np.asarray(X, np.float32 if self.float32 else np.float64)
         out = np.tile(np.asarray(self.base, np.float64), (len(X), 1))
         for t in self.trees:

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from qfhe.errors import ConfigurationError
+from qfhe.errors import BitWidthError
 from qfhe.ir.graph import Graph, Node
 from qfhe.quant.preprocess import level_values, thermometer_spec
 from qfhe.trees.ensemble import TreeEnsemble
@@ -172,10 +172,15 @@ def tree_graph(ens: TreeEnsemble, X: np.ndarray, n_bits: int, leaf_bits: int) ->
     n_lookups : int
         Table lookups per sample.
 
-    Raises
-    ------
-    ConfigurationError
-        When every tree is constant under the quantized thresholds (nothing to compute).
+    Examples
+    --------
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from qfhe.trees.ensemble import read_ensemble
+    >>> X = np.random.RandomState(0).rand(300, 4); y = (X[:, 0] > X[:, 1]).astype(int) + (X[:, 2] > 0.5)
+    >>> ens = read_ensemble(RandomForestClassifier(3, max_depth=2, random_state=0).fit(X, y), X)
+    >>> g, spec, n = tree_graph(ens, X, 5, 5)
+    >>> spec["kind"], g["x"].attrs["shape"], n    # 3 classes: one indicator lookup per leaf
+    ('thermometer', (124,), 12)
     """
     spec = thermometer_spec(np.asarray(X, np.float64), n_bits)
     levels = 1 << n_bits
@@ -192,10 +197,8 @@ def tree_graph(ens: TreeEnsemble, X: np.ndarray, n_bits: int, leaf_bits: int) ->
         lookups += found
         for o, c in constant.items():
             bias[o] += c
-    if not lookups:
-        raise ConfigurationError("the model is constant on the quantized features (every tree reaches one leaf "
-                                 "whatever the input): there is nothing to compute on encrypted data; raise n_bits "
-                                 "or check the fitted trees")
+    if not lookups:  # a constant model (one leaf, or thresholds off the grid): concrete needs an encrypted path
+        lookups.append(_Lookup({0: 1}, 0, {}, 0))
     used = sorted({k for lk in lookups for k in lk.coef})
     col = {k: i for i, k in enumerate(used)}
     w_path = np.zeros((len(lookups), len(used)), np.int64)
@@ -229,6 +232,34 @@ def tree_graph(ens: TreeEnsemble, X: np.ndarray, n_bits: int, leaf_bits: int) ->
                                            "side": "client"}),
     ]
     return Graph(nodes, ["output"]).verify("tree_graph"), spec, len(lookups)
+
+
+#: Widest sum of leaf values a circuit may carry: the lookups that produce the leaf values write
+#: them at the sum's width, and concrete's lookups go to 16 bits.
+MAX_SUM_BITS = 16
+
+
+def check_sum_width(ens: TreeEnsemble, info: dict, n_bits: int, leaf_bits: int) -> None:
+    """Refuse an ensemble whose summed leaf values would be wider than :data:`MAX_SUM_BITS`.
+
+    Raises
+    ------
+    BitWidthError
+        Naming the width, the number of trees and what to lower.
+
+    Examples
+    --------
+    >>> from qfhe.passes.bitwidth import ValueInfo
+    >>> check_sum_width(TreeEnsemble([None] * 900, 3, 1, np.zeros(1), False), {"sum": ValueInfo(0, 1 << 17, 18, False)}, 8, 8)
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.BitWidthError: the sum over 900 trees of 8-bit leaf values needs 18 bits; lookups go to 16: lower n_bits (now 8) or use fewer trees (n_estimators)
+    """
+    bits = info["sum"].bits
+    if bits > MAX_SUM_BITS:
+        raise BitWidthError(f"the sum over {len(ens.trees)} trees of {leaf_bits}-bit leaf values needs {bits} bits; "
+                            f"lookups go to {MAX_SUM_BITS}: lower n_bits (now {n_bits}) or use fewer trees "
+                            "(n_estimators)")
 
 
 def quantize_ensemble(ens: TreeEnsemble, X: np.ndarray, n_bits: int = 6, leaf_bits: int | None = None):
@@ -268,6 +299,7 @@ def quantize_ensemble(ens: TreeEnsemble, X: np.ndarray, n_bits: int = 6, leaf_bi
     graph, spec, _ = tree_graph(ens, X, n_bits, leaf_bits)
     encoded = apply_preprocess(spec, np.asarray(X, np.float64))
     planned, info = plan_rounding(graph, encoded, None)
+    check_sum_width(ens, info, n_bits, leaf_bits)
     codes = _subsample(evaluate("quant", [encoded], graph["bits"].attrs))
     settings = {"n_bits": n_bits, "rounding": None, "per_channel": False, "bitwidth_method": "calibration",
                 "calibration_margin": 0.0, "qat": False, "leaf_bits": leaf_bits}
