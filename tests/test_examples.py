@@ -116,3 +116,11 @@ def test_client_server_example_short(capsys, tmp_path):
     assert result["agree"] == result["n_requests"] == 1  # decrypted over HTTP == fhe="simulate"
     assert result["evaluation_keys_MB"] > 1 and result["ciphertext_in_kB"] > 0.5
     assert "latency per request" in out and "evaluation keys" in out
+
+
+def test_tabular_trees_example_short(capsys, tmp_path):
+    result = _load("tabular_trees").main(short=True, workdir=str(tmp_path))
+    out = capsys.readouterr().out
+    assert "lookups" in out and "equal to fhe='simulate'" in out
+    assert result["acc_sim"] == result["acc_clear"] and result["acc_clear"] > result["acc_float"] - 0.03
+    assert result["agree"] == result["n_requests"]

@@ -181,6 +181,16 @@ def test_fit_benchmark_pickle_and_grid_search(cancer):
     assert search.best_params_["max_depth"] in (2, 3)
 
 
+def test_find_best_p_error_tunes_a_forest(cancer):
+    import qfhe
+
+    Xtr, Xte, ytr, yte = cancer
+    clf = XGBClassifier(n_estimators=4, max_depth=2, random_state=0).fit(Xtr, ytr).compile(Xtr)
+    best = qfhe.find_best_p_error(clf, Xte, yte, max_metric_loss=0.01)
+    assert best.found and clf.quantized_module_.statistics["p_error"] == pytest.approx(best.p_error, rel=0.5)
+    assert clf.score(Xte, yte, fhe="simulate") >= clf.score(Xte, yte) - 0.02
+
+
 def test_string_labels_and_sample_weight():
     X, y = _three_classes()
     labels = np.array(["low", "mid", "high"])[y]

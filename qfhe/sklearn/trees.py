@@ -253,8 +253,11 @@ class _TreeClassifier(ClassifierMixin, _TreeModel):
         >>> DecisionTreeClassifier(max_depth=2).fit(X, y).predict(X[:2]).tolist() == y[:2].tolist()
         True
         """
-        best = self._probabilities(self._raw(X, fhe, "predict")).argmax(axis=1)
-        return self.classes_[best]
+        return self._decode_output(self._raw(X, fhe, "predict"))
+
+    def _decode_output(self, out: np.ndarray) -> np.ndarray:
+        """Labels from dequantized outputs (also what tuning scores)."""
+        return self.classes_[self._probabilities(out).argmax(axis=1)]
 
     def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
         """Accuracy in an FHE mode.
@@ -287,7 +290,10 @@ class _TreeRegressor(RegressorMixin, _TreeModel):
         >>> DecisionTreeRegressor(max_depth=2).fit(X, X[:, 0]).predict(X[:3]).shape
         (3,)
         """
-        return self._raw(X, fhe, "predict")[:, 0]
+        return self._decode_output(self._raw(X, fhe, "predict"))
+
+    def _decode_output(self, out: np.ndarray) -> np.ndarray:
+        return out[:, 0]
 
     def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
         """R² in an FHE mode.
