@@ -4,8 +4,9 @@
   MLPs with a per-neuron accumulator bound, and ``prune()``.
 - :class:`LogisticRegression`, :class:`LinearRegression`, :class:`Ridge`: scikit-learn's models,
   quantized, compiled without table lookups; ``from_sklearn_model`` imports a fitted one.
-- :class:`DecisionTreeClassifier`, :class:`RandomForestClassifier`, :class:`XGBClassifier` and
-  their regressors: the library's trees, one small lookup per pair of leaves (:mod:`qfhe.trees`).
+- :class:`DecisionTreeClassifier`, :class:`RandomForestClassifier`, :class:`XGBClassifier`,
+  :class:`GradientBoostingClassifier`, :class:`HistGradientBoostingClassifier` and their
+  regressors: the library's trees, one small lookup per pair of leaves (:mod:`qfhe.trees`).
 
 Examples
 --------
@@ -19,9 +20,11 @@ True
 
 from qfhe.sklearn.linear import LinearRegression, LogisticRegression, Ridge
 from qfhe.sklearn.neural_net import NeuralNetClassifier, NeuralNetRegressor, PruneReport
-from qfhe.sklearn.trees import (DecisionTreeClassifier, DecisionTreeRegressor, RandomForestClassifier,
-                                RandomForestRegressor, XGBClassifier, XGBRegressor)
+from qfhe.sklearn.trees import (DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,
+                                GradientBoostingRegressor, HistGradientBoostingClassifier, HistGradientBoostingRegressor,
+                                RandomForestClassifier, RandomForestRegressor, XGBClassifier, XGBRegressor)
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "PruneReport", "LogisticRegression", "LinearRegression",
            "Ridge", "DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier",
-           "RandomForestRegressor", "XGBClassifier", "XGBRegressor"]
+           "RandomForestRegressor", "XGBClassifier", "XGBRegressor", "GradientBoostingClassifier",
+           "GradientBoostingRegressor", "HistGradientBoostingClassifier", "HistGradientBoostingRegressor"]

@@ -49,6 +49,13 @@ def _library_class(path: str):
     return getattr(importlib.import_module(module), name)
 
 
+def _store(estimator, params: dict) -> None:
+    """``__init__`` only stores its arguments (scikit-learn's contract); ``params`` is its ``locals()``."""
+    for name, value in params.items():
+        if name not in ("self", "__class__"):
+            setattr(estimator, name, value)
+
+
 def _refuse_nan(X, where: str) -> None:
     try:
         arr = np.asarray(X)
@@ -348,20 +355,7 @@ max_features, random_state, max_leaf_nodes, min_impurity_decrease, class_weight,
     def __init__(self, *, n_bits=6, criterion="gini", splitter="best", max_depth=None, min_samples_split=2,
                  min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=None, random_state=None,
                  max_leaf_nodes=None, min_impurity_decrease=0.0, class_weight=None, ccp_alpha=0.0, monotonic_cst=None):
-        self.n_bits = n_bits
-        self.criterion = criterion
-        self.splitter = splitter
-        self.max_depth = max_depth
-        self.min_samples_split = min_samples_split
-        self.min_samples_leaf = min_samples_leaf
-        self.min_weight_fraction_leaf = min_weight_fraction_leaf
-        self.max_features = max_features
-        self.random_state = random_state
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_impurity_decrease = min_impurity_decrease
-        self.class_weight = class_weight
-        self.ccp_alpha = ccp_alpha
-        self.monotonic_cst = monotonic_cst
+        _store(self, locals())
 
 
 class DecisionTreeRegressor(_TreeRegressor):
@@ -384,46 +378,10 @@ class DecisionTreeRegressor(_TreeRegressor):
     def __init__(self, *, n_bits=6, criterion="squared_error", splitter="best", max_depth=None, min_samples_split=2,
                  min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=None, random_state=None,
                  max_leaf_nodes=None, min_impurity_decrease=0.0, ccp_alpha=0.0, monotonic_cst=None):
-        self.n_bits = n_bits
-        self.criterion = criterion
-        self.splitter = splitter
-        self.max_depth = max_depth
-        self.min_samples_split = min_samples_split
-        self.min_samples_leaf = min_samples_leaf
-        self.min_weight_fraction_leaf = min_weight_fraction_leaf
-        self.max_features = max_features
-        self.random_state = random_state
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_impurity_decrease = min_impurity_decrease
-        self.ccp_alpha = ccp_alpha
-        self.monotonic_cst = monotonic_cst
+        _store(self, locals())
 
 
-class _ForestParams:
-    def _set_forest(self, n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf,
-                    min_weight_fraction_leaf, max_features, max_leaf_nodes, min_impurity_decrease, bootstrap, oob_score,
-                    n_jobs, random_state, verbose, warm_start, ccp_alpha, max_samples, monotonic_cst):
-        self.n_estimators = n_estimators
-        self.criterion = criterion
-        self.max_depth = max_depth
-        self.min_samples_split = min_samples_split
-        self.min_samples_leaf = min_samples_leaf
-        self.min_weight_fraction_leaf = min_weight_fraction_leaf
-        self.max_features = max_features
-        self.max_leaf_nodes = max_leaf_nodes
-        self.min_impurity_decrease = min_impurity_decrease
-        self.bootstrap = bootstrap
-        self.oob_score = oob_score
-        self.n_jobs = n_jobs
-        self.random_state = random_state
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.ccp_alpha = ccp_alpha
-        self.max_samples = max_samples
-        self.monotonic_cst = monotonic_cst
-
-
-class RandomForestClassifier(_TreeClassifier, _ForestParams):
+class RandomForestClassifier(_TreeClassifier):
     """scikit-learn's ``RandomForestClassifier``, run on encrypted data.
 
     Parameters are ``n_bits`` (see :class:`DecisionTreeClassifier`) and scikit-learn's, with
@@ -445,14 +403,10 @@ class RandomForestClassifier(_TreeClassifier, _ForestParams):
                  min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features="sqrt", max_leaf_nodes=None,
                  min_impurity_decrease=0.0, bootstrap=True, oob_score=False, n_jobs=None, random_state=None, verbose=0,
                  warm_start=False, class_weight=None, ccp_alpha=0.0, max_samples=None, monotonic_cst=None):
-        self.n_bits = n_bits
-        self.class_weight = class_weight
-        self._set_forest(n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf,
-                         min_weight_fraction_leaf, max_features, max_leaf_nodes, min_impurity_decrease, bootstrap,
-                         oob_score, n_jobs, random_state, verbose, warm_start, ccp_alpha, max_samples, monotonic_cst)
+        _store(self, locals())
 
 
-class RandomForestRegressor(_TreeRegressor, _ForestParams):
+class RandomForestRegressor(_TreeRegressor):
     """scikit-learn's ``RandomForestRegressor``, run on encrypted data.
 
     Parameters are ``n_bits`` and scikit-learn's, with the defaults of
@@ -473,41 +427,11 @@ class RandomForestRegressor(_TreeRegressor, _ForestParams):
                  min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=1.0, max_leaf_nodes=None,
                  min_impurity_decrease=0.0, bootstrap=True, oob_score=False, n_jobs=None, random_state=None, verbose=0,
                  warm_start=False, ccp_alpha=0.0, max_samples=None, monotonic_cst=None):
-        self.n_bits = n_bits
-        self._set_forest(n_estimators, criterion, max_depth, min_samples_split, min_samples_leaf,
-                         min_weight_fraction_leaf, max_features, max_leaf_nodes, min_impurity_decrease, bootstrap,
-                         oob_score, n_jobs, random_state, verbose, warm_start, ccp_alpha, max_samples, monotonic_cst)
+        _store(self, locals())
 
 
 class _XGBParams:
-    _link = "margin"
-
-    def _set_xgb(self, n_estimators, max_depth, learning_rate, objective, n_jobs, gamma, min_child_weight,
-                 max_delta_step, subsample, colsample_bytree, colsample_bylevel, colsample_bynode, reg_alpha,
-                 reg_lambda, base_score, random_state, num_parallel_tree, max_leaves, max_bin, grow_policy,
-                 tree_method, verbosity):
-        self.n_estimators = n_estimators
-        self.max_depth = max_depth
-        self.learning_rate = learning_rate
-        self.objective = objective
-        self.n_jobs = n_jobs
-        self.gamma = gamma
-        self.min_child_weight = min_child_weight
-        self.max_delta_step = max_delta_step
-        self.subsample = subsample
-        self.colsample_bytree = colsample_bytree
-        self.colsample_bylevel = colsample_bylevel
-        self.colsample_bynode = colsample_bynode
-        self.reg_alpha = reg_alpha
-        self.reg_lambda = reg_lambda
-        self.base_score = base_score
-        self.random_state = random_state
-        self.num_parallel_tree = num_parallel_tree
-        self.max_leaves = max_leaves
-        self.max_bin = max_bin
-        self.grow_policy = grow_policy
-        self.tree_method = tree_method
-        self.verbosity = verbosity
+    _link = "margin"  # boosting: the circuit sums margins, the client applies sigmoid / softmax
 
     def _library_params(self) -> dict:
         # None is xgboost's "its own default"; the objective is left to xgboost when not given
@@ -556,11 +480,7 @@ class XGBClassifier(_XGBParams, _MarginClassifier):
                  colsample_bylevel=None, colsample_bynode=None, reg_alpha=None, reg_lambda=None, base_score=None,
                  random_state=None, num_parallel_tree=None, max_leaves=None, max_bin=None, grow_policy=None,
                  tree_method=None, verbosity=None):
-        self.n_bits = n_bits
-        self._set_xgb(n_estimators, max_depth, learning_rate, objective, n_jobs, gamma, min_child_weight,
-                      max_delta_step, subsample, colsample_bytree, colsample_bylevel, colsample_bynode, reg_alpha,
-                      reg_lambda, base_score, random_state, num_parallel_tree, max_leaves, max_bin, grow_policy,
-                      tree_method, verbosity)
+        _store(self, locals())
 
 
 class XGBRegressor(_XGBParams, _TreeRegressor):
@@ -585,12 +505,113 @@ class XGBRegressor(_XGBParams, _TreeRegressor):
                  colsample_bylevel=None, colsample_bynode=None, reg_alpha=None, reg_lambda=None, base_score=None,
                  random_state=None, num_parallel_tree=None, max_leaves=None, max_bin=None, grow_policy=None,
                  tree_method=None, verbosity=None):
-        self.n_bits = n_bits
-        self._set_xgb(n_estimators, max_depth, learning_rate, objective, n_jobs, gamma, min_child_weight,
-                      max_delta_step, subsample, colsample_bytree, colsample_bylevel, colsample_bynode, reg_alpha,
-                      reg_lambda, base_score, random_state, num_parallel_tree, max_leaves, max_bin, grow_policy,
-                      tree_method, verbosity)
+        _store(self, locals())
+
+
+class GradientBoostingClassifier(_MarginClassifier):
+    """scikit-learn's ``GradientBoostingClassifier``, run on encrypted data.
+
+    Parameters are ``n_bits`` (see :class:`DecisionTreeClassifier`) and scikit-learn's, with
+    ``n_estimators=20`` by default (one lookup per pair of leaves, per class and stage). The
+    exponential loss is refused (its probabilities are not the sigmoid of the margin).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import GradientBoostingClassifier
+    >>> X = np.random.RandomState(0).rand(200, 3); y = (X[:, 0] > 0.5).astype(int)
+    >>> GradientBoostingClassifier(n_estimators=5).fit(X, y).score(X, y) > 0.9
+    True
+    """
+
+    _library = "sklearn.ensemble.GradientBoostingClassifier"
+    _link = "margin"
+
+    def __init__(self, *, n_bits=6, loss="log_loss", learning_rate=0.1, n_estimators=20, subsample=1.0,
+                 criterion="friedman_mse", min_samples_split=2, min_samples_leaf=1, min_weight_fraction_leaf=0.0,
+                 max_depth=3, min_impurity_decrease=0.0, init=None, random_state=None, max_features=None, verbose=0,
+                 max_leaf_nodes=None, warm_start=False, validation_fraction=0.1, n_iter_no_change=None, tol=1e-4,
+                 ccp_alpha=0.0):
+        _store(self, locals())
+
+
+class GradientBoostingRegressor(_TreeRegressor):
+    """scikit-learn's ``GradientBoostingRegressor``, run on encrypted data.
+
+    Parameters as :class:`GradientBoostingClassifier`'s (``n_estimators=20`` by default).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import GradientBoostingRegressor
+    >>> X = np.random.RandomState(0).rand(200, 2)
+    >>> GradientBoostingRegressor().fit(X, X.sum(1)).score(X, X.sum(1)) > 0.8
+    True
+    """
+
+    _library = "sklearn.ensemble.GradientBoostingRegressor"
+    _link = "margin"
+
+    def __init__(self, *, n_bits=6, loss="squared_error", learning_rate=0.1, n_estimators=20, subsample=1.0,
+                 criterion="friedman_mse", min_samples_split=2, min_samples_leaf=1, min_weight_fraction_leaf=0.0,
+                 max_depth=3, min_impurity_decrease=0.0, init=None, random_state=None, max_features=None, alpha=0.9,
+                 verbose=0, max_leaf_nodes=None, warm_start=False, validation_fraction=0.1, n_iter_no_change=None,
+                 tol=1e-4, ccp_alpha=0.0):
+        _store(self, locals())
+
+
+class HistGradientBoostingClassifier(_MarginClassifier):
+    """scikit-learn's ``HistGradientBoostingClassifier``, run on encrypted data.
+
+    Parameters are ``n_bits`` and scikit-learn's, with ``max_iter=20, max_depth=3`` by default.
+    Categorical splits cannot be read (they are sets, not thresholds): one-hot encode instead.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import HistGradientBoostingClassifier
+    >>> X = np.random.RandomState(0).rand(200, 3); y = (X[:, 0] > 0.5).astype(int)
+    >>> HistGradientBoostingClassifier(max_iter=5).fit(X, y).score(X, y) > 0.9
+    True
+    """
+
+    _library = "sklearn.ensemble.HistGradientBoostingClassifier"
+    _link = "margin"
+
+    def __init__(self, *, n_bits=6, loss="log_loss", learning_rate=0.1, max_iter=20, max_leaf_nodes=31, max_depth=3,
+                 min_samples_leaf=20, l2_regularization=0.0, max_features=1.0, max_bins=255, categorical_features=None,
+                 monotonic_cst=None, interaction_cst=None, warm_start=False, early_stopping="auto", scoring="loss",
+                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-7, verbose=0, random_state=None,
+                 class_weight=None):
+        _store(self, locals())
+
+
+class HistGradientBoostingRegressor(_TreeRegressor):
+    """scikit-learn's ``HistGradientBoostingRegressor``, run on encrypted data.
+
+    Parameters as :class:`HistGradientBoostingClassifier`'s; losses with the identity link only
+    (``squared_error``, ``absolute_error``, ``quantile``).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import HistGradientBoostingRegressor
+    >>> X = np.random.RandomState(0).rand(200, 2)
+    >>> HistGradientBoostingRegressor().fit(X, X.sum(1)).score(X, X.sum(1)) > 0.8
+    True
+    """
+
+    _library = "sklearn.ensemble.HistGradientBoostingRegressor"
+    _link = "margin"
+
+    def __init__(self, *, n_bits=6, loss="squared_error", quantile=None, learning_rate=0.1, max_iter=20,
+                 max_leaf_nodes=31, max_depth=3, min_samples_leaf=20, l2_regularization=0.0, max_features=1.0,
+                 max_bins=255, categorical_features=None, monotonic_cst=None, interaction_cst=None, warm_start=False,
+                 early_stopping="auto", scoring="loss", validation_fraction=0.1, n_iter_no_change=10, tol=1e-7,
+                 verbose=0, random_state=None):
+        _store(self, locals())
 
 
 _CLASSES = (DecisionTreeClassifier, DecisionTreeRegressor, RandomForestClassifier, RandomForestRegressor,
-            XGBClassifier, XGBRegressor)
+            XGBClassifier, XGBRegressor, GradientBoostingClassifier, GradientBoostingRegressor,
+            HistGradientBoostingClassifier, HistGradientBoostingRegressor)
