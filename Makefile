@@ -29,6 +29,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/builtin_nn.py
 	$(PY) benchmarks/serving.py
 	$(PY) benchmarks/maxpool.py
+	$(PY) benchmarks/trees.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -21,13 +21,12 @@ Examples
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import expit, softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight
 
-from qfhe.deploy.processing import tree_probabilities
+from qfhe.deploy.processing import postprocess
 from qfhe.errors import ConfigurationError, InputValidationError, NotFittedError
 from qfhe.sklearn.base import FHEEstimatorMixin, accuracy
 from qfhe.trees.ensemble import read_ensemble
@@ -242,12 +241,8 @@ class _TreeClassifier(ClassifierMixin, _TreeModel):
         return self._probabilities(self._raw(X, fhe, "predict_proba"))
 
     def _probabilities(self, out: np.ndarray) -> np.ndarray:
-        if self._link == "proba":
-            return tree_probabilities(out)
-        if out.shape[1] == 1:
-            p = expit(out[:, 0])
-            return np.stack([1 - p, p], axis=1)
-        return softmax(out, axis=1)
+        # exactly what a deployed client computes from the same decrypted outputs
+        return postprocess(self._client_postprocessing(), out)
 
     def predict(self, X, fhe: str = "disable") -> np.ndarray:
         """Predicted class labels, in an FHE mode.
