@@ -163,6 +163,34 @@ def measure(kind: str, config: str, qm, Xte, yte, n_exec: int) -> dict:
     return row
 
 
+def exec_seconds(qm, X, n_exec: int) -> float:
+    """Mean seconds per encrypted sample (keys generated, one warm-up)."""
+    qm.fhe_circuit.keygen()
+    qm.forward(X[:1], fhe="execute")
+    start = time.perf_counter()
+    qm.forward(X[1:1 + n_exec], fhe="execute")
+    return (time.perf_counter() - start) / n_exec
+
+
+def breakdown(model: nn.Sequential, Xtr, Xte, p_error: float, n_exec: int) -> list[dict]:
+    """Where the reference MLP's time goes, measured: the first layer alone, then the two hidden
+    layers, then the whole model (same rounding and p_error), each beside its floor."""
+    rows, previous = [], 0.0
+    for end, label in ((2, "layer 0 + ReLU (64 lookups)"), (4, "+ layer 2 + ReLU (64 lookups)"),
+                       (len(model), "+ output layer (no lookup; 10 outputs decrypted)")):
+        qm = qfhe.compile_torch_model(nn.Sequential(*list(model)[:end]), Xtr, n_bits=6, p_error=p_error,
+                                      rounding_threshold_bits={"n_bits": 6, "method": "approximate"})
+        total = exec_seconds(qm, Xte, n_exec)
+        lookups = widths(qm)
+        floor = sum(n * lookup_time(w, qm.statistics["p_error"], 2) for w, n in lookups.items())
+        acc = {r["layer"]: r["acc_bits"] for r in qm.bitwidth_report()}
+        rows.append({"part": label, "widest_value": qm.statistics["max_bit_width"], "accumulators": acc,
+                     "seconds": total, "added_s": total - previous, "floor_s": floor, "x_floor": total / floor})
+        previous = total
+        print(rows[-1], flush=True)
+    return rows
+
+
 def run_model(kind: str, seed: int, n_exec: int) -> list[dict]:
     Xtr, Xte, ytr, yte = data(kind)
     model = train(kind, Xtr, ytr, seed)
@@ -186,6 +214,8 @@ def run_model(kind: str, seed: int, n_exec: int) -> list[dict]:
     for r in rows:
         r.update(seed=seed, float_acc=float_acc)
     rows[-1]["vs_reference"] = rows[-1]["fhe_s"] / rows[0]["fhe_s"]
+    if kind == "mlp" and seed == 0:
+        rows[0]["breakdown"] = breakdown(model, Xtr, Xte, REFERENCE_P_ERROR[kind], n_exec)
     return rows
 
 
@@ -200,6 +230,9 @@ def main(argv=None) -> dict:
     for kind in args.models:
         for seed in args.seeds:
             rows += run_model(kind, seed, args.n_exec)
+    for bits in (3, 4, 5, 6, 7):  # the price list of the floor: what narrower lookups would buy
+        for p in (0.01, 0.1):
+            lookup_time(bits, p, 2)
     print(table(rows, COLUMNS))
     lookups = {f"{w} bits, p_error {p:.3g}": t for (w, p), t in sorted(_LOOKUP_TIMES.items())}
     path = write_json("vs_concrete_ml", {"machine": machine(), "quoted": QUOTED, "goal": GOAL, "rows": rows,
