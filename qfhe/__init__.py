@@ -22,6 +22,7 @@ __all__ = [
     "BitwidthReport",
     "find_best_p_error",
     "PErrorSearchResult",
+    "tune_circuit",
 ] + errors.__all__
 
 # The compile API imports torch and concrete-python (qfhe._concrete); it is loaded on first use so
@@ -35,6 +36,7 @@ _LAZY = {
     "BitwidthReport": "qfhe.report",
     "find_best_p_error": "qfhe.tune",
     "PErrorSearchResult": "qfhe.tune",
+    "tune_circuit": "qfhe.tune",
 }
 
 

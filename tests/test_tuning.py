@@ -231,3 +231,25 @@ def test_tuned_circuit_execute_equals_simulate(digits_mlp, split, fhe_config):
     assert best.n_compilations <= 2
     qm.fhe_circuit.keygen()
     np.testing.assert_array_equal(qm.forward(Xte[:2], fhe="execute"), qm.forward(Xte[:2], fhe="simulate"))
+
+
+# -- rounding and p_error together ------------------------------------------------------------------
+def test_tune_circuit_keeps_the_cheapest_candidate_within_the_budget(held_out_mlp, split):
+    """Every share of the budget is tried; the cheapest passing one is kept, compiled; equal seeds
+    give equal choices; the tuned circuit stays within the budget of the unrounded model on the
+    validation data it was judged on (mean of the seeded simulations)."""
+    Xtr, Xval, yval, Xte, yte = split
+    result = qfhe.tune_circuit(held_out_mlp, Xtr, Xval, yval, max_metric_loss=0.01, shares=(0.5, 1.0))
+    rows = result.candidates
+    assert [r["share"] for r in rows] == [0.5, 1.0] and result.model.is_compiled
+    passing = [r for r in rows if r["found"]]
+    assert passing and result.share == min(passing, key=lambda r: r["complexity"])["share"]
+    assert float(result.model.statistics["complexity"]) == pytest.approx(min(r["complexity"] for r in passing),
+                                                                         rel=1e-2)
+    reference = accuracy(result.model.rounding_plan.reference_model.forward(Xval), yval)
+    simulated = np.mean([accuracy(result.model.forward(Xval, fhe="simulate"), yval) for _ in range(3)])
+    assert simulated >= reference - 0.02
+    again = qfhe.tune_circuit(held_out_mlp, Xtr, Xval, yval, max_metric_loss=0.01, shares=(0.5, 1.0))
+    assert [r["p_error"] for r in again.candidates] == [r["p_error"] for r in rows]
+    with pytest.raises(ConfigurationError, match=r"shares must be fractions of the budget in \(0, 1\]"):
+        qfhe.tune_circuit(held_out_mlp, Xtr, Xval, yval, shares=(1.5,))
