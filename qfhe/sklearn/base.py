@@ -54,6 +54,35 @@ def fit_scaler(X: np.ndarray) -> StandardScaler:
     return StandardScaler().fit(X)
 
 
+def check_class_labels(estimator, y, regressors: str) -> tuple[np.ndarray, np.ndarray]:
+    """The classes of ``y`` and each label's index, for a classifier's ``fit``; continuous targets and a
+    single class are refused, the message naming the estimator and the ``regressors`` to use instead.
+
+    Examples
+    --------
+    >>> from qfhe.sklearn import LogisticRegression
+    >>> check_class_labels(LogisticRegression(), np.array(["b", "a", "b"]), "Ridge")[1].tolist()
+    [1, 0, 1]
+    >>> check_class_labels(LogisticRegression(), np.array([0.5, 1.5]), "Ridge")
+    Traceback (most recent call last):
+    ...
+    qfhe.errors.InputValidationError: LogisticRegression.fit: y: Unknown label type: continuous. Maybe you are trying to fit a classifier, which expects discrete classes on a regression target with continuous values.. A classifier needs class labels; for a continuous target use Ridge
+    """
+    from sklearn.utils.multiclass import check_classification_targets
+
+    name = type(estimator).__name__
+    try:
+        check_classification_targets(y)
+    except ValueError as exc:
+        raise InputValidationError(f"{name}.fit: y: {exc}. A classifier needs class labels; for a continuous target "
+                                   f"use {regressors}") from exc
+    classes, indices = np.unique(y, return_inverse=True)
+    if len(classes) < 2:
+        raise InputValidationError(f"{name}.fit: y has one class ({classes[0]!r}); a classifier needs samples of at "
+                                   "least 2 classes")
+    return classes, indices
+
+
 def label_indices(estimator, y, where: str) -> np.ndarray:
     """Index of each label of ``y`` in ``estimator.classes_``; an unknown label is an error naming it.
 

@@ -27,14 +27,13 @@ import torch
 from scipy.special import softmax
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from torch import nn
 
 from qfhe.compile import quantize_torch_model
 from qfhe.errors import ConfigurationError, InputValidationError
 from qfhe.model import QuantizedModule
-from qfhe.sklearn.base import FHEEstimatorMixin, accuracy
+from qfhe.sklearn.base import FHEEstimatorMixin, accuracy, check_class_labels
 
 
 #: scikit-learn parameters that change how a model is fitted, not which model: not kept on import
@@ -128,16 +127,7 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
         """
         X, y = self._validate_Xy(X, y, "fit", multi_output=not self._classifier)
         if self._classifier:
-            try:
-                check_classification_targets(y)
-            except ValueError as exc:
-                raise InputValidationError(
-                    f"{type(self).__name__}.fit: y: {exc}. A classifier needs class labels; for a continuous target "
-                    "use LinearRegression or Ridge") from exc
-            if len(np.unique(y)) < 2:
-                raise InputValidationError(
-                    f"{type(self).__name__}.fit: y has one class ({np.unique(y)[0]!r}); a classifier needs samples of at "
-                    "least 2 classes")
+            check_class_labels(self, y, "LinearRegression or Ridge")
         model = self._sklearn_class(**self._sklearn_params())
         if sample_weight is None:
             return self._import(model.fit(X, y), X)

@@ -23,12 +23,11 @@ from __future__ import annotations
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
-from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import _check_sample_weight
 
 from qfhe.deploy.processing import postprocess
 from qfhe.errors import ConfigurationError, InputValidationError, NotFittedError
-from qfhe.sklearn.base import FHEEstimatorMixin, accuracy
+from qfhe.sklearn.base import FHEEstimatorMixin, accuracy, check_class_labels
 from qfhe.trees.ensemble import read_ensemble
 from qfhe.trees.lower import quantize_ensemble
 from qfhe.validation import as_int
@@ -107,15 +106,7 @@ class _TreeModel(FHEEstimatorMixin, BaseEstimator):
         X, y = self._validate_Xy(X, y, "fit", multi_output=False)
         target = y
         if isinstance(self, ClassifierMixin):
-            try:
-                check_classification_targets(y)
-            except ValueError as exc:
-                raise InputValidationError(f"{type(self).__name__}.fit: y: {exc}. A classifier needs class labels; "
-                                           "for a continuous target use the regressor") from exc
-            self.classes_, target = np.unique(y, return_inverse=True)
-            if len(self.classes_) < 2:
-                raise InputValidationError(f"{type(self).__name__}.fit: y has one class ({self.classes_[0]!r}); a "
-                                           "classifier needs samples of at least 2 classes")
+            self.classes_, target = check_class_labels(self, y, type(self).__name__.replace("Classifier", "Regressor"))
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
             if not np.any(weights > 0):
