@@ -20,9 +20,10 @@ True
 
 from qfhe.sklearn.linear import LinearRegression, LogisticRegression, Ridge
 from qfhe.sklearn.neural_net import NeuralNetClassifier, NeuralNetRegressor, PruneReport
-from qfhe.sklearn.trees import (DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,
-                                GradientBoostingRegressor, HistGradientBoostingClassifier, HistGradientBoostingRegressor,
-                                RandomForestClassifier, RandomForestRegressor, XGBClassifier, XGBRegressor)
+from qfhe.sklearn.tree_models import (DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,
+                                      GradientBoostingRegressor, HistGradientBoostingClassifier,
+                                      HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor,
+                                      XGBClassifier, XGBRegressor)
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "PruneReport", "LogisticRegression", "LinearRegression",
            "Ridge", "DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier",
