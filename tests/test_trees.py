@@ -264,3 +264,19 @@ def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
         check(estimator)
+
+
+def test_hostile_unary_encoding_in_a_client_artifact_is_refused():
+    """A rewritten client.zip cannot make the client build a huge unary code or an odd one."""
+    from qfhe.deploy.processing import check_processing
+    from qfhe.errors import ArtifactError
+
+    post = {"kind": "none"}
+    good = {"kind": "thermometer", "mean": np.zeros(3), "scale": np.ones(3), "n_bits": 4}
+    assert check_processing(good, post)[0] is good
+    for bad in ({**good, "n_bits": 30}, {**good, "n_bits": 4.0}, {**good, "n_bits": True},
+                {**good, "mean": np.zeros(1 << 13), "scale": np.ones(1 << 13), "n_bits": 8}):
+        with pytest.raises(ArtifactError, match=r"n_bits from 2 to 8 and at most 1048576 encrypted bits"):
+            check_processing(bad, post)
+    with pytest.raises(ArtifactError, match="non-zero scale per feature"):
+        check_processing({**good, "scale": np.zeros(3)}, post)
