@@ -8,11 +8,12 @@ rounding of every table-lookup input to 6 bits (the untuned default); print the 
 and circuit statistics; compare float / quantized (clear integers) / simulated accuracy on the
 test split; generate keys and classify a few test digits under real encryption.
 
-Then tune it, the fastest configuration qfhe offers for this model at <= 1 point of accuracy
-loss: ``rounding_threshold_bits="auto"`` (per-layer rounding) followed by ``find_best_p_error``
-against the same unrounded model, so that both share one 1-point budget, judged on the held-out
-validation data. The tuned circuit runs the same encrypted samples, and a last table sets its
-encrypted latency beside the untuned one.
+Then tune it with ``qfhe.tune_circuit``, the fastest configuration qfhe finds for this model at
+<= 1 point of accuracy loss: per-layer rounding (``rounding_threshold_bits="auto"``) and the lookup
+error probability (``find_best_p_error``) chosen together, several splits of the one 1-point
+budget between them tried and the cheapest circuit kept, judged on the held-out validation data
+against the unrounded model. The tuned circuit runs the same encrypted samples, and a last table
+sets its encrypted latency beside the untuned one.
 """
 
 from __future__ import annotations
@@ -87,28 +88,27 @@ def main(argv=None) -> dict:
     if args.no_tune:
         return result
 
-    print("\nTuning: rounding_threshold_bits='auto', then find_best_p_error, one budget of 1 point "
-          "against the unrounded model ...")
-    tuned = qfhe.compile_torch_model(model, Xtr, n_bits=n_bits, rounding_threshold_bits="auto",
-                                     rounding_tolerance=0.01, X_val=Xval, y_val=yval)
+    print("\nTuning: qfhe.tune_circuit (rounding plan and p_error together, one budget of 1 point "
+          "against the unrounded model) ...")
+    quick = {"shares": (0.5,)} if args.short else {}  # one split of the budget instead of three
+    search = qfhe.tune_circuit(model, Xtr, Xval, yval, max_metric_loss=0.01, n_bits=n_bits, **quick)
+    print(search.candidates)
+    tuned = search.model
     print(tuned.rounding_plan)
-    best = qfhe.find_best_p_error(tuned, Xval, yval, max_metric_loss=0.01,
-                                  reference=tuned.rounding_plan.reference_model)
-    print(best)
     acc_tuned = float((tuned.forward(Xte, fhe="simulate").argmax(1) == yte).mean())
-    print(f"tuned: PBS per sample {tuned.statistics['pbs_count']}, p_error {best.p_error:.3g}, "
-          f"simulated test accuracy {acc_tuned:.3f}")
+    print(f"tuned: PBS per sample {tuned.statistics['pbs_count']}, p_error {search.p_error:.3g}, "
+          f"simulated test accuracy {acc_tuned:.3f} (search: {search.seconds:.0f} s)")
     fast = encrypted_run(tuned, Xte, yte, n_enc)
 
     print("\n| circuit | PBS | simulated accuracy | keygen s | encrypted s/sample |")
     print("|---|---|---|---|---|")
     for name, q, acc, run in (("untuned (exact rounding, default p_error)", qm, acc_sim, untuned),
-                              ("tuned (auto rounding + find_best_p_error)", tuned, acc_tuned, fast)):
+                              ("tuned (tune_circuit)", tuned, acc_tuned, fast)):
         print(f"| {name} | {q.statistics['pbs_count']} | {acc:.3f} | {run['keygen_s']:.1f} | "
               f"{run['seconds_per_sample']:.2f} |")
     speedup = untuned["seconds_per_sample"] / fast["seconds_per_sample"]
     print(f"tuned is {speedup:.1f}x faster under encryption; simulated accuracy {100 * (acc_tuned - acc_sim):+.1f} points")
-    result.update(acc_tuned=acc_tuned, p_error=best.p_error, n_compilations=best.n_compilations,
+    result.update(acc_tuned=acc_tuned, p_error=search.p_error, share=search.share,
                   encrypted_tuned=fast["samples"], speedup=speedup)
     return result
 
