@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass, field
 
-from qfhe.errors import ConfigurationError
+from qfhe.errors import CalibrationWarning, ConfigurationError, InputClippingWarning
 from qfhe.report import Table
 from qfhe.validation import as_float
 
@@ -137,9 +138,13 @@ def tune_circuit(model, inputset, X_val, y_val, max_metric_loss: float = 0.01, s
 
     quantize = quantize_brevitas_qat_model if qat else quantize_torch_model
     rows, best = TuningCandidates(), None
-    for share in shares:
-        qm = quantize(model, inputset, rounding_threshold_bits="auto", X_val=X_val, y_val=y_val,
-                      rounding_tolerance=share * budget, rounding_metric=metric, **quantize_kwargs)
+    for k, share in enumerate(shares):
+        with warnings.catch_warnings():
+            if k:  # the calibration, and so its warnings, is the same for every share: say them once
+                warnings.simplefilter("ignore", CalibrationWarning)
+                warnings.simplefilter("ignore", InputClippingWarning)
+            qm = quantize(model, inputset, rounding_threshold_bits="auto", X_val=X_val, y_val=y_val,
+                          rounding_tolerance=share * budget, rounding_metric=metric, **quantize_kwargs)
         search = find_best_p_error(qm, X_val, y_val, metric=metric, max_metric_loss=budget, progress=False,
                                    random_state=random_state, reference=qm.rounding_plan.reference_model)
         cost = float(qm.statistics["complexity"])
