@@ -94,6 +94,24 @@ def test_quantize_graph(case):
     assert np.abs(y - yq).max() < 0.1 * np.abs(y).max()
 
 
+@pytest.mark.parametrize("pool, lookups", [(2, 1), (4, 2)])
+def test_quantize_graph_reads_a_small_average_pool_as_a_sum_without_a_lookup(pool, lookups):
+    """A 2x2 average pool of quantized codes is their sum on a grid 4x finer: the next convolution
+    reads it directly (one lookup, the ReLU's, instead of two). A 4x4 pool (16 codes) would widen
+    that convolution's accumulator by 4 bits, so it is requantized by a lookup as before."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.ReLU(), nn.AvgPool2d(pool), nn.Conv2d(2, 2, 1)).eval()
+    X = np.random.RandomState(0).randn(60, 1, 8, 8)
+    fg = canonicalize(import_torch(m, torch.tensor(X)))
+    qg = quantize_graph(fg, collect_ranges(fg, X), parse_n_bits(6))
+    fused = fuse_lut(qg)
+    assert fused.ops().count("tlu") == lookups
+    pool_sum = [n for n in fused.nodes if n.op == "qconv"][1]
+    assert fused.consumers()[pool_sum.name] == [[n for n in fused.nodes if n.op == "qconv"][2].name] or lookups == 2
+    y, yq = run(fg, X)[0], run(fused, X)[0]
+    assert np.abs(y - yq).max() < 0.1 * np.abs(y).max()  # the sum's grid is exact: no extra error
+
+
 def test_fuse_lut(case):
     g, X = case
     fg = canonicalize(g)

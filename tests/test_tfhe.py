@@ -129,11 +129,14 @@ def cnn_exact(small_cnn, fhe_config):
 
 def test_cnn_disable_equals_simulate(small_cnn, cnn_exact, fhe_config):
     m, X = small_cnn
-    Xt = np.clip(np.random.RandomState(5).randn(50, 1, 6, 6), -3, 3)
+    # inside the compiled ranges (at ±3 one sample drives the linear layer past its calibrated
+    # range: it would wrap around, and forward warns OverflowRiskWarning, tested in test_ranges)
+    Xt = np.clip(np.random.RandomState(5).randn(50, 1, 6, 6), -2.5, 2.5)
     np.testing.assert_array_equal(cnn_exact.forward(Xt), cnn_exact.forward(Xt, fhe="simulate"))
     unrounded = qfhe.compile_torch_model(m, X, n_bits=3, rounding_threshold_bits=None, p_error=LOW_P_ERROR,
                                          configuration=fhe_config)
-    np.testing.assert_array_equal(unrounded.forward(Xt), unrounded.forward(Xt, fhe="simulate"))
+    # at 3 bits the linear layer's range is tight: two of Xt leave it; the calibration samples cannot
+    np.testing.assert_array_equal(unrounded.forward(X), unrounded.forward(X, fhe="simulate"))
     with torch.no_grad():
         ref = m(torch.tensor(Xt, dtype=torch.float32)).numpy()
     assert np.corrcoef(ref.ravel(), cnn_exact.forward(Xt).ravel())[0, 1] > 0.9

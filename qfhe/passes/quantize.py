@@ -203,7 +203,26 @@ class _Builder:
             # Brevitas' quantized biases): the lookup after it stays one table per tensor.
             attrs["bias"] = np.rint(bias.reshape(bshape) / scale)[0].astype(np.int64)
         name = self.emit(n.name, "q" + n.op, [x.name], attrs)
-        self.vals[n.name] = _Int(name, scale, offset, bounds=_accumulator_bounds(n.op, attrs, x.quantizer))
+        bounds = _accumulator_bounds(n.op, attrs, x.quantizer)
+        self.vals[n.name] = _Int(name, scale, offset, self._sum_quantizer(n, wq, scale, offset, attrs, bounds),
+                                 bounds=bounds)
+
+    def _sum_quantizer(self, n: Node, wq, scale, offset, attrs: dict, bounds: tuple[int, int]):
+        """A sum pooling's grid, so that the linear op reading it needs no lookup to requantize it.
+
+        An average pool of quantized codes (0/1 weights, one scale, no bias) is a sum of k codes:
+        exact on the input's grid divided by k, ``log2(k)`` bits wider. Reading it directly costs the
+        next layer's accumulator those bits; requantizing it costs one lookup per pooled value (72
+        of the 504 in issue 25's digits CNN). Windows of up to 4 codes only: a wider sum (a global
+        pool) would widen the next accumulator, and every ciphertext linked to it, by 5+ bits.
+        """
+        if (self.qat or n.op != "conv" or "bias" in attrs or np.ndim(scale) or np.any(offset)
+                or not np.isin(wq, (0, 1)).all() or np.count_nonzero(wq[0]) > 4):
+            return None
+        lo, hi = bounds
+        if lo >= 0:
+            return UniformQuantizer(max(1, int(hi).bit_length()), float(scale), 0)
+        return UniformQuantizer(max(int(-lo - 1).bit_length(), int(hi).bit_length()) + 1, float(scale), 0, signed=True)
 
     def on_product(self, n: Node) -> None:
         """Product of two encrypted tensors: both quantized, multiplied as centred codes; like a
