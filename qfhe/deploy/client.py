@@ -29,7 +29,7 @@ import numpy as np
 from qfhe.deploy import envelope
 from qfhe.deploy.artifacts import read_artifact
 from qfhe.deploy.keystore import private_directory, write_atomic
-from qfhe.deploy.processing import check_processing, check_quantizers, labels, postprocess, preprocess
+from qfhe.deploy.processing import check_processing, check_quantizers, postprocess, predict_labels, preprocess
 from qfhe.errors import ArtifactError, CiphertextError, ConfigurationError, InputValidationError
 from qfhe.ir.ops import evaluate
 from qfhe.quant.quantizer import quantize_input_codes
@@ -381,10 +381,11 @@ class FHEModelClient:
         >>> callable(FHEModelClient.deserialize_decrypt_dequantize)
         True
         """
+        return postprocess(self._post, self._dequantized(data))
+
+    def _dequantized(self, data: bytes) -> np.ndarray:
         out = self.deserialize_decrypt(data)
-        if self.scheme == "tfhe":
-            out = evaluate("dequant", [out], self._dequant)
-        return postprocess(self._post, out)
+        return evaluate("dequant", [out], self._dequant) if self.scheme == "tfhe" else out
 
     def deserialize_decrypt_predict(self, data: bytes) -> np.ndarray:
         """Like :meth:`deserialize_decrypt_dequantize`, but a classifier's labels (argmax of the probabilities).
@@ -394,4 +395,4 @@ class FHEModelClient:
         >>> callable(FHEModelClient.deserialize_decrypt_predict)
         True
         """
-        return labels(self._post, self.deserialize_decrypt_dequantize(data))
+        return predict_labels(self._post, self._dequantized(data))

@@ -21,7 +21,9 @@ import numpy as np
 from qfhe.errors import ArtifactError
 from qfhe.quant.preprocess import apply_preprocess
 
-LINKS = ("softmax", "sigmoid", "ovr", "proba")
+LINKS = ("softmax", "sigmoid", "ovr", "proba", "decision", "modified_huber")
+#: How a regressor's client maps the dequantized score to the prediction (a GLM's inverse link)
+REGRESSOR_LINKS = ("identity", "exp")
 #: Largest unary code a client artifact may ask for (features x (2**n_bits - 1) encrypted bits)
 MAX_UNARY_WIDTH = 1 << 20
 
@@ -52,7 +54,9 @@ def postprocess(spec: dict, out: np.ndarray) -> np.ndarray:
 
     ``{"kind": "none"}``: unchanged. ``classifier``: probabilities, shape (n, n_classes), by
     ``link`` (``softmax`` of logits; ``sigmoid`` of one binary score; ``ovr``: normalised
-    sigmoids). ``regressor``: ``out * scale + mean`` in the target's ``shape``.
+    sigmoids; ``modified_huber``: scikit-learn's probabilities of that loss; ``decision``: the
+    scores themselves, for a model without probabilities). ``regressor``: ``out * scale + mean``
+    in the target's ``shape``, through ``exp`` if ``link`` is ``"exp"`` (a log-link GLM).
 
     Examples
     --------
@@ -76,9 +80,16 @@ def postprocess(spec: dict, out: np.ndarray) -> np.ndarray:
             return p / p.sum(axis=1, keepdims=True)
         if link == "proba":
             return tree_probabilities(out)
+        if link == "decision":  # no probabilities (an SVM): the scores, two columns for a binary model
+            return np.concatenate([-out, out], axis=1) if out.shape[1] == 1 else out
+        if link == "modified_huber":
+            return modified_huber_probabilities(out)
         raise ArtifactError(f"model.json: unknown classifier link {link!r}; expected one of {LINKS}")
     if kind == "regressor":
         y = out * np.asarray(spec["scale"]) + np.asarray(spec["mean"])
+        if spec.get("link", "identity") == "exp":  # a log-link GLM's mean, in float on the client
+            with np.errstate(over="ignore"):
+                y = np.exp(y)
         return y.reshape((len(y),) + tuple(spec.get("shape", ())))
     raise ArtifactError(f"model.json: unknown postprocessing {kind!r}")
 
@@ -101,6 +112,22 @@ def tree_probabilities(out: np.ndarray) -> np.ndarray:
     return np.where(total > 0, out / np.where(total > 0, total, 1.0), 1.0 / out.shape[1])
 
 
+def modified_huber_probabilities(scores: np.ndarray) -> np.ndarray:
+    """scikit-learn's ``SGDClassifier(loss="modified_huber")`` probabilities from its scores:
+    ``(clip(s, -1, 1) + 1) / 2`` per class, normalised (uniform where every class is at 0).
+
+    Examples
+    --------
+    >>> modified_huber_probabilities(np.array([[0.5], [-3.0]])).tolist()
+    [[0.25, 0.75], [1.0, 0.0]]
+    """
+    p = (np.clip(np.asarray(scores, np.float64), -1.0, 1.0) + 1.0) / 2.0
+    if p.shape[1] == 1:
+        return np.concatenate([1.0 - p, p], axis=1)
+    total = p.sum(axis=1, keepdims=True)
+    return np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / p.shape[1])
+
+
 def labels(spec: dict, outputs: np.ndarray) -> np.ndarray:
     """Predicted labels from :func:`postprocess`'s probabilities (a classifier), else the outputs.
 
@@ -112,6 +139,26 @@ def labels(spec: dict, outputs: np.ndarray) -> np.ndarray:
     if spec.get("kind") == "classifier":
         return np.asarray(spec["classes"])[outputs.argmax(axis=1)]
     return outputs
+
+
+def predict_labels(spec: dict, out: np.ndarray) -> np.ndarray:
+    """A classifier's labels from its dequantized outputs, as its estimator's ``predict`` (else
+    :func:`postprocess`'s outputs).
+
+    The argmax of the scores, not of the probabilities, where the link can tie classes
+    (``modified_huber`` clips every score above 1 to probability 1).
+
+    Examples
+    --------
+    >>> spec = {"kind": "classifier", "link": "modified_huber", "classes": np.array(["a", "b", "c"])}
+    >>> predict_labels(spec, np.array([[1.5, 3.0, -2.0]])).tolist()
+    ['b']
+    """
+    if spec.get("kind") == "classifier" and spec.get("link") == "modified_huber":
+        scores = np.asarray(out)
+        idx = (scores[:, 0] > 0).astype(int) if scores.shape[1] == 1 else scores.argmax(axis=1)
+        return np.asarray(spec["classes"])[idx]
+    return labels(spec, postprocess(spec, out))
 
 
 def _finite(v, what: str) -> None:
@@ -130,7 +177,7 @@ def check_processing(pre, post) -> tuple:
     >>> check_processing(None, {"kind": "classifier", "link": "exec", "classes": np.array([0, 1])})
     Traceback (most recent call last):
     ...
-    qfhe.errors.ArtifactError: client.zip: unknown classifier link 'exec'; expected one of ('softmax', 'sigmoid', 'ovr', 'proba')
+    qfhe.errors.ArtifactError: client.zip: unknown classifier link 'exec'; expected one of ('softmax', 'sigmoid', 'ovr', 'proba', 'decision', 'modified_huber')
     """
     if pre is not None:
         if not isinstance(pre, dict) or pre.get("kind") not in ("standardize", "thermometer"):
@@ -157,6 +204,9 @@ def check_processing(pre, post) -> tuple:
     if post["kind"] == "regressor":
         _finite(post.get("mean"), "the target mean")
         _finite(post.get("scale"), "the target scale")
+        if post.get("link", "identity") not in REGRESSOR_LINKS:
+            raise ArtifactError(f"client.zip: unknown regressor link {str(post.get('link'))[:20]!r}; expected one of "
+                                f"{REGRESSOR_LINKS}")
         shape = post.get("shape", [])
         if not isinstance(shape, (list, tuple)) or not all(type(d) is int and 0 < d < 1 << 20 for d in shape):
             raise ArtifactError("client.zip: the regressor's target shape is invalid")

@@ -3,7 +3,10 @@
 - :class:`NeuralNetClassifier`, :class:`NeuralNetRegressor`: Brevitas quantization-aware-trained
   MLPs with a per-neuron accumulator bound, and ``prune()``.
 - :class:`LogisticRegression`, :class:`LinearRegression`, :class:`Ridge`: scikit-learn's models,
-  quantized, compiled without table lookups; ``from_sklearn_model`` imports a fitted one.
+  quantized, compiled without table lookups; ``from_sklearn_model`` imports a fitted one. So are
+  :class:`LinearSVC`, :class:`SGDClassifier`, :class:`LinearSVR`, :class:`Lasso`,
+  :class:`ElasticNet`, :class:`SGDRegressor` and the GLMs :class:`PoissonRegressor`,
+  :class:`GammaRegressor`, :class:`TweedieRegressor` (inverse link on the client).
 - :class:`DecisionTreeClassifier`, :class:`RandomForestClassifier`, :class:`XGBClassifier`,
   :class:`GradientBoostingClassifier`, :class:`HistGradientBoostingClassifier` and their
   regressors: the library's trees, one small lookup per pair of leaves (:mod:`qfhe.trees`).
@@ -19,6 +22,8 @@ True
 """
 
 from qfhe.sklearn.linear import LinearRegression, LogisticRegression, Ridge
+from qfhe.sklearn.linear_models import (ElasticNet, GammaRegressor, Lasso, LinearSVC, LinearSVR, PoissonRegressor,
+                                        SGDClassifier, SGDRegressor, TweedieRegressor)
 from qfhe.sklearn.neural_net import NeuralNetClassifier, NeuralNetRegressor, PruneReport
 from qfhe.sklearn.tree_models import (DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,
                                       GradientBoostingRegressor, HistGradientBoostingClassifier,
@@ -28,4 +33,6 @@ from qfhe.sklearn.tree_models import (DecisionTreeClassifier, DecisionTreeRegres
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "PruneReport", "LogisticRegression", "LinearRegression",
            "Ridge", "DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier",
            "RandomForestRegressor", "XGBClassifier", "XGBRegressor", "GradientBoostingClassifier",
-           "GradientBoostingRegressor", "HistGradientBoostingClassifier", "HistGradientBoostingRegressor"]
+           "GradientBoostingRegressor", "HistGradientBoostingClassifier", "HistGradientBoostingRegressor",
+           "LinearSVC", "SGDClassifier", "LinearSVR", "Lasso", "ElasticNet", "SGDRegressor", "PoissonRegressor",
+           "GammaRegressor", "TweedieRegressor"]

@@ -70,10 +70,10 @@ def _imported_params(cls, model) -> dict:
     elif isinstance(model, cls._sklearn_class):
         params = model.get_params()
     else:
-        hint = {sklm.LinearRegression: "LinearRegression", sklm.Ridge: "Ridge",
-                sklm.LogisticRegression: "LogisticRegression", **twins}.get(type(model))
+        hint = {**{c._sklearn_class: c.__name__ for c in _concrete_subclasses(_LinearModel)}, **twins}.get(type(model))
         raise ConfigurationError(
-            f"{cls.__name__}.from_sklearn_model needs a fitted sklearn.linear_model.{cls._sklearn_class.__name__}"
+            f"{cls.__name__}.from_sklearn_model needs a fitted {cls._sklearn_class.__module__.split('.')[0]}."
+            f"{cls._sklearn_class.__module__.split('.')[1].lstrip('_')}.{cls._sklearn_class.__name__}"
             + (f" or {next(k.__name__ for k, v in twins.items() if v == cls.__name__)}"
                if cls.__name__ in twins.values() else "")
             + f", got {type(model).__name__}: "
@@ -92,6 +92,14 @@ def _imported_params(cls, model) -> dict:
             f"{cls.__name__}.from_sklearn_model: {', '.join(f'{k}={v!r}' for k, v in lost.items())} has no "
             f"{cls.__name__} parameter, so clone(model).fit would fit another model than the imported one")
     return {k: v for k, v in params.items() if k in names}
+
+
+def _concrete_subclasses(cls) -> list[type]:
+    """Every estimator class of the linear family (those with a scikit-learn twin)."""
+    out = []
+    for sub in cls.__subclasses__():
+        out += ([sub] if "_sklearn_class" in vars(sub) else []) + _concrete_subclasses(sub)
+    return out
 
 
 def _same(a, b) -> bool:
@@ -125,9 +133,9 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
         >>> Ridge(alpha=0.1).fit(X, X[:, 0]).coef_.shape
         (2,)
         """
-        X, y = self._validate_Xy(X, y, "fit", multi_output=not self._classifier)
+        X, y = self._validate_Xy(X, y, "fit", multi_output=self._multi_output())
         if self._classifier:
-            check_class_labels(self, y, "LinearRegression or Ridge")
+            check_class_labels(self, y, "a regressor (Ridge, Lasso, ...)")
         model = self._sklearn_class(**self._sklearn_params())
         if sample_weight is None:
             return self._import(model.fit(X, y), X)
@@ -136,6 +144,11 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
         weights = np.asarray(_check_sample_weight(sample_weight, X, dtype=np.float64))
         kept = weights > 0
         return self._import(model, X[kept] if kept.sum() >= 2 else X)
+
+    @classmethod
+    def _multi_output(cls) -> bool:
+        """Whether the scikit-learn twin fits several targets at once (then so does this class)."""
+        return not cls._classifier and cls._sklearn_class().__sklearn_tags__().target_tags.multi_output
 
     def _float_twin(self, X, y, sample_weight=None):
         """scikit-learn's model with the same parameters, fitted in float."""
@@ -221,14 +234,61 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
     def _client_postprocessing(self) -> dict:
         """What a deployed client does with the decrypted scores (plain data, see qfhe.deploy.processing)."""
         if self._classifier:
-            n_scores = np.atleast_2d(self.coef_).shape[0]
-            link = "sigmoid" if n_scores == 1 else ("ovr" if self.solver == "liblinear" else "softmax")
-            return {"kind": "classifier", "link": link, "classes": np.asarray(self.classes_)}
-        return {"kind": "regressor", "mean": 0.0, "scale": 1.0, "shape": [] if np.ndim(self.coef_) == 1 else
+            return {"kind": "classifier", "link": self._link(), "classes": np.asarray(self.classes_)}
+        post = {"kind": "regressor", "mean": 0.0, "scale": 1.0, "shape": [] if np.ndim(self.coef_) == 1 else
                 [int(np.shape(self.coef_)[0])]}
+        if self._link() != "identity":
+            post["link"] = self._link()
+        return post
+
+    def _link(self) -> str:
+        """How the client turns decrypted scores into outputs (see qfhe.deploy.processing.postprocess)."""
+        return "identity"
 
 
-class LinearRegression(RegressorMixin, _LinearModel):
+class _LinearRegressor(RegressorMixin, _LinearModel):
+    """A linear regressor: the decrypted scores are the predictions (see _GLMRegressor for links)."""
+
+    _classifier = False
+
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
+        """Predicted targets, in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LinearRegression
+        >>> X = np.random.RandomState(0).randn(50, 2)
+        >>> LinearRegression().fit(X, X[:, 0]).predict(X[:3]).shape
+        (3,)
+        """
+        return self._decode_output(self._forward(X, fhe, "predict"))
+
+    def _decode_output(self, out: np.ndarray) -> np.ndarray:
+        return self._shape_scores(out)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = self._multi_output()
+        # a GLM's family needs y > 0 (Gamma) or y >= 0 (Poisson): as scikit-learn's twin says
+        tags.target_tags.positive_only = self._sklearn_class().__sklearn_tags__().target_tags.positive_only
+        return tags
+
+    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
+        """R² in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LinearRegression
+        >>> X = np.random.RandomState(0).randn(50, 2)
+        >>> LinearRegression().fit(X, X[:, 0]).score(X, X[:, 0]) > 0.99
+        True
+        """
+        return float(r2_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight))
+
+
+class LinearRegression(_LinearRegressor):
     """Ordinary least squares (scikit-learn's), run on encrypted data without table lookups.
 
     The server computes ``codes @ W_int + b_int`` on the encrypted input codes; the client maps
@@ -259,7 +319,6 @@ class LinearRegression(RegressorMixin, _LinearModel):
     """
 
     _sklearn_class = sklm.LinearRegression
-    _classifier = False
 
     def __init__(self, n_bits=8, fit_intercept=True, positive=False, tol=1e-6):
         self.n_bits = n_bits
@@ -267,42 +326,7 @@ class LinearRegression(RegressorMixin, _LinearModel):
         self.positive = positive
         self.tol = tol
 
-    def predict(self, X, fhe: str = "disable") -> np.ndarray:
-        """Predicted targets, in an FHE mode.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from qfhe.sklearn import LinearRegression
-        >>> X = np.random.RandomState(0).randn(50, 2)
-        >>> LinearRegression().fit(X, X[:, 0]).predict(X[:3]).shape
-        (3,)
-        """
-        return self._scores(X, fhe, "predict")
-
-    def _decode_output(self, out: np.ndarray) -> np.ndarray:
-        return self._shape_scores(out)
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.target_tags.multi_output = True
-        return tags
-
-    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
-        """R² in an FHE mode.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from qfhe.sklearn import LinearRegression
-        >>> X = np.random.RandomState(0).randn(50, 2)
-        >>> LinearRegression().fit(X, X[:, 0]).score(X, X[:, 0]) > 0.99
-        True
-        """
-        return float(r2_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight))
-
-
-class Ridge(LinearRegression):
+class Ridge(_LinearRegressor):
     """Ridge regression (scikit-learn's), run on encrypted data without table lookups.
 
     Parameters are ``n_bits`` and those of ``sklearn.linear_model.Ridge``; see
@@ -331,50 +355,10 @@ class Ridge(LinearRegression):
         self.random_state = random_state
 
 
-class LogisticRegression(ClassifierMixin, _LinearModel):
-    """Logistic regression (scikit-learn's), run on encrypted data without table lookups.
+class _LinearClassifier(ClassifierMixin, _LinearModel):
+    """A linear classifier: class scores from one matrix product, labels by their argmax (or sign)."""
 
-    The server computes the class scores ``codes @ W_int + b_int``; the client decrypts them and
-    applies the sigmoid (binary) or softmax (multiclass) and the argmax in the clear.
-
-    Parameters
-    ----------
-    n_bits : int or dict
-        Bit-width of the quantized inputs and weights.
-    C, l1_ratio, penalty, fit_intercept, class_weight, solver, max_iter, tol, dual, intercept_scaling, random_state
-        As in ``sklearn.linear_model.LogisticRegression``.
-
-    Attributes
-    ----------
-    classes_, coef_, intercept_, sklearn_model_, quantized_module_
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from qfhe.sklearn import LogisticRegression
-    >>> X = np.random.RandomState(0).randn(200, 4); y = np.where(X[:, 0] - X[:, 2] > 0, "pos", "neg")
-    >>> clf = LogisticRegression().fit(X, y)
-    >>> clf.score(X, y) > 0.95, clf.predict_proba(X[:2]).shape
-    (True, (2, 2))
-    """
-
-    _sklearn_class = sklm.LogisticRegression
     _classifier = True
-
-    def __init__(self, n_bits=8, C=1.0, l1_ratio=0.0, penalty="deprecated", fit_intercept=True, class_weight=None,
-                 solver="lbfgs", max_iter=100, tol=1e-4, dual=False, intercept_scaling=1, random_state=None):
-        self.n_bits = n_bits
-        self.C = C
-        self.l1_ratio = l1_ratio
-        self.penalty = penalty
-        self.fit_intercept = fit_intercept
-        self.class_weight = class_weight
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-        self.dual = dual
-        self.intercept_scaling = intercept_scaling
-        self.random_state = random_state
 
     def decision_function(self, X, fhe: str = "disable") -> np.ndarray:
         """Class scores (shape (n,) for two classes), decrypted.
@@ -388,26 +372,6 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         (3,)
         """
         return self._scores(X, fhe, "decision_function")
-
-    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
-        """Class probabilities, computed on the client from the decrypted scores.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from qfhe.sklearn import LogisticRegression
-        >>> X = np.random.RandomState(0).randn(90, 2); y = np.arange(90) % 3
-        >>> bool(np.allclose(LogisticRegression().fit(X, y).predict_proba(X[:4]).sum(1), 1))
-        True
-        """
-        scores = self._scores(X, fhe, "predict_proba")
-        if scores.ndim == 1:
-            p = 1.0 / (1.0 + np.exp(-scores))
-            return np.stack([1 - p, p], axis=1)
-        if self.solver == "liblinear":  # one-vs-rest: independent sigmoids, normalised
-            p = 1.0 / (1.0 + np.exp(-scores))
-            return p / p.sum(axis=1, keepdims=True)
-        return softmax(scores, axis=1)
 
     def predict(self, X, fhe: str = "disable") -> np.ndarray:
         """Predicted labels, in an FHE mode.
@@ -439,3 +403,75 @@ class LogisticRegression(ClassifierMixin, _LinearModel):
         True
         """
         return accuracy(self, X, y, sample_weight, fhe)
+
+    def _link(self) -> str:
+        return "decision"
+
+
+class LogisticRegression(_LinearClassifier):
+    """Logistic regression (scikit-learn's), run on encrypted data without table lookups.
+
+    The server computes the class scores ``codes @ W_int + b_int``; the client decrypts them and
+    applies the sigmoid (binary) or softmax (multiclass) and the argmax in the clear.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    C, l1_ratio, penalty, fit_intercept, class_weight, solver, max_iter, tol, dual, intercept_scaling, random_state
+        As in ``sklearn.linear_model.LogisticRegression``.
+
+    Attributes
+    ----------
+    classes_, coef_, intercept_, sklearn_model_, quantized_module_
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import LogisticRegression
+    >>> X = np.random.RandomState(0).randn(200, 4); y = np.where(X[:, 0] - X[:, 2] > 0, "pos", "neg")
+    >>> clf = LogisticRegression().fit(X, y)
+    >>> clf.score(X, y) > 0.95, clf.predict_proba(X[:2]).shape
+    (True, (2, 2))
+    """
+
+    _sklearn_class = sklm.LogisticRegression
+
+    def __init__(self, n_bits=8, C=1.0, l1_ratio=0.0, penalty="deprecated", fit_intercept=True, class_weight=None,
+                 solver="lbfgs", max_iter=100, tol=1e-4, dual=False, intercept_scaling=1, random_state=None):
+        self.n_bits = n_bits
+        self.C = C
+        self.l1_ratio = l1_ratio
+        self.penalty = penalty
+        self.fit_intercept = fit_intercept
+        self.class_weight = class_weight
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.dual = dual
+        self.intercept_scaling = intercept_scaling
+        self.random_state = random_state
+
+    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
+        """Class probabilities, computed on the client from the decrypted scores.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import LogisticRegression
+        >>> X = np.random.RandomState(0).randn(90, 2); y = np.arange(90) % 3
+        >>> bool(np.allclose(LogisticRegression().fit(X, y).predict_proba(X[:4]).sum(1), 1))
+        True
+        """
+        scores = self._scores(X, fhe, "predict_proba")
+        if scores.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-scores))
+            return np.stack([1 - p, p], axis=1)
+        if self.solver == "liblinear":  # one-vs-rest: independent sigmoids, normalised
+            p = 1.0 / (1.0 + np.exp(-scores))
+            return p / p.sum(axis=1, keepdims=True)
+        return softmax(scores, axis=1)
+
+    def _link(self) -> str:
+        n_scores = np.atleast_2d(self.coef_).shape[0]
+        return "sigmoid" if n_scores == 1 else ("ovr" if self.solver == "liblinear" else "softmax")

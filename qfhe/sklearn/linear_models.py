@@ -1,0 +1,451 @@
+"""The rest of scikit-learn's linear family: SVMs, sparse regressions, SGD models and GLMs.
+
+Each is scikit-learn's own model, fitted with the same parameters, then quantized and compiled like
+:class:`~qfhe.sklearn.LinearRegression`: the server computes one integer matrix product of the
+encrypted input codes (0 PBS), whatever the number of classes (one score per class, one-vs-rest,
+as scikit-learn's ``decision_function``), and the client does the rest in the clear.
+
+The GLMs' inverse link (``exp`` for the Poisson, Gamma and log-link Tweedie models) runs on the
+client after decryption rather than as a lookup on the server: ``exp`` of a dequantized score is
+exact in float, it costs nothing encrypted, and the server never needs the mean (a lookup would
+have to quantize a value whose range spans orders of magnitude onto a few bits, and would cost a
+PBS per output).
+
+Examples
+--------
+>>> import numpy as np
+>>> from qfhe.sklearn import LinearSVC
+>>> X = np.random.RandomState(0).randn(120, 3); y = (X[:, 0] - X[:, 1] > 0).astype(int)
+>>> clf = LinearSVC().fit(X, y).compile(X)
+>>> bool((clf.predict(X[:5], fhe="simulate") == clf.predict(X[:5])).all())
+True
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import sklearn.linear_model as sklm
+import sklearn.svm as sksvm
+from sklearn.metrics import d2_tweedie_score
+from sklearn.utils._available_if import available_if
+
+from qfhe.deploy.processing import postprocess
+from qfhe.sklearn.linear import _LinearClassifier, _LinearRegressor
+
+
+class LinearSVC(_LinearClassifier):
+    """Linear support vector classifier (scikit-learn's ``LinearSVC``) on encrypted data, 0 PBS.
+
+    The server computes one score per class (one for two classes); the client takes their argmax
+    (the sign for two classes). There are no probabilities, as in scikit-learn.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights (as in :func:`qfhe.compile_torch_model`).
+    penalty, loss, dual, tol, C, multi_class, fit_intercept, intercept_scaling, class_weight, random_state, max_iter
+        As in ``sklearn.svm.LinearSVC``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import LinearSVC
+    >>> X = np.random.RandomState(0).randn(150, 4); y = np.arange(150) % 3; X[np.arange(150), y] += 3
+    >>> LinearSVC(C=0.5).fit(X, y).score(X, y) > 0.9
+    True
+    """
+
+    _sklearn_class = sksvm.LinearSVC
+
+    def __init__(self, n_bits=8, penalty="l2", loss="squared_hinge", dual="auto", tol=1e-4, C=1.0, multi_class="ovr",
+                 fit_intercept=True, intercept_scaling=1, class_weight=None, random_state=None, max_iter=1000):
+        self.n_bits = n_bits
+        self.penalty = penalty
+        self.loss = loss
+        self.dual = dual
+        self.tol = tol
+        self.C = C
+        self.multi_class = multi_class
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+
+def _has_proba(est) -> bool:
+    return est.loss in ("log_loss", "modified_huber")
+
+
+class SGDClassifier(_LinearClassifier):
+    """A linear classifier fitted by stochastic gradient descent (scikit-learn's ``SGDClassifier``), 0 PBS.
+
+    Any loss scikit-learn offers; ``predict_proba`` exists for ``loss="log_loss"`` (one-vs-rest
+    sigmoids) and ``"modified_huber"``, as in scikit-learn, computed on the client.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    loss, penalty, alpha, l1_ratio, fit_intercept, max_iter, tol, shuffle, epsilon, random_state, learning_rate, eta0, power_t, early_stopping, validation_fraction, n_iter_no_change, class_weight, average
+        As in ``sklearn.linear_model.SGDClassifier``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import SGDClassifier
+    >>> X = np.random.RandomState(0).randn(200, 3); y = (X[:, 0] > 0).astype(int)
+    >>> clf = SGDClassifier(loss="log_loss", random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.9, clf.predict_proba(X[:2]).shape
+    (True, (2, 2))
+    """
+
+    _sklearn_class = sklm.SGDClassifier
+
+    def __init__(self, n_bits=8, loss="hinge", penalty="l2", alpha=1e-4, l1_ratio=0.15, fit_intercept=True,
+                 max_iter=1000, tol=1e-3, shuffle=True, epsilon=0.1, random_state=None, learning_rate="optimal",
+                 eta0=0.01, power_t=0.5, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 class_weight=None, average=False):
+        self.n_bits = n_bits
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.max_iter = max_iter
+        self.tol = tol
+        self.shuffle = shuffle
+        self.epsilon = epsilon
+        self.random_state = random_state
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.power_t = power_t
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
+        self.average = average
+
+    @available_if(_has_proba)
+    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
+        """Class probabilities (``loss="log_loss"`` or ``"modified_huber"``), computed on the client
+        from the decrypted scores as scikit-learn computes them.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import SGDClassifier
+        >>> X = np.random.RandomState(0).randn(90, 2); y = np.arange(90) % 3
+        >>> p = SGDClassifier(loss="modified_huber", random_state=0).fit(X, y).predict_proba(X[:4])
+        >>> bool(np.allclose(p.sum(1), 1))
+        True
+        """
+        scores = self._forward(X, fhe, "predict_proba")
+        return postprocess({"kind": "classifier", "link": self._link()}, scores)
+
+    def _link(self) -> str:
+        if self.loss == "modified_huber":
+            return "modified_huber"
+        if self.loss == "log_loss":
+            return "sigmoid" if np.atleast_2d(self.coef_).shape[0] == 1 else "ovr"
+        return "decision"
+
+
+class LinearSVR(_LinearRegressor):
+    """Linear support vector regression (scikit-learn's ``LinearSVR``) on encrypted data, 0 PBS.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    epsilon, tol, C, loss, fit_intercept, intercept_scaling, dual, random_state, max_iter
+        As in ``sklearn.svm.LinearSVR``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import LinearSVR
+    >>> X = np.random.RandomState(0).randn(100, 3); y = X @ [1.0, -2.0, 0.5]
+    >>> LinearSVR(random_state=0).fit(X, y).score(X, y) > 0.95
+    True
+    """
+
+    _sklearn_class = sksvm.LinearSVR
+
+    def __init__(self, n_bits=8, epsilon=0.0, tol=1e-4, C=1.0, loss="epsilon_insensitive", fit_intercept=True,
+                 intercept_scaling=1.0, dual="auto", random_state=None, max_iter=1000):
+        self.n_bits = n_bits
+        self.epsilon = epsilon
+        self.tol = tol
+        self.C = C
+        self.loss = loss
+        self.fit_intercept = fit_intercept
+        self.intercept_scaling = intercept_scaling
+        self.dual = dual
+        self.random_state = random_state
+        self.max_iter = max_iter
+
+
+class Lasso(_LinearRegressor):
+    """L1-regularised least squares (scikit-learn's ``Lasso``) on encrypted data, 0 PBS.
+
+    Features whose coefficient is 0 cost nothing in the circuit's accumulator.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    alpha, fit_intercept, precompute, max_iter, tol, positive, random_state, selection
+        As in ``sklearn.linear_model.Lasso``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import Lasso
+    >>> X = np.random.RandomState(0).randn(100, 5); y = 3 * X[:, 0]
+    >>> reg = Lasso(alpha=0.1).fit(X, y)
+    >>> int((reg.coef_ != 0).sum()), reg.score(X, y) > 0.99
+    (1, True)
+    """
+
+    _sklearn_class = sklm.Lasso
+
+    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, precompute=False, max_iter=1000, tol=1e-4,
+                 positive=False, random_state=None, selection="cyclic"):
+        self.n_bits = n_bits
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.precompute = precompute
+        self.max_iter = max_iter
+        self.tol = tol
+        self.positive = positive
+        self.random_state = random_state
+        self.selection = selection
+
+
+class ElasticNet(_LinearRegressor):
+    """L1+L2-regularised least squares (scikit-learn's ``ElasticNet``) on encrypted data, 0 PBS.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    alpha, l1_ratio, fit_intercept, precompute, max_iter, tol, positive, random_state, selection
+        As in ``sklearn.linear_model.ElasticNet``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import ElasticNet
+    >>> X = np.random.RandomState(0).randn(100, 3); y = X @ [1.0, 2.0, 0.0]
+    >>> ElasticNet(alpha=0.01).fit(X, y).score(X, y) > 0.99
+    True
+    """
+
+    _sklearn_class = sklm.ElasticNet
+
+    def __init__(self, n_bits=8, alpha=1.0, l1_ratio=0.5, fit_intercept=True, precompute=False, max_iter=1000,
+                 tol=1e-4, positive=False, random_state=None, selection="cyclic"):
+        self.n_bits = n_bits
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.precompute = precompute
+        self.max_iter = max_iter
+        self.tol = tol
+        self.positive = positive
+        self.random_state = random_state
+        self.selection = selection
+
+
+class SGDRegressor(_LinearRegressor):
+    """A linear regressor fitted by stochastic gradient descent (scikit-learn's ``SGDRegressor``), 0 PBS.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    loss, penalty, alpha, l1_ratio, fit_intercept, max_iter, tol, shuffle, epsilon, random_state, learning_rate, eta0, power_t, early_stopping, validation_fraction, n_iter_no_change, average
+        As in ``sklearn.linear_model.SGDRegressor``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import SGDRegressor
+    >>> X = np.random.RandomState(0).randn(200, 3); y = X @ [1.0, 2.0, 3.0] + 1
+    >>> SGDRegressor(random_state=0).fit(X, y).score(X, y) > 0.99
+    True
+    """
+
+    _sklearn_class = sklm.SGDRegressor
+
+    def __init__(self, n_bits=8, loss="squared_error", penalty="l2", alpha=1e-4, l1_ratio=0.15, fit_intercept=True,
+                 max_iter=1000, tol=1e-3, shuffle=True, epsilon=0.1, random_state=None, learning_rate="invscaling",
+                 eta0=0.01, power_t=0.25, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
+                 average=False):
+        self.n_bits = n_bits
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.max_iter = max_iter
+        self.tol = tol
+        self.shuffle = shuffle
+        self.epsilon = epsilon
+        self.random_state = random_state
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.power_t = power_t
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.average = average
+
+
+class _GLMRegressor(_LinearRegressor):
+    """A generalized linear model: the server computes the linear predictor ``X @ coef_ + intercept_``,
+    the client applies the inverse link (``exp`` for a log link) after decryption. Scored by D², the
+    fraction of the family's deviance explained, as scikit-learn scores its GLMs."""
+
+    _power: float
+
+    def _log_link(self) -> bool:
+        return True
+
+    def _link(self) -> str:
+        return "exp" if self._log_link() else "identity"
+
+    def _decode_output(self, out: np.ndarray) -> np.ndarray:
+        return postprocess(self._client_postprocessing(), out)
+
+    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
+        """D² (deviance explained, the GLM's R²) in an FHE mode, as scikit-learn's ``score``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import PoissonRegressor
+        >>> X = np.random.RandomState(0).randn(300, 2); y = np.random.RandomState(1).poisson(np.exp(X[:, 0]))
+        >>> PoissonRegressor().fit(X, y).score(X, y) > 0.3
+        True
+        """
+        return float(d2_tweedie_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight,
+                                      power=self._family_power()))
+
+    def _family_power(self) -> float:
+        return self._power
+
+
+class PoissonRegressor(_GLMRegressor):
+    """Poisson regression (scikit-learn's ``PoissonRegressor``, log link) on encrypted data, 0 PBS.
+
+    The server returns the encrypted linear predictor; the client decrypts it and returns its
+    ``exp``, the expected count.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    alpha, fit_intercept, solver, max_iter, tol
+        As in ``sklearn.linear_model.PoissonRegressor``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import PoissonRegressor
+    >>> X = np.random.RandomState(0).randn(200, 2); y = np.random.RandomState(1).poisson(np.exp(0.5 * X[:, 0]))
+    >>> bool((PoissonRegressor().fit(X, y).predict(X[:3]) > 0).all())
+    True
+    """
+
+    _sklearn_class = sklm.PoissonRegressor
+    _power = 1.0
+
+    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, solver="lbfgs", max_iter=100, tol=1e-4):
+        self.n_bits = n_bits
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+
+
+class GammaRegressor(_GLMRegressor):
+    """Gamma regression (scikit-learn's ``GammaRegressor``, log link) on encrypted data, 0 PBS.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    alpha, fit_intercept, solver, max_iter, tol
+        As in ``sklearn.linear_model.GammaRegressor``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import GammaRegressor
+    >>> X = np.random.RandomState(0).randn(200, 2); y = np.random.RandomState(1).gamma(2.0, np.exp(X[:, 0]) / 2)
+    >>> GammaRegressor(alpha=0.01).fit(X, y).score(X, y) > 0.2
+    True
+    """
+
+    _sklearn_class = sklm.GammaRegressor
+    _power = 2.0
+
+    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, solver="lbfgs", max_iter=100, tol=1e-4):
+        self.n_bits = n_bits
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+
+
+class TweedieRegressor(_GLMRegressor):
+    """Tweedie regression (scikit-learn's ``TweedieRegressor``) on encrypted data, 0 PBS.
+
+    ``link="auto"`` is the identity for ``power <= 0`` and the log link otherwise, as in
+    scikit-learn; a log link's ``exp`` runs on the client after decryption.
+
+    Parameters
+    ----------
+    n_bits : int or dict
+        Bit-width of the quantized inputs and weights.
+    power, alpha, fit_intercept, link, solver, max_iter, tol
+        As in ``sklearn.linear_model.TweedieRegressor``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from qfhe.sklearn import TweedieRegressor
+    >>> X = np.random.RandomState(0).randn(200, 2); y = np.random.RandomState(1).poisson(np.exp(X[:, 0]))
+    >>> reg = TweedieRegressor(power=1.5, alpha=0.01).fit(X, y)
+    >>> bool(np.allclose(reg.predict(X[:3]), reg.sklearn_model_.predict(X[:3]), rtol=0.1))
+    True
+    """
+
+    _sklearn_class = sklm.TweedieRegressor
+
+    def __init__(self, n_bits=8, power=0.0, alpha=1.0, fit_intercept=True, link="auto", solver="lbfgs",
+                 max_iter=100, tol=1e-4):
+        self.n_bits = n_bits
+        self.power = power
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.link = link
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+
+    def _log_link(self) -> bool:
+        return self.link == "log" or (self.link == "auto" and self.power > 0)
+
+    def _family_power(self) -> float:
+        return self.power
+
+
+#: The linear family's estimators this module adds (see also qfhe.sklearn.linear)
+LINEAR_FAMILY = (LinearSVC, SGDClassifier, LinearSVR, Lasso, ElasticNet, SGDRegressor, PoissonRegressor,
+                 GammaRegressor, TweedieRegressor)
+
