@@ -74,6 +74,8 @@ def isolated(kind: str, seed: int, fraction: float) -> dict:
         except BrokenProcessPool:
             return {"model": kind, "seed": seed, "fraction": fraction,
                     "aborted": "concrete's optimizer aborted the process"}
+        except qfhe.QfheError as exc:  # reported with the split, not lost with the run
+            return {"model": kind, "seed": seed, "fraction": fraction, "aborted": f"{type(exc).__name__}: {exc}"}
 
 
 def summarize(rows: list[dict]) -> list[dict]:

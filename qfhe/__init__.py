@@ -15,6 +15,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "compile_torch_model",
+    "compile_onnx_model",
     "quantize_torch_model",
     "compile_brevitas_qat_model",
     "quantize_brevitas_qat_model",
@@ -29,6 +30,7 @@ __all__ = [
 # that processes which never compile (the HTTP server's main process) start without either.
 _LAZY = {
     "compile_torch_model": "qfhe.compile",
+    "compile_onnx_model": "qfhe.compile",
     "quantize_torch_model": "qfhe.compile",
     "compile_brevitas_qat_model": "qfhe.compile",
     "quantize_brevitas_qat_model": "qfhe.compile",

@@ -57,6 +57,7 @@ def quantize_torch_model(
     Examples
     --------
     >>> import numpy as np, torch, qfhe
+    >>> _ = torch.manual_seed(0)
     >>> m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 2))
     >>> X = np.random.RandomState(0).randn(64, 4)
     >>> qm = qfhe.quantize_torch_model(m, X, n_bits=4, rounding_threshold_bits=3)
@@ -408,6 +409,51 @@ def compile_torch_model(
                               calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric, per_feature_inputs,
                               calibration, calibration_percentile)
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
+
+
+def compile_onnx_model(model, inputset, **kwargs):
+    """Compile an ONNX model like :func:`compile_torch_model`, with the same arguments and result.
+
+    The ONNX graph becomes the torch module it stands for (:func:`qfhe.frontend.onnx.onnx_to_torch`)
+    and goes through the torch frontend, so the torch exporter's graph compiles to the same circuit
+    as the torch model it came from. Export with ``torch.onnx.export(model, example, path)`` and a
+    fixed batch size: values computed from shapes must be constants.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto, bytes, str or pathlib.Path
+        The ONNX model (standard ``ai.onnx`` operators), or the path of an ``.onnx`` file.
+    inputset : ndarray, or a tuple of them for several inputs
+        As in :func:`compile_torch_model`.
+    **kwargs
+        Every other argument of :func:`compile_torch_model` (``n_bits``, ``rounding_threshold_bits``,
+        ``p_error``, ``scheme``...).
+
+    Returns
+    -------
+    QuantizedModule or CompiledCKKSModel
+
+    Raises
+    ------
+    ConfigurationError
+        For something that is not an ONNX model, or a missing file.
+    UnsupportedOpError
+        Naming the ONNX node qfhe cannot take.
+
+    Examples
+    --------
+    >>> import io, numpy as np, torch, qfhe
+    >>> m = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> f = io.BytesIO(); torch.onnx.export(m, torch.zeros(1, 3), f, dynamo=False)
+    >>> X = np.random.RandomState(0).randn(100, 3)
+    >>> qm = qfhe.compile_onnx_model(f.getvalue(), X, n_bits=6, rounding_threshold_bits=6)
+    >>> same = qfhe.compile_torch_model(m, X, n_bits=6, rounding_threshold_bits=6)
+    >>> bool((qm.forward(X[:5], fhe="simulate") == same.forward(X[:5])).all())
+    True
+    """
+    from qfhe.frontend.onnx import onnx_to_torch
+
+    return compile_torch_model(onnx_to_torch(model), inputset, **kwargs)
 
 
 def check_inputsets(inputset) -> tuple[np.ndarray, ...]:

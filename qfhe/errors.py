@@ -39,6 +39,11 @@ class BitWidthError(QfheError, ValueError):
     """A table lookup would need more input bits than TFHE supports (16)."""
 
 
+class NoParametersError(QfheError, RuntimeError):
+    """concrete-python found no cryptographic parameters for a circuit at the requested error
+    probability (its lookups are too wide for it): allow a larger ``p_error`` or round the lookups."""
+
+
 class CircuitOverflowError(QfheError, OverflowError):
     """An intermediate value leaves the range the circuit was compiled for (``strict=True``)."""
 
@@ -162,6 +167,7 @@ __all__ = [
     "InputValidationError",
     "InputsetError",
     "BitWidthError",
+    "NoParametersError",
     "CircuitOverflowError",
     "SaturationError",
     "KeysNotGeneratedError",

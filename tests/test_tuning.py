@@ -253,3 +253,21 @@ def test_tune_circuit_keeps_the_cheapest_candidate_within_the_budget(held_out_ml
     assert [r["p_error"] for r in again.candidates] == [r["p_error"] for r in rows]
     with pytest.raises(ConfigurationError, match=r"shares must be fractions of the budget in \(0, 1\]"):
         qfhe.tune_circuit(held_out_mlp, Xtr, Xval, yval, shares=(1.5,))
+
+
+def test_no_cryptographic_parameters_is_a_clear_error_and_a_failing_candidate():
+    """concrete's NoParametersFound (16-bit lookups at an absurd error probability) names the remedy;
+    find_best_p_error stops at once when even its largest value has none."""
+    from qfhe.errors import NoParametersError
+
+    torch.manual_seed(0)
+    X = np.random.RandomState(0).randn(200, 30)
+    m = torch.nn.Sequential(torch.nn.Linear(30, 4), torch.nn.Sigmoid(), torch.nn.Linear(4, 2))
+    with pytest.warns(qfhe.LatencyWarning):
+        qm = qfhe.quantize_torch_model(m, X, n_bits=7)
+    with pytest.raises(NoParametersError, match=r"no cryptographic parameters for this circuit at p_error=1e-300: its "
+                                                 r"table lookups are too wide.*round the lookups' inputs"):
+        qm.compile(p_error=1e-300)
+    y = np.random.RandomState(1).randint(0, 2, 200)
+    with pytest.raises(NoParametersError, match=r"find_best_p_error: .* at any p_error tried \(up to 1e-299\)"):
+        qfhe.find_best_p_error(qm, X, y, p_error_range=(1e-300, 1e-299), progress=False)

@@ -104,8 +104,19 @@ def is_expression_op(node: torch.fx.Node, env: dict, em=None) -> bool:
         if t in ("to", "type", "int", "long", "bool", "float", "double", "half") and node.op != "call_method":
             return False
         return True
-    if t not in ARITH or not any(isinstance(a, torch.fx.Node) and isinstance(env.get(a.name), Expr) for a in node.args):
+    if t not in ARITH:
         return False
+    if not any(isinstance(a, torch.fx.Node) and isinstance(env.get(a.name), Expr) for a in node.args):
+        # x / (1 + |x|), x - tanh(x), x * sigmoid(x) (softsign, tanhshrink, SiLU as ONNX writes them):
+        # two functions of one tensor, one of them through a lookup, joined by arithmetic are one
+        # lookup. Two linear values (y + y) keep their add: it costs no lookup.
+        operands = node.args[:2]
+        if len(operands) != 2 or not all(isinstance(a, torch.fx.Node) and isinstance(env.get(a.name), str)
+                                         for a in operands):
+            return False
+        parts = [_trace_back(em, env[a.name], a.name) for a in operands]
+        return (parts[0].source == parts[1].source
+                and any(step["fn"] != "affine" for p in parts for step in p.program))
     # Arithmetic joining an expression with a function of another tensor is an encrypted add or product.
     sources = {_root(em, env, a) for a in node.args[:2] if isinstance(a, torch.fx.Node)}
     return len(sources - {None}) <= 1

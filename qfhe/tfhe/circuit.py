@@ -19,7 +19,7 @@ from typing import Callable
 import numpy as np
 
 from qfhe._concrete import fhe
-from qfhe.errors import ConfigurationError, KeysNotGeneratedError, PassError
+from qfhe.errors import ConfigurationError, KeysNotGeneratedError, NoParametersError, PassError
 from qfhe.validation import as_float
 
 #: qfhe's default error budget when neither ``p_error`` nor ``global_p_error`` is given: the
@@ -100,7 +100,17 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
     """
     start = time.perf_counter()
     bounds: list = []
-    circuit = compile_with_ranges(fn, _samples(inputset, 1), configuration, record=bounds)
+    try:
+        circuit = compile_with_ranges(fn, _samples(inputset, 1), configuration, record=bounds)
+    except RuntimeError as exc:
+        if "NoParametersFound" not in str(exc):
+            raise
+        asked = (f"p_error={configuration.p_error:g}" if configuration.p_error is not None
+                 else f"global_p_error={configuration.global_p_error:g}")
+        raise NoParametersError(
+            f"concrete-python found no cryptographic parameters for this circuit at {asked}: its table lookups are "
+            "too wide for that error probability. Allow a larger p_error, or round the lookups' inputs "
+            "(rounding_threshold_bits)") from None
     compile_seconds = time.perf_counter() - start
     # Circuit.global_p_error in concrete-python 2.11 returns the per-PBS p_error; the module's
     # statistics carry the whole-circuit figure.

@@ -27,7 +27,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 
-from qfhe.errors import CalibrationWarning, ConfigurationError, InputClippingWarning
+from qfhe.errors import CalibrationWarning, ConfigurationError, InputClippingWarning, NoParametersError
 from qfhe.report import Table
 from qfhe.validation import as_float
 
@@ -79,6 +79,10 @@ class TuneResult:
     seconds: float = 0.0
 
 
+def _lookup_bits(qm) -> str:
+    return ", ".join(map(str, sorted({r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None})))
+
+
 def tune_circuit(model, inputset, X_val, y_val, max_metric_loss: float = 0.01, shares=DEFAULT_SHARES, metric=None,
                  qat: bool = False, random_state: int = 0, **quantize_kwargs) -> TuneResult:
     """Tune a torch model's circuit from its float weights: rounding plan and ``p_error`` together.
@@ -119,6 +123,9 @@ def tune_circuit(model, inputset, X_val, y_val, max_metric_loss: float = 0.01, s
     ------
     ConfigurationError
         For an empty ``shares``, a share outside (0, 1] or a negative budget.
+    NoParametersError
+        If no share's circuit compiles at any error probability (a share whose circuit does not is
+        skipped, its row marked ``found=False``).
 
     Examples
     --------
@@ -145,15 +152,23 @@ def tune_circuit(model, inputset, X_val, y_val, max_metric_loss: float = 0.01, s
                 warnings.simplefilter("ignore", InputClippingWarning)
             qm = quantize(model, inputset, rounding_threshold_bits="auto", X_val=X_val, y_val=y_val,
                           rounding_tolerance=share * budget, rounding_metric=metric, **quantize_kwargs)
-        search = find_best_p_error(qm, X_val, y_val, metric=metric, max_metric_loss=budget, progress=False,
-                                   random_state=random_state, reference=qm.rounding_plan.reference_model)
+        try:
+            search = find_best_p_error(qm, X_val, y_val, metric=metric, max_metric_loss=budget, progress=False,
+                                       random_state=random_state, reference=qm.rounding_plan.reference_model)
+        except NoParametersError:  # this share's rounding left lookups too wide to compile: not a candidate
+            rows.append({"share": share, "lookup_bits": _lookup_bits(qm), "p_error": None, "score": None,
+                         "complexity": None, "found": False})
+            continue
         cost = float(qm.statistics["complexity"])
-        bits = sorted({r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None})
-        rows.append({"share": share, "lookup_bits": ", ".join(map(str, bits)), "p_error": float(f"{search.p_error:.3g}"),
+        rows.append({"share": share, "lookup_bits": _lookup_bits(qm), "p_error": float(f"{search.p_error:.3g}"),
                      "score": round(search.score, 4), "complexity": float(f"{cost:.3g}"), "found": search.found})
         key = (not search.found, cost)
         if best is None or key < best[0]:
             best = (key, qm, share, search.p_error)
+    if best is None:
+        raise NoParametersError(f"tune_circuit: concrete-python found no cryptographic parameters for any rounding "
+                                f"plan tried (shares {shares}): every plan left lookups too wide; allow a larger "
+                                "max_metric_loss or quantize to fewer bits (n_bits)")
     _, qm, share, p_error = best
     if not qm.is_compiled:  # the search leaves its model compiled at its choice; a no-lookup model is not
         qm.compile(p_error=p_error)

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from tqdm.auto import tqdm
 
-from qfhe.errors import ConfigurationError, TuningWarning
+from qfhe.errors import ConfigurationError, NoParametersError, TuningWarning
 from qfhe.report import Table
 from qfhe.tune.metrics import default_metric, make_target, paired_loss, resolve_metric
 from qfhe.validation import as_bool, as_float, as_int, user_stacklevel
@@ -177,6 +177,9 @@ def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float =
         For a negative ``max_metric_loss``, an unknown metric or a bad range.
     InputValidationError
         For empty validation data or ``X_val``/``y_val`` of different lengths.
+    NoParametersError
+        If concrete finds no cryptographic parameters for the circuit even at the largest value
+        (a smaller value without parameters counts as a failing one).
 
     Examples
     --------
@@ -230,8 +233,15 @@ def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float =
     def judge(p: float) -> bool:
         nonlocal best, safest
         t0 = time.perf_counter()
-        compiled, cfg = target.module._compile_candidate(None if global_p_error else p,
-                                                         p if global_p_error else None, configuration)
+        try:
+            compiled, cfg = target.module._compile_candidate(None if global_p_error else p,
+                                                             p if global_p_error else None, configuration)
+        except NoParametersError:
+            # too strict for this circuit's widest lookups: as good as a failing value (larger ones are easier)
+            history.append({"p_error": float(f"{p:.4g}"), "actual_p_error": None, "score": None, "score_std": None,
+                            "loss": None, "bound": None, "accepted": False, "compile_s": round(time.perf_counter() - t0, 2)})
+            bar.update(1)
+            return False
         actual = compiled.statistics["p_error"]
         preds = [target.predict(target.noisy_codes(actual, np.random.default_rng(s))) for s in seeds]
         scores = [float(fn(target.y, pr)) for pr in preds]
@@ -250,7 +260,7 @@ def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float =
 
     try:
         failing, passing = hi, None
-        if not judge(hi):
+        if not judge(hi) and history[-1]["score"] is not None:  # no parameters at hi: none at smaller values
             while len(history) < max_compilations:
                 # Bisect in log space; until a value passes, the low end of the range stands in.
                 low = lo if passing is None else passing
@@ -266,6 +276,10 @@ def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float =
     finally:
         bar.close()
     found, note = best is not None, ""
+    if safest is None:
+        raise NoParametersError(f"find_best_p_error: concrete-python found no cryptographic parameters for this circuit "
+                                f"at any {kind} tried (up to {hi:g}): its table lookups are too wide; round them "
+                                "(rounding_threshold_bits) or widen p_error_range")
     if not found:
         # Nothing passed (the metric is noisier than the tolerance, or the budget ran out before
         # the low end): keep the safest value tried, the closest to exact lookups, and say so.
