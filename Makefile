@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(PY) benchmarks/serving.py
 	$(PY) benchmarks/maxpool.py
 	$(PY) benchmarks/trees.py
+	$(PY) benchmarks/builtin_models.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache
