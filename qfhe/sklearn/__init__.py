@@ -22,8 +22,8 @@ True
 """
 
 from qfhe.sklearn.linear import LinearRegression, LogisticRegression, Ridge
-from qfhe.sklearn.linear_models import (ElasticNet, GammaRegressor, Lasso, LinearSVC, LinearSVR, PoissonRegressor,
-                                        SGDClassifier, SGDRegressor, TweedieRegressor)
+from qfhe.sklearn.glm import GammaRegressor, PoissonRegressor, TweedieRegressor
+from qfhe.sklearn.linear_models import ElasticNet, Lasso, LinearSVC, LinearSVR, SGDClassifier, SGDRegressor
 from qfhe.sklearn.neural_net import NeuralNetClassifier, NeuralNetRegressor, PruneReport
 from qfhe.sklearn.tree_models import (DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,
                                       GradientBoostingRegressor, HistGradientBoostingClassifier,

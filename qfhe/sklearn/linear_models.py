@@ -1,15 +1,9 @@
-"""The rest of scikit-learn's linear family: SVMs, sparse regressions, SGD models and GLMs.
+"""The rest of scikit-learn's linear family: SVMs, sparse regressions and SGD models (GLMs: qfhe.sklearn.glm).
 
 Each is scikit-learn's own model, fitted with the same parameters, then quantized and compiled like
 :class:`~qfhe.sklearn.LinearRegression`: the server computes one integer matrix product of the
 encrypted input codes (0 PBS), whatever the number of classes (one score per class, one-vs-rest,
 as scikit-learn's ``decision_function``), and the client does the rest in the clear.
-
-The GLMs' inverse link (``exp`` for the Poisson, Gamma and log-link Tweedie models) runs on the
-client after decryption rather than as a lookup on the server: ``exp`` of a dequantized score is
-exact in float, it costs nothing encrypted, and the server never needs the mean (a lookup would
-have to quantize a value whose range spans orders of magnitude onto a few bits, and would cost a
-PBS per output).
 
 Examples
 --------
@@ -26,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 import sklearn.linear_model as sklm
 import sklearn.svm as sksvm
-from sklearn.metrics import d2_tweedie_score
 from sklearn.utils._available_if import available_if
 
 from qfhe.deploy.processing import postprocess
+from qfhe.sklearn.glm import GammaRegressor, PoissonRegressor, TweedieRegressor
 from qfhe.sklearn.linear import _LinearClassifier, _LinearRegressor
 
 
@@ -303,149 +297,7 @@ class SGDRegressor(_LinearRegressor):
         self.average = average
 
 
-class _GLMRegressor(_LinearRegressor):
-    """A generalized linear model: the server computes the linear predictor ``X @ coef_ + intercept_``,
-    the client applies the inverse link (``exp`` for a log link) after decryption. Scored by D², the
-    fraction of the family's deviance explained, as scikit-learn scores its GLMs."""
-
-    _power: float
-
-    def _log_link(self) -> bool:
-        return True
-
-    def _link(self) -> str:
-        return "exp" if self._log_link() else "identity"
-
-    def _decode_output(self, out: np.ndarray) -> np.ndarray:
-        return postprocess(self._client_postprocessing(), out)
-
-    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
-        """D² (deviance explained, the GLM's R²) in an FHE mode, as scikit-learn's ``score``.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from qfhe.sklearn import PoissonRegressor
-        >>> X = np.random.RandomState(0).randn(300, 2); y = np.random.RandomState(1).poisson(np.exp(X[:, 0]))
-        >>> PoissonRegressor().fit(X, y).score(X, y) > 0.3
-        True
-        """
-        return float(d2_tweedie_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight,
-                                      power=self._family_power()))
-
-    def _family_power(self) -> float:
-        return self._power
-
-
-class PoissonRegressor(_GLMRegressor):
-    """Poisson regression (scikit-learn's ``PoissonRegressor``, log link) on encrypted data, 0 PBS.
-
-    The server returns the encrypted linear predictor; the client decrypts it and returns its
-    ``exp``, the expected count.
-
-    Parameters
-    ----------
-    n_bits : int or dict
-        Bit-width of the quantized inputs and weights.
-    alpha, fit_intercept, solver, max_iter, tol
-        As in ``sklearn.linear_model.PoissonRegressor``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from qfhe.sklearn import PoissonRegressor
-    >>> X = np.random.RandomState(0).randn(200, 2); y = np.random.RandomState(1).poisson(np.exp(0.5 * X[:, 0]))
-    >>> bool((PoissonRegressor().fit(X, y).predict(X[:3]) > 0).all())
-    True
-    """
-
-    _sklearn_class = sklm.PoissonRegressor
-    _power = 1.0
-
-    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, solver="lbfgs", max_iter=100, tol=1e-4):
-        self.n_bits = n_bits
-        self.alpha = alpha
-        self.fit_intercept = fit_intercept
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-
-
-class GammaRegressor(_GLMRegressor):
-    """Gamma regression (scikit-learn's ``GammaRegressor``, log link) on encrypted data, 0 PBS.
-
-    Parameters
-    ----------
-    n_bits : int or dict
-        Bit-width of the quantized inputs and weights.
-    alpha, fit_intercept, solver, max_iter, tol
-        As in ``sklearn.linear_model.GammaRegressor``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from qfhe.sklearn import GammaRegressor
-    >>> X = np.random.RandomState(0).randn(200, 2); y = np.random.RandomState(1).gamma(2.0, np.exp(X[:, 0]) / 2)
-    >>> GammaRegressor(alpha=0.01).fit(X, y).score(X, y) > 0.2
-    True
-    """
-
-    _sklearn_class = sklm.GammaRegressor
-    _power = 2.0
-
-    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, solver="lbfgs", max_iter=100, tol=1e-4):
-        self.n_bits = n_bits
-        self.alpha = alpha
-        self.fit_intercept = fit_intercept
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-
-
-class TweedieRegressor(_GLMRegressor):
-    """Tweedie regression (scikit-learn's ``TweedieRegressor``) on encrypted data, 0 PBS.
-
-    ``link="auto"`` is the identity for ``power <= 0`` and the log link otherwise, as in
-    scikit-learn; a log link's ``exp`` runs on the client after decryption.
-
-    Parameters
-    ----------
-    n_bits : int or dict
-        Bit-width of the quantized inputs and weights.
-    power, alpha, fit_intercept, link, solver, max_iter, tol
-        As in ``sklearn.linear_model.TweedieRegressor``.
-
-    Examples
-    --------
-    >>> import numpy as np
-    >>> from qfhe.sklearn import TweedieRegressor
-    >>> X = np.random.RandomState(0).randn(200, 2); y = np.random.RandomState(1).poisson(np.exp(X[:, 0]))
-    >>> reg = TweedieRegressor(power=1.5, alpha=0.01).fit(X, y)
-    >>> bool(np.allclose(reg.predict(X[:3]), reg.sklearn_model_.predict(X[:3]), rtol=0.1))
-    True
-    """
-
-    _sklearn_class = sklm.TweedieRegressor
-
-    def __init__(self, n_bits=8, power=0.0, alpha=1.0, fit_intercept=True, link="auto", solver="lbfgs",
-                 max_iter=100, tol=1e-4):
-        self.n_bits = n_bits
-        self.power = power
-        self.alpha = alpha
-        self.fit_intercept = fit_intercept
-        self.link = link
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-
-    def _log_link(self) -> bool:
-        return self.link == "log" or (self.link == "auto" and self.power > 0)
-
-    def _family_power(self) -> float:
-        return self.power
-
-
-#: The linear family's estimators this module adds (see also qfhe.sklearn.linear)
+#: The linear family's estimators this module and qfhe.sklearn.glm add (see also qfhe.sklearn.linear)
 LINEAR_FAMILY = (LinearSVC, SGDClassifier, LinearSVR, Lasso, ElasticNet, SGDRegressor, PoissonRegressor,
                  GammaRegressor, TweedieRegressor)
 
