@@ -5,7 +5,6 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from concrete import fhe
 
 import qfhe
 from qfhe.quant.preprocess import apply_preprocess

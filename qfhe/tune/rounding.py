@@ -32,7 +32,6 @@ from typing import Callable
 
 import numpy as np
 
-from qfhe.errors import ConfigurationError
 from qfhe.model import QuantizedModule
 from qfhe.quant.config import Rounding
 from qfhe.report import Table
