@@ -285,9 +285,11 @@ def test_conflicting_settings_are_refused():
     assert r.alpha == cv.alpha_
     with pytest.raises(ConfigurationError, match=r"got RidgeCV: use qfhe.sklearn.Ridge.from_sklearn_model"):
         LinearRegression.from_sklearn_model(cv, X)
-    from sklearn.linear_model import Lasso
-    with pytest.raises(ConfigurationError, match="got Lasso: qfhe has no class that computes it"):
+    from sklearn.linear_model import HuberRegressor, Lasso
+    with pytest.raises(ConfigurationError, match="got Lasso: use qfhe.sklearn.Lasso.from_sklearn_model"):
         LinearRegression.from_sklearn_model(Lasso().fit(X, X[:, 0]), X)
+    with pytest.raises(ConfigurationError, match="got HuberRegressor: qfhe has no class that computes it"):
+        LinearRegression.from_sklearn_model(HuberRegressor().fit(X, X[:, 0]), X)
     from qfhe.errors import InputValidationError
     with pytest.raises(InputValidationError, match="y has one class"):
         LogisticRegression().fit(X, np.zeros(100))

@@ -15,7 +15,7 @@ Examples
 >>> import numpy as np, torch, qfhe, tempfile
 >>> from qfhe.deploy import FHEModelDev, FHEModelClient, FHEModelServer, generate_signing_key
 >>> X = np.random.RandomState(0).randn(50, 3)
->>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), X, n_bits=3, p_error=0.01)
+>>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), X, n_bits=3)  # global_p_error 1e-5: decrypts as simulated
 >>> d = tempfile.mkdtemp(); private, public = generate_signing_key()
 >>> _ = FHEModelDev(d, qm, signing_key=private).save()
 >>> client, server = FHEModelClient(d, verify_key=public), FHEModelServer(d, verify_key=public)

@@ -5,7 +5,7 @@ Examples
 >>> import numpy as np, torch, qfhe, tempfile
 >>> from qfhe.deploy import FHEModelDev, FHEModelClient, FHEModelServer
 >>> X = np.random.RandomState(0).randn(50, 3)
->>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), X, n_bits=3, p_error=0.01)
+>>> qm = qfhe.compile_torch_model(torch.nn.Linear(3, 2), X, n_bits=3)  # global_p_error 1e-5: decrypts as simulated
 >>> d = tempfile.mkdtemp(); _ = FHEModelDev(d, qm).save()
 >>> client = FHEModelClient(d, key_dir=tempfile.mkdtemp())
 >>> enc_out = FHEModelServer(d).run(client.quantize_encrypt_serialize(X[:1]), client.get_serialized_evaluation_keys())
