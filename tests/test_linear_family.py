@@ -92,21 +92,42 @@ def test_matches_scikit_learn_with_one_matrix_product(ours, theirs, kind):
     np.testing.assert_array_equal(est.predict(Xs[:30], fhe="simulate"), est.predict(Xs[:30]))
 
 
+#: Every new estimator with data it fits and the method whose decrypted output is compared
+ALL = [(LinearSVC(n_bits=6), "multiclass", "decision_function"),
+       (SGDClassifier(n_bits=6, loss="modified_huber", random_state=0), "binary", "predict_proba"),
+       (LinearSVR(n_bits=6, random_state=0), "regression", "predict"),
+       (Lasso(n_bits=6, alpha=0.05), "regression", "predict"),
+       (ElasticNet(n_bits=6, alpha=0.05), "regression", "predict"),
+       (SGDRegressor(n_bits=6, random_state=0), "regression", "predict"),
+       (PoissonRegressor(n_bits=6, alpha=0.01), "counts", "predict"),
+       (GammaRegressor(n_bits=6, alpha=0.01), "positive", "predict"),
+       (TweedieRegressor(n_bits=6, power=1.5, alpha=0.01), "counts", "predict")]
+IDS = [type(e).__name__ for e, _, _ in ALL]
+
+
 @pytest.mark.execute
-def test_execute_equals_simulate_and_disable():
-    """Real encryption on a few samples, for a classifier without probabilities, one with, and a GLM."""
-    for est, kind, method in ((LinearSVC(n_bits=6), "multiclass", "decision_function"),
-                              (SGDClassifier(n_bits=6, loss="modified_huber", random_state=0), "binary",
-                               "predict_proba"),
-                              (PoissonRegressor(n_bits=6, alpha=0.01), "counts", "predict")):
-        X, y = _data(kind, 150)
-        X = StandardScaler().fit_transform(X)
-        est.fit(X, y).compile(X)
-        est.fhe_circuit.keygen()
-        run = getattr(est, method)
-        executed, simulated, clear = (run(X[:2], fhe=m) for m in ("execute", "simulate", "disable"))
-        np.testing.assert_array_equal(executed, simulated)
-        np.testing.assert_array_equal(simulated, clear)
+@pytest.mark.parametrize("est, kind, method", ALL, ids=IDS)
+def test_execute_equals_simulate_and_disable(est, kind, method):
+    """Real encryption on a few samples, for every new estimator."""
+    X, y = _data(kind, 150)
+    X = StandardScaler().fit_transform(X)
+    est = clone(est).fit(X, y).compile(X)
+    est.fhe_circuit.keygen()
+    run = getattr(est, method)
+    executed, simulated, clear = (run(X[:2], fhe=m) for m in ("execute", "simulate", "disable"))
+    np.testing.assert_array_equal(executed, simulated)
+    np.testing.assert_array_equal(simulated, clear)
+
+
+@pytest.mark.parametrize("est, kind, method", ALL, ids=IDS)
+def test_pipeline_and_grid_search(est, kind, method):
+    X, y = _data(kind, 120)
+    search = GridSearchCV(make_pipeline(StandardScaler(), clone(est)), {f"{type(est).__name__.lower()}__n_bits": [5, 8]},
+                          cv=2).fit(X, y)
+    best = search.best_estimator_
+    best[-1].compile(best[0].transform(X))
+    Xs = best[0].transform(X[:10])
+    np.testing.assert_array_equal(best[-1].predict(Xs, fhe="simulate"), best.predict(X[:10]))
 
 
 def test_glm_links_follow_scikit_learn():
@@ -150,26 +171,23 @@ def test_pipeline_and_grid_search_on_breast_cancer():
     np.testing.assert_array_equal(best[-1].predict(best[0].transform(X[:20]), fhe="simulate"), best.predict(X[:20]))
 
 
-@pytest.mark.parametrize("est, kind, method", [
-    (LinearSVC(n_bits=6), "binary", "decision"),
-    (SGDClassifier(n_bits=6, loss="modified_huber", random_state=0), "multiclass", "modified_huber"),
-    (PoissonRegressor(n_bits=6, alpha=0.01), "counts", "exp"),
-], ids=["svc", "sgd", "poisson"])
+@pytest.mark.parametrize("est, kind, method", ALL, ids=IDS)
 def test_deployed_client_returns_what_the_estimator_returns(est, kind, method, tmp_path):
     X, y = _data(kind, 150)
     X = StandardScaler().fit_transform(X)
-    est.fit(X, y).compile(X)
+    est = clone(est).fit(X, y).compile(X)
     FHEModelDev(tmp_path, est).save()
     client, server = FHEModelClient(tmp_path), FHEModelServer(tmp_path)
     out = server.run(client.quantize_encrypt_serialize(X[:3]), client.get_serialized_evaluation_keys())
     values = client.deserialize_decrypt_dequantize(out)
-    if kind == "counts":
+    if method == "predict":
         np.testing.assert_allclose(values, est.predict(X[:3], fhe="simulate"))
-    else:
-        expected = est.predict_proba(X[:3], fhe="simulate") if method != "decision" else \
-            np.stack([-est.decision_function(X[:3]), est.decision_function(X[:3])], axis=1)
-        np.testing.assert_allclose(values, expected)
-        np.testing.assert_array_equal(client.deserialize_decrypt_predict(out), est.predict(X[:3], fhe="simulate"))
+        return
+    if method == "predict_proba":
+        np.testing.assert_allclose(values, est.predict_proba(X[:3], fhe="simulate"))
+    else:  # no probabilities: the scores, as the client's "decision" link returns them
+        np.testing.assert_allclose(values, est.decision_function(X[:3], fhe="simulate"))
+    np.testing.assert_array_equal(client.deserialize_decrypt_predict(out), est.predict(X[:3], fhe="simulate"))
 
 
 def test_hostile_postprocessing_in_a_client_artifact_is_refused():
