@@ -34,6 +34,16 @@ class _GLMRegressor(_LinearRegressor):
 
     _power: float
 
+    # Poisson and Gamma share these parameters (scikit-learn's _GeneralizedLinearRegressor's);
+    # TweedieRegressor adds power and link
+    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, solver="lbfgs", max_iter=100, tol=1e-4):
+        self.n_bits = n_bits
+        self.alpha = alpha
+        self.fit_intercept = fit_intercept
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+
     def _log_link(self) -> bool:
         return True
 
@@ -86,14 +96,6 @@ class PoissonRegressor(_GLMRegressor):
     _sklearn_class = sklm.PoissonRegressor
     _power = 1.0
 
-    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, solver="lbfgs", max_iter=100, tol=1e-4):
-        self.n_bits = n_bits
-        self.alpha = alpha
-        self.fit_intercept = fit_intercept
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-
 
 class GammaRegressor(_GLMRegressor):
     """Gamma regression (scikit-learn's ``GammaRegressor``, log link) on encrypted data, 0 PBS.
@@ -116,14 +118,6 @@ class GammaRegressor(_GLMRegressor):
 
     _sklearn_class = sklm.GammaRegressor
     _power = 2.0
-
-    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, solver="lbfgs", max_iter=100, tol=1e-4):
-        self.n_bits = n_bits
-        self.alpha = alpha
-        self.fit_intercept = fit_intercept
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
 
 
 class TweedieRegressor(_GLMRegressor):
