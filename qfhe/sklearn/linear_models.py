@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import sklearn.linear_model as sklm
 import sklearn.svm as sksvm
-from sklearn.utils._available_if import available_if
+from sklearn.utils.metaestimators import available_if
 
 from qfhe.deploy.processing import postprocess
 from qfhe.sklearn.glm import GammaRegressor, PoissonRegressor, TweedieRegressor
