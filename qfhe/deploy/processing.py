@@ -21,7 +21,7 @@ import numpy as np
 from qfhe.errors import ArtifactError
 from qfhe.quant.preprocess import apply_preprocess
 
-LINKS = ("softmax", "sigmoid", "ovr", "proba", "decision", "modified_huber")
+LINKS = ("softmax", "sigmoid", "ovr", "proba", "decision", "modified_huber", "vote")
 #: How a regressor's client maps the dequantized score to the prediction (a GLM's inverse link)
 REGRESSOR_LINKS = ("identity", "exp")
 #: Largest unary code a client artifact may ask for (features x (2**n_bits - 1) encrypted bits)
@@ -55,7 +55,8 @@ def postprocess(spec: dict, out: np.ndarray) -> np.ndarray:
     ``{"kind": "none"}``: unchanged. ``classifier``: probabilities, shape (n, n_classes), by
     ``link`` (``softmax`` of logits; ``sigmoid`` of one binary score; ``ovr``: normalised
     sigmoids; ``modified_huber``: scikit-learn's probabilities of that loss; ``decision``: the
-    scores themselves, for a model without probabilities). ``regressor``: ``out * scale + mean``
+    scores themselves, for a model without probabilities; ``vote``: the neighbours' class indices
+    counted). ``regressor``: ``out * scale + mean``
     in the target's ``shape``, through ``exp`` if ``link`` is ``"exp"`` (a log-link GLM).
 
     Examples
@@ -84,6 +85,8 @@ def postprocess(spec: dict, out: np.ndarray) -> np.ndarray:
             return np.concatenate([-out, out], axis=1) if out.shape[1] == 1 else out
         if link == "modified_huber":
             return modified_huber_probabilities(out)
+        if link == "vote":
+            return vote_probabilities(out, len(spec["classes"]))
         raise ArtifactError(f"model.json: unknown classifier link {link!r}; expected one of {LINKS}")
     if kind == "regressor":
         y = out * np.asarray(spec["scale"]) + np.asarray(spec["mean"])
@@ -126,6 +129,23 @@ def modified_huber_probabilities(scores: np.ndarray) -> np.ndarray:
         return np.concatenate([1.0 - p, p], axis=1)
     total = p.sum(axis=1, keepdims=True)
     return np.where(total > 0, p / np.where(total > 0, total, 1.0), 1.0 / p.shape[1])
+
+
+def vote_probabilities(out: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class shares among the neighbours' class indices ``out`` (n, k); anything but an index in
+    ``0 .. n_classes - 1`` (a server's reply is untrusted) counts for no class.
+
+    Examples
+    --------
+    >>> vote_probabilities(np.array([[1.0, 0.0, 1.0], [2.0, 7.0, -1.0]]), 3).round(3).tolist()
+    [[0.333, 0.667, 0.0], [0.0, 0.0, 0.333]]
+    """
+    out = np.asarray(out, np.float64)
+    valid = (out >= 0) & (out < n_classes) & (out == np.floor(out))
+    rows = np.broadcast_to(np.arange(len(out))[:, None], out.shape)
+    counts = np.zeros((len(out), n_classes))
+    np.add.at(counts, (rows[valid], out[valid].astype(np.int64)), 1.0)
+    return counts / max(out.shape[1], 1)
 
 
 def labels(spec: dict, outputs: np.ndarray) -> np.ndarray:
@@ -177,7 +197,7 @@ def check_processing(pre, post) -> tuple:
     >>> check_processing(None, {"kind": "classifier", "link": "exec", "classes": np.array([0, 1])})
     Traceback (most recent call last):
     ...
-    qfhe.errors.ArtifactError: client.zip: unknown classifier link 'exec'; expected one of ('softmax', 'sigmoid', 'ovr', 'proba', 'decision', 'modified_huber')
+    qfhe.errors.ArtifactError: client.zip: unknown classifier link 'exec'; expected one of ('softmax', 'sigmoid', 'ovr', 'proba', 'decision', 'modified_huber', 'vote')
     """
     if pre is not None:
         if not isinstance(pre, dict) or pre.get("kind") not in ("standardize", "thermometer"):

@@ -15,6 +15,10 @@ Two ways to size ranges:
 * ``"interval"``: worst-case interval bounds propagated from the full input code range. Safe for
   any input that the client's clipping lets through, and wider.
 
+A node may declare ``bounds=(lo, hi)``, a range its builder proves for any input (the keys of a
+comparison network): calibration then sizes it for at least that range, so a sign or a top value
+the calibration samples never reach still fits.
+
 (The corners of the input box, all-minimum and all-maximum, are not a worst case of a linear layer
 and adding them to the calibration set only widened accumulators and cost accuracy.)
 
@@ -185,6 +189,10 @@ def _observed(graph: Graph, inputset: np.ndarray) -> dict[str, tuple[int, int]]:
                 ranges[node.name] = (int(value.min()), int(value.max()))
 
     run(graph, inputset, observe)
+    for n in graph.nodes:  # a builder's proven range: values the calibration set never reaches stay sized
+        if "bounds" in n.attrs and n.name in ranges:
+            lo, hi = n.attrs["bounds"]
+            ranges[n.name] = (min(ranges[n.name][0], int(lo)), max(ranges[n.name][1], int(hi)))
     return ranges
 
 

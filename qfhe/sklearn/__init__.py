@@ -10,6 +10,8 @@
 - :class:`DecisionTreeClassifier`, :class:`RandomForestClassifier`, :class:`XGBClassifier`,
   :class:`GradientBoostingClassifier`, :class:`HistGradientBoostingClassifier` and their
   regressors: the library's trees, one small lookup per pair of leaves (:mod:`qfhe.trees`).
+- :class:`KNeighborsClassifier`: encrypted queries against the server's clear training set
+  (distances without lookups, a selection network of comparisons: :mod:`qfhe.neighbors`).
 
 Examples
 --------
@@ -24,6 +26,7 @@ True
 from qfhe.sklearn.linear import LinearRegression, LogisticRegression, Ridge
 from qfhe.sklearn.glm import GammaRegressor, PoissonRegressor, TweedieRegressor
 from qfhe.sklearn.linear_models import ElasticNet, Lasso, LinearSVC, LinearSVR, SGDClassifier, SGDRegressor
+from qfhe.sklearn.neighbors import KNeighborsClassifier
 from qfhe.sklearn.neural_net import NeuralNetClassifier, NeuralNetRegressor, PruneReport
 from qfhe.sklearn.tree_models import (DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,
                                       GradientBoostingRegressor, HistGradientBoostingClassifier,
@@ -35,4 +38,4 @@ __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "PruneReport", "Logistic
            "RandomForestRegressor", "XGBClassifier", "XGBRegressor", "GradientBoostingClassifier",
            "GradientBoostingRegressor", "HistGradientBoostingClassifier", "HistGradientBoostingRegressor",
            "LinearSVC", "SGDClassifier", "LinearSVR", "Lasso", "ElasticNet", "SGDRegressor", "PoissonRegressor",
-           "GammaRegressor", "TweedieRegressor"]
+           "GammaRegressor", "TweedieRegressor", "KNeighborsClassifier"]

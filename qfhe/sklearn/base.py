@@ -226,11 +226,16 @@ class FHEEstimatorMixin:
         >>> reg.quantized_module_.statistics["pbs_count"]
         0
         """
-        X = self._checked(X, "compile")
+        X = self._compile_inputset(self._checked(X, "compile"))
         qm = self.quantized_module_.with_ranges(X, bitwidth_method, calibration_margin)
         self.quantized_module_ = qm.compile(p_error=p_error, global_p_error=global_p_error,
                                             configuration=configuration, simulate_batch_size=simulate_batch_size)
         return self
+
+    def _compile_inputset(self, X: np.ndarray) -> np.ndarray:
+        """The calibration set ``compile(X)`` sizes the circuit with (a model may add the inputs
+        that reach its worst case)."""
+        return X
 
     @property
     def fhe_circuit(self):
