@@ -281,3 +281,64 @@ class FHEEstimatorMixin:
     def _input_codes(self, X, where: str) -> np.ndarray:
         """Circuit input codes of raw ``X``, as the client computes them (used by tuning)."""
         return self.quantized_module_.quantize_input(self._checked(X, where))
+
+
+class ClientProbabilitiesMixin:
+    """``predict_proba``, ``predict`` and ``score`` of a classifier whose probabilities the client
+    computes from the decrypted outputs, as its ``_client_postprocessing()`` describes (the tree
+    models, k-NN): a deployed client's results are these by construction.
+
+    Examples
+    --------
+    >>> from qfhe.sklearn import KNeighborsClassifier
+    >>> issubclass(KNeighborsClassifier, ClientProbabilitiesMixin)
+    True
+    """
+
+    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
+        """Class probabilities, shape (n_samples, n_classes), in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import DecisionTreeClassifier
+        >>> X = np.random.RandomState(0).rand(100, 2); y = (X[:, 0] > 0.5).astype(int)
+        >>> DecisionTreeClassifier(max_depth=2).fit(X, y).predict_proba(X[:3]).shape
+        (3, 2)
+        """
+        return self._probabilities(self._forward(X, fhe, "predict_proba"))
+
+    def _probabilities(self, out: np.ndarray) -> np.ndarray:
+        from qfhe.deploy.processing import postprocess
+
+        return postprocess(self._client_postprocessing(), out)
+
+    def predict(self, X, fhe: str = "disable") -> np.ndarray:
+        """Predicted class labels, in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import KNeighborsClassifier
+        >>> X = np.random.RandomState(0).rand(40, 2); y = np.where(X[:, 0] > 0.5, "a", "b")
+        >>> KNeighborsClassifier(3).fit(X, y).predict(X[:3]).tolist() == y[:3].tolist()
+        True
+        """
+        return self._decode_output(self._forward(X, fhe, "predict"))
+
+    def _decode_output(self, out: np.ndarray) -> np.ndarray:
+        """Labels from dequantized outputs (also what tuning scores)."""
+        return self.classes_[self._probabilities(out).argmax(axis=1)]
+
+    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
+        """Accuracy in an FHE mode.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import DecisionTreeClassifier
+        >>> X = np.random.RandomState(0).rand(100, 2); y = (X[:, 0] > 0.5).astype(int)
+        >>> DecisionTreeClassifier(max_depth=2).fit(X, y).score(X, y) > 0.9
+        True
+        """
+        return accuracy(self, X, y, sample_weight, fhe)

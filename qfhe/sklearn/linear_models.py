@@ -23,8 +23,10 @@ import sklearn.svm as sksvm
 from sklearn.utils.metaestimators import available_if
 
 from qfhe.deploy.processing import postprocess
+from qfhe.errors import ConfigurationError
 from qfhe.sklearn.glm import GammaRegressor, PoissonRegressor, TweedieRegressor
 from qfhe.sklearn.linear import _LinearClassifier, _LinearRegressor
+from qfhe.validation import as_int
 
 
 class LinearSVC(_LinearClassifier):
@@ -67,6 +69,10 @@ class LinearSVC(_LinearClassifier):
         self.max_iter = max_iter
 
 
+#: SGDClassifier's parameters of encrypted training (scikit-learn's model has none of them)
+_ENCRYPTED_TRAINING = ("fit_encrypted", "parameters_range", "batch_size", "training_n_bits")
+
+
 def _has_proba(est) -> bool:
     return est.loss in ("log_loss", "modified_huber")
 
@@ -83,6 +89,15 @@ class SGDClassifier(_LinearClassifier):
         Bit-width of the quantized inputs and weights.
     loss, penalty, alpha, l1_ratio, fit_intercept, max_iter, tol, shuffle, epsilon, random_state, learning_rate, eta0, power_t, early_stopping, validation_fraction, n_iter_no_change, class_weight, average
         As in ``sklearn.linear_model.SGDClassifier``.
+    fit_encrypted : bool, default False
+        Train on encrypted data (see :meth:`fit`): binary, ``loss="log_loss"``,
+        ``learning_rate="constant"`` with step ``eta0``, ``max_iter`` epochs.
+    parameters_range : (float, float), default (-4.0, 4.0)
+        Encrypted training: the range the weights (on features mapped onto [-1, 1]) live in.
+    batch_size : int, default 8
+        Encrypted training: samples per circuit call.
+    training_n_bits : int, default 7
+        Encrypted training: bit-width of the training circuit's values.
 
     Examples
     --------
@@ -99,7 +114,8 @@ class SGDClassifier(_LinearClassifier):
     def __init__(self, n_bits=8, loss="hinge", penalty="l2", alpha=1e-4, l1_ratio=0.15, fit_intercept=True,
                  max_iter=1000, tol=1e-3, shuffle=True, epsilon=0.1, random_state=None, learning_rate="optimal",
                  eta0=0.01, power_t=0.5, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
-                 class_weight=None, average=False):
+                 class_weight=None, average=False, fit_encrypted=False, parameters_range=(-4.0, 4.0), batch_size=8,
+                 training_n_bits=7):
         self.n_bits = n_bits
         self.loss = loss
         self.penalty = penalty
@@ -119,6 +135,104 @@ class SGDClassifier(_LinearClassifier):
         self.n_iter_no_change = n_iter_no_change
         self.class_weight = class_weight
         self.average = average
+        self.fit_encrypted = fit_encrypted
+        self.parameters_range = parameters_range
+        self.batch_size = batch_size
+        self.training_n_bits = training_n_bits
+
+    def _sklearn_params(self) -> dict:
+        return {k: v for k, v in super()._sklearn_params().items() if k not in _ENCRYPTED_TRAINING}
+
+    def fit(self, X, y, sample_weight=None, fhe: str = "disable", configuration=None, p_error=None, callback=None):
+        """Fit scikit-learn's model on ``(X, y)``, or with ``fit_encrypted=True`` train on encrypted
+        mini-batches, then quantize the model for encrypted inference.
+
+        Encrypted training (binary ``loss="log_loss"`` with ``learning_rate="constant"``): one circuit
+        call per mini-batch of ``batch_size`` samples, ``max_iter`` epochs; the client encrypts each
+        batch and the current weights, the server returns the next weights encrypted (see
+        :mod:`qfhe.sklearn.encrypted_training`). Weights are learned for the features mapped onto
+        [-1, 1] per feature (so ``eta0`` and ``alpha`` are in those units) and kept in
+        ``parameters_range``.
+
+        Parameters
+        ----------
+        X, y, sample_weight
+            As in scikit-learn (no ``sample_weight`` with ``fit_encrypted=True``).
+        fhe : {"disable", "simulate", "execute"}
+            How the training steps run (``fit_encrypted=True`` only): clear integers, simulated, or
+            encrypted.
+        configuration, p_error : optional
+            Passed to the training circuit's compilation.
+        callback : callable, optional
+            ``callback(step, coef, intercept)`` after every training step.
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ConfigurationError
+            For ``fit_encrypted=True`` with a setting it cannot train (naming what to set).
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from qfhe.sklearn import SGDClassifier
+        >>> X = np.random.RandomState(0).randn(96, 3); y = (X[:, 0] - X[:, 1] > 0).astype(int)
+        >>> clf = SGDClassifier(loss="log_loss", learning_rate="constant", eta0=1.0, max_iter=2,
+        ...                     fit_encrypted=True, random_state=0).fit(X, y, fhe="disable")
+        >>> clf.training_steps_, clf.score(X, y) > 0.85
+        (24, True)
+        """
+        if not self.fit_encrypted:
+            if fhe != "disable":
+                raise ConfigurationError(f"SGDClassifier.fit: fhe={fhe!r} trains on encrypted data only with "
+                                         "fit_encrypted=True")
+            return super().fit(X, y, sample_weight=sample_weight)
+        from qfhe.sklearn.base import check_class_labels, check_fhe
+        from qfhe.sklearn.encrypted_training import fit_encrypted
+
+        check_fhe(fhe)
+        self._check_encrypted_training(sample_weight)
+        X, y = self._validate_Xy(X, y, "fit", multi_output=False)
+        classes, labels = check_class_labels(self, y, "a regressor")
+        if len(classes) != 2:
+            raise ConfigurationError(f"SGDClassifier(fit_encrypted=True) trains a binary model; y has {len(classes)} "
+                                     "classes: train one model per class (one-vs-rest) or fit in the clear")
+        lo, hi = self.parameters_range
+        kwargs = {"configuration": configuration, "p_error": p_error}
+        coef, intercept, steps = fit_encrypted(
+            X, labels, as_int("batch_size", self.batch_size, 1, len(X)), as_int("max_iter", self.max_iter, 1, None),
+            float(self.eta0), float(self.alpha) if self.penalty == "l2" else 0.0, (float(lo), float(hi)),
+            as_int("training_n_bits", self.training_n_bits, 2, 8), self.random_state, fhe, kwargs, callback=callback)
+        model = sklm.SGDClassifier(**self._sklearn_params())
+        model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
+        model.n_iter_, model.t_ = self.max_iter, float(steps * self.batch_size)
+        model.n_features_in_ = X.shape[1]
+        self.training_steps_ = steps
+        return self._import(model, X)
+
+    def _check_encrypted_training(self, sample_weight) -> None:
+        needs = {"loss": ("log_loss", "its gradient sigmoid(z) - y is what the circuit computes"),
+                 "learning_rate": ("constant", "the step is eta0 in every circuit call")}
+        for name, (value, why) in needs.items():
+            if getattr(self, name) != value:
+                raise ConfigurationError(f"SGDClassifier(fit_encrypted=True) needs {name}={value!r} ({why}); got "
+                                         f"{getattr(self, name)!r}")
+        if self.penalty not in ("l2", None):
+            raise ConfigurationError(f"SGDClassifier(fit_encrypted=True) trains with penalty='l2' or None; got "
+                                     f"{self.penalty!r}")
+        for name in ("class_weight", "early_stopping", "average"):
+            if getattr(self, name):
+                raise ConfigurationError(f"SGDClassifier(fit_encrypted=True) does not support {name}; leave it at "
+                                         "its default")
+        if sample_weight is not None:
+            raise ConfigurationError("SGDClassifier(fit_encrypted=True) takes no sample_weight")
+        rng = self.parameters_range
+        if not (isinstance(rng, (tuple, list)) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)
+                and np.isfinite(rng).all() and rng[0] < 0 < rng[1]):
+            raise ConfigurationError(f"parameters_range must be (low, high) with low < 0 < high; got {rng!r}")
 
     @available_if(_has_proba)
     def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:

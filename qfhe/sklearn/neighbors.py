@@ -20,9 +20,8 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.neighbors import KNeighborsClassifier as _SkKNN
 
-from qfhe.deploy.processing import postprocess
 from qfhe.errors import ConfigurationError, InputValidationError, NotFittedError
-from qfhe.sklearn.base import FHEEstimatorMixin, accuracy, check_class_labels
+from qfhe.sklearn.base import ClientProbabilitiesMixin, FHEEstimatorMixin, check_class_labels
 from qfhe.validation import as_int
 
 #: Largest training set a circuit is built for: the lookups grow about 4x as fast as the training
@@ -32,7 +31,7 @@ _METRICS = {("minkowski", 1): 1, ("minkowski", 2): 2, ("euclidean", None): 2, ("
             ("manhattan", None): 1, ("l1", None): 1, ("cityblock", None): 1}
 
 
-class KNeighborsClassifier(ClassifierMixin, FHEEstimatorMixin, BaseEstimator):
+class KNeighborsClassifier(ClientProbabilitiesMixin, ClassifierMixin, FHEEstimatorMixin, BaseEstimator):
     """scikit-learn's ``KNeighborsClassifier`` for encrypted queries against a clear training set.
 
     Parameters
@@ -242,49 +241,6 @@ class KNeighborsClassifier(ClassifierMixin, FHEEstimatorMixin, BaseEstimator):
         """
         self.fit(X, y)
         return self, self.sklearn_model_
-
-    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
-        """The share of the ``n_neighbors`` nearest training samples in each class, shape (n, n_classes).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> X = np.random.RandomState(0).rand(40, 2); y = (X[:, 0] > 0.5).astype(int)
-        >>> KNeighborsClassifier(4).fit(X, y).predict_proba(X[:2]).sum(axis=1).tolist()
-        [1.0, 1.0]
-        """
-        return self._probabilities(self._forward(X, fhe, "predict_proba"))
-
-    def _probabilities(self, out: np.ndarray) -> np.ndarray:
-        return postprocess(self._client_postprocessing(), out)
-
-    def predict(self, X, fhe: str = "disable") -> np.ndarray:
-        """The majority class of each query's ``n_neighbors`` nearest training samples (ties: the
-        first class, as scikit-learn).
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> X = np.random.RandomState(0).rand(40, 2); y = np.where(X[:, 0] > 0.5, "a", "b")
-        >>> KNeighborsClassifier(3).fit(X, y).predict(X[:3]).tolist() == y[:3].tolist()
-        True
-        """
-        return self._decode_output(self._forward(X, fhe, "predict"))
-
-    def _decode_output(self, out: np.ndarray) -> np.ndarray:
-        return self.classes_[self._probabilities(out).argmax(axis=1)]
-
-    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
-        """Accuracy in an FHE mode.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> X = np.random.RandomState(0).rand(40, 2); y = (X[:, 0] > 0.5).astype(int)
-        >>> KNeighborsClassifier(3).fit(X, y).score(X, y) > 0.85
-        True
-        """
-        return accuracy(self, X, y, sample_weight, fhe)
 
     def _client_postprocessing(self) -> dict:
         """What a deployed client does with the decrypted classes (plain data, see qfhe.deploy.processing)."""

@@ -27,9 +27,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import _check_sample_weight
 
-from qfhe.deploy.processing import postprocess
 from qfhe.errors import ConfigurationError, InputValidationError, NotFittedError
-from qfhe.sklearn.base import FHEEstimatorMixin, accuracy, check_class_labels
+from qfhe.sklearn.base import ClientProbabilitiesMixin, FHEEstimatorMixin, check_class_labels
 from qfhe.trees.ensemble import read_ensemble
 from qfhe.trees.lower import quantize_ensemble
 from qfhe.validation import as_int
@@ -209,9 +208,6 @@ class _TreeModel(FHEEstimatorMixin, BaseEstimator):
             est.classes_ = np.asarray(sklearn_model.classes_)
         return est._import(sklearn_model, X)
 
-    def _raw(self, X, fhe: str, where: str) -> np.ndarray:
-        return self._forward(X, fhe, where)
-
 
 def _suggest(model) -> str:
     from qfhe.sklearn.tree_models import TREE_ESTIMATORS
@@ -221,54 +217,7 @@ def _suggest(model) -> str:
     return f"; use qfhe.sklearn.{name}.from_sklearn_model" if name in known else ""
 
 
-class _TreeClassifier(ClassifierMixin, _TreeModel):
-    def predict_proba(self, X, fhe: str = "disable") -> np.ndarray:
-        """Class probabilities, shape (n_samples, n_classes), in an FHE mode.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from qfhe.sklearn import DecisionTreeClassifier
-        >>> X = np.random.RandomState(0).rand(100, 2); y = (X[:, 0] > 0.5).astype(int)
-        >>> DecisionTreeClassifier(max_depth=2).fit(X, y).predict_proba(X[:3]).shape
-        (3, 2)
-        """
-        return self._probabilities(self._raw(X, fhe, "predict_proba"))
-
-    def _probabilities(self, out: np.ndarray) -> np.ndarray:
-        # exactly what a deployed client computes from the same decrypted outputs
-        return postprocess(self._client_postprocessing(), out)
-
-    def predict(self, X, fhe: str = "disable") -> np.ndarray:
-        """Predicted class labels, in an FHE mode.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from qfhe.sklearn import DecisionTreeClassifier
-        >>> X = np.random.RandomState(0).rand(100, 2); y = np.where(X[:, 0] > 0.5, "a", "b")
-        >>> DecisionTreeClassifier(max_depth=2).fit(X, y).predict(X[:2]).tolist() == y[:2].tolist()
-        True
-        """
-        return self._decode_output(self._raw(X, fhe, "predict"))
-
-    def _decode_output(self, out: np.ndarray) -> np.ndarray:
-        """Labels from dequantized outputs (also what tuning scores)."""
-        return self.classes_[self._probabilities(out).argmax(axis=1)]
-
-    def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
-        """Accuracy in an FHE mode.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> from qfhe.sklearn import DecisionTreeClassifier
-        >>> X = np.random.RandomState(0).rand(100, 2); y = (X[:, 0] > 0.5).astype(int)
-        >>> DecisionTreeClassifier(max_depth=2).fit(X, y).score(X, y) > 0.9
-        True
-        """
-        return accuracy(self, X, y, sample_weight, fhe)
-
+class _TreeClassifier(ClientProbabilitiesMixin, ClassifierMixin, _TreeModel):
     def _client_postprocessing(self) -> dict:
         """What a deployed client does with the decrypted outputs (plain data, see qfhe.deploy.processing)."""
         link = "proba" if self._link == "proba" else ("sigmoid" if len(self.classes_) == 2 else "softmax")
@@ -287,7 +236,7 @@ class _TreeRegressor(RegressorMixin, _TreeModel):
         >>> DecisionTreeRegressor(max_depth=2).fit(X, X[:, 0]).predict(X[:3]).shape
         (3,)
         """
-        return self._decode_output(self._raw(X, fhe, "predict"))
+        return self._decode_output(self._forward(X, fhe, "predict"))
 
     def _decode_output(self, out: np.ndarray) -> np.ndarray:
         return out[:, 0]
@@ -331,5 +280,5 @@ class _MarginClassifier(_TreeClassifier):
         >>> XGBClassifier(n_estimators=3, max_depth=2).fit(X, y).decision_function(X[:4]).shape
         (4,)
         """
-        out = self._raw(X, fhe, "decision_function")
+        out = self._forward(X, fhe, "decision_function")
         return out[:, 0] if out.shape[1] == 1 else out
