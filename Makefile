@@ -31,6 +31,8 @@ bench: $(STAMP)
 	$(PY) benchmarks/maxpool.py
 	$(PY) benchmarks/trees.py
 	$(PY) benchmarks/builtin_models.py
+	$(PY) benchmarks/knn.py
+	$(PY) benchmarks/encrypted_training.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

@@ -5,12 +5,15 @@ of ``N`` rows of the 80 % training split, the test set the other 20 %). Per (N, 
 (key lookups + comparators + k), PBS (with the exact rounding's), widest value, concrete's
 complexity estimate, the simulated test accuracy beside scikit-learn's ``KNeighborsClassifier``
 on the same N samples, and for the configurations in ``--execute``: keygen and FHE seconds per
-query (outputs checked against the simulation). Default error probability (concrete's
-``global_p_error=1e-5``) unless ``--p-error``.
+query (outputs checked against the simulation), with the size of the evaluation keys. Default
+error probability (concrete's ``global_p_error=1e-5``) unless ``--p-error``; configurations
+written ``N:k@p`` add a row at a per-lookup ``p_error`` of ``p``. (Executing N=128, k=3 at the default
+as well got this process killed twice for memory after the keygens before it: one such circuit
+alone keygens at 4.8 GB; run it in its own process.)
 
 Writes ``benchmarks/results/knn.json`` and ``.png``.
 
-    python benchmarks/knn.py [--sizes 32 64 128 256] [--ks 1 3 5] [--execute 32:3 64:3 128:3 64:1 64:5]
+    python benchmarks/knn.py [--sizes 32 64 128 256] [--ks 1 3 5] [--execute 32:3 64:1 64:3 64:5 128:3@0.001]
 """
 
 from __future__ import annotations
@@ -33,9 +36,9 @@ from common import RESULTS, machine, table, write_json  # noqa: E402
 import qfhe  # noqa: E402
 from qfhe.sklearn import KNeighborsClassifier  # noqa: E402
 
-COLUMNS = [("n_train", "N"), ("k", "k"), ("lookups", "lookups"), ("pbs", "PBS"), ("max_bits", "widest"),
+COLUMNS = [("n_train", "N"), ("k", "k"), ("p_error", "p_error"), ("lookups", "lookups"), ("pbs", "PBS"), ("max_bits", "widest"),
            ("key_bits", "compared bits"), ("twin", "sklearn acc."), ("simulated", "qfhe acc. (sim.)"),
-           ("keygen_s", "keygen s"), ("fhe_s", "FHE s/query")]
+           ("key_gb", "keys GB"), ("keygen_s", "keygen s"), ("fhe_s", "FHE s/query")]
 
 
 def run_one(Xtr, ytr, Xte, yte, n: int, k: int, execute: bool, n_exec: int, p_error) -> dict:
@@ -46,8 +49,10 @@ def run_one(Xtr, ytr, Xte, yte, n: int, k: int, execute: bool, n_exec: int, p_er
     clf = KNeighborsClassifier(k).fit(Xn, yn)
     start = time.perf_counter()
     clf.compile(Xn, p_error=p_error)
-    row = {"n_train": n, "k": k, "lookups": clf.n_lookups_, "compile_s": time.perf_counter() - start}
+    row = {"n_train": n, "k": k, "p_error": p_error, "lookups": clf.n_lookups_, "compile_s": time.perf_counter() - start}
     st = clf.quantized_module_.statistics
+    keys = clf.fhe_circuit.statistics
+    row["key_gb"] = (keys["size_of_bootstrap_keys"] + keys["size_of_keyswitch_keys"]) / 1e9
     row.update(pbs=int(st["pbs_count"]), max_bits=int(st["max_bit_width"]), complexity=float(st["complexity"]),
                key_bits=int(clf.quantized_module_.bitwidths["cmp0_d"].bits) if "cmp0_d" in clf.quantized_module_.bitwidths
                else None,
@@ -72,11 +77,15 @@ def plot(rows: list[dict], path: Path) -> None:
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
     for k in sorted({r["k"] for r in rows}):
-        r = [x for x in rows if x["k"] == k]
+        r = [x for x in rows if x["k"] == k and x["p_error"] is None]
         left.plot([x["n_train"] for x in r], [x["pbs"] for x in r], "o-", label=f"k={k}")
         timed = [x for x in r if x.get("fhe_s")]
         if timed:
             right.plot([x["n_train"] for x in timed], [x["fhe_s"] for x in timed], "o-", label=f"k={k}")
+        fast = [x for x in rows if x["k"] == k and x["p_error"] is not None and x.get("fhe_s")]
+        if fast:
+            right.plot([x["n_train"] for x in fast], [x["fhe_s"] for x in fast], "s--",
+                       label=f"k={k}, p_error={fast[0]['p_error']}")
     for ax, what in ((left, "PBS per query"), (right, "FHE seconds per query (2 cores)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("training samples held by the server")
@@ -91,8 +100,8 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5])
-    parser.add_argument("--execute", nargs="*", default=["32:3", "64:3", "128:3", "64:1", "64:5"],
-                        help="N:k configurations to run encrypted")
+    parser.add_argument("--execute", nargs="*", default=["32:3", "64:1", "64:3", "64:5", "128:3@0.001", "256:3@0.001"],
+                        help="N:k configurations to run encrypted (N:k@p for a per-lookup p_error: an extra row)")
     parser.add_argument("--n-exec", type=int, default=2)
     parser.add_argument("--p-error", type=float, default=None)
     args = parser.parse_args(argv)
@@ -101,9 +110,13 @@ def main(argv=None) -> dict:
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
     scaler = StandardScaler().fit(Xtr)
     Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
-    timed = {tuple(int(v) for v in c.split(":")) for c in args.execute}
+    timed = {tuple(int(v) for v in c.split(":")) for c in args.execute if "@" not in c}
     rows = [run_one(Xtr, ytr, Xte, yte, n, k, (n, k) in timed, args.n_exec, args.p_error)
             for k in args.ks for n in args.sizes]
+    for c in (c for c in args.execute if "@" in c):
+        nk, p = c.split("@")
+        n, k = (int(v) for v in nk.split(":"))
+        rows.append(run_one(Xtr, ytr, Xte, yte, n, k, True, args.n_exec, float(p)))
     info = machine()
     print(f"\nKNeighborsClassifier, measured {info['date']} on {info['machine']}\n")
     print(table(rows, COLUMNS))

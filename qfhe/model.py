@@ -17,8 +17,8 @@ from typing import Callable
 
 import numpy as np
 
-from qfhe.errors import (CircuitOverflowError, ConfigurationError, NotCompiledError, OverflowRiskWarning,
-                         SaturationError, SaturationWarning)
+from qfhe.errors import (CircuitOverflowError, ConfigurationError, LatencyWarning, NotCompiledError,
+                         OverflowRiskWarning, SaturationError, SaturationWarning)
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import run
 from qfhe.ir.ops import evaluate
@@ -33,6 +33,19 @@ from qfhe.tfhe.lower import circuit_graph, make_circuit_function
 from qfhe.validation import as_bool, as_int, check_input, user_stacklevel
 
 FHE_MODES = ("disable", "simulate", "execute")
+#: Evaluation keys above this size get a warning at compile: keygen needs about as much memory and
+#: minutes (a 64-sample k-NN circuit at the default error probability: 8.7 GB, 138 s of keygen)
+LARGE_KEYS = 8e9
+
+
+def _warn_key_size(stats: dict) -> None:
+    size = stats.get("size_of_bootstrap_keys", 0) + stats.get("size_of_keyswitch_keys", 0)
+    if size > LARGE_KEYS:
+        warnings.warn(f"the evaluation keys of this circuit take {size / 1e9:.1f} GB ({stats['pbs_count']} table "
+                      "lookups at a per-lookup error probability of "
+                      f"{stats['p_error']:.1e}): keygen needs about that much memory and takes minutes. A larger "
+                      "per-lookup p_error (e.g. compile(..., p_error=1e-3)) or narrower lookups shrink them",
+                      LatencyWarning, stacklevel=user_stacklevel())
 
 
 def _describe_n_bits(nb) -> str:
@@ -209,7 +222,9 @@ class QuantizedModule:
         >>> qm.compile(p_error=0.01).statistics["p_error"] <= 0.01
         True
         """
-        return self._adopt(*self._compile_candidate(p_error, global_p_error, configuration, simulate_batch_size))
+        self._adopt(*self._compile_candidate(p_error, global_p_error, configuration, simulate_batch_size))
+        _warn_key_size(self._compiled.statistics)
+        return self
 
     def _compile_candidate(self, p_error=None, global_p_error=None, configuration=None,
                            simulate_batch_size: int = 64) -> tuple[CompiledCircuits, object]:
