@@ -96,7 +96,7 @@ class SGDClassifier(_LinearClassifier):
         Encrypted training: the range the weights (on features mapped onto [-1, 1]) live in.
     batch_size : int, default 8
         Encrypted training: samples per circuit call.
-    training_n_bits : int, default 7
+    training_n_bits : int, default 5
         Encrypted training: bit-width of the training circuit's values.
 
     Examples
@@ -115,7 +115,7 @@ class SGDClassifier(_LinearClassifier):
                  max_iter=1000, tol=1e-3, shuffle=True, epsilon=0.1, random_state=None, learning_rate="optimal",
                  eta0=0.01, power_t=0.5, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
                  class_weight=None, average=False, fit_encrypted=False, parameters_range=(-4.0, 4.0), batch_size=8,
-                 training_n_bits=7):
+                 training_n_bits=5):
         self.n_bits = n_bits
         self.loss = loss
         self.penalty = penalty
