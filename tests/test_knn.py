@@ -179,9 +179,12 @@ def test_compile_warns_when_the_evaluation_keys_are_huge():
 
     from qfhe.errors import LatencyWarning
 
+    from sklearn.model_selection import train_test_split
+
     X, y = load_breast_cancer(return_X_y=True)
-    X = StandardScaler().fit_transform(X)[:64]
-    clf = KNeighborsClassifier(3).fit(X, y[:64])
+    Xtr, _, ytr, _ = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
+    X, _, y, _ = train_test_split(StandardScaler().fit_transform(Xtr), ytr, train_size=64, random_state=0, stratify=ytr)
+    clf = KNeighborsClassifier(3).fit(X, y)  # benchmarks/knn.py's N=64, k=3
     with pytest.warns(LatencyWarning, match=r"evaluation keys of this circuit take \d+\.\d GB .*p_error=1e-3"):
         clf.compile(X)
     with warnings.catch_warnings():
