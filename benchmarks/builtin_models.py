@@ -28,39 +28,77 @@ from sklearn.preprocessing import StandardScaler
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, machine, table, write_json  # noqa: E402
-
 import qfhe  # noqa: E402
 import qfhe.sklearn as qs  # noqa: E402
+from common import RESULTS, machine, table, write_json  # noqa: E402
 
-CLASSIFIERS = ["LogisticRegression", "LinearSVC", "SGDClassifier", "DecisionTreeClassifier", "RandomForestClassifier",
-               "XGBClassifier", "GradientBoostingClassifier", "HistGradientBoostingClassifier", "NeuralNetClassifier",
-               "KNeighborsClassifier"]
-REGRESSORS = ["LinearRegression", "Ridge", "Lasso", "ElasticNet", "LinearSVR", "SGDRegressor", "PoissonRegressor",
-              "GammaRegressor", "TweedieRegressor", "DecisionTreeRegressor", "RandomForestRegressor", "XGBRegressor",
-              "GradientBoostingRegressor", "HistGradientBoostingRegressor", "NeuralNetRegressor"]
+CLASSIFIERS = [
+    "LogisticRegression",
+    "LinearSVC",
+    "SGDClassifier",
+    "DecisionTreeClassifier",
+    "RandomForestClassifier",
+    "XGBClassifier",
+    "GradientBoostingClassifier",
+    "HistGradientBoostingClassifier",
+    "NeuralNetClassifier",
+    "KNeighborsClassifier",
+]
+REGRESSORS = [
+    "LinearRegression",
+    "Ridge",
+    "Lasso",
+    "ElasticNet",
+    "LinearSVR",
+    "SGDRegressor",
+    "PoissonRegressor",
+    "GammaRegressor",
+    "TweedieRegressor",
+    "DecisionTreeRegressor",
+    "RandomForestRegressor",
+    "XGBRegressor",
+    "GradientBoostingRegressor",
+    "HistGradientBoostingRegressor",
+    "NeuralNetRegressor",
+]
 #: Parameters beyond the defaults: scikit-learn's own advice where its default does not converge or fit
-PARAMS = {"SGDClassifier": {"loss": "log_loss", "random_state": 0}, "SGDRegressor": {"random_state": 0},
-          "LinearSVC": {"random_state": 0}, "LinearSVR": {"random_state": 0, "max_iter": 10000},
-          "Lasso": {"alpha": 0.1}, "ElasticNet": {"alpha": 0.1}, "TweedieRegressor": {"power": 1.5},
-          "DecisionTreeClassifier": {"max_depth": 6, "random_state": 0},
-          "DecisionTreeRegressor": {"max_depth": 6, "random_state": 0},
-          "RandomForestClassifier": {"n_estimators": 20, "max_depth": 4, "random_state": 0},
-          "RandomForestRegressor": {"n_estimators": 20, "max_depth": 4, "random_state": 0},
-          "XGBClassifier": {"n_estimators": 20, "max_depth": 3}, "XGBRegressor": {"n_estimators": 20, "max_depth": 3},
-          "GradientBoostingClassifier": {"n_estimators": 20, "max_depth": 3, "random_state": 0},
-          "GradientBoostingRegressor": {"n_estimators": 20, "max_depth": 3, "random_state": 0},
-          "HistGradientBoostingClassifier": {"max_iter": 20, "max_depth": 3, "random_state": 0},
-          "HistGradientBoostingRegressor": {"max_iter": 20, "max_depth": 3, "random_state": 0},
-          "NeuralNetClassifier": {"random_state": 0}, "NeuralNetRegressor": {"random_state": 0}}
+PARAMS = {
+    "SGDClassifier": {"loss": "log_loss", "random_state": 0},
+    "SGDRegressor": {"random_state": 0},
+    "LinearSVC": {"random_state": 0},
+    "LinearSVR": {"random_state": 0, "max_iter": 10000},
+    "Lasso": {"alpha": 0.1},
+    "ElasticNet": {"alpha": 0.1},
+    "TweedieRegressor": {"power": 1.5},
+    "DecisionTreeClassifier": {"max_depth": 6, "random_state": 0},
+    "DecisionTreeRegressor": {"max_depth": 6, "random_state": 0},
+    "RandomForestClassifier": {"n_estimators": 20, "max_depth": 4, "random_state": 0},
+    "RandomForestRegressor": {"n_estimators": 20, "max_depth": 4, "random_state": 0},
+    "XGBClassifier": {"n_estimators": 20, "max_depth": 3},
+    "XGBRegressor": {"n_estimators": 20, "max_depth": 3},
+    "GradientBoostingClassifier": {"n_estimators": 20, "max_depth": 3, "random_state": 0},
+    "GradientBoostingRegressor": {"n_estimators": 20, "max_depth": 3, "random_state": 0},
+    "HistGradientBoostingClassifier": {"max_iter": 20, "max_depth": 3, "random_state": 0},
+    "HistGradientBoostingRegressor": {"max_iter": 20, "max_depth": 3, "random_state": 0},
+    "NeuralNetClassifier": {"random_state": 0},
+    "NeuralNetRegressor": {"random_state": 0},
+}
 #: k-NN holds its training set in the circuit (about 3.5 lookups per sample): it is fitted on a
 #: stratified subsample, and compiled at a per-lookup p_error (the default budget's keys take 5-9 GB)
 SUBSAMPLE = {"KNeighborsClassifier": 128}
 COMPILE = {"KNeighborsClassifier": {"p_error": 1e-3}}
 TREES = {"DecisionTree", "RandomForest", "XGB", "GradientBoosting", "HistGradientBoosting"}
-COLUMNS = [("estimator", "estimator"), ("dataset", "data set"), ("twin", "twin score"), ("clear", "qfhe clear"),
-           ("simulated", "qfhe simulated"), ("pbs", "PBS"), ("max_bits", "widest"), ("keygen_s", "keygen s"),
-           ("fhe_s", "FHE s/sample")]
+COLUMNS = [
+    ("estimator", "estimator"),
+    ("dataset", "data set"),
+    ("twin", "twin score"),
+    ("clear", "qfhe clear"),
+    ("simulated", "qfhe simulated"),
+    ("pbs", "PBS"),
+    ("max_bits", "widest"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s", "FHE s/sample"),
+]
 
 
 def datasets():
@@ -88,8 +126,14 @@ def run_one(name: str, dataset: str, X, y, n_exec: int) -> dict:
     if twin is None:
         twin = est.sklearn_model_
     est.compile(Xtr, **COMPILE.get(name, {}))
-    row = {"estimator": name, "dataset": dataset, "fit_s": fit_s, "twin": float(twin.score(Xte, yte)),
-           "clear": float(est.score(Xte, yte)), "simulated": float(est.score(Xte, yte, fhe="simulate"))}
+    row = {
+        "estimator": name,
+        "dataset": dataset,
+        "fit_s": fit_s,
+        "twin": float(twin.score(Xte, yte)),
+        "clear": float(est.score(Xte, yte)),
+        "simulated": float(est.score(Xte, yte, fhe="simulate")),
+    }
     st = est.quantized_module_.statistics
     row.update(pbs=int(st["pbs_count"]), max_bits=int(st["max_bit_width"]))
     start = time.perf_counter()
@@ -97,15 +141,16 @@ def run_one(name: str, dataset: str, X, y, n_exec: int) -> dict:
     row["keygen_s"] = time.perf_counter() - start
     est.predict(Xte[:1], fhe="execute")  # warm-up
     start = time.perf_counter()
-    executed = est.predict(Xte[1:1 + n_exec], fhe="execute")
+    executed = est.predict(Xte[1 : 1 + n_exec], fhe="execute")
     row["fhe_s"] = (time.perf_counter() - start) / n_exec
-    row["execute_equals_simulate"] = bool(np.array_equal(executed, est.predict(Xte[1:1 + n_exec], fhe="simulate")))
+    row["execute_equals_simulate"] = bool(np.array_equal(executed, est.predict(Xte[1 : 1 + n_exec], fhe="simulate")))
     print({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}, flush=True)
     return row
 
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -117,8 +162,11 @@ def plot(rows: list[dict], path: Path) -> None:
             continue
         ax.scatter([max(x["fhe_s"], 1e-4) for x in r], [x["simulated"] - x["twin"] for x in r])
         for x in r:
-            ax.annotate(x["estimator"].replace("Classifier", "").replace("Regressor", ""),
-                        (max(x["fhe_s"], 1e-4), x["simulated"] - x["twin"]), fontsize=7)
+            ax.annotate(
+                x["estimator"].replace("Classifier", "").replace("Regressor", ""),
+                (max(x["fhe_s"], 1e-4), x["simulated"] - x["twin"]),
+                fontsize=7,
+            )
         ax.axhline(0, color="grey", lw=1)
         ax.set_xscale("log")
         ax.set_xlabel("FHE seconds per sample (2 cores)")

@@ -45,8 +45,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.datasets import (load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine,
-                              make_classification)
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_digits, load_iris, load_wine, make_classification
 from sklearn.model_selection import ShuffleSplit, StratifiedShuffleSplit, train_test_split
 
 from qfhe.sklearn import LinearRegression, LogisticRegression, NeuralNetClassifier, NeuralNetRegressor, Ridge
@@ -56,12 +55,25 @@ from common import RESULTS, machine, table, write_json  # noqa: E402
 
 ACCUM = (8, 10, 12, None)
 BITS = ((2, 2), (3, 3), (4, 4))
-DATASETS = {"digits": (load_digits, True), "breast_cancer": (load_breast_cancer, True),
-            "diabetes": (load_diabetes, False)}
-COLUMNS = [("dataset", "dataset"), ("model", "model"), ("n_accum_bits", "n_accum_bits"), ("bits", "w/a bits"),
-           ("hidden", "hidden"), ("score_clear", "score clear"), ("score_sim", "score simulated"),
-           ("max_bit_width", "max bit-width"), ("pbs_count", "PBS"), ("keygen_s", "keygen s"),
-           ("fhe_s_per_sample", "FHE s/sample"), ("note", "note")]
+DATASETS = {
+    "digits": (load_digits, True),
+    "breast_cancer": (load_breast_cancer, True),
+    "diabetes": (load_diabetes, False),
+}
+COLUMNS = [
+    ("dataset", "dataset"),
+    ("model", "model"),
+    ("n_accum_bits", "n_accum_bits"),
+    ("bits", "w/a bits"),
+    ("hidden", "hidden"),
+    ("score_clear", "score clear"),
+    ("score_sim", "score simulated"),
+    ("max_bit_width", "max bit-width"),
+    ("pbs_count", "PBS"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s_per_sample", "FHE s/sample"),
+    ("note", "note"),
+]
 
 
 def load(name: str):
@@ -76,9 +88,13 @@ def measure(est, data, args, **row) -> dict:
     start = time.perf_counter()
     est.compile(Xtr)
     st = est.quantized_module_.statistics
-    row.update(score_clear=round(est.score(Xte, yte), 4), score_sim=round(est.score(Xte, yte, fhe="simulate"), 4),
-               max_bit_width=st["max_bit_width"], pbs_count=st["pbs_count"],
-               compile_s=round(time.perf_counter() - start, 1))
+    row.update(
+        score_clear=round(est.score(Xte, yte), 4),
+        score_sim=round(est.score(Xte, yte, fhe="simulate"), 4),
+        max_bit_width=st["max_bit_width"],
+        pbs_count=st["pbs_count"],
+        compile_s=round(time.perf_counter() - start, 1),
+    )
     if row["pbs_count"] > args.max_exec_pbs:
         row["note"] = f"execution skipped: {row['pbs_count']} PBS > {args.max_exec_pbs}"
     elif row["pbs_count"] and row["max_bit_width"] > args.max_exec_bits:  # a PBS-free circuit is fast at any width
@@ -103,29 +119,70 @@ def nn_rows(name: str, data, args) -> list[dict]:
     for n_w, n_a in BITS:
         for n_accum in ACCUM:
             est = cls(n_w_bits=n_w, n_a_bits=n_a, n_accum_bits=n_accum, random_state=0).fit(Xtr, ytr)
-            rows.append(measure(est, data, args, dataset=name, model=cls.__name__, n_accum_bits=n_accum or "none",
-                                bits=f"{n_w}/{n_a}", hidden=str(est.module_.spec["hidden_sizes"])))
+            rows.append(
+                measure(
+                    est,
+                    data,
+                    args,
+                    dataset=name,
+                    model=cls.__name__,
+                    n_accum_bits=n_accum or "none",
+                    bits=f"{n_w}/{n_a}",
+                    hidden=str(est.module_.spec["hidden_sizes"]),
+                )
+            )
     for warmup in (0.0, 0.25, 0.5):  # when to fix the per-neuron masks (0.5 is the default)
         default = cls(random_state=0, pruning_warmup=warmup).fit(Xtr, ytr)
-        rows.append(measure(default, data, args, dataset=name, model=f"{cls.__name__}(pruning_warmup={warmup})",
-                            n_accum_bits=default.n_accum_bits, bits=f"{default.n_w_bits}/{default.n_a_bits}",
-                            hidden=str(default.module_.spec["hidden_sizes"]), note="defaults" if warmup == 0.5 else None))
+        rows.append(
+            measure(
+                default,
+                data,
+                args,
+                dataset=name,
+                model=f"{cls.__name__}(pruning_warmup={warmup})",
+                n_accum_bits=default.n_accum_bits,
+                bits=f"{default.n_w_bits}/{default.n_a_bits}",
+                hidden=str(default.module_.spec["hidden_sizes"]),
+                note="defaults" if warmup == 0.5 else None,
+            )
+        )
     small = default.prune(Xtr, ytr, n_prune_neurons_percentage=0.5)
-    rows.append(measure(small, data, args, dataset=name, model=f"{cls.__name__}().prune(0.5)",
-                        n_accum_bits=small.n_accum_bits, bits=f"{small.n_w_bits}/{small.n_a_bits}",
-                        hidden=str(small.hidden_sizes)))
+    rows.append(
+        measure(
+            small,
+            data,
+            args,
+            dataset=name,
+            model=f"{cls.__name__}().prune(0.5)",
+            n_accum_bits=small.n_accum_bits,
+            bits=f"{small.n_w_bits}/{small.n_a_bits}",
+            hidden=str(small.hidden_sizes),
+        )
+    )
     return rows
 
 
 def linear_rows(name: str, data, args) -> list[dict]:
     Xtr, Xte, ytr, yte = data
     models = [LogisticRegression()] if DATASETS[name][1] else [LinearRegression(), Ridge()]
-    return [measure(m.fit(Xtr, ytr), data, args, dataset=name, model=type(m).__name__, n_accum_bits="-",
-                    bits=f"{m.n_bits}/-", hidden="-") for m in models]
+    return [
+        measure(
+            m.fit(Xtr, ytr),
+            data,
+            args,
+            dataset=name,
+            model=type(m).__name__,
+            n_accum_bits="-",
+            bits=f"{m.n_bits}/-",
+            hidden="-",
+        )
+        for m in models
+    ]
 
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -133,13 +190,28 @@ def plot(rows: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(1, len(names), figsize=(6 * len(names), 4.5), squeeze=False)
     for ax, name in zip(axes[0], names):
         for bits, marker in (("2/2", "o"), ("3/3", "s"), ("4/4", "^")):
-            pts = [r for r in rows if r["dataset"] == name and r["bits"] == bits and r.get("fhe_s_per_sample")
-                   and r["model"] == "NeuralNetClassifier"]
-            ax.scatter([r["fhe_s_per_sample"] for r in pts], [r["score_sim"] for r in pts], marker=marker,
-                       label=f"w/a {bits} bits")
+            pts = [
+                r
+                for r in rows
+                if r["dataset"] == name
+                and r["bits"] == bits
+                and r.get("fhe_s_per_sample")
+                and r["model"] == "NeuralNetClassifier"
+            ]
+            ax.scatter(
+                [r["fhe_s_per_sample"] for r in pts],
+                [r["score_sim"] for r in pts],
+                marker=marker,
+                label=f"w/a {bits} bits",
+            )
             for r in pts:
-                ax.annotate(f"{r['n_accum_bits']}", (r["fhe_s_per_sample"], r["score_sim"]), fontsize=7,
-                            xytext=(3, 3), textcoords="offset points")
+                ax.annotate(
+                    f"{r['n_accum_bits']}",
+                    (r["fhe_s_per_sample"], r["score_sim"]),
+                    fontsize=7,
+                    xytext=(3, 3),
+                    textcoords="offset points",
+                )
         for r in rows:
             if r["dataset"] == name and r.get("fhe_s_per_sample") and r["model"] != "NeuralNetClassifier":
                 ax.scatter([r["fhe_s_per_sample"]], [r["score_sim"]], marker="*", s=120, label=r["model"])
@@ -155,18 +227,41 @@ def plot(rows: list[dict], path: Path) -> None:
 
 def _made(n_features: int):
     def load_made(return_X_y=True):
-        return make_classification(n_samples=600, n_features=n_features, n_informative=min(n_features, 10),
-                                   n_redundant=0, n_classes=3, random_state=0)
+        return make_classification(
+            n_samples=600,
+            n_features=n_features,
+            n_informative=min(n_features, 10),
+            n_redundant=0,
+            n_classes=3,
+            random_state=0,
+        )
+
     return load_made
 
 
-TABULAR = {"iris": (load_iris, True), "wine": (load_wine, True), "breast_cancer": (load_breast_cancer, True),
-           "digits": (load_digits, True), "diabetes": (load_diabetes, False),
-           "classification_5": (_made(5), True), "classification_20": (_made(20), True),
-           "classification_200": (_made(200), True)}
-DEFAULT_COLUMNS = [("dataset", "dataset"), ("shape", "samples x features"), ("model", "model"),
-                   ("mean", "mean score (5 splits)"), ("min", "min"), ("max", "max"), ("sim_split0", "simulated, split 0"),
-                   ("pbs", "PBS"), ("max_bits", "widest value"), ("hidden", "hidden"), ("fit_s", "fit s")]
+TABULAR = {
+    "iris": (load_iris, True),
+    "wine": (load_wine, True),
+    "breast_cancer": (load_breast_cancer, True),
+    "digits": (load_digits, True),
+    "diabetes": (load_diabetes, False),
+    "classification_5": (_made(5), True),
+    "classification_20": (_made(20), True),
+    "classification_200": (_made(200), True),
+}
+DEFAULT_COLUMNS = [
+    ("dataset", "dataset"),
+    ("shape", "samples x features"),
+    ("model", "model"),
+    ("mean", "mean score (5 splits)"),
+    ("min", "min"),
+    ("max", "max"),
+    ("sim_split0", "simulated, split 0"),
+    ("pbs", "PBS"),
+    ("max_bits", "widest value"),
+    ("hidden", "hidden"),
+    ("fit_s", "fit s"),
+]
 
 
 def defaults_rows(args) -> list[dict]:
@@ -178,16 +273,25 @@ def defaults_rows(args) -> list[dict]:
     from sklearn.preprocessing import StandardScaler
 
     rows = []
-    cases = [(name, None) for name in args.datasets_defaults] + [("digits", dict(n_w_bits=3, n_a_bits=3, n_accum_bits=8))]
+    cases = [(name, None) for name in args.datasets_defaults] + [
+        ("digits", dict(n_w_bits=3, n_a_bits=3, n_accum_bits=8))
+    ]
     for name, params in cases:
         X, y = TABULAR[name][0](return_X_y=True)
         classification = TABULAR[name][1]
         split = (StratifiedShuffleSplit if classification else ShuffleSplit)(args.splits, test_size=0.2, random_state=0)
-        models = {"qfhe " + ("NeuralNetClassifier" if classification else "NeuralNetRegressor")
-                  + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "()"): None}
+        models = {
+            "qfhe "
+            + ("NeuralNetClassifier" if classification else "NeuralNetRegressor")
+            + (f"({', '.join(f'{k}={v}' for k, v in params.items())})" if params else "()"): None
+        }
         if params is None:
-            models.update({"sklearn LogisticRegression" if classification else "sklearn LinearRegression": "linear",
-                           "sklearn MLPClassifier" if classification else "sklearn MLPRegressor": "mlp"})
+            models.update(
+                {
+                    "sklearn LogisticRegression" if classification else "sklearn LinearRegression": "linear",
+                    "sklearn MLPClassifier" if classification else "sklearn MLPRegressor": "mlp",
+                }
+            )
         for label, kind in models.items():
             scores, row = [], {"dataset": name, "shape": f"{X.shape[0]} x {X.shape[1]}", "model": label}
             start = time.perf_counter()
@@ -195,8 +299,10 @@ def defaults_rows(args) -> list[dict]:
                 if kind == "linear":
                     est = make_pipeline(StandardScaler(), SkLogistic(max_iter=5000) if classification else SkLinear())
                 elif kind == "mlp":
-                    est = make_pipeline(StandardScaler(), (MLPClassifier if classification else MLPRegressor)(
-                        max_iter=2000, random_state=seed))
+                    est = make_pipeline(
+                        StandardScaler(),
+                        (MLPClassifier if classification else MLPRegressor)(max_iter=2000, random_state=seed),
+                    )
                 else:
                     cls = NeuralNetClassifier if classification else NeuralNetRegressor
                     est = cls(random_state=seed, **(params or {}))
@@ -205,10 +311,19 @@ def defaults_rows(args) -> list[dict]:
                 if kind is None and seed == 0:
                     est.compile(X[tr])
                     st = est.quantized_module_.statistics
-                    row.update(sim_split0=round(est.score(X[te], y[te], fhe="simulate"), 4), pbs=st["pbs_count"],
-                               max_bits=st["max_bit_width"], hidden=str(est.module_.spec["hidden_sizes"]))
-            row.update(mean=round(float(np.mean(scores)), 4), min=round(min(scores), 4), max=round(max(scores), 4),
-                       scores=[round(v, 4) for v in scores], fit_s=round((time.perf_counter() - start) / args.splits, 1))
+                    row.update(
+                        sim_split0=round(est.score(X[te], y[te], fhe="simulate"), 4),
+                        pbs=st["pbs_count"],
+                        max_bits=st["max_bit_width"],
+                        hidden=str(est.module_.spec["hidden_sizes"]),
+                    )
+            row.update(
+                mean=round(float(np.mean(scores)), 4),
+                min=round(min(scores), 4),
+                max=round(max(scores), 4),
+                scores=[round(v, 4) for v in scores],
+                fit_s=round((time.perf_counter() - start) / args.splits, 1),
+            )
             print(row, flush=True)
             rows.append(row)
     return rows
@@ -216,21 +331,33 @@ def defaults_rows(args) -> list[dict]:
 
 def plot_defaults(rows: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = list(dict.fromkeys(r["dataset"] for r in rows))
     fig, ax = plt.subplots(figsize=(11, 4.5))
     width = 0.27
-    for k, (kind, off) in enumerate(((("qfhe",), -width), (("sklearn Logistic", "sklearn Linear"), 0.0),
-                                     (("sklearn MLP",), width))):
+    for k, (kind, off) in enumerate(
+        ((("qfhe",), -width), (("sklearn Logistic", "sklearn Linear"), 0.0), (("sklearn MLP",), width))
+    ):
         vals = []
         for name in names:
-            r = next((r for r in rows if r["dataset"] == name and r["model"].startswith(kind)
-                      and not r["model"].endswith("=8)")), None)
+            r = next(
+                (
+                    r
+                    for r in rows
+                    if r["dataset"] == name and r["model"].startswith(kind) and not r["model"].endswith("=8)")
+                ),
+                None,
+            )
             vals.append(r["mean"] if r else np.nan)
-        ax.bar(np.arange(len(names)) + off, vals, width, label=["qfhe defaults", "scikit-learn linear",
-                                                                 "scikit-learn MLP"][k])
+        ax.bar(
+            np.arange(len(names)) + off,
+            vals,
+            width,
+            label=["qfhe defaults", "scikit-learn linear", "scikit-learn MLP"][k],
+        )
     ax.set_xticks(np.arange(len(names)))
     ax.set_xticklabels(names, rotation=20, fontsize=8)
     ax.set_ylabel("test score, mean of 5 splits (accuracy; R² for diabetes)")
@@ -267,8 +394,18 @@ def main(argv=None) -> dict:
         for params in ({}, {"hidden_sizes": (32, 32)}):
             est = NeuralNetClassifier(random_state=0, **params).fit(data[0], data[2])
             label = f"NeuralNetClassifier({', '.join(f'{k}={v}' for k, v in params.items())})"
-            rows.append(measure(est, data, args, dataset="digits", model=label, n_accum_bits=est.n_accum_bits_,
-                                bits="2/2", hidden=str(est.module_.spec["hidden_sizes"])))
+            rows.append(
+                measure(
+                    est,
+                    data,
+                    args,
+                    dataset="digits",
+                    model=label,
+                    n_accum_bits=est.n_accum_bits_,
+                    bits="2/2",
+                    hidden=str(est.module_.spec["hidden_sizes"]),
+                )
+            )
         info = machine()
         print(f"\nDefault width under encryption, measured {info['date']} on {info['machine']}\n")
         print(table(rows, COLUMNS))

@@ -21,12 +21,17 @@ import tenseal.sealapi as sealapi
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from common import machine  # noqa: E402
-
 from qfhe.ckks.backends.seal import galois_elements  # noqa: E402
 
 TARGET = HERE.parent / "qfhe" / "ckks" / "cost_model.json"
-CONFIGS = [(8192, [60, 40, 40, 60]), (8192, [60, 40, 40, 40, 60]), (16384, [60] + [40] * 3 + [60]),
-           (16384, [60] + [40] * 6 + [60]), (16384, [60] + [40] * 9 + [60]), (32768, [60] + [40] * 15 + [60])]
+CONFIGS = [
+    (8192, [60, 40, 40, 60]),
+    (8192, [60, 40, 40, 40, 60]),
+    (16384, [60] + [40] * 3 + [60]),
+    (16384, [60] + [40] * 6 + [60]),
+    (16384, [60] + [40] * 9 + [60]),
+    (32768, [60] + [40] * 15 + [60]),
+]
 
 
 def measure(N: int, bits: list, reps: int, pool: int = 16) -> tuple[int, dict]:
@@ -65,14 +70,16 @@ def measure(N: int, bits: list, reps: int, pool: int = 16) -> tuple[int, dict]:
             total += time.perf_counter() - start
         return total / (reps * pool) * 1000
 
-    ops = {"ciphertext_add": lambda i, o: ev.add(cts[i], cts[i - 1], o),
-           "plaintext_add": lambda i, o: ev.add_plain(cts[i], pts[i - 1], o),
-           "plaintext_mult": lambda i, o: ev.multiply_plain(cts[i], pts[i - 1], o),
-           "ciphertext_mult": lambda i, o: ev.multiply(cts[i], cts[i - 1], o),
-           "relinearize": lambda i, o: ev.relinearize(bigs[i], rk, o),
-           "rescale": lambda i, o: ev.rescale_to_next(cts[i], o),
-           "mod_switch": lambda i, o: ev.mod_switch_to_next(cts[i], o),
-           "rotate": lambda i, o: ev.rotate_vector(cts[i], 1, gk, o)}
+    ops = {
+        "ciphertext_add": lambda i, o: ev.add(cts[i], cts[i - 1], o),
+        "plaintext_add": lambda i, o: ev.add_plain(cts[i], pts[i - 1], o),
+        "plaintext_mult": lambda i, o: ev.multiply_plain(cts[i], pts[i - 1], o),
+        "ciphertext_mult": lambda i, o: ev.multiply(cts[i], cts[i - 1], o),
+        "relinearize": lambda i, o: ev.relinearize(bigs[i], rk, o),
+        "rescale": lambda i, o: ev.rescale_to_next(cts[i], o),
+        "mod_switch": lambda i, o: ev.mod_switch_to_next(cts[i], o),
+        "rotate": lambda i, o: ev.rotate_vector(cts[i], 1, gk, o),
+    }
     return len(bits) - 2, {k: t(f) for k, f in ops.items()}
 
 
@@ -92,8 +99,13 @@ def main(argv=None) -> dict:
         (log_a, e), *_ = np.linalg.lstsq(A, y, rcond=None)
         model[op] = {"a_ms": float(np.exp(log_a)), "exponent": float(e)}
         print(f"{op:16s} t = {np.exp(log_a):.4f} ms * (N/8192) * (level+1)^{e:.2f}")
-    payload = {"machine": machine(), "form": "t_ms = a_ms * (N / 8192) * (level + 1) ** exponent",
-               "ops": model, "measurements": rows, "bootstrap_multiplications": 150}
+    payload = {
+        "machine": machine(),
+        "form": "t_ms = a_ms * (N / 8192) * (level + 1) ** exponent",
+        "ops": model,
+        "measurements": rows,
+        "bootstrap_multiplications": 150,
+    }
     TARGET.write_text(json.dumps(payload, indent=2))
     print(f"wrote {TARGET}")
     return payload

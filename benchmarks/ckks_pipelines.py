@@ -23,10 +23,19 @@ import torch
 from torch import nn
 
 from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, FakeBackend, HEScheme
+from qfhe.ckks.passes import (
+    BootstrappingInsertionPass,
+    CostAnalysisPass,
+    DeadCodeEliminationPass,
+    InputPackingPass,
+    LinearLayerBSGSPass,
+    NonlinearToPolynomialPass,
+    PassPipeline,
+    RelinearizationInsertionPass,
+    RescalingInsertionPass,
+    comparison_pipelines,
+)
 from qfhe.errors import InsecureParametersWarning
-from qfhe.ckks.passes import (BootstrappingInsertionPass, CostAnalysisPass, DeadCodeEliminationPass,
-                              InputPackingPass, LinearLayerBSGSPass, NonlinearToPolynomialPass, PassPipeline,
-                              RelinearizationInsertionPass, RescalingInsertionPass, comparison_pipelines)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_example, machine, table, write_json  # noqa: E402
@@ -59,17 +68,35 @@ def compile_model(model, pipeline, X, noise=False):
 def row(name, compiled, compile_s, err, baseline_ms=None):
     a = compiled.cost_analysis
     ops = a.total_operations
-    return {"pipeline": name, "total_ops": sum(ops.values()), "rotations": ops["rotate"], "rescales": ops["rescale"],
-            "relinearizations": ops["relinearize"], "bootstraps": ops["bootstrap"],
-            "latency_ms": a.estimated_latency, "depth": a.depth, "parallelism": a.parallelism,
-            "speedup": (baseline_ms / a.estimated_latency) if baseline_ms else 1.0, "max_abs_error": err,
-            "compile_s": compile_s}
+    return {
+        "pipeline": name,
+        "total_ops": sum(ops.values()),
+        "rotations": ops["rotate"],
+        "rescales": ops["rescale"],
+        "relinearizations": ops["relinearize"],
+        "bootstraps": ops["bootstrap"],
+        "latency_ms": a.estimated_latency,
+        "depth": a.depth,
+        "parallelism": a.parallelism,
+        "speedup": (baseline_ms / a.estimated_latency) if baseline_ms else 1.0,
+        "max_abs_error": err,
+        "compile_s": compile_s,
+    }
 
 
-COLUMNS = [("pipeline", "pipeline"), ("total_ops", "total ops"), ("rotations", "rotations"),
-           ("rescales", "rescales"), ("relinearizations", "relinearizations"), ("bootstraps", "bootstraps"),
-           ("latency_ms", "est. latency ms"), ("depth", "depth"), ("parallelism", "parallelism"),
-           ("speedup", "speedup"), ("max_abs_error", "max abs error vs float")]
+COLUMNS = [
+    ("pipeline", "pipeline"),
+    ("total_ops", "total ops"),
+    ("rotations", "rotations"),
+    ("rescales", "rescales"),
+    ("relinearizations", "relinearizations"),
+    ("bootstraps", "bootstraps"),
+    ("latency_ms", "est. latency ms"),
+    ("depth", "depth"),
+    ("parallelism", "parallelism"),
+    ("speedup", "speedup"),
+    ("max_abs_error", "max abs error vs float"),
+]
 
 
 def main(argv=None) -> dict:
@@ -100,23 +127,39 @@ def main(argv=None) -> dict:
     deep_model = deep()
     deep_rows = []
     for strategy, threshold in (("greedy", 30.0), ("greedy", 10.0), ("minimal", 0.0)):
-        p = PassPipeline([InputPackingPass(), NonlinearToPolynomialPass(degree=8), LinearLayerBSGSPass(min_size=16),
-                          RescalingInsertionPass("lazy"), RelinearizationInsertionPass("lazy"),
-                          BootstrappingInsertionPass(level_threshold=threshold, strategy=strategy),
-                          DeadCodeEliminationPass(), CostAnalysisPass()])
+        p = PassPipeline(
+            [
+                InputPackingPass(),
+                NonlinearToPolynomialPass(degree=8),
+                LinearLayerBSGSPass(min_size=16),
+                RescalingInsertionPass("lazy"),
+                RelinearizationInsertionPass("lazy"),
+                BootstrappingInsertionPass(level_threshold=threshold, strategy=strategy),
+                DeadCodeEliminationPass(),
+                CostAnalysisPass(),
+            ]
+        )
         compiled, seconds = compile_model(deep_model, p, Xd)
         err = float(np.abs(compiled(Xd[:16]) - compiled.reference(Xd[:16])).max())
-        r = row(f"{strategy} (level_threshold={threshold:g})" if strategy == "greedy" else "minimal (DP)", compiled,
-                seconds, err)
+        r = row(
+            f"{strategy} (level_threshold={threshold:g})" if strategy == "greedy" else "minimal (DP)",
+            compiled,
+            seconds,
+            err,
+        )
         r["max_abs_error"] = err
         deep_rows.append(r)
 
     info = machine()
-    print(f"\nCKKS pipelines, 64-32-16-8 GELU/GELU/sigmoid MLP, {PARAMS['poly_modulus_degree']} ring, 38 x 60-bit "
-          f"primes, scale 2^40; measured {info['date']} on {info['machine']}\n")
+    print(
+        f"\nCKKS pipelines, 64-32-16-8 GELU/GELU/sigmoid MLP, {PARAMS['poly_modulus_degree']} ring, 38 x 60-bit "
+        f"primes, scale 2^40; measured {info['date']} on {info['machine']}\n"
+    )
     print(table(rows, COLUMNS))
-    print("\nPolynomial fits (degree 8): " + "; ".join(f"layer {k}: range [{r[0]:.2f}, {r[1]:.2f}], max error {e:.1e}"
-                                                      for k, (r, e) in poly.items()))
+    print(
+        "\nPolynomial fits (degree 8): "
+        + "; ".join(f"layer {k}: range [{r[0]:.2f}, {r[1]:.2f}], max error {e:.1e}" for k, (r, e) in poly.items())
+    )
     print("\n10-layer 32-wide GELU network, bootstrapping placement\n")
     deep_columns = [c for c in COLUMNS if c[0] not in ("speedup", "max_abs_error")]
     print(table(deep_rows, deep_columns + [("max_abs_error", "max abs error vs polynomial model")]))

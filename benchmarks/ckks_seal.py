@@ -54,8 +54,7 @@ def models() -> dict:
     torch.manual_seed(0)
     mnist = nn.Sequential(nn.Linear(784, 128), Square(), nn.Linear(128, 10))
     rng = np.random.RandomState(0)
-    return {"mlp64": (mlp64.eval(), rng.randn(512, 64), 8),
-            "mnist_square": (mnist.eval(), rng.rand(512, 784), 2)}
+    return {"mlp64": (mlp64.eval(), rng.randn(512, 64), 8), "mnist_square": (mnist.eval(), rng.rand(512, 784), 2)}
 
 
 def float_out(model, X) -> np.ndarray:
@@ -82,15 +81,30 @@ def run_qfhe(model, X, Xt, name, degree, strategy="row_major", batch=1) -> dict:
     wire = keys.serialized_sizes()
     ct_bytes = sum(len(to_bytes(c)) for c in keys.encrypt(cm.graph, Xt[:n]).values())
     ops = cm.cost_analysis.total_operations
-    return {"model": None, "impl": "qfhe", "pipeline": name, "packing": strategy, "N": params.poly_modulus_degree,
-            "levels": params.max_level, "chain": list(params.coeff_modulus),
-            "samples_per_ct": n, "latency_s": run.latency_per_ciphertext, "per_sample_s": run.latency_per_sample,
-            "predicted_s": cm.cost_analysis.estimated_latency / 1000,
-            "ratio": run.latency_per_ciphertext / (cm.cost_analysis.estimated_latency / 1000),
-            "rotations": ops["rotate"], "max_err": float(np.abs(y - float_out(model, Xt[:n])).max()),
-            "ct_MB": ct_bytes / 2**20, "keys_MB": (wire["relin_keys"] + wire["galois_keys"]) / 2**20,
-            "galois_steps": len(keys.steps), "keygen_s": keygen_s, "op_counts_match": run.op_counts == ops,
-            "op_seconds": run.op_seconds, "op_counts": run.op_counts, "params": params.describe()}
+    return {
+        "model": None,
+        "impl": "qfhe",
+        "pipeline": name,
+        "packing": strategy,
+        "N": params.poly_modulus_degree,
+        "levels": params.max_level,
+        "chain": list(params.coeff_modulus),
+        "samples_per_ct": n,
+        "latency_s": run.latency_per_ciphertext,
+        "per_sample_s": run.latency_per_sample,
+        "predicted_s": cm.cost_analysis.estimated_latency / 1000,
+        "ratio": run.latency_per_ciphertext / (cm.cost_analysis.estimated_latency / 1000),
+        "rotations": ops["rotate"],
+        "max_err": float(np.abs(y - float_out(model, Xt[:n])).max()),
+        "ct_MB": ct_bytes / 2**20,
+        "keys_MB": (wire["relin_keys"] + wire["galois_keys"]) / 2**20,
+        "galois_steps": len(keys.steps),
+        "keygen_s": keygen_s,
+        "op_counts_match": run.op_counts == ops,
+        "op_seconds": run.op_seconds,
+        "op_counts": run.op_counts,
+        "params": params.describe(),
+    }
 
 
 def tenseal_chain(params: CKKSParameters, extra: int) -> list[int]:
@@ -115,7 +129,10 @@ def run_tenseal(model, Xt, polys: dict, params: CKKSParameters) -> dict:
             v = enc
             for i, layer in enumerate(layers):
                 if isinstance(layer, nn.Linear):
-                    v = v.mm(layer.weight.detach().double().numpy().T.tolist()) + layer.bias.detach().double().numpy().tolist()
+                    v = (
+                        v.mm(layer.weight.detach().double().numpy().T.tolist())
+                        + layer.bias.detach().double().numpy().tolist()
+                    )
                 elif isinstance(layer, Square):
                     v = v.square()
                 else:
@@ -125,14 +142,25 @@ def run_tenseal(model, Xt, polys: dict, params: CKKSParameters) -> dict:
         except ValueError as exc:  # out of levels or scale: TenSEAL's polyval needs more levels than qfhe's
             last_error = exc
             continue
-        return {"impl": "TenSEAL", "pipeline": "CKKSVector mm + polyval", "packing": "row_major",
-                "N": params.poly_modulus_degree, "levels": len(chain) - 2, "chain": chain, "samples_per_ct": 1,
-                "latency_s": latency, "per_sample_s": latency, "predicted_s": None, "ratio": None, "rotations": None,
-                "max_err": float(np.abs(y - float_out(model, Xt[:1])[0]).max()),
-                "ct_MB": len(enc.serialize()) / 2**20,
-                # SEAL's own save of TenSEAL's keys (its context protobuf refuses more than 2 GB)
-                "keys_MB": (serialized_size(ctx.galois_keys().data) + serialized_size(ctx.relin_keys().data)) / 2**20,
-                "galois_steps": ctx.galois_keys().data.size()}
+        return {
+            "impl": "TenSEAL",
+            "pipeline": "CKKSVector mm + polyval",
+            "packing": "row_major",
+            "N": params.poly_modulus_degree,
+            "levels": len(chain) - 2,
+            "chain": chain,
+            "samples_per_ct": 1,
+            "latency_s": latency,
+            "per_sample_s": latency,
+            "predicted_s": None,
+            "ratio": None,
+            "rotations": None,
+            "max_err": float(np.abs(y - float_out(model, Xt[:1])[0]).max()),
+            "ct_MB": len(enc.serialize()) / 2**20,
+            # SEAL's own save of TenSEAL's keys (its context protobuf refuses more than 2 GB)
+            "keys_MB": (serialized_size(ctx.galois_keys().data) + serialized_size(ctx.relin_keys().data)) / 2**20,
+            "galois_steps": ctx.galois_keys().data.size(),
+        }
     return {"impl": "TenSEAL", "pipeline": "CKKSVector mm + polyval", "error": f"did not fit: {last_error}"}
 
 
@@ -148,35 +176,60 @@ def main(argv=None) -> dict:
             continue
         Xt = X[:256]  # calibration data: the polynomials' fitted ranges cover them
         qrows = []
-        for name in (PIPELINES if not args.quick else (OPTIMIZED,)):
+        for name in PIPELINES if not args.quick else (OPTIMIZED,):
             r = run_qfhe(model, X, Xt, name, degree)
             qrows.append(r)
-            print(f"{mname} {name} row_major: {r['latency_s']:.3f} s (predicted {r['predicted_s']:.3f}), "
-                  f"err {r['max_err']:.2e}", flush=True)
+            print(
+                f"{mname} {name} row_major: {r['latency_s']:.3f} s (predicted {r['predicted_s']:.3f}), "
+                f"err {r['max_err']:.2e}",
+                flush=True,
+            )
             if name == OPTIMIZED or not args.quick:
                 slots = r["N"] // 2
                 period = max(64, 1 << (max(X.shape[1], 1) - 1).bit_length())
                 b = run_qfhe(model, X, Xt, name, degree, "column_major", batch=max(1, slots // period))
                 qrows.append(b)
-                print(f"{mname} {name} column_major x{b['samples_per_ct']}: {b['latency_s']:.3f} s/ct, "
-                      f"{b['per_sample_s']:.4f} s/sample, err {b['max_err']:.2e}", flush=True)
+                print(
+                    f"{mname} {name} column_major x{b['samples_per_ct']}: {b['latency_s']:.3f} s/ct, "
+                    f"{b['per_sample_s']:.4f} s/sample, err {b['max_err']:.2e}",
+                    flush=True,
+                )
         best = next(r for r in qrows if r["pipeline"] == OPTIMIZED and r["packing"] == "row_major")
         cm = qfhe.compile_torch_model(model, X, scheme="ckks", pipeline=pipeline(OPTIMIZED, degree))
-        t = run_tenseal(model, Xt, cm.meta["poly_functions"], CKKSParameters(*[getattr(cm.params, k) for k in (
-            "poly_modulus_degree", "coeff_modulus", "scale")]))
-        print(f"{mname} TenSEAL: {t.get('latency_s', float('nan')):.3f} s, err {t.get('max_err', float('nan')):.2e}",
-              flush=True)
+        t = run_tenseal(
+            model,
+            Xt,
+            cm.meta["poly_functions"],
+            CKKSParameters(*[getattr(cm.params, k) for k in ("poly_modulus_degree", "coeff_modulus", "scale")]),
+        )
+        print(
+            f"{mname} TenSEAL: {t.get('latency_s', float('nan')):.3f} s, err {t.get('max_err', float('nan')):.2e}",
+            flush=True,
+        )
         if "latency_s" in t:
             t["speedup_of_qfhe"] = t["latency_s"] / best["latency_s"]
         for r in qrows + [t]:
             r["model"] = mname
         rows += qrows + [t]
         write_json("ckks_seal", {"machine": machine(), "rows": rows, "partial": True})  # a later crash keeps these
-    columns = [("model", "model"), ("impl", "impl"), ("pipeline", "pipeline"), ("packing", "packing"), ("N", "N"),
-               ("levels", "levels"), ("samples_per_ct", "samples/ct"), ("latency_s", "latency/ct (s)"),
-               ("per_sample_s", "per sample (s)"), ("predicted_s", "predicted (s)"), ("ratio", "measured/predicted"),
-               ("rotations", "rotations"), ("max_err", "max abs err"), ("ct_MB", "input ct (MB)"),
-               ("galois_steps", "Galois keys"), ("keys_MB", "eval keys (MB)")]
+    columns = [
+        ("model", "model"),
+        ("impl", "impl"),
+        ("pipeline", "pipeline"),
+        ("packing", "packing"),
+        ("N", "N"),
+        ("levels", "levels"),
+        ("samples_per_ct", "samples/ct"),
+        ("latency_s", "latency/ct (s)"),
+        ("per_sample_s", "per sample (s)"),
+        ("predicted_s", "predicted (s)"),
+        ("ratio", "measured/predicted"),
+        ("rotations", "rotations"),
+        ("max_err", "max abs err"),
+        ("ct_MB", "input ct (MB)"),
+        ("galois_steps", "Galois keys"),
+        ("keys_MB", "eval keys (MB)"),
+    ]
     print(table(rows, columns))
     for r in rows:
         if r.get("speedup_of_qfhe"):

@@ -14,8 +14,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 def machine() -> dict:
     """Where and when the numbers were measured."""
-    import concrete.fhe  # noqa: F401  (version below)
     from importlib.metadata import version
+
+    import concrete.fhe  # noqa: F401  (version below)
 
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -28,6 +29,7 @@ def machine() -> dict:
 
 def table(rows: list[dict], columns: list[tuple[str, str]]) -> str:
     """Markdown table of ``rows`` with (key, header) ``columns``."""
+
     def fmt(v):
         if v is None:
             return "-"

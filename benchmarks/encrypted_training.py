@@ -30,16 +30,23 @@ from sklearn.preprocessing import StandardScaler
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import machine, table, write_json  # noqa: E402
-
 import qfhe  # noqa: E402
-from qfhe.sklearn import SGDClassifier  # noqa: E402
+from common import machine, table, write_json  # noqa: E402
 from qfhe.quant.preprocess import range_spec  # noqa: E402
+from qfhe.sklearn import SGDClassifier  # noqa: E402
 from qfhe.sklearn.encrypted_training import training_circuit  # noqa: E402
 
-STEP_COLUMNS = [("training_n_bits", "bits"), ("p_error", "p_error"), ("pbs", "PBS"), ("max_bits", "widest"),
-                ("key_gb", "keys GB"), ("keygen_s", "keygen s"), ("fhe_s_per_batch", "FHE s/batch"), ("epoch_h", "h/epoch"),
-                ("error", "compile")]
+STEP_COLUMNS = [
+    ("training_n_bits", "bits"),
+    ("p_error", "p_error"),
+    ("pbs", "PBS"),
+    ("max_bits", "widest"),
+    ("key_gb", "keys GB"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s_per_batch", "FHE s/batch"),
+    ("epoch_h", "h/epoch"),
+    ("error", "compile"),
+]
 COLUMNS = [("setting", "setting"), ("epochs", "epochs"), ("steps", "circuit calls"), ("accuracy", "test accuracy")]
 
 
@@ -54,14 +61,33 @@ def main(argv=None) -> dict:
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
     scaler = StandardScaler().fit(Xtr)
     twin = sklm.SGDClassifier(loss="log_loss", random_state=0).fit(scaler.transform(Xtr), ytr)
-    rows = [{"setting": "scikit-learn SGDClassifier (float)", "epochs": int(twin.n_iter_), "steps": None,
-             "accuracy": float(twin.score(scaler.transform(Xte), yte))}]
+    rows = [
+        {
+            "setting": "scikit-learn SGDClassifier (float)",
+            "epochs": int(twin.n_iter_),
+            "steps": None,
+            "accuracy": float(twin.score(scaler.transform(Xte), yte)),
+        }
+    ]
     for bits in (6, 7):
         for epochs in (1, 3):
-            clf = SGDClassifier(loss="log_loss", learning_rate="constant", eta0=1.0, max_iter=epochs,
-                                fit_encrypted=True, training_n_bits=bits, random_state=0).fit(Xtr, ytr)
-            rows.append({"setting": f"qfhe, encrypted training, {bits} bits", "epochs": epochs,
-                         "steps": clf.training_steps_, "accuracy": float(clf.score(Xte, yte))})
+            clf = SGDClassifier(
+                loss="log_loss",
+                learning_rate="constant",
+                eta0=1.0,
+                max_iter=epochs,
+                fit_encrypted=True,
+                training_n_bits=bits,
+                random_state=0,
+            ).fit(Xtr, ytr)
+            rows.append(
+                {
+                    "setting": f"qfhe, encrypted training, {bits} bits",
+                    "epochs": epochs,
+                    "steps": clf.training_steps_,
+                    "accuracy": float(clf.score(Xte, yte)),
+                }
+            )
             print(rows[-1], flush=True)
     # the encrypted step itself: its size at several settings, and one setting executed
     spec = range_spec(Xtr)
@@ -78,8 +104,12 @@ def main(argv=None) -> dict:
             print(entry, flush=True)
             continue
         st = qm.statistics
-        entry.update(compile_s=time.perf_counter() - start, pbs=int(st["pbs_count"]), max_bits=int(st["max_bit_width"]),
-                     key_gb=(st["size_of_bootstrap_keys"] + st["size_of_keyswitch_keys"]) / 1e9)
+        entry.update(
+            compile_s=time.perf_counter() - start,
+            pbs=int(st["pbs_count"]),
+            max_bits=int(st["max_bit_width"]),
+            key_gb=(st["size_of_bootstrap_keys"] + st["size_of_keyswitch_keys"]) / 1e9,
+        )
         if (bits, p_error) == (args.execute_bits, args.execute_p_error):
             entry.update(_execute(qm, Xs, ytr, args.n_exec))
         circuits.append(entry)

@@ -31,14 +31,24 @@ from sklearn.preprocessing import StandardScaler
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, machine, table, write_json  # noqa: E402
-
 import qfhe  # noqa: E402
+from common import RESULTS, machine, table, write_json  # noqa: E402
 from qfhe.sklearn import KNeighborsClassifier  # noqa: E402
 
-COLUMNS = [("n_train", "N"), ("k", "k"), ("p_error", "p_error"), ("lookups", "lookups"), ("pbs", "PBS"), ("max_bits", "widest"),
-           ("key_bits", "compared bits"), ("twin", "sklearn acc."), ("simulated", "qfhe acc. (sim.)"),
-           ("key_gb", "keys GB"), ("keygen_s", "keygen s"), ("fhe_s", "FHE s/query")]
+COLUMNS = [
+    ("n_train", "N"),
+    ("k", "k"),
+    ("p_error", "p_error"),
+    ("lookups", "lookups"),
+    ("pbs", "PBS"),
+    ("max_bits", "widest"),
+    ("key_bits", "compared bits"),
+    ("twin", "sklearn acc."),
+    ("simulated", "qfhe acc. (sim.)"),
+    ("key_gb", "keys GB"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s", "FHE s/query"),
+]
 
 
 def run_one(Xtr, ytr, Xte, yte, n: int, k: int, execute: bool, n_exec: int, p_error) -> dict:
@@ -49,15 +59,27 @@ def run_one(Xtr, ytr, Xte, yte, n: int, k: int, execute: bool, n_exec: int, p_er
     clf = KNeighborsClassifier(k).fit(Xn, yn)
     start = time.perf_counter()
     clf.compile(Xn, p_error=p_error)
-    row = {"n_train": n, "k": k, "p_error": p_error, "lookups": clf.n_lookups_, "compile_s": time.perf_counter() - start}
+    row = {
+        "n_train": n,
+        "k": k,
+        "p_error": p_error,
+        "lookups": clf.n_lookups_,
+        "compile_s": time.perf_counter() - start,
+    }
     st = clf.quantized_module_.statistics
     keys = clf.fhe_circuit.statistics
     row["key_gb"] = (keys["size_of_bootstrap_keys"] + keys["size_of_keyswitch_keys"]) / 1e9
-    row.update(pbs=int(st["pbs_count"]), max_bits=int(st["max_bit_width"]), complexity=float(st["complexity"]),
-               key_bits=int(clf.quantized_module_.bitwidths["cmp0_d"].bits) if "cmp0_d" in clf.quantized_module_.bitwidths
-               else None,
-               twin=float(clf.sklearn_model_.score(Xte, yte)), clear=float(clf.score(Xte, yte)),
-               simulated=float(clf.score(Xte, yte, fhe="simulate")))
+    row.update(
+        pbs=int(st["pbs_count"]),
+        max_bits=int(st["max_bit_width"]),
+        complexity=float(st["complexity"]),
+        key_bits=int(clf.quantized_module_.bitwidths["cmp0_d"].bits)
+        if "cmp0_d" in clf.quantized_module_.bitwidths
+        else None,
+        twin=float(clf.sklearn_model_.score(Xte, yte)),
+        clear=float(clf.score(Xte, yte)),
+        simulated=float(clf.score(Xte, yte, fhe="simulate")),
+    )
     if execute:
         start = time.perf_counter()
         clf.fhe_circuit.keygen()
@@ -72,6 +94,7 @@ def run_one(Xtr, ytr, Xte, yte, n: int, k: int, execute: bool, n_exec: int, p_er
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -84,8 +107,12 @@ def plot(rows: list[dict], path: Path) -> None:
             right.plot([x["n_train"] for x in timed], [x["fhe_s"] for x in timed], "o-", label=f"k={k}")
         fast = [x for x in rows if x["k"] == k and x["p_error"] is not None and x.get("fhe_s")]
         if fast:
-            right.plot([x["n_train"] for x in fast], [x["fhe_s"] for x in fast], "s--",
-                       label=f"k={k}, p_error={fast[0]['p_error']}")
+            right.plot(
+                [x["n_train"] for x in fast],
+                [x["fhe_s"] for x in fast],
+                "s--",
+                label=f"k={k}, p_error={fast[0]['p_error']}",
+            )
     for ax, what in ((left, "PBS per query"), (right, "FHE seconds per query (2 cores)")):
         ax.set_xscale("log", base=2)
         ax.set_xlabel("training samples held by the server")
@@ -100,8 +127,12 @@ def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[32, 64, 128, 256])
     parser.add_argument("--ks", type=int, nargs="+", default=[1, 3, 5])
-    parser.add_argument("--execute", nargs="*", default=["32:3", "64:1", "64:3", "64:5", "128:3@0.001", "256:3@0.001"],
-                        help="N:k configurations to run encrypted (N:k@p for a per-lookup p_error: an extra row)")
+    parser.add_argument(
+        "--execute",
+        nargs="*",
+        default=["32:3", "64:1", "64:3", "64:5", "128:3@0.001", "256:3@0.001"],
+        help="N:k configurations to run encrypted (N:k@p for a per-lookup p_error: an extra row)",
+    )
     parser.add_argument("--n-exec", type=int, default=2)
     parser.add_argument("--p-error", type=float, default=None)
     args = parser.parse_args(argv)
@@ -111,8 +142,11 @@ def main(argv=None) -> dict:
     scaler = StandardScaler().fit(Xtr)
     Xtr, Xte = scaler.transform(Xtr), scaler.transform(Xte)
     timed = {tuple(int(v) for v in c.split(":")) for c in args.execute if "@" not in c}
-    rows = [run_one(Xtr, ytr, Xte, yte, n, k, (n, k) in timed, args.n_exec, args.p_error)
-            for k in args.ks for n in args.sizes]
+    rows = [
+        run_one(Xtr, ytr, Xte, yte, n, k, (n, k) in timed, args.n_exec, args.p_error)
+        for k in args.ks
+        for n in args.sizes
+    ]
     for c in (c for c in args.execute if "@" in c):
         nk, p = c.split("@")
         n, k = (int(v) for v in nk.split(":"))

@@ -28,10 +28,20 @@ import qfhe
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_example, machine, table, write_json  # noqa: E402
 
-COLUMNS = [("pool", "pool"), ("acc_float", "acc float"), ("acc_clear", "acc clear"), ("acc_sim", "acc simulated"),
-           ("pbs_count", "PBS"), ("pool_pbs", "PBS in the pool"), ("max_bit_width", "max bit-width"),
-           ("compile_s", "compile s"), ("keygen_s", "keygen s"), ("fhe_s", "FHE s/sample"),
-           ("ratio", "x AvgPool latency"), ("exec_equal_sim", "decrypted == simulated")]
+COLUMNS = [
+    ("pool", "pool"),
+    ("acc_float", "acc float"),
+    ("acc_clear", "acc clear"),
+    ("acc_sim", "acc simulated"),
+    ("pbs_count", "PBS"),
+    ("pool_pbs", "PBS in the pool"),
+    ("max_bit_width", "max bit-width"),
+    ("compile_s", "compile s"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s", "FHE s/sample"),
+    ("ratio", "x AvgPool latency"),
+    ("exec_equal_sim", "decrypted == simulated"),
+]
 
 
 class DigitsCNN(nn.Module):
@@ -73,10 +83,17 @@ def measure(pool: str, Xtr, Xte, ytr, yte, epochs: int, n_exec: int) -> dict:
     compile_s = time.perf_counter() - start
     sim = qm.forward(Xte, fhe="simulate")
     st = qm.statistics
-    row = {"pool": f"{'MaxPool2d' if pool == 'max' else 'AvgPool2d'}(2)", "acc_float": acc_float,
-           "acc_clear": accuracy(qm.forward(Xte), yte), "acc_sim": accuracy(sim, yte), "pbs_count": st["pbs_count"],
-           "pool_pbs": st["pbs_count_per_layer"].get("pool", 0), "max_bit_width": st["max_bit_width"],
-           "compile_s": compile_s, "pbs_per_layer": st["pbs_count_per_layer"]}
+    row = {
+        "pool": f"{'MaxPool2d' if pool == 'max' else 'AvgPool2d'}(2)",
+        "acc_float": acc_float,
+        "acc_clear": accuracy(qm.forward(Xte), yte),
+        "acc_sim": accuracy(sim, yte),
+        "pbs_count": st["pbs_count"],
+        "pool_pbs": st["pbs_count_per_layer"].get("pool", 0),
+        "max_bit_width": st["max_bit_width"],
+        "compile_s": compile_s,
+        "pbs_per_layer": st["pbs_count_per_layer"],
+    }
     if n_exec:
         start = time.perf_counter()
         qm.fhe_circuit.keygen()
@@ -85,8 +102,11 @@ def measure(pool: str, Xtr, Xte, ytr, yte, epochs: int, n_exec: int) -> dict:
         out = qm.forward(Xte[:n_exec], fhe="execute")
         row["fhe_s"] = (time.perf_counter() - start) / n_exec
         row["exec_equal_sim"] = bool(np.array_equal(out, sim[:n_exec]))
-    print(f"{row['pool']}: simulated accuracy {row['acc_sim']:.3f}, {row['pbs_count']} PBS, "
-          f"{row.get('fhe_s', float('nan')):.2f} s per encrypted sample", flush=True)
+    print(
+        f"{row['pool']}: simulated accuracy {row['acc_sim']:.3f}, {row['pbs_count']} PBS, "
+        f"{row.get('fhe_s', float('nan')):.2f} s per encrypted sample",
+        flush=True,
+    )
     return row
 
 

@@ -24,7 +24,6 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import qfhe
@@ -38,9 +37,18 @@ digits_mlp = load_example("digits_mlp")
 
 RATIOS = (0.0, 0.25, 0.5, 0.75)
 TARGETS = (None, 12, 10, 8)
-COLUMNS = [("model", "model"), ("ratio", "ratio"), ("target", "accumulator target"), ("params", "params"),
-           ("acc_float", "acc model"), ("acc_sim", "acc simulated"), ("max_bit_width", "max bit-width"),
-           ("pbs_count", "PBS"), ("fhe_s_per_sample", "FHE s/sample"), ("note", "note")]
+COLUMNS = [
+    ("model", "model"),
+    ("ratio", "ratio"),
+    ("target", "accumulator target"),
+    ("params", "params"),
+    ("acc_float", "acc model"),
+    ("acc_sim", "acc simulated"),
+    ("max_bit_width", "max bit-width"),
+    ("pbs_count", "PBS"),
+    ("fhe_s_per_sample", "FHE s/sample"),
+    ("note", "note"),
+]
 
 
 def qat_grid(args, data) -> list[dict]:
@@ -70,6 +78,7 @@ def qat_grid(args, data) -> list[dict]:
 def structured_float(args) -> list[dict]:
     from sklearn.datasets import load_digits
     from sklearn.model_selection import train_test_split
+
     X, y = load_digits(return_X_y=True)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)
     model = digits_mlp.train_mlp(Xtr, ytr, epochs=150)
@@ -80,8 +89,13 @@ def structured_float(args) -> list[dict]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", qfhe.CalibrationWarning)
             qm = qfhe.compile_torch_model(m, Xtr, n_bits=6, rounding_threshold_bits=6)
-        row = {"model": name, "params": pf.n_params(m), "acc_sim": pf.accuracy(qm.forward(Xte, fhe="simulate"), yte),
-               "max_bit_width": qm.statistics["max_bit_width"], "pbs_count": qm.statistics["pbs_count"]}
+        row = {
+            "model": name,
+            "params": pf.n_params(m),
+            "acc_sim": pf.accuracy(qm.forward(Xte, fhe="simulate"), yte),
+            "max_bit_width": qm.statistics["max_bit_width"],
+            "pbs_count": qm.statistics["pbs_count"],
+        }
         with torch.no_grad():
             row["acc_float"] = pf.accuracy(m(torch.tensor(Xte, dtype=torch.float32)), yte)
         qm.fhe_circuit.keygen()
@@ -95,6 +109,7 @@ def structured_float(args) -> list[dict]:
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -103,8 +118,13 @@ def plot(rows: list[dict], path: Path) -> None:
         pts = [r for r in rows if r["model"] == model and r.get("fhe_s_per_sample")]
         ax.scatter([r["fhe_s_per_sample"] for r in pts], [r["acc_sim"] for r in pts], marker=marker, label=model)
         for r in pts:
-            ax.annotate(f"r={r['ratio']:g}, {r['target']}b", (r["fhe_s_per_sample"], r["acc_sim"]), fontsize=7,
-                        xytext=(3, 3), textcoords="offset points")
+            ax.annotate(
+                f"r={r['ratio']:g}, {r['target']}b",
+                (r["fhe_s_per_sample"], r["acc_sim"]),
+                fontsize=7,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
     ax.set_xlabel("FHE seconds per sample (2 cores)")
     ax.set_ylabel("simulated accuracy (digits test split)")
     ax.set_title("Pruned QAT models with accumulators proved <= 8 bits")

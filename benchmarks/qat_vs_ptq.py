@@ -16,7 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
 import qfhe
@@ -36,19 +35,30 @@ def _load_example(name):
 qat_mlp = _load_example("qat_mlp")
 digits_mlp = _load_example("digits_mlp")
 
-COLUMNS = [("config", "configuration"), ("acc_float", "acc float model"), ("acc_brevitas", "acc Brevitas"),
-           ("acc_sim", "acc simulated"), ("acc_bits", "accumulator bits"), ("tlu_bits", "max TLU bits"),
-           ("max_bit_width", "max bit-width"), ("pbs_count", "PBS"), ("keygen_s", "keygen s"),
-           ("fhe_s_per_sample", "FHE s/sample")]
+COLUMNS = [
+    ("config", "configuration"),
+    ("acc_float", "acc float model"),
+    ("acc_brevitas", "acc Brevitas"),
+    ("acc_sim", "acc simulated"),
+    ("acc_bits", "accumulator bits"),
+    ("tlu_bits", "max TLU bits"),
+    ("max_bit_width", "max bit-width"),
+    ("pbs_count", "PBS"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s_per_sample", "FHE s/sample"),
+]
 
 
 def measure(qm, Xte, yte, n_exec: int) -> dict:
     rows = qm.bitwidth_report()
     st = qm.statistics
-    row = {"acc_sim": qat_mlp.accuracy(qm.forward(Xte, fhe="simulate"), yte),
-           "acc_bits": max(r["acc_bits"] for r in rows),
-           "tlu_bits": max(r["tlu_bits"] for r in rows if r["tlu_bits"] is not None),
-           "max_bit_width": st["max_bit_width"], "pbs_count": st["pbs_count"]}
+    row = {
+        "acc_sim": qat_mlp.accuracy(qm.forward(Xte, fhe="simulate"), yte),
+        "acc_bits": max(r["acc_bits"] for r in rows),
+        "tlu_bits": max(r["tlu_bits"] for r in rows if r["tlu_bits"] is not None),
+        "max_bit_width": st["max_bit_width"],
+        "pbs_count": st["pbs_count"],
+    }
     start = time.perf_counter()
     qm.fhe_circuit.keygen()
     row["keygen_s"] = time.perf_counter() - start
@@ -78,8 +88,14 @@ def main(argv=None) -> dict:
         with torch.no_grad():
             acc_b = qat_mlp.accuracy(model(torch.tensor(Xte, dtype=torch.float32)), yte)
         qm = qfhe.compile_brevitas_qat_model(model, Xtr, rounding_threshold_bits=6)
-        results.append({"config": f"QAT {bits} bits", "acc_float": acc_float, "acc_brevitas": acc_b,
-                        **measure(qm, Xte, yte, args.n_exec)})
+        results.append(
+            {
+                "config": f"QAT {bits} bits",
+                "acc_float": acc_float,
+                "acc_brevitas": acc_b,
+                **measure(qm, Xte, yte, args.n_exec),
+            }
+        )
         print(f"done: QAT {bits} bits", flush=True)
 
     info = machine()

@@ -32,7 +32,9 @@ import qfhe
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import machine, table, write_json  # noqa: E402
 
-_spec = importlib.util.spec_from_file_location("digits_mlp", Path(__file__).resolve().parents[1] / "examples" / "digits_mlp.py")
+_spec = importlib.util.spec_from_file_location(
+    "digits_mlp", Path(__file__).resolve().parents[1] / "examples" / "digits_mlp.py"
+)
 _example = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_example)
 
@@ -43,20 +45,30 @@ ROWS = [
     ("6 bits, approximate rounding to 5", 6, {"n_bits": 5, "method": "approximate"}, "calibration"),
 ]
 
-COLUMNS = [("config", "configuration"), ("tlu_bits", "max TLU bits"), ("max_bit_width", "max bit-width"),
-           ("acc_bits", "first accumulator bits"), ("pbs_count", "PBS"), ("global_p_error", "global p_error"),
-           ("compile_s", "compile s"), ("keygen_s", "keygen s"),
-           ("fhe_s_per_sample", "FHE s/sample"), ("acc_float", "acc float"), ("acc_clear", "acc clear"),
-           ("acc_sim", "acc simulated"), ("differ", "samples simulate != clear"),
-           ("sim_batch_s", "simulate split, batch s"),
-           ("sim_loop_s", "simulate split, loop s"), ("note", "note")]
+COLUMNS = [
+    ("config", "configuration"),
+    ("tlu_bits", "max TLU bits"),
+    ("max_bit_width", "max bit-width"),
+    ("acc_bits", "first accumulator bits"),
+    ("pbs_count", "PBS"),
+    ("global_p_error", "global p_error"),
+    ("compile_s", "compile s"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s_per_sample", "FHE s/sample"),
+    ("acc_float", "acc float"),
+    ("acc_clear", "acc clear"),
+    ("acc_sim", "acc simulated"),
+    ("differ", "samples simulate != clear"),
+    ("sim_batch_s", "simulate split, batch s"),
+    ("sim_loop_s", "simulate split, loop s"),
+    ("note", "note"),
+]
 
 
 def run_row(name, n_bits, rounding, method, model, data, args) -> dict:
     Xtr, Xte, _, yte = data
     row = {"config": name}
-    qm = qfhe.quantize_torch_model(model, Xtr, n_bits=n_bits, rounding_threshold_bits=rounding,
-                                   bitwidth_method=method)
+    qm = qfhe.quantize_torch_model(model, Xtr, n_bits=n_bits, rounding_threshold_bits=rounding, bitwidth_method=method)
     report = qm.bitwidth_report()
     row["tlu_bits"] = max(r["tlu_bits"] for r in report if r["tlu_bits"] is not None)
     row["acc_bits"] = report[0]["acc_bits"]

@@ -27,20 +27,30 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer, load_diabetes, make_classification
 from sklearn.model_selection import train_test_split
 
-from qfhe.sklearn import (DecisionTreeClassifier, DecisionTreeRegressor, RandomForestClassifier,
-                          RandomForestRegressor, XGBClassifier, XGBRegressor)
+from qfhe.sklearn import (
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    XGBClassifier,
+    XGBRegressor,
+)
+from sklearn.base import clone
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import RESULTS, machine, table, write_json  # noqa: E402
 
 #: Concrete ML 1.9's figures, quoted from issue 24: (accuracy simulated, PBS, FHE s/sample)
 CONCRETE_ML = {
-    "dt_bc": (0.947, 118, 2.98), "rf_bc": (0.939, 2360, 26.9), "xgb_bc": (0.939, 1280, 10.4),
-    "dt_mc": (0.793, 235, 2.65), "rf_mc": (0.800, 2720, 29.2), "xgb_mc": (0.813, 1280, 12.9),
+    "dt_bc": (0.947, 118, 2.98),
+    "rf_bc": (0.939, 2360, 26.9),
+    "xgb_bc": (0.939, 1280, 10.4),
+    "dt_mc": (0.793, 235, 2.65),
+    "rf_mc": (0.800, 2720, 29.2),
+    "xgb_mc": (0.813, 1280, 12.9),
 }
 P_ERROR = 7.8e-13
 
@@ -59,23 +69,45 @@ def _diabetes():
 
 ROWS = {
     "dt_bc": ("breast_cancer", _breast_cancer, lambda: DecisionTreeClassifier(max_depth=5, random_state=0)),
-    "rf_bc": ("breast_cancer", _breast_cancer, lambda: RandomForestClassifier(n_estimators=20, max_depth=4,
-                                                                              random_state=0)),
+    "rf_bc": (
+        "breast_cancer",
+        _breast_cancer,
+        lambda: RandomForestClassifier(n_estimators=20, max_depth=4, random_state=0),
+    ),
     "xgb_bc": ("breast_cancer", _breast_cancer, lambda: XGBClassifier(n_estimators=20, max_depth=3, random_state=0)),
     "dt_mc": ("make_classification(2000, 20)", _made, lambda: DecisionTreeClassifier(max_depth=5, random_state=0)),
-    "rf_mc": ("make_classification(2000, 20)", _made, lambda: RandomForestClassifier(n_estimators=20, max_depth=4,
-                                                                                     random_state=0)),
-    "xgb_mc": ("make_classification(2000, 20)", _made, lambda: XGBClassifier(n_estimators=20, max_depth=3,
-                                                                             random_state=0)),
+    "rf_mc": (
+        "make_classification(2000, 20)",
+        _made,
+        lambda: RandomForestClassifier(n_estimators=20, max_depth=4, random_state=0),
+    ),
+    "xgb_mc": (
+        "make_classification(2000, 20)",
+        _made,
+        lambda: XGBClassifier(n_estimators=20, max_depth=3, random_state=0),
+    ),
     "dt_diabetes": ("diabetes", _diabetes, lambda: DecisionTreeRegressor(max_depth=5, random_state=0)),
-    "rf_diabetes": ("diabetes", _diabetes, lambda: RandomForestRegressor(n_estimators=20, max_depth=4,
-                                                                         random_state=0)),
+    "rf_diabetes": ("diabetes", _diabetes, lambda: RandomForestRegressor(n_estimators=20, max_depth=4, random_state=0)),
     "xgb_diabetes": ("diabetes", _diabetes, lambda: XGBRegressor(n_estimators=20, max_depth=3, random_state=0)),
 }
-COLUMNS = [("row", "row"), ("data", "data"), ("model", "model"), ("float", "float"), ("disable", "clear int"),
-           ("simulate", "simulated"), ("cml_acc", "CML sim"), ("pbs", "PBS"), ("cml_pbs", "CML PBS"),
-           ("max_bits", "widest"), ("keygen_s", "keygen s"), ("fhe_s", "FHE s/sample"), ("client_s", "client s"),
-           ("server_s", "server s"), ("cml_s", "CML s/sample"), ("speedup", "speed-up")]
+COLUMNS = [
+    ("row", "row"),
+    ("data", "data"),
+    ("model", "model"),
+    ("float", "float"),
+    ("disable", "clear int"),
+    ("simulate", "simulated"),
+    ("cml_acc", "CML sim"),
+    ("pbs", "PBS"),
+    ("cml_pbs", "CML PBS"),
+    ("max_bits", "widest"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s", "FHE s/sample"),
+    ("client_s", "client s"),
+    ("server_s", "server s"),
+    ("cml_s", "CML s/sample"),
+    ("speedup", "speed-up"),
+]
 
 
 def run_row(key: str, n_exec: int) -> dict:
@@ -83,19 +115,29 @@ def run_row(key: str, n_exec: int) -> dict:
     X, y = load()
     X = X.astype(np.float32)
     classifier = key.split("_")[1] != "diabetes"
-    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=0,
-                                              stratify=y if classifier else None)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y if classifier else None)
     est = make()
     est, twin = est.fit_benchmark(X_tr, y_tr)
-    row = {"row": key, "data": data, "model": type(est).__name__ + "(" + ", ".join(
-        f"{k}={v}" for k, v in est.get_params().items() if k in ("n_estimators", "max_depth")) + ")",
-        "float": float(twin.score(X_te, y_te)), "disable": est.score(X_te, y_te)}
+    row = {
+        "row": key,
+        "data": data,
+        "model": type(est).__name__
+        + "("
+        + ", ".join(f"{k}={v}" for k, v in est.get_params().items() if k in ("n_estimators", "max_depth"))
+        + ")",
+        "float": float(twin.score(X_te, y_te)),
+        "disable": est.score(X_te, y_te),
+    }
     t = time.perf_counter()
     est.compile(X_tr, p_error=P_ERROR)
     row["compile_s"] = time.perf_counter() - t
     stats = est.quantized_module_.statistics
-    row.update(pbs=stats["pbs_count"], max_bits=stats["max_bit_width"], p_error=stats["p_error"],
-               simulate=est.score(X_te, y_te, fhe="simulate"))
+    row.update(
+        pbs=stats["pbs_count"],
+        max_bits=stats["max_bit_width"],
+        p_error=stats["p_error"],
+        simulate=est.score(X_te, y_te, fhe="simulate"),
+    )
     circuit = est.fhe_circuit
     t = time.perf_counter()
     circuit.keygen()
@@ -105,7 +147,7 @@ def run_row(key: str, n_exec: int) -> dict:
     outs = []
     for i in range(n_exec):
         t0 = time.perf_counter()
-        enc = circuit.encrypt(codes[i:i + 1])
+        enc = circuit.encrypt(codes[i : i + 1])
         t1 = time.perf_counter()
         res = circuit.run(enc)
         t2 = time.perf_counter()
@@ -140,10 +182,12 @@ def plot(rows: list[dict], path: Path) -> None:
         color = "tab:blue" if r["row"].endswith("_bc") else "tab:orange"
         ax.scatter(r["fhe_s"], r["simulate"], color=color, marker="o")
         ax.scatter(r["cml_s"], r["cml_acc"], color=color, marker="x")
-        ax.annotate(r["row"].split("_")[0], (r["fhe_s"], r["simulate"]), fontsize=8, xytext=(4, 2),
-                    textcoords="offset points")
-        ax.annotate(r["row"].split("_")[0], (r["cml_s"], r["cml_acc"]), fontsize=8, xytext=(4, 2),
-                    textcoords="offset points")
+        ax.annotate(
+            r["row"].split("_")[0], (r["fhe_s"], r["simulate"]), fontsize=8, xytext=(4, 2), textcoords="offset points"
+        )
+        ax.annotate(
+            r["row"].split("_")[0], (r["cml_s"], r["cml_acc"]), fontsize=8, xytext=(4, 2), textcoords="offset points"
+        )
         ax.plot([r["fhe_s"], r["cml_s"]], [r["simulate"], r["cml_acc"]], color=color, lw=0.5, ls=":")
     ax.set_xscale("log")
     ax.set_xlabel("FHE seconds per sample (log)")
@@ -166,9 +210,17 @@ def main() -> None:
             rows.append(run_row(key, args.n_exec))
             print(table(rows[-1:], COLUMNS), flush=True)
     print(table(rows, COLUMNS))
-    write_json("trees", {"machine": machine(), "p_error": P_ERROR, "n_bits": 6, "n_exec": args.n_exec,
-                         "concrete_ml": {k: dict(zip(("accuracy", "pbs", "fhe_s"), v)) for k, v in CONCRETE_ML.items()},
-                         "rows": rows})
+    write_json(
+        "trees",
+        {
+            "machine": machine(),
+            "p_error": P_ERROR,
+            "n_bits": 6,
+            "n_exec": args.n_exec,
+            "concrete_ml": {k: dict(zip(("accuracy", "pbs", "fhe_s"), v)) for k, v in CONCRETE_ML.items()},
+            "rows": rows,
+        },
+    )
     plot(rows, RESULTS / "trees.png")
 
 

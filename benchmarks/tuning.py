@@ -31,19 +31,32 @@ from torch import nn
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, load_example, machine, table, write_json  # noqa: E402
-
 import qfhe  # noqa: E402
+from common import RESULTS, load_example, machine, table, write_json  # noqa: E402
 
 digits_mlp = load_example("digits_mlp")
 qat_mlp = load_example("qat_mlp")
 
-COLUMNS = [("model", "model"), ("config", "configuration"), ("acc_clear", "acc clear"), ("acc_sim", "acc simulated"),
-           ("loss_pts", "loss vs untuned (points)"),
-           ("max_bit_width", "max bit-width"), ("tlu_bits", "max TLU bits"), ("pbs_count", "PBS"),
-           ("p_error", "p_error"), ("keygen_s", "keygen s"), ("fhe_s", "FHE s/sample"), ("speedup", "x faster than untuned"),
-           ("floor_s", "PBS floor s"), ("ratio", "x floor"), ("cx_ratio", "x floor (concrete cost)"),
-           ("search_compilations", "search compilations"), ("search_s", "search s"), ("note", "note")]
+COLUMNS = [
+    ("model", "model"),
+    ("config", "configuration"),
+    ("acc_clear", "acc clear"),
+    ("acc_sim", "acc simulated"),
+    ("loss_pts", "loss vs untuned (points)"),
+    ("max_bit_width", "max bit-width"),
+    ("tlu_bits", "max TLU bits"),
+    ("pbs_count", "PBS"),
+    ("p_error", "p_error"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s", "FHE s/sample"),
+    ("speedup", "x faster than untuned"),
+    ("floor_s", "PBS floor s"),
+    ("ratio", "x floor"),
+    ("cx_ratio", "x floor (concrete cost)"),
+    ("search_compilations", "search compilations"),
+    ("search_s", "search s"),
+    ("note", "note"),
+]
 
 
 class DigitsCNN(nn.Module):
@@ -70,6 +83,7 @@ def accuracy(out, y) -> float:
 
 def floor_circuit(n_pbs: int, bits: int, p_error: float):
     """``n_pbs`` parallel identity lookups reading ``bits`` bits at ``p_error``, compiled."""
+
     @fhe.compiler({"x": "encrypted"})
     def lookups(x):
         return fhe.univariate(lambda v: v)(x)
@@ -94,17 +108,26 @@ def floor_breakdown(model: nn.Sequential, Xc, plan: dict, p_error: float) -> lis
     """Where the tuned MLP's cost above its floor comes from (concrete's cost estimate, no run):
     the first layer alone, the two hidden layers, the whole model, each against its own floor."""
     out = []
-    for end, label in ((2, "layer 0 + ReLU (inputs: fresh encryptions)"),
-                       (4, "+ layer 2 + ReLU (inputs: lookup outputs x weights)"),
-                       (len(model), "+ output layer (13-bit outputs decrypted exactly)")):
+    for end, label in (
+        (2, "layer 0 + ReLU (inputs: fresh encryptions)"),
+        (4, "+ layer 2 + ReLU (inputs: lookup outputs x weights)"),
+        (len(model), "+ output layer (13-bit outputs decrypted exactly)"),
+    ):
         part = nn.Sequential(*list(model)[:end])
         layers = {k: v for k, v in plan.items() if int(k) < end}
         qm = qfhe.compile_torch_model(part, Xc, n_bits=6, rounding_threshold_bits=layers or None, p_error=p_error)
         st = qm.statistics
         bits = max(r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None)
         floor_cx = float(floor_circuit(st["pbs_count"], bits, st["p_error"]).complexity)
-        out.append({"part": label, "pbs_count": st["pbs_count"], "gops": st["complexity"] / 1e9,
-                    "floor_gops": floor_cx / 1e9, "cx_ratio": st["complexity"] / floor_cx})
+        out.append(
+            {
+                "part": label,
+                "pbs_count": st["pbs_count"],
+                "gops": st["complexity"] / 1e9,
+                "floor_gops": floor_cx / 1e9,
+                "cx_ratio": st["complexity"] / floor_cx,
+            }
+        )
         print(out[-1], flush=True)
     return out
 
@@ -112,11 +135,16 @@ def floor_breakdown(model: nn.Sequential, Xc, plan: dict, p_error: float) -> lis
 def measure(qm, Xte, yte, args) -> dict:
     st = qm.statistics
     tlu = [r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None]
-    row = {"acc_clear": accuracy(qm.forward(Xte), yte),
-           # the mean of several simulations: one draw of the lookup errors moves a few samples
-           "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(5)])),
-           "max_bit_width": st["max_bit_width"], "tlu_bits": max(tlu) if tlu else None, "pbs_count": st["pbs_count"],
-           "p_error": st["p_error"], "complexity": st["complexity"]}
+    row = {
+        "acc_clear": accuracy(qm.forward(Xte), yte),
+        # the mean of several simulations: one draw of the lookup errors moves a few samples
+        "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(5)])),
+        "max_bit_width": st["max_bit_width"],
+        "tlu_bits": max(tlu) if tlu else None,
+        "pbs_count": st["pbs_count"],
+        "p_error": st["p_error"],
+        "complexity": st["complexity"],
+    }
     if (row["tlu_bits"] or 0) > args.max_exec_bits:
         row["note"] = f"execution skipped: {row['tlu_bits']}-bit lookups > {args.max_exec_bits}"
         return row
@@ -127,8 +155,9 @@ def measure(qm, Xte, yte, args) -> dict:
     start = time.perf_counter()
     out = qm.forward(Xte[: args.n_exec], fhe="execute")
     row["fhe_s"] = (time.perf_counter() - start) / args.n_exec
-    row["execute_label_equals_simulate"] = bool((out.argmax(1) == qm.forward(Xte[: args.n_exec], fhe="simulate")
-                                                 .argmax(1)).all())
+    row["execute_label_equals_simulate"] = bool(
+        (out.argmax(1) == qm.forward(Xte[: args.n_exec], fhe="simulate").argmax(1)).all()
+    )
     row["floor_s"], floor_cx = pbs_floor(st["pbs_count"], row["tlu_bits"] or 2, st["p_error"], args.n_exec)
     row["ratio"], row["cx_ratio"] = row["fhe_s"] / row["floor_s"], st["complexity"] / floor_cx
     return row
@@ -152,19 +181,31 @@ def configurations(name, quantize, Xval, yval, Xte, yte, args, options: bool) ->
     add("auto rounding", auto, search_s=time.perf_counter() - start, plan=auto.rounding_plan.as_dict())
     start = time.perf_counter()
     both = quantize("auto", tolerance=0.01)
-    best = qfhe.find_best_p_error(both, Xval, yval, max_metric_loss=0.01, progress=False,
-                                  reference=both.rounding_plan.reference_model)
-    add("auto rounding + find_best_p_error", both, search_compilations=best.n_compilations,
-        search_s=time.perf_counter() - start, plan=both.rounding_plan.as_dict(),
-        history=[dict(r) for r in best.history])
+    best = qfhe.find_best_p_error(
+        both, Xval, yval, max_metric_loss=0.01, progress=False, reference=both.rounding_plan.reference_model
+    )
+    add(
+        "auto rounding + find_best_p_error",
+        both,
+        search_compilations=best.n_compilations,
+        search_s=time.perf_counter() - start,
+        plan=both.rounding_plan.as_dict(),
+        history=[dict(r) for r in best.history],
+    )
     if options:
         # the same tuned circuit under concrete options, to show what qfhe's default buys
         # Opt-in, not a default: concrete 2.11's optimizer aborts the process under this strategy on
         # some circuits (a digits CNN with exact rounding). dataflow_parallelize was tried too: no
         # gain measured, and concrete then reports 0 PBS.
-        add("(tuned, multi_parameter_strategy='precision_and_norm2')",
-            both.compile(p_error=best.p_error, configuration=fhe.Configuration(
-                multi_parameter_strategy=fhe.MultiParameterStrategy.PRECISION_AND_NORM2)))
+        add(
+            "(tuned, multi_parameter_strategy='precision_and_norm2')",
+            both.compile(
+                p_error=best.p_error,
+                configuration=fhe.Configuration(
+                    multi_parameter_strategy=fhe.MultiParameterStrategy.PRECISION_AND_NORM2
+                ),
+            ),
+        )
     return rows
 
 
@@ -175,15 +216,20 @@ def curve(qm, Xval, yval, Xte, yte, p_errors, n_exec) -> list[dict]:
         qm.fhe_circuit.keygen()
         start = time.perf_counter()
         qm.forward(Xte[:n_exec], fhe="execute")
-        out.append({"p_error": p, "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte)
-                                                            for _ in range(3)])),
-                    "fhe_s": (time.perf_counter() - start) / n_exec})
+        out.append(
+            {
+                "p_error": p,
+                "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(3)])),
+                "fhe_s": (time.perf_counter() - start) / n_exec,
+            }
+        )
         print(out[-1], flush=True)
     return out
 
 
 def plot(points: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -205,8 +251,12 @@ def main(argv=None) -> dict:
     parser.add_argument("--models", nargs="+", default=["mlp", "qat", "cnn"], choices=["mlp", "qat", "cnn"])
     parser.add_argument("--n-exec", type=int, default=2)
     parser.add_argument("--max-exec-bits", type=int, default=8, help="wider lookups take minutes per sample")
-    parser.add_argument("--no-config-options", dest="config_options", action="store_false",
-                        help="skip the rows re-running the tuned circuit under other concrete options")
+    parser.add_argument(
+        "--no-config-options",
+        dest="config_options",
+        action="store_false",
+        help="skip the rows re-running the tuned circuit under other concrete options",
+    )
     parser.add_argument("--curve", type=float, nargs="*", default=[1e-6, 1e-3, 1e-2, 0.1, 0.3])
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", category=qfhe.CalibrationWarning)
@@ -218,7 +268,13 @@ def main(argv=None) -> dict:
     img = lambda a: a.reshape(-1, 1, 8, 8)  # noqa: E731
     for name in args.models:
         if name == "mlp":
-            model, Xc, Xv, Xt, label = digits_mlp.train_mlp(Xfit, yfit, epochs=150), Xtr, Xval, Xte, "digits MLP (PTQ 6)"
+            model, Xc, Xv, Xt, label = (
+                digits_mlp.train_mlp(Xfit, yfit, epochs=150),
+                Xtr,
+                Xval,
+                Xte,
+                "digits MLP (PTQ 6)",
+            )
         elif name == "qat":
             model, Xc, Xv, Xt, label = qat_mlp.train_qat(Xfit, yfit, bits=3), Xtr, Xval, Xte, "digits MLP (QAT 3)"
         else:
@@ -242,8 +298,18 @@ def main(argv=None) -> dict:
     print(table(rows, COLUMNS))
     if breakdown:
         print("\nTuned digits MLP: concrete's cost estimate against the floor, part by part\n")
-        print(table(breakdown, [("part", "part"), ("pbs_count", "PBS"), ("gops", "cost (G ops)"),
-                                ("floor_gops", "floor cost (G ops)"), ("cx_ratio", "x floor")]))
+        print(
+            table(
+                breakdown,
+                [
+                    ("part", "part"),
+                    ("pbs_count", "PBS"),
+                    ("gops", "cost (G ops)"),
+                    ("floor_gops", "floor cost (G ops)"),
+                    ("cx_ratio", "x floor"),
+                ],
+            )
+        )
     print(f"\nwrote {write_json('tuning', {'machine': info, 'rows': rows, 'curve': points, 'breakdown': breakdown})}")
     if points:
         plot(points, RESULTS / "tuning.png")

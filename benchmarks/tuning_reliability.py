@@ -31,9 +31,8 @@ from sklearn.model_selection import train_test_split
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from common import RESULTS, load_example, machine, table, write_json  # noqa: E402
-
 import qfhe  # noqa: E402
+from common import RESULTS, load_example, machine, table, write_json  # noqa: E402
 
 digits_mlp = load_example("digits_mlp")
 import vs_concrete_ml  # noqa: E402  (the CNN and its recipe)
@@ -51,18 +50,31 @@ def one_split(kind: str, seed: int, fraction: float) -> dict:
     X = X / 16.0 if kind == "mlp" else (X / 16.0).reshape(-1, 1, 8, 8)
     Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.2, random_state=seed, stratify=y)
     Xfit, Xval, yfit, yval = train_test_split(Xtr, ytr, test_size=fraction, random_state=seed, stratify=ytr)
-    model = digits_mlp.train_mlp(Xfit, yfit, epochs=150, seed=seed) if kind == "mlp" \
+    model = (
+        digits_mlp.train_mlp(Xfit, yfit, epochs=150, seed=seed)
+        if kind == "mlp"
         else vs_concrete_ml.train("cnn", Xfit, yfit, seed)
+    )
     untuned = qfhe.compile_torch_model(model, Xtr, n_bits=6, rounding_threshold_bits=6)
     result = qfhe.tune_circuit(model, Xtr, Xval, yval, max_metric_loss=0.01, n_bits=6, random_state=seed)
     tuned = result.model
     acc_untuned = float(np.mean([accuracy(untuned.forward(Xte, fhe="simulate"), yte) for _ in range(5)]))
     acc_tuned = float(np.mean([accuracy(tuned.forward(Xte, fhe="simulate"), yte) for _ in range(5)]))
-    return {"model": kind, "seed": seed, "fraction": fraction, "n_val": len(yval), "n_fit": len(yfit),
-            "acc_untuned": acc_untuned, "acc_tuned": acc_tuned, "test_loss_pts": 100 * (acc_untuned - acc_tuned),
-            "cost_ratio": untuned.statistics["complexity"] / tuned.statistics["complexity"],
-            "plan": tuned.rounding_plan.as_dict(), "p_error": result.p_error, "share": result.share,
-            "search_s": result.seconds}
+    return {
+        "model": kind,
+        "seed": seed,
+        "fraction": fraction,
+        "n_val": len(yval),
+        "n_fit": len(yfit),
+        "acc_untuned": acc_untuned,
+        "acc_tuned": acc_tuned,
+        "test_loss_pts": 100 * (acc_untuned - acc_tuned),
+        "cost_ratio": untuned.statistics["complexity"] / tuned.statistics["complexity"],
+        "plan": tuned.rounding_plan.as_dict(),
+        "p_error": result.p_error,
+        "share": result.share,
+        "search_s": result.seconds,
+    }
 
 
 def isolated(kind: str, seed: int, fraction: float) -> dict:
@@ -72,8 +84,12 @@ def isolated(kind: str, seed: int, fraction: float) -> dict:
         try:
             return pool.submit(one_split, kind, seed, fraction).result()
         except BrokenProcessPool:
-            return {"model": kind, "seed": seed, "fraction": fraction,
-                    "aborted": "concrete's optimizer aborted the process"}
+            return {
+                "model": kind,
+                "seed": seed,
+                "fraction": fraction,
+                "aborted": "concrete's optimizer aborted the process",
+            }
         except qfhe.QfheError as exc:  # reported with the split, not lost with the run
             return {"model": kind, "seed": seed, "fraction": fraction, "aborted": f"{type(exc).__name__}: {exc}"}
 
@@ -87,15 +103,27 @@ def summarize(rows: list[dict]) -> list[dict]:
             continue
         loss = np.array([x["test_loss_pts"] for x in r])
         cost = np.array([x["cost_ratio"] for x in r])
-        out.append({"model": kind, "fraction": f, "n_val": r[0]["n_val"], "splits": len(r),
-                    "mean_loss": float(loss.mean()), "max_loss": float(loss.max()), "over_1pt": int((loss > 1.0).sum()),
-                    "min_cost_ratio": float(cost.min()), "median_cost_ratio": float(np.median(cost)),
-                    "aborted": len(group) - len(r), "acc_untuned": float(np.mean([x["acc_untuned"] for x in r]))})
+        out.append(
+            {
+                "model": kind,
+                "fraction": f,
+                "n_val": r[0]["n_val"],
+                "splits": len(r),
+                "mean_loss": float(loss.mean()),
+                "max_loss": float(loss.max()),
+                "over_1pt": int((loss > 1.0).sum()),
+                "min_cost_ratio": float(cost.min()),
+                "median_cost_ratio": float(np.median(cost)),
+                "aborted": len(group) - len(r),
+                "acc_untuned": float(np.mean([x["acc_untuned"] for x in r])),
+            }
+        )
     return out
 
 
 def plot(rows: list[dict], path: Path) -> None:
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -103,8 +131,12 @@ def plot(rows: list[dict], path: Path) -> None:
     groups = list(dict.fromkeys((x["model"], x["fraction"]) for x in rows if "aborted" not in x))
     for i, (kind, f) in enumerate(groups):
         r = [x for x in rows if x["model"] == kind and x["fraction"] == f and "aborted" not in x]
-        ax.scatter([x["cost_ratio"] for x in r], [x["test_loss_pts"] for x in r],
-                   label=f"{kind}, validation {r[0]['n_val']}", marker="os^d"[i % 4])
+        ax.scatter(
+            [x["cost_ratio"] for x in r],
+            [x["test_loss_pts"] for x in r],
+            label=f"{kind}, validation {r[0]['n_val']}",
+            marker="os^d"[i % 4],
+        )
     ax.axhline(1.0, color="grey", ls="--", lw=1)
     ax.set_xscale("log")
     ax.set_xlabel("x lower cost than untuned (concrete's estimate)")
@@ -130,12 +162,24 @@ def main(argv=None) -> dict:
     summary = summarize(rows)
     info = machine()
     print(f"\nTuning at 1 point on held-out data, measured {info['date']} on {info['machine']}\n")
-    print(table(summary, [("model", "model"), ("fraction", "validation fraction"), ("n_val", "validation samples"),
-                          ("splits", "splits"), ("acc_untuned", "untuned acc (mean)"),
-                          ("mean_loss", "test loss, mean (points)"), ("max_loss", "test loss, max (points)"),
-                          ("over_1pt", "splits > 1 point"), ("min_cost_ratio", "x lower cost, min"),
-                          ("median_cost_ratio", "x lower cost, median"),
-                          ("aborted", "splits aborted by concrete")]))
+    print(
+        table(
+            summary,
+            [
+                ("model", "model"),
+                ("fraction", "validation fraction"),
+                ("n_val", "validation samples"),
+                ("splits", "splits"),
+                ("acc_untuned", "untuned acc (mean)"),
+                ("mean_loss", "test loss, mean (points)"),
+                ("max_loss", "test loss, max (points)"),
+                ("over_1pt", "splits > 1 point"),
+                ("min_cost_ratio", "x lower cost, min"),
+                ("median_cost_ratio", "x lower cost, median"),
+                ("aborted", "splits aborted by concrete"),
+            ],
+        )
+    )
     print(f"\nwrote {write_json('tuning_reliability', {'machine': info, 'rows': rows, 'summary': summary})}")
     plot(rows, RESULTS / "tuning_reliability.png")
     print(f"wrote {RESULTS / 'tuning_reliability.png'}")

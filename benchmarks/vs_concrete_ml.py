@@ -45,24 +45,38 @@ from sklearn.preprocessing import StandardScaler
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import machine, table, write_json  # noqa: E402
-
 import qfhe  # noqa: E402
+from common import machine, table, write_json  # noqa: E402
 
 #: Concrete ML 1.9 and qfhe's earlier figures, quoted from issue 25: (accuracy simulated, FHE s/sample)
 QUOTED = {
-    "mlp": {"Concrete ML, approx. rounding 6, p_error 0.01": (0.944, 4.05),
-            "Concrete ML, approx. rounding 6, p_error 0.1": (0.922, 3.0),
-            "qfhe before, approx. rounding 6, p_error 0.01": (0.969, 3.46)},
-    "cnn": {"Concrete ML, approx. rounding 6, p_error 0.05": (0.969, 11.3),
-            "qfhe before, approx. rounding 6, p_error 0.05": (0.967, 8.76)},
+    "mlp": {
+        "Concrete ML, approx. rounding 6, p_error 0.01": (0.944, 4.05),
+        "Concrete ML, approx. rounding 6, p_error 0.1": (0.922, 3.0),
+        "qfhe before, approx. rounding 6, p_error 0.01": (0.969, 3.46),
+    },
+    "cnn": {
+        "Concrete ML, approx. rounding 6, p_error 0.05": (0.969, 11.3),
+        "qfhe before, approx. rounding 6, p_error 0.05": (0.967, 8.76),
+    },
 }
 GOAL = {"mlp": (0.96, 1.3), "cnn": (0.955, 3.8)}
 REFERENCE_P_ERROR = {"mlp": 0.01, "cnn": 0.05}
-COLUMNS = [("model", "model"), ("config", "circuit"), ("acc_clear", "acc clear"), ("acc_sim", "acc simulated"),
-           ("pbs", "PBS"), ("widths", "lookups by width"), ("max_bits", "widest value"), ("p_error", "p_error"),
-           ("keygen_s", "keygen s"), ("fhe_s", "FHE s/sample"), ("samples_per_s", "samples/s"),
-           ("floor_s", "floor s"), ("x_floor", "x floor")]
+COLUMNS = [
+    ("model", "model"),
+    ("config", "circuit"),
+    ("acc_clear", "acc clear"),
+    ("acc_sim", "acc simulated"),
+    ("pbs", "PBS"),
+    ("widths", "lookups by width"),
+    ("max_bits", "widest value"),
+    ("p_error", "p_error"),
+    ("keygen_s", "keygen s"),
+    ("fhe_s", "FHE s/sample"),
+    ("samples_per_s", "samples/s"),
+    ("floor_s", "floor s"),
+    ("x_floor", "x floor"),
+]
 
 
 class CNN(nn.Module):
@@ -86,15 +100,18 @@ def data(kind: str):
 
 def train(kind: str, X, y, seed: int) -> nn.Module:
     torch.manual_seed(seed)
-    model = nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)) \
-        if kind == "mlp" else CNN()
+    model = (
+        nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+        if kind == "mlp"
+        else CNN()
+    )
     opt = torch.optim.Adam(model.parameters(), lr=1e-2)
     Xt, yt = torch.tensor(X, dtype=torch.float32), torch.tensor(y)
     gen = torch.Generator().manual_seed(seed)
     for _ in range(60 if kind == "mlp" else 40):
         order = torch.randperm(len(Xt), generator=gen)
         for start in range(0, len(Xt), 64):
-            idx = order[start:start + 64]
+            idx = order[start : start + 64]
             opt.zero_grad()
             nn.functional.cross_entropy(model(Xt[idx]), yt[idx]).backward()
             opt.step()
@@ -112,13 +129,15 @@ def lookup_time(bits: int, p_error: float, n_exec: int) -> float:
     """Seconds per lookup: 32 parallel identity lookups on fresh ``bits``-bit ciphertexts at ``p_error``."""
     key = (bits, round(float(p_error), 15))
     if key not in _LOOKUP_TIMES:
+
         @fhe.compiler({"x": "encrypted"})
         def lookups(x):
             return fhe.univariate(lambda v: v)(x)
 
         n = 32
-        circuit = lookups.compile([np.arange(n) % (1 << bits), np.full(n, (1 << bits) - 1)],
-                                  fhe.Configuration(p_error=p_error))
+        circuit = lookups.compile(
+            [np.arange(n) % (1 << bits), np.full(n, (1 << bits) - 1)], fhe.Configuration(p_error=p_error)
+        )
         circuit.keygen()
         x = np.arange(n) % (1 << bits)
         circuit.encrypt_run_decrypt(x)
@@ -141,9 +160,15 @@ def widths(qm) -> dict[int, int]:
 
 def measure(kind: str, config: str, qm, Xte, yte, n_exec: int) -> dict:
     st = qm.statistics
-    row = {"model": kind, "config": config, "acc_clear": accuracy(qm.forward(Xte), yte),
-           "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(3)])),
-           "pbs": st["pbs_count"], "max_bits": st["max_bit_width"], "p_error": st["p_error"]}
+    row = {
+        "model": kind,
+        "config": config,
+        "acc_clear": accuracy(qm.forward(Xte), yte),
+        "acc_sim": float(np.mean([accuracy(qm.forward(Xte, fhe="simulate"), yte) for _ in range(3)])),
+        "pbs": st["pbs_count"],
+        "max_bits": st["max_bit_width"],
+        "p_error": st["p_error"],
+    }
     lookups = widths(qm)
     row["widths"] = ", ".join(f"{n}x{w}b" for w, n in lookups.items())
     start = time.perf_counter()
@@ -151,11 +176,12 @@ def measure(kind: str, config: str, qm, Xte, yte, n_exec: int) -> dict:
     row["keygen_s"] = time.perf_counter() - start
     qm.forward(Xte[:1], fhe="execute")  # warm-up
     start = time.perf_counter()
-    out = qm.forward(Xte[1:1 + n_exec], fhe="execute")
+    out = qm.forward(Xte[1 : 1 + n_exec], fhe="execute")
     row["fhe_s"] = (time.perf_counter() - start) / n_exec
     row["samples_per_s"] = 1.0 / row["fhe_s"]
-    row["execute_equals_simulate"] = bool((out.argmax(1) == qm.forward(Xte[1:1 + n_exec], fhe="simulate")
-                                           .argmax(1)).all())
+    row["execute_equals_simulate"] = bool(
+        (out.argmax(1) == qm.forward(Xte[1 : 1 + n_exec], fhe="simulate").argmax(1)).all()
+    )
     row["floor_s"] = sum(n * lookup_time(w, st["p_error"], 2) for w, n in lookups.items())
     row["x_floor"] = row["fhe_s"] / row["floor_s"] if row["floor_s"] else None
     if kind in GOAL:
@@ -170,7 +196,7 @@ def exec_seconds(qm, X, n_exec: int) -> float:
     qm.fhe_circuit.keygen()
     qm.forward(X[:1], fhe="execute")
     start = time.perf_counter()
-    qm.forward(X[1:1 + n_exec], fhe="execute")
+    qm.forward(X[1 : 1 + n_exec], fhe="execute")
     return (time.perf_counter() - start) / n_exec
 
 
@@ -178,16 +204,33 @@ def breakdown(model: nn.Sequential, Xtr, Xte, p_error: float, n_exec: int) -> li
     """Where the reference MLP's time goes, measured: the first layer alone, then the two hidden
     layers, then the whole model (same rounding and p_error), each beside its floor."""
     rows, previous = [], 0.0
-    for end, label in ((2, "layer 0 + ReLU (64 lookups)"), (4, "+ layer 2 + ReLU (64 lookups)"),
-                       (len(model), "+ output layer (no lookup; 10 outputs decrypted)")):
-        qm = qfhe.compile_torch_model(nn.Sequential(*list(model)[:end]), Xtr, n_bits=6, p_error=p_error,
-                                      rounding_threshold_bits={"n_bits": 6, "method": "approximate"})
+    for end, label in (
+        (2, "layer 0 + ReLU (64 lookups)"),
+        (4, "+ layer 2 + ReLU (64 lookups)"),
+        (len(model), "+ output layer (no lookup; 10 outputs decrypted)"),
+    ):
+        qm = qfhe.compile_torch_model(
+            nn.Sequential(*list(model)[:end]),
+            Xtr,
+            n_bits=6,
+            p_error=p_error,
+            rounding_threshold_bits={"n_bits": 6, "method": "approximate"},
+        )
         total = exec_seconds(qm, Xte, n_exec)
         lookups = widths(qm)
         floor = sum(n * lookup_time(w, qm.statistics["p_error"], 2) for w, n in lookups.items())
         acc = {r["layer"]: r["acc_bits"] for r in qm.bitwidth_report()}
-        rows.append({"part": label, "widest_value": qm.statistics["max_bit_width"], "accumulators": acc,
-                     "seconds": total, "added_s": total - previous, "floor_s": floor, "x_floor": total / floor})
+        rows.append(
+            {
+                "part": label,
+                "widest_value": qm.statistics["max_bit_width"],
+                "accumulators": acc,
+                "seconds": total,
+                "added_s": total - previous,
+                "floor_s": floor,
+                "x_floor": total / floor,
+            }
+        )
         previous = total
         print(rows[-1], flush=True)
     return rows
@@ -201,23 +244,36 @@ def run_model(kind: str, seed: int, n_exec: int) -> list[dict]:
     print(f"{kind} seed {seed}: float test accuracy {float_acc:.3f}", flush=True)
     Xfit, Xval, yfit, yval = train_test_split(Xtr, ytr, test_size=0.5, random_state=0, stratify=ytr)
     rows = []
-    ref = qfhe.compile_torch_model(model, Xtr, n_bits=6, p_error=REFERENCE_P_ERROR[kind],
-                                   rounding_threshold_bits={"n_bits": 6, "method": "approximate"})
-    rows.append(measure(kind, f"reference: approx. rounding 6, p_error {REFERENCE_P_ERROR[kind]}", ref, Xte, yte,
-                        n_exec))
+    ref = qfhe.compile_torch_model(
+        model,
+        Xtr,
+        n_bits=6,
+        p_error=REFERENCE_P_ERROR[kind],
+        rounding_threshold_bits={"n_bits": 6, "method": "approximate"},
+    )
+    rows.append(
+        measure(kind, f"reference: approx. rounding 6, p_error {REFERENCE_P_ERROR[kind]}", ref, Xte, yte, n_exec)
+    )
     start = time.perf_counter()
-    sequential = qfhe.quantize_torch_model(model, Xtr, n_bits=6, rounding_threshold_bits="auto", X_val=Xval,
-                                           y_val=yval, rounding_tolerance=0.01)
-    best = qfhe.find_best_p_error(sequential, Xval, yval, max_metric_loss=0.01, progress=False,
-                                  reference=sequential.rounding_plan.reference_model)
+    sequential = qfhe.quantize_torch_model(
+        model, Xtr, n_bits=6, rounding_threshold_bits="auto", X_val=Xval, y_val=yval, rounding_tolerance=0.01
+    )
+    best = qfhe.find_best_p_error(
+        sequential, Xval, yval, max_metric_loss=0.01, progress=False, reference=sequential.rounding_plan.reference_model
+    )
     search_s = time.perf_counter() - start
-    rows.append(measure(kind, "before: auto rounding (whole budget), then find_best_p_error", sequential, Xte, yte,
-                        n_exec))
+    rows.append(
+        measure(kind, "before: auto rounding (whole budget), then find_best_p_error", sequential, Xte, yte, n_exec)
+    )
     rows[-1].update(search_s=search_s, plan=sequential.rounding_plan.as_dict(), found=bool(best.found))
     result = qfhe.tune_circuit(model, Xtr, Xval, yval, max_metric_loss=0.01, n_bits=6)
     rows.append(measure(kind, "tuned: tune_circuit (rounding and p_error together)", result.model, Xte, yte, n_exec))
-    rows[-1].update(search_s=result.seconds, plan=result.model.rounding_plan.as_dict(), share=result.share,
-                    candidates=[dict(r) for r in result.candidates])
+    rows[-1].update(
+        search_s=result.seconds,
+        plan=result.model.rounding_plan.as_dict(),
+        share=result.share,
+        candidates=[dict(r) for r in result.candidates],
+    )
     for r in rows:
         r.update(seed=seed, float_acc=float_acc)
     rows[-1]["vs_reference"] = rows[-1]["fhe_s"] / rows[0]["fhe_s"]
@@ -242,8 +298,10 @@ def main(argv=None) -> dict:
             lookup_time(bits, p, 2)
     print(table(rows, COLUMNS))
     lookups = {f"{w} bits, p_error {p:.3g}": t for (w, p), t in sorted(_LOOKUP_TIMES.items())}
-    path = write_json("vs_concrete_ml", {"machine": machine(), "quoted": QUOTED, "goal": GOAL, "rows": rows,
-                                         "seconds_per_lookup": lookups})
+    path = write_json(
+        "vs_concrete_ml",
+        {"machine": machine(), "quoted": QUOTED, "goal": GOAL, "rows": rows, "seconds_per_lookup": lookups},
+    )
     print(f"wrote {path}")
     return {"rows": rows}
 

@@ -16,20 +16,34 @@ import torch
 from torch import nn
 
 from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, FakeBackend, HEScheme
+from qfhe.ckks.passes import (
+    BootstrappingInsertionPass,
+    CostAnalysisPass,
+    DeadCodeEliminationPass,
+    InputPackingPass,
+    LinearLayerBSGSPass,
+    NonlinearToPolynomialPass,
+    PassPipeline,
+    RelinearizationInsertionPass,
+    RescalingInsertionPass,
+)
 from qfhe.errors import InsecureParametersWarning
-from qfhe.ckks.passes import (BootstrappingInsertionPass, CostAnalysisPass, DeadCodeEliminationPass,
-                              InputPackingPass, LinearLayerBSGSPass, NonlinearToPolynomialPass, PassPipeline,
-                              RelinearizationInsertionPass, RescalingInsertionPass)
 
 
 def expert_pipeline() -> PassPipeline:
     """The README's expert pipeline (the benchmark measures the same one)."""
-    return PassPipeline([
-        InputPackingPass(strategy="row_major"), NonlinearToPolynomialPass(degree=8),
-        LinearLayerBSGSPass(min_size=16), RescalingInsertionPass(strategy="lazy"),
-        RelinearizationInsertionPass(strategy="lazy"),
-        BootstrappingInsertionPass(level_threshold=30.0, strategy="greedy"), DeadCodeEliminationPass(),
-        CostAnalysisPass(verbose=True, include_critical_path=True)])
+    return PassPipeline(
+        [
+            InputPackingPass(strategy="row_major"),
+            NonlinearToPolynomialPass(degree=8),
+            LinearLayerBSGSPass(min_size=16),
+            RescalingInsertionPass(strategy="lazy"),
+            RelinearizationInsertionPass(strategy="lazy"),
+            BootstrappingInsertionPass(level_threshold=30.0, strategy="greedy"),
+            DeadCodeEliminationPass(),
+            CostAnalysisPass(verbose=True, include_critical_path=True),
+        ]
+    )
 
 
 def main(argv=None) -> dict:
@@ -49,14 +63,24 @@ def main(argv=None) -> dict:
 
     for layer, fit in compiled.meta["polynomials"].items():
         lo, hi = fit["range"]
-        print(f"layer {layer}: {fit['fn']} on [{lo:.2f}, {hi:.2f}], degree {fit['degree']}, "
-              f"max error {fit['max_error']:.1e}, depth {fit['depth']}")
+        print(
+            f"layer {layer}: {fit['fn']} on [{lo:.2f}, {hi:.2f}], degree {fit['degree']}, "
+            f"max error {fit['max_error']:.1e}, depth {fit['depth']}"
+        )
     cost = compiled.meta["cost_analysis"]
     ops = cost.total_operations
-    figures = {"total_ops": sum(ops.values()), "rotations": ops["rotate"], "rescales": ops["rescale"],
-               "relinearizations": ops["relinearize"], "bootstraps": ops["bootstrap"]}
-    print("cost: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items())
-          + f", estimated latency {cost.estimated_latency:.0f} ms (the README table's 'Expert pipeline' row)")
+    figures = {
+        "total_ops": sum(ops.values()),
+        "rotations": ops["rotate"],
+        "rescales": ops["rescale"],
+        "relinearizations": ops["relinearize"],
+        "bootstraps": ops["bootstrap"],
+    }
+    print(
+        "cost: "
+        + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items())
+        + f", estimated latency {cost.estimated_latency:.0f} ms (the README table's 'Expert pipeline' row)"
+    )
     out = compiled(test)
     err = float(np.abs(out - model(test).detach().numpy()).max())
     print(f"max |HE (fake backend, with noise) - float model| on {len(test)} samples: {err:.2e}")

@@ -42,8 +42,9 @@ def main(argv=None) -> dict:
 
     result = {}
     for strategy in ("row_major", "column_major"):
-        cm = qfhe.compile_torch_model(model, X, scheme="ckks",
-                                      pipeline=default_pipeline(degree=degree, bootstrapping=False, strategy=strategy))
+        cm = qfhe.compile_torch_model(
+            model, X, scheme="ckks", pipeline=default_pipeline(degree=degree, bootstrapping=False, strategy=strategy)
+        )
         keys = cm.keygen()
         n = len(Xt) if strategy == "row_major" else cm.samples_per_ciphertext
         y = cm.forward(X[:n], fhe="execute")
@@ -53,15 +54,26 @@ def main(argv=None) -> dict:
         err_float = float(np.abs(y - float_out).max())
         err_sim = float(np.abs(y - cm.forward(X[:n], fhe="simulate")).max())
         sizes = keys.sizes()
-        print(f"{strategy}: {cm.params.describe()}, {len(keys.steps)} Galois keys "
-              f"({sizes['galois_keys'] / 2**20:.0f} MiB in memory)")
-        print(f"  {n} samples, {run.samples_per_ciphertext} per ciphertext: {run.latency_per_ciphertext:.3f} s per "
-              f"ciphertext, {run.latency_per_sample:.4f} s per sample (cost model: "
-              f"{cm.cost_analysis.estimated_latency / 1000:.3f} s per ciphertext)")
-        print(f"  max |execute - float| {err_float:.2e}, max |execute - simulate| {err_sim:.2e}, "
-              f"op counts equal the cost analysis: {run.op_counts == cm.cost_analysis.total_operations}")
-        result[strategy] = {"err_float": err_float, "err_sim": err_sim, "run": run, "params": cm.params,
-                            "ops_match": run.op_counts == cm.cost_analysis.total_operations}
+        print(
+            f"{strategy}: {cm.params.describe()}, {len(keys.steps)} Galois keys "
+            f"({sizes['galois_keys'] / 2**20:.0f} MiB in memory)"
+        )
+        print(
+            f"  {n} samples, {run.samples_per_ciphertext} per ciphertext: {run.latency_per_ciphertext:.3f} s per "
+            f"ciphertext, {run.latency_per_sample:.4f} s per sample (cost model: "
+            f"{cm.cost_analysis.estimated_latency / 1000:.3f} s per ciphertext)"
+        )
+        print(
+            f"  max |execute - float| {err_float:.2e}, max |execute - simulate| {err_sim:.2e}, "
+            f"op counts equal the cost analysis: {run.op_counts == cm.cost_analysis.total_operations}"
+        )
+        result[strategy] = {
+            "err_float": err_float,
+            "err_sim": err_sim,
+            "run": run,
+            "params": cm.params,
+            "ops_match": run.op_counts == cm.cost_analysis.total_operations,
+        }
     return result
 
 

@@ -56,12 +56,16 @@ def main(short: bool = False, workdir: str | None = None) -> dict:
     qm = qfhe.compile_torch_model(model, Xtr, n_bits=4, rounding_threshold_bits=5, p_error=1e-6)
     generate_signing_key(root / "dev-key")  # dev-key stays with the developer; dev-key.pub is published
     paths = FHEModelDev(root / "artifacts", qm, signing_key=root / "dev-key").save()
-    print(f"artifacts: {paths['client'].stat().st_size / 1e3:.1f} kB client.zip, "
-          f"{paths['server'].stat().st_size / 1e3:.1f} kB server.zip")
+    print(
+        f"artifacts: {paths['client'].stat().st_size / 1e3:.1f} kB client.zip, "
+        f"{paths['server'].stat().st_size / 1e3:.1f} kB server.zip"
+    )
 
     # -- the server ------------------------------------------------------------------------------
-    with ServerProcess(root / "artifacts", ["--verify-key", str(root / "dev-key.pub")]) as server, \
-            HTTPClient(server.url) as http:
+    with (
+        ServerProcess(root / "artifacts", ["--verify-key", str(root / "dev-key.pub")]) as server,
+        HTTPClient(server.url) as http,
+    ):
         print(f"server: {server.url}, {http.info()['statistics']}")
 
         # -- the client --------------------------------------------------------------------------
@@ -75,20 +79,27 @@ def main(short: bool = False, workdir: str | None = None) -> dict:
 
         latencies, correct, agree = [], 0, 0
         for i in range(n_requests):
-            enc = client.quantize_encrypt_serialize(Xte[i:i + 1])
+            enc = client.quantize_encrypt_serialize(Xte[i : i + 1])
             start = time.perf_counter()
             enc_out = http.predict(enc, key_id)
             latencies.append(time.perf_counter() - start)
             logits = client.deserialize_decrypt_dequantize(enc_out)
-            agree += int(np.array_equal(logits, qm.forward(Xte[i:i + 1], fhe="simulate")))
+            agree += int(np.array_equal(logits, qm.forward(Xte[i : i + 1], fhe="simulate")))
             correct += int(logits.argmax(1)[0] == yte[i])
 
-    sizes = {"evaluation_keys_MB": len(eval_keys) / 1e6, "ciphertext_in_kB": len(enc) / 1e3,
-             "ciphertext_out_kB": len(enc_out) / 1e3}
-    print(f"keygen {keygen:.1f} s; key upload {upload:.2f} s; evaluation keys {sizes['evaluation_keys_MB']:.1f} MB; "
-          f"encrypted input {sizes['ciphertext_in_kB']:.1f} kB, encrypted output {sizes['ciphertext_out_kB']:.1f} kB")
-    print(f"{n_requests} requests: latency per request {np.mean(latencies):.2f} s (median {np.median(latencies):.2f} s), "
-          f"{correct}/{n_requests} correct, {agree}/{n_requests} equal to fhe='simulate'")
+    sizes = {
+        "evaluation_keys_MB": len(eval_keys) / 1e6,
+        "ciphertext_in_kB": len(enc) / 1e3,
+        "ciphertext_out_kB": len(enc_out) / 1e3,
+    }
+    print(
+        f"keygen {keygen:.1f} s; key upload {upload:.2f} s; evaluation keys {sizes['evaluation_keys_MB']:.1f} MB; "
+        f"encrypted input {sizes['ciphertext_in_kB']:.1f} kB, encrypted output {sizes['ciphertext_out_kB']:.1f} kB"
+    )
+    print(
+        f"{n_requests} requests: latency per request {np.mean(latencies):.2f} s (median {np.median(latencies):.2f} s), "
+        f"{correct}/{n_requests} correct, {agree}/{n_requests} equal to fhe='simulate'"
+    )
     return {"latencies": latencies, "agree": agree, "n_requests": n_requests, "correct": correct, **sizes}
 
 

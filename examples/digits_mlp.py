@@ -73,43 +73,62 @@ def main(argv=None) -> dict:
     qm = qfhe.compile_torch_model(model, Xtr, n_bits=n_bits, rounding_threshold_bits=rounding)
     stats = qm.statistics
     print(qm.bitwidth_report())
-    print(f"PBS per sample: {stats['pbs_count']}, max bit-width: {stats['max_bit_width']}, "
-          f"compile: {stats['compile_seconds']:.1f} s")
+    print(
+        f"PBS per sample: {stats['pbs_count']}, max bit-width: {stats['max_bit_width']}, "
+        f"compile: {stats['compile_seconds']:.1f} s"
+    )
 
     acc_clear = float((qm.forward(Xte, fhe="disable").argmax(1) == yte).mean())
     start = time.perf_counter()
     acc_sim = float((qm.forward(Xte, fhe="simulate").argmax(1) == yte).mean())
     sim_s = time.perf_counter() - start
-    print(f"accuracy  float {acc_float:.3f}  quantized {acc_clear:.3f}  simulated {acc_sim:.3f} "
-          f"({len(Xte)} samples simulated in {sim_s:.2f} s)")
+    print(
+        f"accuracy  float {acc_float:.3f}  quantized {acc_clear:.3f}  simulated {acc_sim:.3f} "
+        f"({len(Xte)} samples simulated in {sim_s:.2f} s)"
+    )
 
     untuned = encrypted_run(qm, Xte, yte, n_enc)
     result = {"acc_float": acc_float, "acc_clear": acc_clear, "acc_sim": acc_sim, "encrypted": untuned["samples"]}
     if args.no_tune:
         return result
 
-    print("\nTuning: qfhe.tune_circuit (rounding plan and p_error together, one budget of 1 point "
-          "against the unrounded model) ...")
+    print(
+        "\nTuning: qfhe.tune_circuit (rounding plan and p_error together, one budget of 1 point "
+        "against the unrounded model) ..."
+    )
     quick = {"shares": (0.5,)} if args.short else {}  # one split of the budget instead of three
     search = qfhe.tune_circuit(model, Xtr, Xval, yval, max_metric_loss=0.01, n_bits=n_bits, **quick)
     print(search.candidates)
     tuned = search.model
     print(tuned.rounding_plan)
     acc_tuned = float((tuned.forward(Xte, fhe="simulate").argmax(1) == yte).mean())
-    print(f"tuned: PBS per sample {tuned.statistics['pbs_count']}, p_error {search.p_error:.3g}, "
-          f"simulated test accuracy {acc_tuned:.3f} (search: {search.seconds:.0f} s)")
+    print(
+        f"tuned: PBS per sample {tuned.statistics['pbs_count']}, p_error {search.p_error:.3g}, "
+        f"simulated test accuracy {acc_tuned:.3f} (search: {search.seconds:.0f} s)"
+    )
     fast = encrypted_run(tuned, Xte, yte, n_enc)
 
     print("\n| circuit | PBS | simulated accuracy | keygen s | encrypted s/sample |")
     print("|---|---|---|---|---|")
-    for name, q, acc, run in (("untuned (exact rounding, default p_error)", qm, acc_sim, untuned),
-                              ("tuned (tune_circuit)", tuned, acc_tuned, fast)):
-        print(f"| {name} | {q.statistics['pbs_count']} | {acc:.3f} | {run['keygen_s']:.1f} | "
-              f"{run['seconds_per_sample']:.2f} |")
+    for name, q, acc, run in (
+        ("untuned (exact rounding, default p_error)", qm, acc_sim, untuned),
+        ("tuned (tune_circuit)", tuned, acc_tuned, fast),
+    ):
+        print(
+            f"| {name} | {q.statistics['pbs_count']} | {acc:.3f} | {run['keygen_s']:.1f} | "
+            f"{run['seconds_per_sample']:.2f} |"
+        )
     speedup = untuned["seconds_per_sample"] / fast["seconds_per_sample"]
-    print(f"tuned is {speedup:.1f}x faster under encryption; simulated accuracy {100 * (acc_tuned - acc_sim):+.1f} points")
-    result.update(acc_tuned=acc_tuned, p_error=search.p_error, share=search.share,
-                  encrypted_tuned=fast["samples"], speedup=speedup)
+    print(
+        f"tuned is {speedup:.1f}x faster under encryption; simulated accuracy {100 * (acc_tuned - acc_sim):+.1f} points"
+    )
+    result.update(
+        acc_tuned=acc_tuned,
+        p_error=search.p_error,
+        share=search.share,
+        encrypted_tuned=fast["samples"],
+        speedup=speedup,
+    )
     return result
 
 
@@ -128,6 +147,7 @@ def encrypted_run(qm, X, y, n: int) -> dict:
         samples.append((int(out.argmax()), int(y[i]), seconds))
         tqdm.write(f"sample {i}: predicted {out.argmax()} (label {y[i]}) in {seconds:.2f} s")
     return {"keygen_s": keygen_s, "samples": samples, "seconds_per_sample": float(np.mean([s[2] for s in samples]))}
+
 
 if __name__ == "__main__":
     main()

@@ -57,8 +57,9 @@ MODELS = {"mlp": QATMLP, "cnn": QATCNN}
 def loader(X, y, batch_size: int = 64, seed: int = 0):
     """A shuffling DataLoader over (X, y)."""
     data = torch.utils.data.TensorDataset(torch.tensor(X, dtype=torch.float32), torch.tensor(y))
-    return torch.utils.data.DataLoader(data, batch_size=batch_size, shuffle=True,
-                                       generator=torch.Generator().manual_seed(seed))
+    return torch.utils.data.DataLoader(
+        data, batch_size=batch_size, shuffle=True, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def n_params(model: nn.Module) -> int:
@@ -97,11 +98,19 @@ def measure(model, data, n_encrypted: int, max_exec_bits: int, configuration=Non
         warnings.simplefilter("ignore", qfhe.CalibrationWarning)
         qm = qfhe.compile_brevitas_qat_model(model, Xtr, bitwidth_method="interval", configuration=configuration)
     st = qm.statistics
-    row = {"params": n_params(model), "acc_float": acc_float, "acc_sim": accuracy(qm.forward(Xte, fhe="simulate"), yte),
-           "max_bit_width": st["max_bit_width"], "pbs_count": st["pbs_count"]}
+    row = {
+        "params": n_params(model),
+        "acc_float": acc_float,
+        "acc_sim": accuracy(qm.forward(Xte, fhe="simulate"), yte),
+        "max_bit_width": st["max_bit_width"],
+        "pbs_count": st["pbs_count"],
+    }
     if st["max_bit_width"] > max_exec_bits or n_encrypted == 0:
-        row["note"] = (f"execution skipped: {st['max_bit_width']}-bit values > {max_exec_bits}" if n_encrypted
-                       else "execution not requested")
+        row["note"] = (
+            f"execution skipped: {st['max_bit_width']}-bit values > {max_exec_bits}"
+            if n_encrypted
+            else "execution not requested"
+        )
         return row
     start = time.perf_counter()
     qm.fhe_circuit.keygen()
@@ -157,8 +166,11 @@ def main(argv=None) -> dict:
     cols = ["model", "params", "acc_float", "acc_sim", "max_bit_width", "pbs_count", "fhe_s_per_sample", "note"]
     print("\n" + " | ".join(cols))
     for r in rows:
-        print(" | ".join("-" if r.get(c) is None else (f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c]))
-                         for c in cols))
+        print(
+            " | ".join(
+                "-" if r.get(c) is None else (f"{r[c]:.3g}" if isinstance(r[c], float) else str(r[c])) for c in cols
+            )
+        )
     return {"rows": rows, "model": pruned}
 
 

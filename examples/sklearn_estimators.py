@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import time
 
-import numpy as np
 from sklearn.datasets import load_breast_cancer, load_digits
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from sklearn.model_selection import train_test_split
@@ -36,7 +35,7 @@ def encrypted(est, X, y, n: int) -> list[tuple]:
     out = []
     for i in range(n):
         start = time.perf_counter()
-        pred = est.predict(X[i:i + 1], fhe="execute")[0]
+        pred = est.predict(X[i : i + 1], fhe="execute")[0]
         seconds = time.perf_counter() - start
         out.append((pred.item(), y[i].item(), seconds))
         print(f"  sample {i}: predicted {pred} (label {y[i]}) in {seconds:.2f} s")
@@ -52,16 +51,19 @@ def main(argv=None) -> dict:
 
     Xtr, Xte, ytr, yte = split(load_digits)
     # the short mode (tests) also narrows the net: keygen and execution scale with the lookups
-    params = {"random_state": 0} if epochs is None else {"random_state": 0, "max_epochs": epochs,
-                                                         "hidden_sizes": (32, 32)}
+    params = (
+        {"random_state": 0} if epochs is None else {"random_state": 0, "max_epochs": epochs, "hidden_sizes": (32, 32)}
+    )
     clf = NeuralNetClassifier(**params).fit(Xtr, ytr)
     clf.compile(Xtr)
     st = clf.quantized_module_.statistics
     result["nn_acc_sim"] = clf.score(Xte, yte, fhe="simulate")
     result["nn_statistics"] = {k: st[k] for k in ("pbs_count", "max_bit_width")}
     shown = "()" if epochs is None else f"(max_epochs={epochs}, hidden_sizes=(32, 32))"
-    print(f"NeuralNetClassifier{shown} on digits: simulated accuracy "
-          f"{result['nn_acc_sim']:.3f}, {st['pbs_count']} PBS, max bit-width {st['max_bit_width']}")
+    print(
+        f"NeuralNetClassifier{shown} on digits: simulated accuracy "
+        f"{result['nn_acc_sim']:.3f}, {st['pbs_count']} PBS, max bit-width {st['max_bit_width']}"
+    )
     print(clf.quantized_module_.bitwidth_report())
     result["nn_encrypted"] = encrypted(clf, Xte, yte, n_enc)
 
@@ -77,8 +79,10 @@ def main(argv=None) -> dict:
     result["linear_acc_sklearn"] = sk.score(Xte, yte)
     result["linear_acc_sim"] = lin.score(Xte, yte, fhe="simulate")
     result["linear_pbs"] = lin.quantized_module_.statistics["pbs_count"]
-    print(f"\nLogisticRegression on breast_cancer: scikit-learn {result['linear_acc_sklearn']:.3f}, simulated "
-          f"{result['linear_acc_sim']:.3f}, {result['linear_pbs']} PBS")
+    print(
+        f"\nLogisticRegression on breast_cancer: scikit-learn {result['linear_acc_sklearn']:.3f}, simulated "
+        f"{result['linear_acc_sim']:.3f}, {result['linear_pbs']} PBS"
+    )
     result["linear_encrypted"] = encrypted(lin, Xte, yte, n_enc)
     return result
 

@@ -33,14 +33,17 @@ def main(short: bool = False, workdir: str | None = None) -> dict:
     n_requests = 2 if short else 10
 
     # -- the developer ---------------------------------------------------------------------------
-    clf, twin = XGBClassifier(n_estimators=5 if short else 20, max_depth=3, n_bits=6,
-                              random_state=0).fit_benchmark(Xtr, ytr)
+    clf, twin = XGBClassifier(n_estimators=5 if short else 20, max_depth=3, n_bits=6, random_state=0).fit_benchmark(
+        Xtr, ytr
+    )
     acc_float, acc_clear = twin.score(Xte, yte), clf.score(Xte, yte)
     clf.compile(Xtr)
     stats = clf.quantized_module_.statistics
     acc_sim = clf.score(Xte, yte, fhe="simulate")
-    print(f"float xgboost {acc_float:.3f}; quantized (6-bit features) {acc_clear:.3f}; simulated circuit "
-          f"{acc_sim:.3f}; {stats['pbs_count']} lookups, widest value {stats['max_bit_width']} bits")
+    print(
+        f"float xgboost {acc_float:.3f}; quantized (6-bit features) {acc_clear:.3f}; simulated circuit "
+        f"{acc_sim:.3f}; {stats['pbs_count']} lookups, widest value {stats['max_bit_width']} bits"
+    )
     FHEModelDev(root / "artifacts", clf).save()
 
     # -- the client and the server ---------------------------------------------------------------
@@ -52,17 +55,27 @@ def main(short: bool = False, workdir: str | None = None) -> dict:
     latencies, agree, correct = [], 0, 0
     for i in range(n_requests):
         start = time.perf_counter()
-        enc = client.quantize_encrypt_serialize(Xte[i:i + 1])
+        enc = client.quantize_encrypt_serialize(Xte[i : i + 1])
         enc_out = server.run(enc, key_id)
         label = client.deserialize_decrypt_predict(enc_out)[0]
         latencies.append(time.perf_counter() - start)
-        agree += int(label == clf.predict(Xte[i:i + 1], fhe="simulate")[0])
+        agree += int(label == clf.predict(Xte[i : i + 1], fhe="simulate")[0])
         correct += int(label == yte[i])
-    print(f"keygen {keygen:.1f} s; encrypted input {len(enc) / 1e3:.0f} kB; {n_requests} requests: "
-          f"{np.mean(latencies):.2f} s each (encrypt, run, decrypt), {correct}/{n_requests} correct, "
-          f"{agree}/{n_requests} equal to fhe='simulate'")
-    return {"acc_float": acc_float, "acc_clear": acc_clear, "acc_sim": acc_sim, "pbs": stats["pbs_count"],
-            "latencies": latencies, "agree": agree, "correct": correct, "n_requests": n_requests}
+    print(
+        f"keygen {keygen:.1f} s; encrypted input {len(enc) / 1e3:.0f} kB; {n_requests} requests: "
+        f"{np.mean(latencies):.2f} s each (encrypt, run, decrypt), {correct}/{n_requests} correct, "
+        f"{agree}/{n_requests} equal to fhe='simulate'"
+    )
+    return {
+        "acc_float": acc_float,
+        "acc_clear": acc_clear,
+        "acc_sim": acc_sim,
+        "pbs": stats["pbs_count"],
+        "latencies": latencies,
+        "agree": agree,
+        "correct": correct,
+        "n_requests": n_requests,
+    }
 
 
 if __name__ == "__main__":

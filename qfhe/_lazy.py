@@ -27,6 +27,7 @@ def lazy_attributes(package: str, table: dict, namespace: dict):
     >>> round(getattr_("pi"), 2), "pi" in ns
     (3.14, True)
     """
+
     def __getattr__(name):
         if name in table:
             value = getattr(importlib.import_module(table[name]), name)

@@ -64,17 +64,33 @@ def quantize_torch_model(
     >>> qm.is_compiled, [r["tlu_bits"] for r in qm.bitwidth_report()]
     (False, [3, None])
     """
-    return _quantize(import_torch, model, inputset, parse_n_bits(n_bits), rounding_threshold_bits,
-                     as_bool("per_channel", per_channel), bitwidth_method, calibration_margin, qat=False,
-                     auto=(X_val, y_val, rounding_tolerance, rounding_metric),
-                     per_feature_inputs=as_bool("per_feature_inputs", per_feature_inputs),
-                     calibration=check_calibration(calibration, calibration_percentile))
+    return _quantize(
+        import_torch,
+        model,
+        inputset,
+        parse_n_bits(n_bits),
+        rounding_threshold_bits,
+        as_bool("per_channel", per_channel),
+        bitwidth_method,
+        calibration_margin,
+        qat=False,
+        auto=(X_val, y_val, rounding_tolerance, rounding_metric),
+        per_feature_inputs=as_bool("per_feature_inputs", per_feature_inputs),
+        calibration=check_calibration(calibration, calibration_percentile),
+    )
 
 
-def quantize_brevitas_qat_model(model: torch.nn.Module, inputset, rounding_threshold_bits=None,
-                                bitwidth_method: str = "calibration",
-                                calibration_margin: float = 0.0, X_val=None, y_val=None,
-                                rounding_tolerance: float = 0.01, rounding_metric=None) -> QuantizedModule:
+def quantize_brevitas_qat_model(
+    model: torch.nn.Module,
+    inputset,
+    rounding_threshold_bits=None,
+    bitwidth_method: str = "calibration",
+    calibration_margin: float = 0.0,
+    X_val=None,
+    y_val=None,
+    rounding_tolerance: float = 0.01,
+    rounding_metric=None,
+) -> QuantizedModule:
     """Import a Brevitas QAT model with its own quantizers, fuse and round it, without compiling.
 
     Parameters are those of :func:`compile_brevitas_qat_model`.
@@ -95,9 +111,18 @@ def quantize_brevitas_qat_model(model: torch.nn.Module, inputset, rounding_thres
     ['quant', 'qgemm', 'tlu', 'qgemm', 'dequant']
     """
     # A QAT import takes every width from Brevitas: n_bits is not used.
-    return _quantize(import_brevitas, model, inputset, None, rounding_threshold_bits, False,
-                     bitwidth_method, calibration_margin, qat=True,
-                     auto=(X_val, y_val, rounding_tolerance, rounding_metric))
+    return _quantize(
+        import_brevitas,
+        model,
+        inputset,
+        None,
+        rounding_threshold_bits,
+        False,
+        bitwidth_method,
+        calibration_margin,
+        qat=True,
+        auto=(X_val, y_val, rounding_tolerance, rounding_metric),
+    )
 
 
 def compile_brevitas_qat_model(
@@ -155,8 +180,17 @@ calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric
     True
     """
     make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
-    qm = quantize_brevitas_qat_model(model, inputset, rounding_threshold_bits, bitwidth_method, calibration_margin,
-                                     X_val, y_val, rounding_tolerance, rounding_metric)
+    qm = quantize_brevitas_qat_model(
+        model,
+        inputset,
+        rounding_threshold_bits,
+        bitwidth_method,
+        calibration_margin,
+        X_val,
+        y_val,
+        rounding_tolerance,
+        rounding_metric,
+    )
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
 
 
@@ -165,8 +199,10 @@ def _compile_ckks(model, inputset, ckks_params, pipeline):
     from qfhe.ckks.passes import BootstrappingInsertionPass, default_pipeline
 
     if isinstance(inputset, tuple):
-        raise ConfigurationError("scheme='ckks' packs one input vector: a model with several inputs compiles with "
-                                 "scheme='tfhe', or concatenate the inputs into one tensor and split it inside forward")
+        raise ConfigurationError(
+            "scheme='ckks' packs one input vector: a model with several inputs compiles with "
+            "scheme='tfhe', or concatenate the inputs into one tensor and split it inside forward"
+        )
     X = check_inputset(inputset)
     bootstraps = pipeline is not None and any(isinstance(p, BootstrappingInsertionPass) for p in pipeline.passes)
     if ckks_params is None and bootstraps:  # simulation only (SEAL cannot bootstrap): the long default chain
@@ -179,15 +215,29 @@ def _compile_ckks(model, inputset, ckks_params, pipeline):
     return CKKSCompiler(context, pipeline or default_pipeline()).compile(model, X)
 
 
-def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channel, bitwidth_method, margin, qat,
-              auto=(None, None, 0.01, None), per_feature_inputs: bool = False, calibration=("minmax", 99.9)):
+def _quantize(
+    importer,
+    model,
+    inputset,
+    nb,
+    rounding_threshold_bits,
+    per_channel,
+    bitwidth_method,
+    margin,
+    qat,
+    auto=(None, None, 0.01, None),
+    per_feature_inputs: bool = False,
+    calibration=("minmax", 99.9),
+):
     if not isinstance(model, torch.nn.Module):
         raise ConfigurationError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     X_val, y_val, tolerance, metric = auto
     is_auto = isinstance(rounding_threshold_bits, str) and rounding_threshold_bits.lower() == "auto"
     if is_auto and (X_val is None or y_val is None):
-        raise ConfigurationError("rounding_threshold_bits='auto' needs validation data: pass X_val and y_val "
-                                 "(held-out inputs and targets) so each layer's rounding can be measured")
+        raise ConfigurationError(
+            "rounding_threshold_bits='auto' needs validation data: pass X_val and y_val "
+            "(held-out inputs and targets) so each layer's rounding can be measured"
+        )
     if not is_auto and (X_val is not None or y_val is not None):
         raise ConfigurationError("X_val and y_val are only used by rounding_threshold_bits='auto'")
     if is_auto and metric is not None:
@@ -214,9 +264,17 @@ def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channe
         Xs = tuple(apply_preprocess(spec, x) for spec, x in zip(specs, Xs))
         X = Xs[0] if len(Xs) == 1 else list(Xs)
     names = [n.name for n in float_graph.nodes if n.op == "input"]
-    fused = build_integer_graph(float_graph, X, nb or NBits(8, 8, 8, 8), per_channel, qat, method_name, percentile,
-                                checked_inputs=[n for n, spec in zip(names, specs) if spec is not None],
-                                input_margin=0.0 if qat else margin)
+    fused = build_integer_graph(
+        float_graph,
+        X,
+        nb or NBits(8, 8, 8, 8),
+        per_channel,
+        qat,
+        method_name,
+        percentile,
+        checked_inputs=[n for n, spec in zip(names, specs) if spec is not None],
+        input_margin=0.0 if qat else margin,
+    )
     if not qat:  # a QAT input quantizer was trained with the model: what it collapses, training saw
         warn_collapsed_features(fused, Xs)
     inputs = [n.name for n in fused.nodes if n.op == "input"]
@@ -225,8 +283,14 @@ def _quantize(importer, model, inputset, nb, rounding_threshold_bits, per_channe
 
     def build(r) -> QuantizedModule:
         graph, info = plan_rounding(fused, X, r, method, margin, qat)
-        settings = {"n_bits": nb, "rounding": r, "per_channel": per_channel, "bitwidth_method": method,
-                    "calibration_margin": margin, "qat": qat}
+        settings = {
+            "n_bits": nb,
+            "rounding": r,
+            "per_channel": per_channel,
+            "bitwidth_method": method,
+            "calibration_margin": margin,
+            "qat": qat,
+        }
         return QuantizedModule(float_graph, fused, graph, info, Xs[0].shape[1:], settings, codes, specs)
 
     if is_auto:
@@ -269,7 +333,9 @@ def warn_wide_lookups(qm: QuantizedModule) -> None:
             f"{len(wide)} table lookup{'s read' if len(wide) > 1 else ' reads'} up to {bits} bits without rounding "
             f"(layer {layers}): each costs several times a lookup of {WIDE_LOOKUP_BITS} bits. rounding_threshold_bits=6 "
             "rounds them (about the same accuracy, much faster), or 'auto' with X_val, y_val searches per layer",
-            LatencyWarning, stacklevel=user_stacklevel())
+            LatencyWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def compile_torch_model(
@@ -387,17 +453,27 @@ def compile_torch_model(
     True
     """
     if scheme == "ckks":
-        given = {"n_bits": n_bits != 6, "rounding_threshold_bits": rounding_threshold_bits is not None,
-                 "p_error": p_error is not None, "global_p_error": global_p_error is not None,
-                 "configuration": configuration is not None, "per_channel": per_channel is not False,
-                 "bitwidth_method": bitwidth_method != "calibration", "simulate_batch_size": simulate_batch_size != 64,
-                 "calibration_margin": calibration_margin != 0.0, "X_val": X_val is not None,
-                 "y_val": y_val is not None, "per_feature_inputs": per_feature_inputs is not True,
-                 "calibration": calibration != "minmax", "calibration_percentile": calibration_percentile != 99.9}
+        given = {
+            "n_bits": n_bits != 6,
+            "rounding_threshold_bits": rounding_threshold_bits is not None,
+            "p_error": p_error is not None,
+            "global_p_error": global_p_error is not None,
+            "configuration": configuration is not None,
+            "per_channel": per_channel is not False,
+            "bitwidth_method": bitwidth_method != "calibration",
+            "simulate_batch_size": simulate_batch_size != 64,
+            "calibration_margin": calibration_margin != 0.0,
+            "X_val": X_val is not None,
+            "y_val": y_val is not None,
+            "per_feature_inputs": per_feature_inputs is not True,
+            "calibration": calibration != "minmax",
+            "calibration_percentile": calibration_percentile != 99.9,
+        }
         if any(given.values()):
             raise ConfigurationError(
                 f"{', '.join(k for k, v in given.items() if v)} only apply to scheme='tfhe'; the CKKS path takes "
-                "ckks_params and pipeline (polynomial degree, packing and bootstrapping are passes)")
+                "ckks_params and pipeline (polynomial degree, packing and bootstrapping are passes)"
+            )
         return _compile_ckks(model, inputset, ckks_params, pipeline)
     if scheme != "tfhe":
         raise ConfigurationError(f"scheme must be 'tfhe' or 'ckks', got {scheme!r}")
@@ -405,9 +481,22 @@ def compile_torch_model(
         raise ConfigurationError("ckks_params and pipeline only apply to scheme='ckks'")
     make_configuration(configuration, p_error, global_p_error)  # fail fast, before the slow steps
     as_int("simulate_batch_size", simulate_batch_size, 1, None, "a positive int")
-    qm = quantize_torch_model(model, inputset, n_bits, rounding_threshold_bits, per_channel, bitwidth_method,
-                              calibration_margin, X_val, y_val, rounding_tolerance, rounding_metric, per_feature_inputs,
-                              calibration, calibration_percentile)
+    qm = quantize_torch_model(
+        model,
+        inputset,
+        n_bits,
+        rounding_threshold_bits,
+        per_channel,
+        bitwidth_method,
+        calibration_margin,
+        X_val,
+        y_val,
+        rounding_tolerance,
+        rounding_metric,
+        per_feature_inputs,
+        calibration,
+        calibration_percentile,
+    )
     return qm.compile(p_error, global_p_error, configuration, simulate_batch_size)
 
 
@@ -470,8 +559,10 @@ def check_inputsets(inputset) -> tuple[np.ndarray, ...]:
         raise ConfigurationError("inputset is an empty tuple; give one array per model input")
     arrays = tuple(check_inputset(x, outliers=False) for x in inputset)
     if len({len(x) for x in arrays}) > 1:
-        raise ConfigurationError(f"the inputsets of the model's inputs have different numbers of samples: "
-                                 f"{[len(x) for x in arrays]}; give the same samples for every input")
+        raise ConfigurationError(
+            f"the inputsets of the model's inputs have different numbers of samples: "
+            f"{[len(x) for x in arrays]}; give the same samples for every input"
+        )
     return arrays
 
 
@@ -509,7 +600,10 @@ def warn_collapsed_features(fused, Xs) -> None:
                 f"{q.attrs['qmax'] - q.attrs['qmin'] + 1} input codes: features {shown} vary over a small part of the "
                 "range one input quantizer shares with much wider features, so their values collapse. Standardise the "
                 "features before the model (per_feature_inputs=True does it on the client when only linear layers "
-                "read the input)", CalibrationWarning, stacklevel=user_stacklevel())
+                "read the input)",
+                CalibrationWarning,
+                stacklevel=user_stacklevel(),
+            )
 
 
 def _subsample(codes: np.ndarray) -> np.ndarray:

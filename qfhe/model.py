@@ -17,18 +17,32 @@ from typing import Callable
 
 import numpy as np
 
-from qfhe.errors import (CircuitOverflowError, ConfigurationError, LatencyWarning, NotCompiledError,
-                         OverflowRiskWarning, SaturationError, SaturationWarning)
+from qfhe.errors import (
+    CircuitOverflowError,
+    ConfigurationError,
+    LatencyWarning,
+    NotCompiledError,
+    OverflowRiskWarning,
+    SaturationError,
+    SaturationWarning,
+)
 from qfhe.ir.graph import Graph, Node
 from qfhe.ir.interpreter import run
 from qfhe.ir.ops import evaluate
-from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, is_server_node, value_layers
+from qfhe.passes.bitwidth import ValueInfo, bitwidth_rows, client_input_nodes, value_layers
 from qfhe.quant.calibration import saturated
 from qfhe.quant.preprocess import apply_preprocess, raw_shape
 from qfhe.quant.quantizer import quantize_input_codes
 from qfhe.report import BitwidthReport
-from qfhe.tfhe.circuit import (CompiledCircuits, add_batch_circuit, as_inputs, compile_circuits, execute,
-                               make_configuration, simulate)
+from qfhe.tfhe.circuit import (
+    CompiledCircuits,
+    add_batch_circuit,
+    as_inputs,
+    compile_circuits,
+    execute,
+    make_configuration,
+    simulate,
+)
 from qfhe.tfhe.lower import circuit_graph, make_circuit_function
 from qfhe.validation import as_bool, as_int, check_input, user_stacklevel
 
@@ -41,11 +55,14 @@ LARGE_KEYS = 8e9
 def _warn_key_size(stats: dict) -> None:
     size = stats.get("size_of_bootstrap_keys", 0) + stats.get("size_of_keyswitch_keys", 0)
     if size > LARGE_KEYS:
-        warnings.warn(f"the evaluation keys of this circuit take {size / 1e9:.1f} GB ({stats['pbs_count']} table "
-                      "lookups at a per-lookup error probability of "
-                      f"{stats['p_error']:.1e}): keygen needs about that much memory and takes minutes. A larger "
-                      "per-lookup p_error (e.g. compile(..., p_error=1e-3)) or narrower lookups shrink them",
-                      LatencyWarning, stacklevel=user_stacklevel())
+        warnings.warn(
+            f"the evaluation keys of this circuit take {size / 1e9:.1f} GB ({stats['pbs_count']} table "
+            "lookups at a per-lookup error probability of "
+            f"{stats['p_error']:.1e}): keygen needs about that much memory and takes minutes. A larger "
+            "per-lookup p_error (e.g. compile(..., p_error=1e-3)) or narrower lookups shrink them",
+            LatencyWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def _describe_n_bits(nb) -> str:
@@ -53,7 +70,9 @@ def _describe_n_bits(nb) -> str:
         return "-"
     if len({nb.model_inputs, nb.op_inputs, nb.op_weights, nb.model_outputs}) == 1:
         return str(nb.op_inputs)
-    return f"(inputs {nb.model_inputs}, activations {nb.op_inputs}, weights {nb.op_weights}, outputs {nb.model_outputs})"
+    return (
+        f"(inputs {nb.model_inputs}, activations {nb.op_inputs}, weights {nb.op_weights}, outputs {nb.model_outputs})"
+    )
 
 
 class QuantizedModule:
@@ -88,8 +107,17 @@ class QuantizedModule:
     (1, 2)
     """
 
-    def __init__(self, float_graph: Graph, fused_graph: Graph, graph: Graph, bitwidths: dict[str, ValueInfo],
-                 input_shape: tuple, settings: dict, compile_codes, preprocess: list | None = None):
+    def __init__(
+        self,
+        float_graph: Graph,
+        fused_graph: Graph,
+        graph: Graph,
+        bitwidths: dict[str, ValueInfo],
+        input_shape: tuple,
+        settings: dict,
+        compile_codes,
+        preprocess: list | None = None,
+    ):
         self.float_graph = float_graph
         self.fused_graph = fused_graph
         self.graph = graph
@@ -119,8 +147,10 @@ class QuantizedModule:
         self._output_node: Node = graph[graph.outputs[0]]
         # The reference interpreter runs exactly the circuit's nodes, fed with the client's codes.
         self._server_graph = circuit_graph(graph)
-        zeros = [np.full((1,) + encoded[i], q.attrs.get("zero_point", 0), np.int64)
-                 for q, i in zip(self._input_nodes, self._input_of)]
+        zeros = [
+            np.full((1,) + encoded[i], q.attrs.get("zero_point", 0), np.int64)
+            for q, i in zip(self._input_nodes, self._input_of)
+        ]
         self.output_shape = tuple(self.dequantize_output(run(self._server_graph, zeros)[0]).shape[1:])
 
     def __deepcopy__(self, memo):
@@ -144,8 +174,9 @@ class QuantizedModule:
             setattr(twin, k, v if k == "_compiled" else copy.deepcopy(v, memo))
         return twin
 
-    def with_ranges(self, inputset, bitwidth_method: str | None = None,
-                    calibration_margin: float | None = None) -> "QuantizedModule":
+    def with_ranges(
+        self, inputset, bitwidth_method: str | None = None, calibration_margin: float | None = None
+    ) -> "QuantizedModule":
         """The same model (quantizers, weights, preprocessing) with its integer ranges, and so its
         rounding and bit-widths, planned again on ``inputset``; not compiled.
 
@@ -170,19 +201,34 @@ class QuantizedModule:
         from qfhe.validation import as_float
 
         method = check_bitwidth_method(bitwidth_method or self.settings.get("bitwidth_method", "calibration"))
-        margin = self.settings.get("calibration_margin", 0.0) if calibration_margin is None else \
-            as_float("calibration_margin", calibration_margin, 0.0, 10.0, closed=True)
+        margin = (
+            self.settings.get("calibration_margin", 0.0)
+            if calibration_margin is None
+            else as_float("calibration_margin", calibration_margin, 0.0, 10.0, closed=True)
+        )
         names = ["inputset"] * len(self.input_shapes)
-        X = tuple(apply_preprocess(p, check_input(x, s, n)) for x, s, n, p in
-                  zip(inputset if isinstance(inputset, tuple) else (inputset,), self.input_shapes, names,
-                      self.preprocess))
+        X = tuple(
+            apply_preprocess(p, check_input(x, s, n))
+            for x, s, n, p in zip(
+                inputset if isinstance(inputset, tuple) else (inputset,), self.input_shapes, names, self.preprocess
+            )
+        )
         feed = X[0] if len(X) == 1 else list(X)
-        graph, info = plan_rounding(self.fused_graph, feed, self.settings.get("rounding"), method, margin,
-                                    self.settings.get("qat", False))
+        graph, info = plan_rounding(
+            self.fused_graph, feed, self.settings.get("rounding"), method, margin, self.settings.get("qat", False)
+        )
         codes = [evaluate("quant", [X[i]], q.attrs) for q, i in zip(self._input_nodes, self._input_of)]
         settings = {**self.settings, "bitwidth_method": method, "calibration_margin": margin}
-        out = QuantizedModule(self.float_graph, self.fused_graph, graph, info, self.input_shapes[0], settings,
-                              codes[0] if len(codes) == 1 else codes, self.preprocess)
+        out = QuantizedModule(
+            self.float_graph,
+            self.fused_graph,
+            graph,
+            info,
+            self.input_shapes[0],
+            settings,
+            codes[0] if len(codes) == 1 else codes,
+            self.preprocess,
+        )
         out.rounding_plan = self.rounding_plan
         return out
 
@@ -200,8 +246,13 @@ class QuantizedModule:
         return {**self.__dict__, "_compiled": None}
 
     # -- public API -----------------------------------------------------------------------------
-    def compile(self, p_error: float | None = None, global_p_error: float | None = None, configuration=None,
-                simulate_batch_size: int = 64) -> "QuantizedModule":
+    def compile(
+        self,
+        p_error: float | None = None,
+        global_p_error: float | None = None,
+        configuration=None,
+        simulate_batch_size: int = 64,
+    ) -> "QuantizedModule":
         """Compile (or recompile) the TFHE circuits; returns self.
 
         Parameters
@@ -226,8 +277,9 @@ class QuantizedModule:
         _warn_key_size(self._compiled.statistics)
         return self
 
-    def _compile_candidate(self, p_error=None, global_p_error=None, configuration=None,
-                           simulate_batch_size: int = 64) -> tuple[CompiledCircuits, object]:
+    def _compile_candidate(
+        self, p_error=None, global_p_error=None, configuration=None, simulate_batch_size: int = 64
+    ) -> tuple[CompiledCircuits, object]:
         """The single-sample circuit only, leaving ``self`` unchanged (tuning compiles candidates
         with it and keeps the one it chooses); returns it with its configuration."""
         simulate_batch_size = as_int("simulate_batch_size", simulate_batch_size, 1, None, "a positive int")
@@ -409,8 +461,10 @@ class QuantizedModule:
             st = self._compiled.statistics
             state = f"compiled: {st['pbs_count']} PBS, max bit-width {st['max_bit_width']}, p_error {st['p_error']:.3g}"
         table = "\n".join("  " + line for line in str(self.bitwidth_report()).splitlines())
-        return (f"QuantizedModule(input {self.input_shape} -> output {self.output_shape}, {quant}, "
-                f"bitwidth_method={self.settings.get('bitwidth_method')!r}, {state}\n{table}\n)")
+        return (
+            f"QuantizedModule(input {self.input_shape} -> output {self.output_shape}, {quant}, "
+            f"bitwidth_method={self.settings.get('bitwidth_method')!r}, {state}\n{table}\n)"
+        )
 
     def quantize_input(self, *X):
         """Client side: validate, scale per feature (``preprocess``), clip (with a warning) and quantize
@@ -434,17 +488,23 @@ class QuantizedModule:
         if any(isinstance(x, str) for x in X):
             raise ConfigurationError("pass fhe, strict and progress by keyword: forward(X, fhe='simulate')")
         if len(X) != len(self.input_shapes):
-            raise ConfigurationError(f"this model takes {len(self.input_shapes)} input(s) (shapes "
-                                     f"{', '.join(str(s) for s in self.input_shapes)}); got {len(X)}")
+            raise ConfigurationError(
+                f"this model takes {len(self.input_shapes)} input(s) (shapes "
+                f"{', '.join(str(s) for s in self.input_shapes)}); got {len(X)}"
+            )
         # A QAT input quantizer was trained to clip: that is the model, as in Brevitas, not news.
         why = None if self.settings.get("qat") else "calibrate on data that covers them"
         names = [f"X{i + 1}" if len(X) > 1 else "X" for i in range(len(X))]
-        arrays = [apply_preprocess(p, check_input(x, s, name))
-                  for x, s, name, p in zip(X, self.input_shapes, names, self.preprocess)]
+        arrays = [
+            apply_preprocess(p, check_input(x, s, name))
+            for x, s, name, p in zip(X, self.input_shapes, names, self.preprocess)
+        ]
         if len({len(a) for a in arrays}) > 1:
             raise ConfigurationError(f"the inputs have different numbers of samples: {[len(a) for a in arrays]}")
-        return [quantize_input_codes(arrays[i], q.attrs, why, self.preprocess[i])
-                for q, i in zip(self._input_nodes, self._input_of)]
+        return [
+            quantize_input_codes(arrays[i], q.attrs, why, self.preprocess[i])
+            for q, i in zip(self._input_nodes, self._input_of)
+        ]
 
     def dequantize_output(self, codes: np.ndarray) -> np.ndarray:
         """Client side: circuit output codes → float outputs (adds the last layer's bias).
@@ -491,17 +551,21 @@ class QuantizedModule:
 
         out = run(self._server_graph, as_inputs(codes), observe)[0]
         if problems:
-            msg = ("values outside the range the circuit was compiled for would wrap around in FHE: "
-                   + "; ".join(problems)
-                   + ". Recalibrate on data that covers these inputs, or compile with bitwidth_method='interval'")
+            msg = (
+                "values outside the range the circuit was compiled for would wrap around in FHE: "
+                + "; ".join(problems)
+                + ". Recalibrate on data that covers these inputs, or compile with bitwidth_method='interval'"
+            )
             if strict:
                 raise CircuitOverflowError(msg)
             warnings.warn(msg, OverflowRiskWarning, stacklevel=user_stacklevel())
         if clipped:
-            msg = ("hidden activations beyond their calibrated range were clipped to its edge (in every FHE mode "
-                   "alike, so results can be far from the float model's): " + "; ".join(clipped) + " samples. The "
-                   "inputs lie in the calibrated input box but combine unlike the calibration data: calibrate on "
-                   "data that covers such inputs")
+            msg = (
+                "hidden activations beyond their calibrated range were clipped to its edge (in every FHE mode "
+                "alike, so results can be far from the float model's): " + "; ".join(clipped) + " samples. The "
+                "inputs lie in the calibrated input box but combine unlike the calibration data: calibrate on "
+                "data that covers such inputs"
+            )
             if strict:
                 raise SaturationError(msg)
             warnings.warn(msg, SaturationWarning, stacklevel=user_stacklevel())

@@ -20,8 +20,13 @@ import warnings
 
 import numpy as np
 
-from qfhe.errors import (CalibrationWarning, ConfigurationError, InputsetError, InputValidationError,
-                         SmallInputsetWarning)
+from qfhe.errors import (
+    CalibrationWarning,
+    ConfigurationError,
+    InputsetError,
+    InputValidationError,
+    SmallInputsetWarning,
+)
 
 #: Below this many samples, calibration ranges are unreliable and qfhe warns.
 SMALL_INPUTSET = 32
@@ -58,9 +63,12 @@ def as_int(name: str, value, lo: int | None = None, hi: int | None = None, what:
     ...
     qfhe.errors.ConfigurationError: n_bits must be an int from 2 to 16, got 4.0 (float)
     """
-    bounds = (f" from {lo} to {hi}" if lo is not None and hi is not None else f" >= {lo}" if lo is not None else "")
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or not (
-            (lo is None or value >= lo) and (hi is None or value <= hi)):
+    bounds = f" from {lo} to {hi}" if lo is not None and hi is not None else f" >= {lo}" if lo is not None else ""
+    if (
+        isinstance(value, (bool, np.bool_))
+        or not isinstance(value, numbers.Integral)
+        or not ((lo is None or value >= lo) and (hi is None or value <= hi))
+    ):
         raise ConfigurationError(f"{name} must be {what}{bounds}, got {value!r} ({type(value).__name__})")
     return int(value)
 
@@ -86,8 +94,9 @@ def as_float(name: str, value, lo: float, hi: float, closed: bool = False, what:
         v = float(value)
         ok = (lo <= v <= hi) if closed else (lo < v < hi)
     if not ok:
-        raise ConfigurationError(f"{name} must be {what or 'a number in ' + interval}, got {value!r} "
-                                 f"({type(value).__name__})")
+        raise ConfigurationError(
+            f"{name} must be {what or 'a number in ' + interval}, got {value!r} ({type(value).__name__})"
+        )
     return float(value)
 
 
@@ -119,7 +128,8 @@ def to_numpy(X, name: str = "X") -> np.ndarray:
     if hasattr(X, "__iter__") and hasattr(X, "dataset") and hasattr(X, "batch_size"):
         raise InputValidationError(
             f"{name} is a torch DataLoader; qfhe needs the samples themselves: pass an array or tensor, e.g. "
-            "torch.cat([batch[0] for batch in loader])")
+            "torch.cat([batch[0] for batch in loader])"
+        )
     if hasattr(X, "detach"):
         X = X.detach().cpu()
         X = (X.double() if X.is_floating_point() else X).numpy()  # bfloat16/float16 have no numpy view
@@ -127,7 +137,8 @@ def to_numpy(X, name: str = "X") -> np.ndarray:
         arr = np.asarray(X)
     except ValueError as exc:  # a ragged nested list
         raise InputValidationError(
-            f"{name} is ragged (its rows have different lengths): {exc}; pass a rectangular array") from exc
+            f"{name} is ragged (its rows have different lengths): {exc}; pass a rectangular array"
+        ) from exc
     if arr.dtype.kind not in "biuf":
         raise InputValidationError(f"{name} must be numeric, got dtype {arr.dtype}; convert it with .astype(float)")
     arr = arr.astype(np.float64)
@@ -230,7 +241,10 @@ def warn_about_calibration(X: np.ndarray, outliers: bool = True) -> None:
             warnings.warn(
                 f"{const.size} of {flat.shape[1]} features never vary in the inputset: feature{'s' if const.size > 1 else ''} "
                 f"{shown}. The circuit is sized as if they never will; if they vary in real data, calibrate on data "
-                "where they do (or drop them)", CalibrationWarning, stacklevel=user_stacklevel())
+                "where they do (or drop them)",
+                CalibrationWarning,
+                stacklevel=user_stacklevel(),
+            )
     if not outliers:
         return
     lo, hi = float(flat.min()), float(flat.max())
@@ -245,4 +259,7 @@ def warn_about_calibration(X: np.ndarray, outliers: bool = True) -> None:
             f"{'s' if far.sum() > 1 else ''} in {rows.size} sample{'s' if rows.size > 1 else ''} (first: sample {i}, "
             f"feature {j} = {flat[i, j]:.4g}) while 99% of the values lie in [{qlo:.4g}, {qhi:.4g}]. The quantizer "
             "spends its codes on them and ordinary inputs collapse onto a few codes: remove or clip these samples "
-            "before calibrating", CalibrationWarning, stacklevel=user_stacklevel())
+            "before calibrating",
+            CalibrationWarning,
+            stacklevel=user_stacklevel(),
+        )

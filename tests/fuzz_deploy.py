@@ -35,11 +35,11 @@ from qfhe.deploy.dev import fingerprint  # noqa: E402
 from qfhe.deploy.server import load_server_spec  # noqa: E402
 from qfhe.errors import ArtifactError, CiphertextError, ConfigurationError  # noqa: E402
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers(-2**70, 2**70) | st.floats(allow_nan=True)
-                    | st.text(max_size=20),
-                    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=12), children,
-                                                                                      max_size=6),
-                    max_leaves=40)
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=True) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=6) | st.dictionaries(st.text(max_size=12), children, max_size=6),
+    max_leaves=40,
+)
 OUTCOMES: dict = {}
 
 
@@ -76,8 +76,9 @@ def _reseal(members: dict) -> dict:
         except ValueError:
             pass
     manifest = json.loads(members["manifest.json"])
-    manifest["members"] = {n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
-                           for n, b in members.items() if n != "manifest.json"}
+    manifest["members"] = {
+        n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)} for n, b in members.items() if n != "manifest.json"
+    }
     members["manifest.json"] = json.dumps(manifest).encode()
     return members
 
@@ -92,16 +93,31 @@ def main(target: str, root: str, examples: int, fresh: bool = False) -> None:
     client_zip, server_zip = (root / "client.zip").read_bytes(), (root / "server.zip").read_bytes()
     client = FHEModelClient(root)
     fp = client.fingerprint
-    common = settings(max_examples=examples, deadline=timedelta(seconds=20), derandomize=not fresh, database=None,
-                      suppress_health_check=list(HealthCheck))
+    common = settings(
+        max_examples=examples,
+        deadline=timedelta(seconds=20),
+        derandomize=not fresh,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+    )
 
     if target == "envelope":
-        header = st.fixed_dictionaries({"model": st.sampled_from([fp, "x"]), "kind": st.sampled_from(["inputs", "keys"]),
-                                        "items": JSON, "meta": JSON})
+        header = st.fixed_dictionaries(
+            {
+                "model": st.sampled_from([fp, "x"]),
+                "kind": st.sampled_from(["inputs", "keys"]),
+                "items": JSON,
+                "meta": JSON,
+            }
+        )
 
         @common
-        @given(st.one_of(st.binary(max_size=300), header.map(json.dumps), JSON.map(json.dumps)), st.binary(max_size=64),
-               st.integers(0, 2**32 - 1), st.booleans())
+        @given(
+            st.one_of(st.binary(max_size=300), header.map(json.dumps), JSON.map(json.dumps)),
+            st.binary(max_size=64),
+            st.integers(0, 2**32 - 1),
+            st.booleans(),
+        )
         def run(head, body, length, honest):
             raw = head if isinstance(head, bytes) else head.encode()
             size = len(raw) if honest else length
@@ -109,14 +125,18 @@ def main(target: str, root: str, examples: int, fresh: bool = False) -> None:
             for kind in ("inputs", "keys", "outputs"):
                 _outcome(envelope.unpack, blob, fp, kind, 16, allowed=(CiphertextError,))
     elif target == "zip":
+
         @common
-        @given(st.sampled_from(["client", "server"]), st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)),
-                                                               min_size=1, max_size=8), st.integers(0, 2**31))
+        @given(
+            st.sampled_from(["client", "server"]),
+            st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), min_size=1, max_size=8),
+            st.integers(0, 2**31),
+        )
         def run(which, flips, cut):
             data = bytearray(client_zip if which == "client" else server_zip)
             for at, value in flips:
                 data[at % len(data)] = value
-            data = bytes(data[:len(data) - cut % 64])
+            data = bytes(data[: len(data) - cut % 64])
             _load_both(data if which == "client" else client_zip, data if which == "server" else server_zip)
     elif target == "docs":
         originals = {"client": _members(client_zip), "server": _members(server_zip)}
@@ -127,10 +147,19 @@ def main(target: str, root: str, examples: int, fresh: bool = False) -> None:
             members = dict(originals[which])
             name = data.draw(st.sampled_from(sorted(n for n in members if n != "manifest.json")))
             if name.endswith(".npy"):
-                members[name] = data.draw(st.sampled_from([
-                    b"\x93NUMPY\x01\x00v\x00{'descr': '<i8', 'fortran_order': False, 'shape': (10000000000,), }" + b" " * 50,
-                    b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (1,), }" + b" " * 56,
-                    b"\x93NUMPY\x01\x00\x10\x00{'descr': __import__('os').system('true')}", b""]) | st.binary(max_size=200))
+                members[name] = data.draw(
+                    st.sampled_from(
+                        [
+                            b"\x93NUMPY\x01\x00v\x00{'descr': '<i8', 'fortran_order': False, 'shape': (10000000000,), }"
+                            + b" " * 50,
+                            b"\x93NUMPY\x01\x00v\x00{'descr': '|O', 'fortran_order': False, 'shape': (1,), }"
+                            + b" " * 56,
+                            b"\x93NUMPY\x01\x00\x10\x00{'descr': __import__('os').system('true')}",
+                            b"",
+                        ]
+                    )
+                    | st.binary(max_size=200)
+                )
             else:
                 doc = json.loads(members[name])
                 node, path = doc, []
@@ -161,24 +190,28 @@ def main(target: str, root: str, examples: int, fresh: bool = False) -> None:
         spec = json.loads(read_artifact(root, "client").members["client.specs.json"])
         gate_in, gate_out = gates(spec)[0][0], gates(spec)[1][0]
         expected = expected_keys(spec["keyset"])
-        value = envelope.unpack(client.quantize_encrypt_serialize([[0.0] * client.input_shape[0]]), fp,
-                                "inputs").items[0][0][1]
+        value = envelope.unpack(client.quantize_encrypt_serialize([[0.0] * client.input_shape[0]]), fp, "inputs").items[
+            0
+        ][0][1]
         keys = envelope.unpack(client.get_serialized_evaluation_keys(), fp, "keys").items[0][0][1]
         head = keys[:4096]  # the structure lives at the front; the payloads follow
 
         @common
-        @given(st.sampled_from(["value", "keys"]), st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)),
-                                                            min_size=1, max_size=6), st.integers(0, 64))
+        @given(
+            st.sampled_from(["value", "keys"]),
+            st.lists(st.tuples(st.integers(0, 2**31), st.integers(0, 255)), min_size=1, max_size=6),
+            st.integers(0, 64),
+        )
         def run(which, flips, cut):
             data = bytearray(value if which == "value" else head)
             for at, v in flips:
                 data[at % len(data)] = v
-            data = bytes(data[:len(data) - cut])
+            data = bytes(data[: len(data) - cut])
             if which == "value":
                 _outcome(check_value, data, gate_in, "a value", allowed=(CiphertextError,))
                 _outcome(check_value, data, gate_out, "a result", allowed=(CiphertextError,))
             else:
-                _outcome(check_evaluation_keys, data + keys[len(head):], expected, allowed=(CiphertextError,))
+                _outcome(check_evaluation_keys, data + keys[len(head) :], expected, allowed=(CiphertextError,))
     else:
         raise SystemExit(f"unknown target {target}")
     run()

@@ -55,15 +55,15 @@ class QCNN(nn.Module):
         self.fc = qnn.QuantLinear(2 * 14 + 4 * 16, 3, weight_bit_width=bits, bias=True)
 
     def forward(self, x):
-        x = self.act1(self.bn1(self.conv1(self.quant_in(x))))          # (4, 8, 8)
-        y = self.act1(self.conv2(x))                                    # same quantizer: shared scale
-        x = self.pool(x + y)                                            # residual add, truncated pool (4, 4, 4)
+        x = self.act1(self.bn1(self.conv1(self.quant_in(x))))  # (4, 8, 8)
+        y = self.act1(self.conv2(x))  # same quantizer: shared scale
+        x = self.pool(x + y)  # residual add, truncated pool (4, 4, 4)
         s = self.sig(x)
         z = s.view(s.shape[0], 4, 16)
-        z = self.tanh(self.conv1d(z))                                   # (2, 14)
+        z = self.tanh(self.conv1d(z))  # (2, 14)
         h = self.hard(z)
-        w = self.requant(z.value + h.value)                             # float add of two grids -> one lookup
-        e = self.eltadd(w, h)                                           # QuantEltwiseAdd
+        w = self.requant(z.value + h.value)  # float add of two grids -> one lookup
+        e = self.eltadd(w, h)  # QuantEltwiseAdd
         # torch.cat of two tensors on one grid (Brevitas 0.13.4's own QuantCat fails: no QuantTensor.cat)
         c = torch.cat([self.hard(e).flatten(1), self.hard(s).flatten(1)], dim=1)
         return self.fc(c)

@@ -11,13 +11,28 @@ import qfhe
 from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, FakeBackend, HEScheme
 from qfhe.ckks.hegraph import annotate
 from qfhe.ckks.lower import to_he_graph
-from qfhe.errors import InsecureParametersWarning, NarrowCalibrationWarning
-from qfhe.ckks.passes import (BootstrappingInsertionPass, CostAnalysisPass, DeadCodeEliminationPass,
-                              InputPackingPass, LinearLayerBSGSPass, NonlinearToPolynomialPass, PassPipeline,
-                              PrintGraphPass, RelinearizationInsertionPass, RescalingInsertionPass,
-                              comparison_pipelines)
+from qfhe.ckks.passes import (
+    BootstrappingInsertionPass,
+    CostAnalysisPass,
+    DeadCodeEliminationPass,
+    InputPackingPass,
+    LinearLayerBSGSPass,
+    NonlinearToPolynomialPass,
+    PassPipeline,
+    PrintGraphPass,
+    RelinearizationInsertionPass,
+    RescalingInsertionPass,
+    comparison_pipelines,
+)
 from qfhe.ckks.passes.linear import bsgs_rotations, diagonal_rotations
-from qfhe.errors import CKKSScheduleError, ConfigurationError, KeysNotGeneratedError, PassError
+from qfhe.errors import (
+    CKKSScheduleError,
+    ConfigurationError,
+    InsecureParametersWarning,
+    KeysNotGeneratedError,
+    NarrowCalibrationWarning,
+    PassError,
+)
 from qfhe.frontend import import_torch
 from qfhe.passes import canonicalize
 
@@ -38,7 +53,9 @@ def data():
 def compile_with(pipeline, X, noise=False, model=None, params=None):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)
-        ctx = CompilationContext(HEScheme.CKKS, params or CKKSParameters(**SEED_PARAMS), FakeBackend(simulate_noise=noise))
+        ctx = CompilationContext(
+            HEScheme.CKKS, params or CKKSParameters(**SEED_PARAMS), FakeBackend(simulate_noise=noise)
+        )
         return CKKSCompiler(ctx, pipeline).compile(model or mlp64(), X)
 
 
@@ -75,8 +92,17 @@ def test_lazy_lowers_rescales_and_relinearizations(compiled):
     eager = compiled["Baseline (eager)"][0].cost_analysis.total_operations
     lazy = compiled["Lazy only"][0].cost_analysis.total_operations
     assert lazy["rescale"] < eager["rescale"] and lazy["relinearize"] < eager["relinearize"]
-    assert set(eager) == {"ciphertext_add", "plaintext_add", "ciphertext_mult", "plaintext_mult", "rotate", "rescale",
-                          "relinearize", "mod_switch", "bootstrap"}
+    assert set(eager) == {
+        "ciphertext_add",
+        "plaintext_add",
+        "ciphertext_mult",
+        "plaintext_mult",
+        "rotate",
+        "rescale",
+        "relinearize",
+        "mod_switch",
+        "bootstrap",
+    }
 
 
 def test_cost_analysis_fields(compiled):
@@ -89,11 +115,18 @@ def test_cost_analysis_fields(compiled):
 
 def test_issue_example_pipeline_with_greedy_bootstrapping(data):
     X, Xt = data
-    pipeline = PassPipeline([
-        InputPackingPass(strategy="row_major"), NonlinearToPolynomialPass(degree=8), LinearLayerBSGSPass(min_size=16),
-        RescalingInsertionPass(strategy="lazy"), RelinearizationInsertionPass(strategy="lazy"),
-        BootstrappingInsertionPass(level_threshold=30.0, strategy="greedy"), DeadCodeEliminationPass(),
-        CostAnalysisPass(verbose=False, include_critical_path=True)])
+    pipeline = PassPipeline(
+        [
+            InputPackingPass(strategy="row_major"),
+            NonlinearToPolynomialPass(degree=8),
+            LinearLayerBSGSPass(min_size=16),
+            RescalingInsertionPass(strategy="lazy"),
+            RelinearizationInsertionPass(strategy="lazy"),
+            BootstrappingInsertionPass(level_threshold=30.0, strategy="greedy"),
+            DeadCodeEliminationPass(),
+            CostAnalysisPass(verbose=False, include_critical_path=True),
+        ]
+    )
     c = compile_with(pipeline, X)
     assert c.meta["cost_analysis"].total_operations["bootstrap"] >= 1
     assert np.abs(c(Xt) - c.reference(Xt)).max() < 1e-6
@@ -111,10 +144,18 @@ def test_minimal_never_uses_more_bootstraps_than_greedy():
     X = torch.randn(64, 32) * 0.5
     counts = {}
     for strategy, threshold in (("greedy", 30.0), ("greedy", 10.0), ("minimal", 0.0)):
-        p = PassPipeline([InputPackingPass(), NonlinearToPolynomialPass(degree=8), LinearLayerBSGSPass(min_size=16),
-                          RescalingInsertionPass("lazy"), RelinearizationInsertionPass("lazy"),
-                          BootstrappingInsertionPass(level_threshold=threshold, strategy=strategy),
-                          DeadCodeEliminationPass(), CostAnalysisPass()])
+        p = PassPipeline(
+            [
+                InputPackingPass(),
+                NonlinearToPolynomialPass(degree=8),
+                LinearLayerBSGSPass(min_size=16),
+                RescalingInsertionPass("lazy"),
+                RelinearizationInsertionPass("lazy"),
+                BootstrappingInsertionPass(level_threshold=threshold, strategy=strategy),
+                DeadCodeEliminationPass(),
+                CostAnalysisPass(),
+            ]
+        )
         c = compile_with(p, X, model=deep_net())
         counts[(strategy, threshold)] = c.cost_analysis.total_operations["bootstrap"]
         assert np.abs(c(X[:4]) - c.reference(X[:4])).max() < 1e-6
@@ -176,8 +217,11 @@ def test_security_check():
 def test_out_of_levels_names_node_and_remedies(data):
     X, _ = data
     small = CKKSParameters(32768, [60] + [40] * 6 + [60], 2**40)
-    with pytest.raises(CKKSScheduleError, match=r"node '.*' \(plaintext_mult\): multiplies at level 0.*"
-                                                r"add BootstrappingInsertionPass"):
+    with pytest.raises(
+        CKKSScheduleError,
+        match=r"node '.*' \(plaintext_mult\): multiplies at level 0.*"
+        r"add BootstrappingInsertionPass",
+    ):
         compile_with(comparison_pipelines()["BSGS+Lazy"], X, params=small)
 
 
@@ -224,9 +268,15 @@ def test_each_pass_is_idempotent_and_keeps_values(data):
     X, Xt = data
     params = CKKSParameters(**SEED_PARAMS)
     ctx = CompilationContext(HEScheme.CKKS, params, FakeBackend())
-    passes = [InputPackingPass(), NonlinearToPolynomialPass(degree=8), LinearLayerBSGSPass(min_size=16),
-              RescalingInsertionPass("lazy"), RelinearizationInsertionPass("lazy"),
-              BootstrappingInsertionPass(level_threshold=30.0, strategy="greedy"), DeadCodeEliminationPass()]
+    passes = [
+        InputPackingPass(),
+        NonlinearToPolynomialPass(degree=8),
+        LinearLayerBSGSPass(min_size=16),
+        RescalingInsertionPass("lazy"),
+        RelinearizationInsertionPass("lazy"),
+        BootstrappingInsertionPass(level_threshold=30.0, strategy="greedy"),
+        DeadCodeEliminationPass(),
+    ]
     g = _high_level(X)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)
@@ -237,6 +287,7 @@ def test_each_pass_is_idempotent_and_keeps_values(data):
             assert p(g, ctx).ops() == g.ops(), p.name  # idempotent
         annotate(g, params)
         from qfhe.ckks.compiler import CompiledCKKSModel
+
         model = CompiledCKKSModel(g, _high_level(X), ctx, (64,))
         assert np.abs(model(Xt) - model.reference(Xt)).max() < 1e-6  # numerically the polynomial model
 
@@ -255,11 +306,19 @@ def test_fake_backend_checks_magnitude(data):
 @pytest.mark.parametrize("degree", [2, 3, 7, 8, 15])
 def test_polynomial_depth_is_optimal(degree):
     from qfhe.ckks.passes.polynomial import poly_depth
+
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(4, 4), nn.SiLU())
     X = torch.randn(64, 4)
-    p = PassPipeline([InputPackingPass(), NonlinearToPolynomialPass(degree=degree), RescalingInsertionPass("lazy"),
-                      RelinearizationInsertionPass("lazy"), CostAnalysisPass()])
+    p = PassPipeline(
+        [
+            InputPackingPass(),
+            NonlinearToPolynomialPass(degree=degree),
+            RescalingInsertionPass("lazy"),
+            RelinearizationInsertionPass("lazy"),
+            CostAnalysisPass(),
+        ]
+    )
     c = compile_with(p, X, model=m)
     assert c.cost_analysis.depth == 1 + poly_depth(degree)  # one level for the linear layer
     assert np.abs(c(X[:4]) - c.reference(X[:4])).max() < 1e-6

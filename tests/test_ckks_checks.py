@@ -10,11 +10,19 @@ from torch import nn
 
 import qfhe
 from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, FakeBackend, HEScheme
-from qfhe.ckks.passes import (BootstrappingInsertionPass, CostAnalysisPass, DeadCodeEliminationPass,
-                              InputPackingPass, LinearLayerBSGSPass, NonlinearToPolynomialPass, PassPipeline,
-                              RelinearizationInsertionPass, RescalingInsertionPass, default_pipeline)
-from qfhe.errors import (CKKSScheduleError, ConfigurationError, PassError, PolynomialRangeError,
-                         PolynomialRangeWarning)
+from qfhe.ckks.passes import (
+    BootstrappingInsertionPass,
+    CostAnalysisPass,
+    DeadCodeEliminationPass,
+    InputPackingPass,
+    LinearLayerBSGSPass,
+    NonlinearToPolynomialPass,
+    PassPipeline,
+    RelinearizationInsertionPass,
+    RescalingInsertionPass,
+    default_pipeline,
+)
+from qfhe.errors import CKKSScheduleError, ConfigurationError, PassError, PolynomialRangeError, PolynomialRangeWarning
 
 
 def small():
@@ -95,11 +103,15 @@ def test_minimal_bootstraps_the_7_layer_chain_twice():
     layers = []
     for _ in range(7):
         layers += [nn.Linear(8, 8), nn.GELU()]
-    cm = qfhe.compile_torch_model(nn.Sequential(*layers, nn.Linear(8, 2)), torch.randn(64, 8), scheme="ckks",
-                                  pipeline=default_pipeline())  # bootstrapping: simulation only
+    cm = qfhe.compile_torch_model(
+        nn.Sequential(*layers, nn.Linear(8, 2)), torch.randn(64, 8), scheme="ckks", pipeline=default_pipeline()
+    )  # bootstrapping: simulation only
     assert cm.cost_analysis.total_operations["bootstrap"] == 2 and cm.params == CKKSParameters()
-    with pytest.raises(ConfigurationError, match=r"the graph has 2 bootstrap node\(s\) .* but SEAL \(tenseal.sealapi\) has "
-                                                 r"no CKKS bootstrapping, and qfhe never fakes a refresh"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"the graph has 2 bootstrap node\(s\) .* but SEAL \(tenseal.sealapi\) has "
+        r"no CKKS bootstrapping, and qfhe never fakes a refresh",
+    ):
         cm.keygen()
 
 
@@ -108,24 +120,40 @@ def test_running_out_of_levels_says_so():
     layers = []
     for _ in range(6):
         layers += [nn.Linear(8, 8), nn.GELU()]
-    with pytest.raises(CKKSScheduleError, match=r"multiplies at level 0, so its product can never be rescaled: the "
-                                                r"model needs more levels .* add BootstrappingInsertionPass"):
-        qfhe.compile_torch_model(nn.Sequential(*layers), torch.randn(64, 8), scheme="ckks",
-                                 ckks_params=CKKSParameters(), pipeline=default_pipeline(bootstrapping=False))
+    with pytest.raises(
+        CKKSScheduleError,
+        match=r"multiplies at level 0, so its product can never be rescaled: the "
+        r"model needs more levels .* add BootstrappingInsertionPass",
+    ):
+        qfhe.compile_torch_model(
+            nn.Sequential(*layers),
+            torch.randn(64, 8),
+            scheme="ckks",
+            ckks_params=CKKSParameters(),
+            pipeline=default_pipeline(bootstrapping=False),
+        )
     # without parameters, the front door looks for secure ones that fit, and says why none does
-    with pytest.raises(ConfigurationError, match=r"the model consumes 30 levels: with a 40-bit scale \(precision_bits=30\) "
-                                                 r"the modulus needs 1300 bits, more than the 881 bits N = 2\^15 allows"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"the model consumes 30 levels: with a 40-bit scale \(precision_bits=30\) "
+        r"the modulus needs 1300 bits, more than the 881 bits N = 2\^15 allows",
+    ):
         qfhe.compile_torch_model(nn.Sequential(*layers), torch.randn(64, 8), scheme="ckks")
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    (dict(coeff_modulus=[60, 40, 40, 60], scale=2**50),
-     r"scale 2\^50 is larger than the smallest rescaling prime \(40 bits.*Use scale <= 2\^40"),
-    (dict(coeff_modulus=[40, 40, 40, 60], scale=2**40), r"the first prime \(q_0, 40 bits\) must exceed the scale"),
-    (dict(coeff_modulus=[60, 40, 60], scale="2**40"), r"scale must be a number"),
-    (dict(coeff_modulus=[60, 70, 60]), r"coeff_modulus bit sizes must be an int from 20 to 60, got 70"),
-    (dict(coeff_modulus=[60, 40, 60], bootstrap_depth=0), r"bootstrap_depth must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        (
+            dict(coeff_modulus=[60, 40, 40, 60], scale=2**50),
+            r"scale 2\^50 is larger than the smallest rescaling prime \(40 bits.*Use scale <= 2\^40",
+        ),
+        (dict(coeff_modulus=[40, 40, 40, 60], scale=2**40), r"the first prime \(q_0, 40 bits\) must exceed the scale"),
+        (dict(coeff_modulus=[60, 40, 60], scale="2**40"), r"scale must be a number"),
+        (dict(coeff_modulus=[60, 70, 60]), r"coeff_modulus bit sizes must be an int from 20 to 60, got 70"),
+        (dict(coeff_modulus=[60, 40, 60], bootstrap_depth=0), r"bootstrap_depth must be a positive int"),
+    ],
+)
 def test_parameters_are_validated_at_construction(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):
         CKKSParameters(poly_modulus_degree=16384, **kwargs)
@@ -136,27 +164,46 @@ def test_numpy_integers_in_parameters():
     assert type(p.poly_modulus_degree) is int and p.max_level == 2
 
 
-@pytest.mark.parametrize("degree,match", [(0, "degree must be an int from 1 to 63, got 0"),
-                                          (-1, "degree must be an int from 1 to 63, got -1"),
-                                          (2.5, r"degree must be an int from 1 to 63, got 2.5 \(float\)")])
+@pytest.mark.parametrize(
+    "degree,match",
+    [
+        (0, "degree must be an int from 1 to 63, got 0"),
+        (-1, "degree must be an int from 1 to 63, got -1"),
+        (2.5, r"degree must be an int from 1 to 63, got 2.5 \(float\)"),
+    ],
+)
 def test_polynomial_degree_is_validated(degree, match):
     with pytest.raises(ConfigurationError, match=f"NonlinearToPolynomialPass {match}"):
         NonlinearToPolynomialPass(degree=degree)
 
 
-@pytest.mark.parametrize("passes,match", [
-    ([NonlinearToPolynomialPass()], "NonlinearToPolynomialPass needs a packed graph: put InputPackingPass before it"),
-    ([LinearLayerBSGSPass()], "LinearLayerBSGSPass needs a packed graph: put InputPackingPass before it"),
-    ([InputPackingPass(), RescalingInsertionPass()],
-     "RescalingInsertionPass found the activation node '1', which NonlinearToPolynomialPass removes"),
-    ([InputPackingPass(), RelinearizationInsertionPass()],
-     "RelinearizationInsertionPass found the activation node '1', which NonlinearToPolynomialPass removes"),
-    ([InputPackingPass(), NonlinearToPolynomialPass(), BootstrappingInsertionPass()],
-     "BootstrappingInsertionPass found the linear node '0', which LinearLayerBSGSPass removes"),
-    ([InputPackingPass(), NonlinearToPolynomialPass(), LinearLayerBSGSPass(), BootstrappingInsertionPass()],
-     "BootstrappingInsertionPass needs a rescaled graph: put RescalingInsertionPass before it"),
-    ([InputPackingPass(), CostAnalysisPass()], "CostAnalysisPass found the activation node '1'"),
-])
+@pytest.mark.parametrize(
+    "passes,match",
+    [
+        (
+            [NonlinearToPolynomialPass()],
+            "NonlinearToPolynomialPass needs a packed graph: put InputPackingPass before it",
+        ),
+        ([LinearLayerBSGSPass()], "LinearLayerBSGSPass needs a packed graph: put InputPackingPass before it"),
+        (
+            [InputPackingPass(), RescalingInsertionPass()],
+            "RescalingInsertionPass found the activation node '1', which NonlinearToPolynomialPass removes",
+        ),
+        (
+            [InputPackingPass(), RelinearizationInsertionPass()],
+            "RelinearizationInsertionPass found the activation node '1', which NonlinearToPolynomialPass removes",
+        ),
+        (
+            [InputPackingPass(), NonlinearToPolynomialPass(), BootstrappingInsertionPass()],
+            "BootstrappingInsertionPass found the linear node '0', which LinearLayerBSGSPass removes",
+        ),
+        (
+            [InputPackingPass(), NonlinearToPolynomialPass(), LinearLayerBSGSPass(), BootstrappingInsertionPass()],
+            "BootstrappingInsertionPass needs a rescaled graph: put RescalingInsertionPass before it",
+        ),
+        ([InputPackingPass(), CostAnalysisPass()], "CostAnalysisPass found the activation node '1'"),
+    ],
+)
 def test_passes_out_of_order_name_the_missing_pass(passes, match):
     ctx = CompilationContext(HEScheme.CKKS, CKKSParameters(), FakeBackend())
     with pytest.raises(PassError, match=match):

@@ -9,12 +9,18 @@ import torch
 from torch import nn
 
 import qfhe
-from qfhe.ckks import (CKKSCompiler, CKKSParameters, CompilationContext, HEScheme, SEALBackend, SEALEvaluator,
-                       SEALKeys)
+from qfhe.ckks import CKKSCompiler, CKKSParameters, CompilationContext, HEScheme, SEALBackend, SEALEvaluator, SEALKeys
 from qfhe.ckks.backends.seal import load_bytes, rotation_steps, to_bytes
 from qfhe.ckks.passes import default_pipeline
-from qfhe.errors import (CKKSPrecisionWarning, CKKSScheduleError, ConfigurationError, InputValidationError,
-                         InsecureParametersWarning, KeysNotGeneratedError, PolynomialRangeWarning)
+from qfhe.errors import (
+    CKKSPrecisionWarning,
+    CKKSScheduleError,
+    ConfigurationError,
+    InputValidationError,
+    InsecureParametersWarning,
+    KeysNotGeneratedError,
+    PolynomialRangeWarning,
+)
 
 
 def small_mlp():
@@ -33,7 +39,9 @@ def data():
 def executed(data):
     """Compiled with the front door's defaults (for_model parameters), keys made, six samples run."""
     X, Xt = data
-    cm = qfhe.compile_torch_model(small_mlp(), X, scheme="ckks", pipeline=default_pipeline(degree=4, bootstrapping=False))
+    cm = qfhe.compile_torch_model(
+        small_mlp(), X, scheme="ckks", pipeline=default_pipeline(degree=4, bootstrapping=False)
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("error", CKKSPrecisionWarning)  # 40-bit primes: the aligning constants are precise
         cm.keygen()
@@ -56,7 +64,11 @@ def test_op_counts_equal_cost_analysis(executed):
     assert run.op_counts == cm.cost_analysis.total_operations
     assert set(run.op_seconds) <= {k for k, v in run.op_counts.items() if v}
     assert run.evaluations == run.samples == 6 and run.samples_per_ciphertext == 1
-    assert run.seconds > 0 and run.predicted_seconds > 0 and run.latency_per_sample == pytest.approx(run.latency_per_ciphertext)
+    assert (
+        run.seconds > 0
+        and run.predicted_seconds > 0
+        and run.latency_per_sample == pytest.approx(run.latency_per_ciphertext)
+    )
     assert 0 < run.peak_live_ciphertexts < len(cm.graph.nodes)  # freed after their last use
 
 
@@ -93,22 +105,28 @@ def test_expert_api_runs_on_seal_and_refuses_bootstrapping(data):
     compiled.keygen()
     np.testing.assert_allclose(compiled(Xt[:2]), compiled.forward(Xt[:2], fhe="simulate"), atol=1e-4)
     deep = CKKSParameters(16384, [60] + [40] * 6 + [60], 2**40, bootstrap_depth=2)
-    with pytest.raises(ConfigurationError, match=r"bootstrap node\(s\) .* has no CKKS bootstrapping, and qfhe never "
-                                                 r"fakes a refresh. Compile without BootstrappingInsertionPass"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"bootstrap node\(s\) .* has no CKKS bootstrapping, and qfhe never "
+        r"fakes a refresh. Compile without BootstrappingInsertionPass",
+    ):
         CKKSCompiler(CompilationContext(HEScheme.CKKS, deep, SEALBackend()), default_pipeline(degree=4)).compile(
-            small_mlp(), X)
+            small_mlp(), X
+        )
 
 
 def test_insecure_parameters_need_allow_insecure(data):
     X, Xt = data
     insecure = CKKSParameters(8192, [60] + [40] * 8 + [60], 2**40)
     with pytest.raises(ConfigurationError, match=r"not 128-bit secure: log2\(QP\) = 440 > 218 allowed at N = 8192"):
-        CKKSCompiler(CompilationContext(HEScheme.CKKS, insecure, SEALBackend()),
-                     default_pipeline(degree=4, bootstrapping=False)).compile(small_mlp(), X)
+        CKKSCompiler(
+            CompilationContext(HEScheme.CKKS, insecure, SEALBackend()), default_pipeline(degree=4, bootstrapping=False)
+        ).compile(small_mlp(), X)
     allowed = CKKSParameters(8192, [60] + [40] * 8 + [60], 2**40, allow_insecure=True)
     with pytest.warns(InsecureParametersWarning):
-        cm = qfhe.compile_torch_model(small_mlp(), X, scheme="ckks", ckks_params=allowed,
-                                      pipeline=default_pipeline(degree=4, bootstrapping=False))
+        cm = qfhe.compile_torch_model(
+            small_mlp(), X, scheme="ckks", ckks_params=allowed, pipeline=default_pipeline(degree=4, bootstrapping=False)
+        )
         cm.keygen()
     assert np.abs(cm.forward(Xt[:1], fhe="execute") - cm.forward(Xt[:1])).max() < 1e-3
 
@@ -119,7 +137,9 @@ def test_serialized_client_server_round_trip(executed, data):
     _, Xt = data
     keys = cm.keys
     wire = keys.evaluation_keys()
-    assert "secret_key" not in wire and all(isinstance(wire[k], bytes) for k in ("parameters", "public_key", "relin_keys"))
+    assert "secret_key" not in wire and all(
+        isinstance(wire[k], bytes) for k in ("parameters", "public_key", "relin_keys")
+    )
     server = SEALEvaluator(cm.graph, cm.params, wire)
     sent = {k: to_bytes(v) for k, v in keys.encrypt(cm.graph, Xt[:1]).items()}
     received = {k: load_bytes("ciphertext", v, server.context) for k, v in sent.items()}
@@ -141,8 +161,11 @@ def test_a_scale_mismatch_names_the_node(executed, data):
     cts = cm.keys.encrypt(cm.graph, Xt[:1])
     name = next(iter(cts))
     cts[name].scale = 2.0**30
-    with pytest.raises(CKKSScheduleError, match=rf"node '{name}' \(encrypt\): SEAL's scale 2\^30.0000 differs from the "
-                                                r"schedule's 2\^40.0000"):
+    with pytest.raises(
+        CKKSScheduleError,
+        match=rf"node '{name}' \(encrypt\): SEAL's scale 2\^30.0000 differs from the "
+        r"schedule's 2\^40.0000",
+    ):
         cm._evaluator.evaluate(cts)
 
 
@@ -159,8 +182,11 @@ def test_for_model_errors(data):
         CKKSParameters.for_model(small_mlp(), X, precision_bits=64)
     with pytest.raises(ConfigurationError, match="pass a pipeline without BootstrappingInsertionPass"):
         CKKSParameters.for_model(small_mlp(), X, pipeline=default_pipeline())
-    with pytest.raises(ConfigurationError, match=r"values reach 2\^\d+ on the calibration data; with a scale of 2\^40 "
-                                                 r"the last prime would need \d+ bits, more than SEAL's 60"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"values reach 2\^\d+ on the calibration data; with a scale of 2\^40 "
+        r"the last prime would need \d+ bits, more than SEAL's 60",
+    ):
         CKKSParameters.for_model(nn.Linear(16, 4), X * 1e6)
 
 
@@ -178,8 +204,12 @@ def test_coarse_primes_warn_about_precision(data):
     """30-bit primes sit up to 1e-3 away from a 2^30 scale: the ct×ct aligning constant rounds badly."""
     X, Xt = data
     params = CKKSParameters(16384, [50] + [30] * 8 + [50], 2**30)
-    cm = qfhe.compile_torch_model(small_mlp(), X, scheme="ckks", ckks_params=params,
-                                  pipeline=default_pipeline(degree=4, bootstrapping=False))
-    with pytest.warns(CKKSPrecisionWarning, match=r"node '.*_adj': the constant that aligns a ct×ct product's scale is "
-                                                  r"encoded at scale 0\.99\d+, which SEAL rounds to 1"):
+    cm = qfhe.compile_torch_model(
+        small_mlp(), X, scheme="ckks", ckks_params=params, pipeline=default_pipeline(degree=4, bootstrapping=False)
+    )
+    with pytest.warns(
+        CKKSPrecisionWarning,
+        match=r"node '.*_adj': the constant that aligns a ct×ct product's scale is "
+        r"encoded at scale 0\.99\d+, which SEAL rounds to 1",
+    ):
         cm.keygen()

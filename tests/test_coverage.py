@@ -37,14 +37,35 @@ class Activations(nn.Module):
         super().__init__()
         self.fc = nn.Linear(4, 4)
         self.prelu = nn.PReLU(4, init=0.1)
-        self.mods = nn.ModuleList([nn.Hardshrink(0.3), nn.Softshrink(0.2), nn.Threshold(0.1, -0.5), nn.RReLU(0.1, 0.3),
-                                   nn.Tanhshrink(), nn.LogSigmoid(), nn.Softsign(), nn.CELU(0.5), nn.SELU(), nn.Mish(),
-                                   nn.ReLU6(), nn.Hardtanh(-0.5, 0.5)])
+        self.mods = nn.ModuleList(
+            [
+                nn.Hardshrink(0.3),
+                nn.Softshrink(0.2),
+                nn.Threshold(0.1, -0.5),
+                nn.RReLU(0.1, 0.3),
+                nn.Tanhshrink(),
+                nn.LogSigmoid(),
+                nn.Softsign(),
+                nn.CELU(0.5),
+                nn.SELU(),
+                nn.Mish(),
+                nn.ReLU6(),
+                nn.Hardtanh(-0.5, 0.5),
+            ]
+        )
 
     def forward(self, x):
         y = self.fc(x)
-        outs = [self.prelu(y), torch.clamp(y, -0.5, 0.7), torch.abs(y), torch.neg(y), torch.exp(y / 2),
-                torch.log1p(y.abs()), y ** 2, torch.erf(y)] + [m(y) for m in self.mods]
+        outs = [
+            self.prelu(y),
+            torch.clamp(y, -0.5, 0.7),
+            torch.abs(y),
+            torch.neg(y),
+            torch.exp(y / 2),
+            torch.log1p(y.abs()),
+            y**2,
+            torch.erf(y),
+        ] + [m(y) for m in self.mods]
         return torch.cat(outs, dim=1)
 
 
@@ -103,7 +124,9 @@ def test_constant_that_varies_across_samples_is_refused():
         def forward(self, x):
             return torch.relu(x + self.c)
 
-    with pytest.raises(UnsupportedOpError, match=r"node 'add' .* constant of shape \(2, 4\) that differs across samples"):
+    with pytest.raises(
+        UnsupportedOpError, match=r"node 'add' .* constant of shape \(2, 4\) that differs across samples"
+    ):
         qfhe.compile_torch_model(M(), X4)
 
 
@@ -115,7 +138,7 @@ class Shapes(nn.Module):
         super().__init__()
         self.fc = nn.Linear(6, 6)
 
-    def forward(self, x):                                   # (4, 6)
+    def forward(self, x):  # (4, 6)
         y = torch.relu(self.fc(x))
         a, b = y.chunk(2, dim=2)
         c, d = torch.split(y, [1, 3], dim=1)
@@ -167,9 +190,9 @@ class Pools(nn.Module):
         self.mp1 = nn.MaxPool1d(3, 2)
         self.ap1 = nn.AdaptiveAvgPool1d(4)
 
-    def forward(self, x):                                   # (1, 5, 5)
+    def forward(self, x):  # (1, 5, 5)
         y = torch.relu(self.conv(x))
-        z = y.flatten(2)                                    # (2, 25)
+        z = y.flatten(2)  # (2, 25)
         outs = [self.mp(y), self.ap(y), self.mp1(z), F.avg_pool1d(z, 5), self.ap1(z), F.max_pool2d(self.conv(x), 2)]
         return torch.cat([o.flatten(1) for o in outs], 1)
 
@@ -198,8 +221,9 @@ def test_maxpool_and_shape_errors():
     with pytest.raises(UnsupportedOpError, match="pads with mode='reflect'; only mode='constant'"):
         qfhe.compile_torch_model(Reflect(), RS.randn(10, 2, 4))
     with pytest.raises(UnsupportedOpError, match=r"node '1' \(maxpool\) has no CKKS lowering.*use AvgPool2d"):
-        qfhe.compile_torch_model(nn.Sequential(nn.Conv2d(1, 1, 1), nn.MaxPool2d(2)), RS.randn(10, 1, 4, 4),
-                                 scheme="ckks")
+        qfhe.compile_torch_model(
+            nn.Sequential(nn.Conv2d(1, 1, 1), nn.MaxPool2d(2)), RS.randn(10, 1, 4, 4), scheme="ckks"
+        )
 
 
 class TwoInputs(nn.Module):
@@ -227,12 +251,17 @@ def test_multi_input_model_executes_like_simulate(fhe_config, tmp_path):
     assert np.abs(clear - ref).max() <= 0.1 * np.ptp(ref)
     qm.fhe_circuit.keygen()
     np.testing.assert_array_equal(qm.forward(X1[:1], X2[:1], fhe="execute"), clear[:1])
-    with pytest.raises(qfhe.errors.ConfigurationError, match=r"this model takes 2 input\(s\) \(shapes \(4,\), \(3,\)\); got 1"):
+    with pytest.raises(
+        qfhe.errors.ConfigurationError, match=r"this model takes 2 input\(s\) \(shapes \(4,\), \(3,\)\); got 1"
+    ):
         qm.forward(X1)
     with pytest.raises(qfhe.errors.ConfigurationError, match="pass fhe, strict and progress by keyword"):
         qm.forward(X1, "simulate")
-    with pytest.raises(qfhe.errors.InputsetError, match=r"forward takes 2 tensor argument\(s\) \(x, y\) but the inputset "
-                                                        r"gives 1; pass a tuple"):
+    with pytest.raises(
+        qfhe.errors.InputsetError,
+        match=r"forward takes 2 tensor argument\(s\) \(x, y\) but the inputset "
+        r"gives 1; pass a tuple",
+    ):
         qfhe.compile_torch_model(m, X1)
     with pytest.raises(qfhe.errors.ConfigurationError, match="different numbers of samples"):
         qfhe.compile_torch_model(m, (X1, X2[:50]))
@@ -240,7 +269,9 @@ def test_multi_input_model_executes_like_simulate(fhe_config, tmp_path):
         qfhe.compile_torch_model(m, (X1, X2), scheme="ckks")
     from qfhe.deploy import FHEModelDev
 
-    with pytest.raises(qfhe.errors.ConfigurationError, match="has 2 circuit inputs .* deployment artifacts support one"):
+    with pytest.raises(
+        qfhe.errors.ConfigurationError, match="has 2 circuit inputs .* deployment artifacts support one"
+    ):
         FHEModelDev(tmp_path, qm).save()
 
 
@@ -329,8 +360,11 @@ def test_expressions_of_two_tensors_and_ckks_are_refused():
         def forward(self, x, y):
             return torch.where(x > 0, y, 0.0)
 
-    with pytest.raises(UnsupportedOpError, match=r"node 'where' combines values computed from different encrypted "
-                                                 r"tensors \(x, y\) with 'where'"):
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"node 'where' combines values computed from different encrypted "
+        r"tensors \(x, y\) with 'where'",
+    ):
         qfhe.compile_torch_model(Two(), (X4, X4))
     with pytest.raises(UnsupportedOpError, match=r"comparison, mask or torch.where.*use scheme='tfhe'"):
         qfhe.compile_torch_model(Masks(), X4, scheme="ckks")
@@ -346,8 +380,8 @@ class Products(nn.Module):
 
     def forward(self, x):
         u, v = torch.sigmoid(self.a(x)), self.b(x)
-        norms = u @ u.T                                       # (1, 1) per sample
-        outer = u.unsqueeze(2) @ v.unsqueeze(1)               # (3, 3) per sample
+        norms = u @ u.T  # (1, 1) per sample
+        outer = u.unsqueeze(2) @ v.unsqueeze(1)  # (3, 3) per sample
         return torch.cat([u * v, u * u, outer.flatten(1), norms], 1)  # per sample: (1, 16)
 
 

@@ -19,8 +19,14 @@ from torch import nn
 import qfhe
 from qfhe.deploy import FHEModelClient, FHEModelDev, FHEModelServer, HTTPClient, envelope
 from qfhe.deploy.http import ServerProcess
-from qfhe.errors import (ArtifactError, CiphertextError, ConfigurationError, NotCompiledError, ServerError,
-                         UnknownKeyError)
+from qfhe.errors import (
+    ArtifactError,
+    CiphertextError,
+    ConfigurationError,
+    NotCompiledError,
+    ServerError,
+    UnknownKeyError,
+)
 
 pytestmark = pytest.mark.execute
 
@@ -69,8 +75,10 @@ def test_key_dir_keys_are_reused(deployed, data):
 
 def _pickle_opcodes(data: bytes) -> bool:
     """Whether ``data`` holds a pickle stream header (protocol 2 to 5)."""
-    return any(bytes([0x80, p]) in data and (data.startswith(bytes([0x80, p])) or bytes([0x80, p, 0x95]) in data)
-               for p in (2, 3, 4, 5))
+    return any(
+        bytes([0x80, p]) in data and (data.startswith(bytes([0x80, p])) or bytes([0x80, p, 0x95]) in data)
+        for p in (2, 3, 4, 5)
+    )
 
 
 def test_artifacts_are_data(deployed):
@@ -138,8 +146,11 @@ def test_tampered_truncated_and_incompatible_artifacts(deployed, tmp_path):
         m["manifest.json"] = json.dumps(manifest).encode()
 
     _rewrite(src, tmp_path / "server.zip", old_version)
-    with pytest.raises(ArtifactError, match=r"written by qfhe .*, concrete-python 2.5.0; this is qfhe .*, "
-                                            r"concrete-python 2.11"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"written by qfhe .*, concrete-python 2.5.0; this is qfhe .*, "
+        r"concrete-python 2.11",
+    ):
         FHEModelServer(tmp_path)
 
     (tmp_path / "server.zip").write_bytes(src.read_bytes()[:-200])
@@ -161,7 +172,9 @@ def test_bad_ciphertexts_and_keys_are_refused(deployed, data, qm, tmp_path):
     with pytest.raises(CiphertextError, match=r"encrypted keys are truncated"):
         server.add_keys(eval_keys[:-1000])
     junk = envelope.pack(client.fingerprint, "keys", [[("evaluation_keys", b"junk")]])
-    with pytest.raises(CiphertextError, match=r"these evaluation keys cannot be read as a concrete-python ServerKeyset"):
+    with pytest.raises(
+        CiphertextError, match=r"these evaluation keys cannot be read as a concrete-python ServerKeyset"
+    ):
         server.add_keys(junk)
     # a ciphertext made for another model is named as such
     other = qfhe.compile_torch_model(nn.Linear(4, 3), data, n_bits=3, p_error=1e-5)
@@ -214,8 +227,11 @@ def test_ckks_model_deploys_through_seal(tmp_path):
     np.testing.assert_allclose(out, cm.forward(X[:5], fhe="simulate"), atol=1e-3)
     np.testing.assert_allclose(out, cm.forward(X[:5]), atol=1e-3)
     again = FHEModelClient(tmp_path, key_dir=tmp_path / "keys")  # reloaded SEAL keys decrypt the same
-    np.testing.assert_allclose(again.deserialize_decrypt_dequantize(server.run(
-        client.quantize_encrypt_serialize(X[:1]), key_id)), out[:1], atol=1e-3)
+    np.testing.assert_allclose(
+        again.deserialize_decrypt_dequantize(server.run(client.quantize_encrypt_serialize(X[:1]), key_id)),
+        out[:1],
+        atol=1e-3,
+    )
 
 
 def test_cli_help(capsys):
@@ -225,9 +241,16 @@ def test_cli_help(capsys):
         main(["serve", "--help"])
     out = capsys.readouterr().out
     assert e.value.code == 0 and "POST /predict" in out and "GET /client.zip" in out
-    flat = " ".join(out[out.index("options:"):].split())
-    for option, default in (("--port", "8000"), ("--workers", "2"), ("--max-samples", "16"), ("--timeout", "300.0"),
-                            ("--key-memory-mb", "2048"), ("--key-disk-mb", "8192"), ("--max-keys-mb", "None")):
+    flat = " ".join(out[out.index("options:") :].split())
+    for option, default in (
+        ("--port", "8000"),
+        ("--workers", "2"),
+        ("--max-samples", "16"),
+        ("--timeout", "300.0"),
+        ("--key-memory-mb", "2048"),
+        ("--key-disk-mb", "8192"),
+        ("--max-keys-mb", "None"),
+    ):
         assert re.search(rf"{option} [A-Z_]+ (?:(?! --).)*?\(default: {default}\)", flat), option
 
 
@@ -245,7 +268,8 @@ def test_http_server_end_to_end(deployed, qm, data):
                 try:
                     with HTTPClient(proc.url) as h:
                         results[i] = client.deserialize_decrypt_dequantize(
-                            h.predict(client.quantize_encrypt_serialize(data[i:i + 1]), key_id))
+                            h.predict(client.quantize_encrypt_serialize(data[i : i + 1]), key_id)
+                        )
                 except Exception as exc:  # noqa: BLE001 - reported below
                     errors.append(exc)
 
@@ -253,8 +277,9 @@ def test_http_server_end_to_end(deployed, qm, data):
             [t.start() for t in threads]
             [t.join() for t in threads]
             assert not errors
-            np.testing.assert_array_equal(np.concatenate([results[i] for i in range(4)]),
-                                          qm.forward(data[:4], fhe="simulate"))
+            np.testing.assert_array_equal(
+                np.concatenate([results[i] for i in range(4)]), qm.forward(data[:4], fhe="simulate")
+            )
 
             enc = client.quantize_encrypt_serialize(data[:1])
             with pytest.raises(ServerError, match=r"404: UnknownKeyError: unknown key_id") as e:
@@ -263,19 +288,21 @@ def test_http_server_end_to_end(deployed, qm, data):
                 http.predict(enc[:-50], key_id)
             with pytest.raises(ServerError, match=r"413: PayloadTooLarge: the encrypted input: 100000 bytes"):
                 http.predict(b"\0" * 100_000, key_id)
-            r = http._http.post("/predict", params={"key_id": key_id}, content=enc,
-                                headers={"content-type": "application/json"})
+            r = http._http.post(
+                "/predict", params={"key_id": key_id}, content=enc, headers={"content-type": "application/json"}
+            )
             assert r.status_code == 415 and r.json()["error"] == "UnsupportedMediaType"
             assert e.value.status == 404
             # still serving, and still right
             assert http.health() == {"status": "ok", "workers": 2}
-            np.testing.assert_array_equal(client.deserialize_decrypt_dequantize(http.predict(enc, key_id)),
-                                          qm.forward(data[:1], fhe="simulate"))
+            np.testing.assert_array_equal(
+                client.deserialize_decrypt_dequantize(http.predict(enc, key_id)), qm.forward(data[:1], fhe="simulate")
+            )
 
 
 def test_run_batch_local_processes_reports_failed_items(deployed, data):
     root, client, server, eval_keys, _ = deployed
-    blobs = [client.quantize_encrypt_serialize(data[i:i + 1]) for i in range(3)]
+    blobs = [client.quantize_encrypt_serialize(data[i : i + 1]) for i in range(3)]
     blobs.insert(1, blobs[0][:-10])
     result = server.run_batch(blobs, eval_keys, max_workers=2)
     assert not result.ok and set(result.errors) == {1} and result.attempts == [1, 2, 1, 1]
@@ -290,11 +317,13 @@ def test_run_batch_local_processes_reports_failed_items(deployed, data):
 def test_run_batch_on_dask_local_cluster(deployed, data):
     distributed = pytest.importorskip("distributed")
     root, client, server, eval_keys, _ = deployed
-    blobs = [client.quantize_encrypt_serialize(data[i:i + 1]) for i in range(4)]
+    blobs = [client.quantize_encrypt_serialize(data[i : i + 1]) for i in range(4)]
     # worker threads in this process: the plugin, ordering and equality are the same as with worker processes
     # (benchmarks/serving.py uses processes), at a fraction of the start-up time
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, \
-            distributed.Client(cluster) as dask_client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as dask_client,
+    ):
         result = server.run_batch(blobs, eval_keys, executor=dask_client)
         assert result.ok and len(result) == 4
         # each worker loaded the server once (the plugin), whatever the number of tasks
@@ -309,8 +338,8 @@ def test_key_store_evicts_least_recently_used_and_survives_restarts(tmp_path):
 
     store = KeyStore(tmp_path / "keys", max_disk_bytes=12)
     a, b = store.put(b"aaaa"), store.put(b"bbbb")
-    assert store.read(a) == b"aaaa"                      # a is now the most recently used
-    c = store.put(b"cccccc")                            # 14 bytes > 12 on disk: b (least recent) goes
+    assert store.read(a) == b"aaaa"  # a is now the most recently used
+    c = store.put(b"cccccc")  # 14 bytes > 12 on disk: b (least recent) goes
     with pytest.raises(UnknownKeyError, match=r"unknown key_id .*upload the evaluation keys again"):
         store.read(b)
     assert not (tmp_path / "keys" / f"{b}.keys").exists() and len(store) == 2
@@ -331,7 +360,7 @@ def test_key_store_evicts_least_recently_used_and_survives_restarts(tmp_path):
 
     cache = KeyCache(100)
     cache.put("a", "A", 60)
-    cache.put("b", "B", 60)                             # counted at loaded size: a goes
+    cache.put("b", "B", 60)  # counted at loaded size: a goes
     assert "a" not in cache and cache.get("b") == "B" and cache.loaded_bytes == 60
-    cache.put("c", "C", 500)                            # larger than the budget: kept alone, it is in use
+    cache.put("c", "C", 500)  # larger than the budget: kept alone, it is in use
     assert cache.get("c") == "C" and "b" not in cache

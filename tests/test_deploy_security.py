@@ -49,8 +49,9 @@ def qm(data):
     # p_error 1e-9 per lookup: a few hundred 8-lookup samples all decrypt to the clear result (at 1e-5,
     # one would differ by a step in about 1 run in 70)
     torch.manual_seed(0)
-    return qfhe.compile_torch_model(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), data, n_bits=3,
-                                    p_error=1e-9)
+    return qfhe.compile_torch_model(
+        nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), data, n_bits=3, p_error=1e-9
+    )
 
 
 @pytest.fixture(scope="module")
@@ -61,8 +62,9 @@ def root(qm, data, tmp_path_factory):
     FHEModelDev(root / "plain", qm).save()
     FHEModelDev(root / "signed", qm, signing_key=root / "dev-key").save()
     torch.manual_seed(1)
-    other = qfhe.compile_torch_model(nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), data, n_bits=2,
-                                     p_error=1e-5)
+    other = qfhe.compile_torch_model(
+        nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.Linear(4, 2)), data, n_bits=2, p_error=1e-5
+    )
     FHEModelDev(root / "other", other).save()
     return root
 
@@ -81,8 +83,18 @@ def eval_keys(client):
 def served(root, client, eval_keys):
     """One ``qfhe serve`` for the HTTP attacks: 2 workers, 4 samples per request, keys allowed up to
     400 MB so that forged keys reach the key check rather than the size limit."""
-    args = ["--workers", "2", "--max-samples", "4", "--timeout", "120", "--max-keys-mb", "400",
-            "--key-dir", str(root / "server-keys")]
+    args = [
+        "--workers",
+        "2",
+        "--max-samples",
+        "4",
+        "--timeout",
+        "120",
+        "--max-keys-mb",
+        "400",
+        "--key-dir",
+        str(root / "server-keys"),
+    ]
     with ServerProcess(root / "plain", args) as proc, HTTPClient(proc.url) as http:
         yield proc, http, http.upload_keys(eval_keys)
 
@@ -115,8 +127,11 @@ def _reseal(members: dict, fingerprint: bool = True) -> dict:
         doc["fingerprint"] = fp(members)
         members["model.json"] = json.dumps(doc).encode()
     manifest = json.loads(members["manifest.json"])
-    manifest["members"] = {n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
-                           for n, b in members.items() if n not in ("manifest.json", "manifest.sig")}
+    manifest["members"] = {
+        n: {"sha256": hashlib.sha256(b).hexdigest(), "size": len(b)}
+        for n, b in members.items()
+        if n not in ("manifest.json", "manifest.sig")
+    }
     members["manifest.json"] = json.dumps(manifest).encode()
     return members
 
@@ -132,8 +147,9 @@ def _load_server_in_worker(path):
 
 
 def _run(code: str, timeout: float = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=timeout, cwd=ROOT
+    )
 
 
 def _forged_keys(fingerprint: str, keys: bytes, change) -> bytes:
@@ -151,24 +167,33 @@ def test_forged_keys_are_refused_over_http_and_the_server_keeps_serving(served, 
     other = FHEModelClient(root / "other")
     wrapped = envelope.unpack(other.get_serialized_evaluation_keys(), other.fingerprint, "keys")
     forged = envelope.pack(client.fingerprint, "keys", wrapped.items)  # another circuit's keys under our name
-    with pytest.raises(ServerError, match=r"400: CiphertextError: these evaluation keys hold .* they belong to "
-                                          r"another circuit|400: CiphertextError: lweBootstrapKeys\[0\] of these "
-                                          r"evaluation keys has other parameters"):
+    with pytest.raises(
+        ServerError,
+        match=r"400: CiphertextError: these evaluation keys hold .* they belong to "
+        r"another circuit|400: CiphertextError: lweBootstrapKeys\[0\] of these "
+        r"evaluation keys has other parameters",
+    ):
         http.upload_keys(forged)
 
     def bigger_dimension(keys):
         keys.lweBootstrapKeys[0].info.params.inputLweDimension += 1
 
-    with pytest.raises(ServerError, match=r"400: CiphertextError: lweBootstrapKeys\[0\] of these evaluation keys has "
-                                          r"other parameters than this circuit's"):
+    with pytest.raises(
+        ServerError,
+        match=r"400: CiphertextError: lweBootstrapKeys\[0\] of these evaluation keys has "
+        r"other parameters than this circuit's",
+    ):
         http.upload_keys(_forged_keys(client.fingerprint, eval_keys, bigger_dimension))
 
     def short_payload(keys):
         blob = keys.lweKeyswitchKeys[0].payload.data[0]
         keys.lweKeyswitchKeys[0].payload.data[0] = blob[:-8]
 
-    with pytest.raises(ServerError, match=r"400: CiphertextError: lweKeyswitchKeys\[0\] of these evaluation keys has "
-                                          r"\d+ bytes of key material; its parameters need \d+ \(truncated or forged\)"):
+    with pytest.raises(
+        ServerError,
+        match=r"400: CiphertextError: lweKeyswitchKeys\[0\] of these evaluation keys has "
+        r"\d+ bytes of key material; its parameters need \d+ \(truncated or forged\)",
+    ):
         http.upload_keys(_forged_keys(client.fingerprint, eval_keys, short_payload))
     _check_normal_request(http, key_id, client, qm, data)
     assert http.info()["workers"]["crashed"] == 0
@@ -183,9 +208,9 @@ def test_forged_keys_crash_concrete_itself_but_not_qfhe(root):
         from concrete import fhe
         from qfhe.deploy import FHEModelClient, FHEModelServer, envelope
         from qfhe.errors import CiphertextError
-        a, b = FHEModelClient({str(root / 'plain')!r}), FHEModelClient({str(root / 'other')!r})
+        a, b = FHEModelClient({str(root / "plain")!r}), FHEModelClient({str(root / "other")!r})
         other = envelope.unpack(b.get_serialized_evaluation_keys(), b.fingerprint, "keys")
-        server = FHEModelServer({str(root / 'plain')!r})
+        server = FHEModelServer({str(root / "plain")!r})
         try:
             server.add_keys(envelope.pack(a.fingerprint, "keys", other.items))
         except CiphertextError:
@@ -224,8 +249,11 @@ def test_code_in_an_artifact_is_never_compiled(root, tmp_path):
     circuit = json.loads(members["circuit.json"])
     circuit["graph"]["nodes"][1]["op"] = "llvm.call"
     _write(tmp_path / "bad-op.zip", _reseal({**members, "circuit.json": json.dumps(circuit).encode()}))
-    with pytest.raises(ArtifactError, match=r"circuit node '.*' has op 'llvm.call', which is not in qfhe's circuit "
-                                            r"vocabulary"):
+    with pytest.raises(
+        ArtifactError,
+        match=r"circuit node '.*' has op 'llvm.call', which is not in qfhe's circuit "
+        r"vocabulary",
+    ):
         FHEModelServer(tmp_path / "bad-op.zip")
 
     # other compile options: the rebuilt circuit must reproduce the client's key parameters
@@ -329,8 +357,8 @@ def test_lying_zip_directory_and_limits(root, tmp_path):
     blob = bytearray(path.read_bytes())
     name = b"circuit.json"
     at = blob.rfind(b"PK\x01\x02", 0, blob.rfind(name))  # the central directory entry of circuit.json
-    size = int.from_bytes(blob[at + 24:at + 28], "little")
-    blob[at + 24:at + 28] = (size // 2).to_bytes(4, "little")
+    size = int.from_bytes(blob[at + 24 : at + 28], "little")
+    blob[at + 24 : at + 28] = (size // 2).to_bytes(4, "little")
     path.write_bytes(bytes(blob))
     with pytest.raises(ArtifactError, match=r"member circuit.json has \d+ bytes in the zip, its manifest entry says"):
         FHEModelServer(path)
@@ -351,8 +379,10 @@ def test_fingerprint_cannot_steer_the_secret_key_file(root, tmp_path):
     members = _members(root / "plain" / "client.zip")
     doc = json.loads(members["model.json"])
     doc["fingerprint"] = "/../../X" + "0" * 56
-    _write(tmp_path / "evil" / "client.zip", _reseal({**members, "model.json": json.dumps(doc).encode()},
-                                                      fingerprint=False))
+    _write(
+        tmp_path / "evil" / "client.zip",
+        _reseal({**members, "model.json": json.dumps(doc).encode()}, fingerprint=False),
+    )
     with pytest.raises(ArtifactError, match=r"client.zip: the model fingerprint is not 64 hex digits"):
         FHEModelClient(tmp_path / "evil", key_dir=tmp_path / "keys")
     assert not (tmp_path / "X").exists() and not list(tmp_path.glob("**/*.keys"))
@@ -398,7 +428,7 @@ def test_client_is_thread_safe_and_counts_results(root, qm, data, tmp_path):
     def use(i):
         try:
             keys = client.get_serialized_evaluation_keys()  # lazy key generation, raced by 6 threads
-            results[i] = (keys, client.quantize_encrypt_serialize(data[i:i + 1]))
+            results[i] = (keys, client.quantize_encrypt_serialize(data[i : i + 1]))
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
@@ -408,20 +438,26 @@ def test_client_is_thread_safe_and_counts_results(root, qm, data, tmp_path):
     assert not errors and len({k for k, _ in results.values()}) == 1
     key_id = server.add_keys(results[0][0])
     for i in range(6):
-        np.testing.assert_array_equal(client.deserialize_decrypt_dequantize(server.run(results[i][1], key_id)),
-                                      qm.forward(data[i:i + 1], fhe="simulate"))
+        np.testing.assert_array_equal(
+            client.deserialize_decrypt_dequantize(server.run(results[i][1], key_id)),
+            qm.forward(data[i : i + 1], fhe="simulate"),
+        )
     # a server that answers 3 copies of each result for 2 samples
     enc = client.quantize_encrypt_serialize(data[:2])
     out = envelope.unpack(server.run(enc, key_id), client.fingerprint, "outputs")
-    tripled = envelope.pack(client.fingerprint, "outputs", out.items * 3,
-                            {"samples": out.samples * 3, "request": out.request})
+    tripled = envelope.pack(
+        client.fingerprint, "outputs", out.items * 3, {"samples": out.samples * 3, "request": out.request}
+    )
     with pytest.raises(CiphertextError, match=r"the server returned 6 results for a request of 2 encrypted items"):
         client.deserialize_decrypt(tripled)
     # a result swapped in from another circuit is refused before concrete decrypts it
     other = FHEModelClient(root / "other")
     other_server = FHEModelServer(root / "other")
-    other_out = envelope.unpack(other_server.run(other.quantize_encrypt_serialize(data[:1]),
-                                                 other.get_serialized_evaluation_keys()), other.fingerprint, "outputs")
+    other_out = envelope.unpack(
+        other_server.run(other.quantize_encrypt_serialize(data[:1]), other.get_serialized_evaluation_keys()),
+        other.fingerprint,
+        "outputs",
+    )
     swapped = envelope.pack(client.fingerprint, "outputs", other_out.items)
     with pytest.raises(CiphertextError, match=r"an encrypted result was encrypted for another circuit"):
         client.deserialize_decrypt(swapped)
@@ -437,7 +473,7 @@ def ckks_root(tmp_path_factory):
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(4, 4), nn.Tanh(), nn.Linear(4, 2))
     FHEModelDev(root / "secure", qfhe.compile_torch_model(m, X, scheme="ckks")).save()
-    weak = CKKSParameters(8192, [60] + [40] * 9 + [60], 2 ** 40, allow_insecure=True)  # log2 QP = 480 > 218
+    weak = CKKSParameters(8192, [60] + [40] * 9 + [60], 2**40, allow_insecure=True)  # log2 QP = 480 > 218
     with pytest.warns(qfhe.errors.InsecureParametersWarning):
         FHEModelDev(root / "weak", qfhe.compile_torch_model(m, X, scheme="ckks", ckks_params=weak)).save()
     return root, X
@@ -462,9 +498,14 @@ def test_ckks_keys_without_the_rotations_are_refused_at_upload(ckks_root):
     assert needed, "the test model must rotate"
     keys = SEALKeys.generate(client._keys.params, steps=needed[:-1])
     ek = keys.evaluation_keys()
-    blob = envelope.pack(client.fingerprint, "keys", [[(k, ek[k]) for k in ("public_key", "relin_keys", "galois_keys")]])
-    with pytest.raises(CiphertextError, match=rf"invalid CKKS evaluation keys: the evaluation keys have no Galois keys "
-                                              rf"for rotation steps \[{needed[-1]}\]"):
+    blob = envelope.pack(
+        client.fingerprint, "keys", [[(k, ek[k]) for k in ("public_key", "relin_keys", "galois_keys")]]
+    )
+    with pytest.raises(
+        CiphertextError,
+        match=rf"invalid CKKS evaluation keys: the evaluation keys have no Galois keys "
+        rf"for rotation steps \[{needed[-1]}\]",
+    ):
         server.add_keys(blob)
     key_id = server.add_keys(client.get_serialized_evaluation_keys())
     out = client.deserialize_decrypt_dequantize(server.run(client.quantize_encrypt_serialize(X[:2]), key_id))
@@ -485,8 +526,10 @@ def test_malformed_headers_and_leaks(served, client, eval_keys, qm, data):
     proc, http, key_id = served
     deep = b"QFHE1\n" + (20_000).to_bytes(4, "big") + b"[" * 10_000 + b"]" * 10_000
     r = _post(http, "/predict", deep, key_id=key_id)
-    assert r.status_code == 400 and r.json() == {"error": "CiphertextError",
-                                                 "detail": "encrypted inputs: the header nests deeper than 64 levels"}
+    assert r.status_code == 400 and r.json() == {
+        "error": "CiphertextError",
+        "detail": "encrypted inputs: the header nests deeper than 64 levels",
+    }
     fp = client.fingerprint
     bad_meta = envelope.pack(fp, "inputs", [[("x", b"12345678")]], {"samples": [1], "exec": "rm -rf /"})
     r = _post(http, "/predict", bad_meta, key_id=key_id)
@@ -512,12 +555,18 @@ def test_oversize_and_abandoned_requests(served, client, qm, data):
     """Too many samples and bodies over the limit are refused from the header. A client that goes away
     has its request cancelled (its worker replaced), so it does not delay anyone else."""
     proc, http, key_id = served
-    with pytest.raises(ServerError, match=r"400: CiphertextError: encrypted inputs hold 5 items; this server accepts "
-                                          r"at most 4 per request"):
+    with pytest.raises(
+        ServerError,
+        match=r"400: CiphertextError: encrypted inputs hold 5 items; this server accepts "
+        r"at most 4 per request",
+    ):
         http.predict(client.quantize_encrypt_serialize(data[:5]), key_id)
     limit = http.info()["limits"]["max_request_bytes"]
-    with pytest.raises(ServerError, match=rf"413: PayloadTooLarge: the encrypted input: {limit + 1} bytes; this "
-                                          rf"server accepts at most {limit}"):
+    with pytest.raises(
+        ServerError,
+        match=rf"413: PayloadTooLarge: the encrypted input: {limit + 1} bytes; this "
+        rf"server accepts at most {limit}",
+    ):
         http.predict(b"\0" * (limit + 1), key_id)
     before = http.info()["workers"]
     import httpx
@@ -525,8 +574,13 @@ def test_oversize_and_abandoned_requests(served, client, qm, data):
     heavy = client.quantize_encrypt_serialize(data[:4])
     for _ in range(2):  # two clients that give up after 0.5 s
         with pytest.raises(httpx.TimeoutException):
-            httpx.post(proc.url + "/predict", params={"key_id": key_id}, content=heavy, timeout=0.5,
-                       headers={"content-type": "application/octet-stream"})
+            httpx.post(
+                proc.url + "/predict",
+                params={"key_id": key_id},
+                content=heavy,
+                timeout=0.5,
+                headers={"content-type": "application/octet-stream"},
+            )
     deadline = time.monotonic() + 60
     while http.info()["workers"]["stopped"] < before["stopped"] + 1 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -583,7 +637,7 @@ def _kill_a_worker_soon(parent_pid: int, after: float) -> threading.Thread:
 
 def test_run_batch_loses_no_result_when_a_worker_dies(root, client, eval_keys, data):
     server = FHEModelServer(root / "plain")
-    blobs = [client.quantize_encrypt_serialize(data[4 * i:4 * i + 4]) for i in range(6)]
+    blobs = [client.quantize_encrypt_serialize(data[4 * i : 4 * i + 4]) for i in range(6)]
     key_id = server.add_keys(eval_keys)
     expected = [client.deserialize_decrypt(server.run(b, key_id)) for b in blobs]
     killer = _kill_a_worker_soon(os.getpid(), after=12.0)
@@ -597,11 +651,13 @@ def test_run_batch_loses_no_result_when_a_worker_dies(root, client, eval_keys, d
 def test_run_batch_on_dask_survives_a_killed_worker(root, client, eval_keys, data):
     distributed = pytest.importorskip("distributed")
     server = FHEModelServer(root / "plain")
-    blobs = [client.quantize_encrypt_serialize(data[4 * i:4 * i + 4]) for i in range(6)]
+    blobs = [client.quantize_encrypt_serialize(data[4 * i : 4 * i + 4]) for i in range(6)]
     key_id = server.add_keys(eval_keys)
     expected = [client.deserialize_decrypt(server.run(b, key_id)) for b in blobs]
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) \
-            as cluster, distributed.Client(cluster) as dask_client:
+    with (
+        distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster,
+        distributed.Client(cluster) as dask_client,
+    ):
         worker_pids = list(dask_client.run(os.getpid).values())
         killer = threading.Thread(target=lambda: (time.sleep(15.0), os.kill(worker_pids[0], signal.SIGKILL)))
         killer.start()
@@ -629,8 +685,10 @@ def test_keys_survive_a_restart_within_the_disk_limit_and_temp_dirs_go(root, cli
         _check_normal_request(http, second, client, qm, data)
     tmp = tmp_path / "tmp"
     tmp.mkdir()
-    with ServerProcess(root / "plain", ["--workers", "1"], env={"TMPDIR": str(tmp)}) as proc, \
-            HTTPClient(proc.url) as http:
+    with (
+        ServerProcess(root / "plain", ["--workers", "1"], env={"TMPDIR": str(tmp)}) as proc,
+        HTTPClient(proc.url) as http,
+    ):
         http.upload_keys(eval_keys)
         assert list(tmp.glob("qfhe-keys-*"))
     assert not list(tmp.glob("qfhe-keys-*")), list(tmp.iterdir())
@@ -640,23 +698,31 @@ def test_keys_survive_a_restart_within_the_disk_limit_and_temp_dirs_go(root, cli
     assert set(Path(os.environ.get("TMPDIR", "/tmp")).glob("qfhe-keys-*")) == before
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--port", "70000"], "argument --port: 70000 is not a port: use 1 to 65535"),
-    (["--max-request-mb", "nan"], "argument --max-request-mb: 'nan' must be a positive finite number"),
-    (["--workers", "0"], "argument --workers: '0' must be a positive finite number"),
-    (["--key-dir", "{file}"], "argument --key-dir: {file} exists and is not a directory"),
-    (["--verify-key", "{missing}"], "argument --verify-key: {missing} is not a file"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--port", "70000"], "argument --port: 70000 is not a port: use 1 to 65535"),
+        (["--max-request-mb", "nan"], "argument --max-request-mb: 'nan' must be a positive finite number"),
+        (["--workers", "0"], "argument --workers: '0' must be a positive finite number"),
+        (["--key-dir", "{file}"], "argument --key-dir: {file} exists and is not a directory"),
+        (["--verify-key", "{missing}"], "argument --verify-key: {missing} is not a file"),
+    ],
+)
 def test_cli_errors_are_one_line(root, tmp_path, args, message):
     file, missing = tmp_path / "a-file", tmp_path / "missing.pem"
     file.write_text("x")
     args = [a.format(file=file, missing=missing) for a in args]
-    r = subprocess.run([sys.executable, "-m", "qfhe.cli", "serve", str(root / "plain"), *args], capture_output=True,
-                       text=True, timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "qfhe.cli", "serve", str(root / "plain"), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].endswith(message.format(file=file, missing=missing)), r.stderr
-    r = subprocess.run([sys.executable, "-m", "qfhe.cli", "serve", str(tmp_path)], capture_output=True, text=True,
-                       timeout=120)
+    r = subprocess.run(
+        [sys.executable, "-m", "qfhe.cli", "serve", str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert r.returncode == 2 and "is neither a directory with server.zip nor a server.zip" in r.stderr
 
 
@@ -665,8 +731,13 @@ def test_cli_errors_are_one_line(root, tmp_path, args, message):
 def test_parsers_hold_on_generated_inputs(root, target, examples):
     """Every generated input ends in a qfhe error or a valid result (hypothesis raises otherwise), within a
     deadline per input; the fuzzing process stays within 1.5 GB and does not crash (it is a subprocess)."""
-    r = subprocess.run([sys.executable, str(ROOT / "tests" / "fuzz_deploy.py"), target, str(root / "plain"),
-                        str(examples)], capture_output=True, text=True, timeout=900, cwd=ROOT)
+    r = subprocess.run(
+        [sys.executable, str(ROOT / "tests" / "fuzz_deploy.py"), target, str(root / "plain"), str(examples)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=ROOT,
+    )
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     outcomes = json.loads(r.stdout.strip().splitlines()[-2])
     assert sum(outcomes.values()) >= examples and len(outcomes) > 3, outcomes
@@ -690,14 +761,19 @@ def test_soak_mixed_good_and_hostile_requests(served, root, client, qm, data):
     /info (derived from its limits), and no worker crashes."""
     proc, http, key_id = served
     fp = client.fingerprint
-    good = [client.quantize_encrypt_serialize(data[i:i + 1]) for i in range(24)]
-    expected = [qm.forward(data[i:i + 1]) for i in range(24)]
+    good = [client.quantize_encrypt_serialize(data[i : i + 1]) for i in range(24)]
+    expected = [qm.forward(data[i : i + 1]) for i in range(24)]
     value = envelope.unpack(good[0], fp, "inputs").items[0][0][1]
     other = FHEModelClient(root / "other").quantize_encrypt_serialize(data[:1])
-    hostile = [good[0][:-20], other, b"\x00" * 64, b"\x00" * (http.info()["limits"]["max_request_bytes"] + 1),
-               envelope.pack(fp, "inputs", [[("x", value[:64] + bytes(len(value) - 64))]]),
-               b"QFHE1\n" + (8000).to_bytes(4, "big") + b"[" * 4000 + b"]" * 4000,
-               envelope.pack(fp, "inputs", [[("x", value)]] * 5)]
+    hostile = [
+        good[0][:-20],
+        other,
+        b"\x00" * 64,
+        b"\x00" * (http.info()["limits"]["max_request_bytes"] + 1),
+        envelope.pack(fp, "inputs", [[("x", value[:64] + bytes(len(value) - 64))]]),
+        b"QFHE1\n" + (8000).to_bytes(4, "big") + b"[" * 4000 + b"]" * 4000,
+        envelope.pack(fp, "inputs", [[("x", value)]] * 5),
+    ]
     before = http.info()["workers"]
     rss, stop, failures, counts = [], threading.Event(), [], {"good": 0, "hostile": 0}
     lock = threading.Lock()
@@ -712,7 +788,7 @@ def test_soak_mixed_good_and_hostile_requests(served, root, client, qm, data):
 
         with httpx.Client(base_url=proc.url, timeout=300) as h:
             for j in range(30):
-                k = (t * 30 + j)
+                k = t * 30 + j
                 if k % 4 == 3:
                     blob, params = hostile[k % len(hostile)], {"key_id": key_id if k % 8 != 7 else "0" * 32}
                     r = h.post("/predict", params=params, content=blob, headers={"content-type": OCTET})
@@ -725,8 +801,9 @@ def test_soak_mixed_good_and_hostile_requests(served, root, client, qm, data):
                     r = h.post("/predict", params={"key_id": key_id}, content=good[i], headers={"content-type": OCTET})
                     if r.status_code == 503:  # busy: the documented answer under load; retry like a client would
                         time.sleep(float(r.headers.get("retry-after", 1)))
-                        r = h.post("/predict", params={"key_id": key_id}, content=good[i],
-                                   headers={"content-type": OCTET})
+                        r = h.post(
+                            "/predict", params={"key_id": key_id}, content=good[i], headers={"content-type": OCTET}
+                        )
                     if r.status_code != 200:
                         failures.append(("good", k, r.status_code, r.text[:200]))
                     elif not np.array_equal(client.deserialize_decrypt_dequantize(r.content), expected[i]):

@@ -32,8 +32,9 @@ def test_close_to_scikit_learn_on_breast_cancer():
 
 def test_steps_follow_the_gradient_of_the_log_loss():
     """Each circuit call moves the weights as a float mini-batch step would (up to quantization)."""
-    from qfhe.sklearn.encrypted_training import SGDStep, fit_encrypted
     import torch
+
+    from qfhe.sklearn.encrypted_training import SGDStep, fit_encrypted
 
     X, y = _small()
     seen = []
@@ -45,7 +46,7 @@ def test_steps_follow_the_gradient_of_the_log_loss():
     w, b = np.zeros(3), 0.0
     step = SGDStep(8, 0.5, 0.0).double()
     for i, (coef, intercept) in enumerate(seen[:3]):
-        rows = order[8 * i:8 * i + 8]
+        rows = order[8 * i : 8 * i + 8]
         out = step(*(torch.tensor(a[None]) for a in (Xs[rows], y[rows, None] * 1.0, w[:, None], np.array([[b]]))))
         w, b = out[0, :3].detach().numpy(), float(out[0, 3])
         np.testing.assert_allclose(coef[0] * scale, w, atol=0.15)
@@ -81,5 +82,7 @@ def test_settings_it_cannot_train_are_refused():
         SGDClassifier(**{**ENCRYPTED, "parameters_range": (1.0, 2.0)}).fit(X, y)
     with pytest.raises(ConfigurationError, match="penalty='l2' or None; got 'l1'"):
         SGDClassifier(**{**ENCRYPTED, "penalty": "l1"}).fit(X, y)
-    with pytest.raises(ConfigurationError, match="fhe='simulate' trains on encrypted data only with fit_encrypted=True"):
+    with pytest.raises(
+        ConfigurationError, match="fhe='simulate' trains on encrypted data only with fit_encrypted=True"
+    ):
         SGDClassifier().fit(X, y, fhe="simulate")

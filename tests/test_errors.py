@@ -6,21 +6,47 @@ import torch
 from torch import nn
 
 import qfhe
-from qfhe.errors import (BitWidthError, ConfigurationError, InputClippingWarning, InputsetError, InputValidationError,
-                         KeysNotGeneratedError, QfheError, SmallInputsetWarning, UnsupportedOpError)
+from qfhe.errors import (
+    BitWidthError,
+    ConfigurationError,
+    InputClippingWarning,
+    InputsetError,
+    InputValidationError,
+    KeysNotGeneratedError,
+    QfheError,
+    SmallInputsetWarning,
+    UnsupportedOpError,
+)
 
 
 def test_errors_importable_from_both_places():
     import qfhe.errors as errors
-    for name in ("UnsupportedOpError", "BitWidthError", "ConfigurationError", "InputValidationError",
-                 "InputsetError", "CircuitOverflowError", "KeysNotGeneratedError", "NotCompiledError"):
+
+    for name in (
+        "UnsupportedOpError",
+        "BitWidthError",
+        "ConfigurationError",
+        "InputValidationError",
+        "InputsetError",
+        "CircuitOverflowError",
+        "KeysNotGeneratedError",
+        "NotCompiledError",
+    ):
         assert getattr(qfhe, name) is getattr(errors, name)
         assert issubclass(getattr(errors, name), QfheError)
     assert issubclass(UnsupportedOpError, ValueError) and issubclass(KeysNotGeneratedError, RuntimeError)
-    for name in ("InsecureParametersWarning", "NarrowCalibrationWarning", "PolynomialRangeWarning", "CalibrationWarning",
-                 "OverflowRiskWarning", "InputClippingWarning", "SmallInputsetWarning"):
+    for name in (
+        "InsecureParametersWarning",
+        "NarrowCalibrationWarning",
+        "PolynomialRangeWarning",
+        "CalibrationWarning",
+        "OverflowRiskWarning",
+        "InputClippingWarning",
+        "SmallInputsetWarning",
+    ):
         assert getattr(qfhe, name) is getattr(errors, name) and issubclass(getattr(errors, name), qfhe.QfheWarning)
     from qfhe import ckks
+
     assert ckks.InsecureParametersWarning is errors.InsecureParametersWarning
 
 
@@ -32,28 +58,37 @@ def tiny(fhe_config):
     return qfhe.compile_torch_model(m, X, n_bits=4, rounding_threshold_bits=4, configuration=fhe_config), m, X
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"p_error": 0.01, "global_p_error": 0.01}, "give p_error .* or global_p_error .*, not both"),
-    ({"p_error": 2.0}, r"p_error must be a number in \(0, 1\), got 2.0"),
-    ({"p_error": "0.01"}, r"p_error must be a number in \(0, 1\), got '0.01' \(str\)"),
-    ({"global_p_error": True}, r"global_p_error must be a number in \(0, 1\), got True"),
-    ({"configuration": "x"}, r"configuration must be a concrete.fhe.Configuration, got 'x' \(str\)"),
-    ({"per_channel": "yes"}, r"per_channel must be True or False, got 'yes'"),
-    ({"calibration_margin": "0.1"}, r"calibration_margin must be a number in \[0, 10\]"),
-    ({"n_bits": 4.0}, "n_bits must be an int from 2 to 16"),
-    ({"scheme": "ckks", "n_bits": 4, "p_error": 0.1}, r"n_bits, p_error only apply to scheme='tfhe'"),
-    ({"pipeline": []}, r"ckks_params and pipeline only apply to scheme='ckks'"),
-    ({"n_bits": 1}, "n_bits must be an int from 2 to 16"),
-    ({"n_bits": {"op_inputs": 4, "weights": 3}}, "n_bits has unknown key 'weights'"),
-    ({"n_bits": {"op_inputs": 20}}, r"n_bits\['op_inputs'\] must be an int from 2 to 16, got 20"),
-    ({"rounding_threshold_bits": 9}, "rounding_threshold_bits must be None, an int from 2 to 8"),
-    ({"rounding_threshold_bits": {"n_bits": 4, "method": "fast"}}, r"rounding_threshold_bits\['method'\] must be 'exact' or 'approximate'"),
-    ({"rounding_threshold_bits": {"bits": 4}}, r"unknown layer\(s\) \['bits'\]; the layers with a table lookup are"),
-    ({"rounding_threshold_bits": {"n_bits": 4, "mode": 1}}, "needs the key 'n_bits'"),
-    ({"bitwidth_method": "guess"}, "bitwidth_method must be one of"),
-    ({"scheme": "bgv"}, "scheme must be 'tfhe' or 'ckks'"),
-    ({"simulate_batch_size": 0}, "simulate_batch_size must be a positive int"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"p_error": 0.01, "global_p_error": 0.01}, "give p_error .* or global_p_error .*, not both"),
+        ({"p_error": 2.0}, r"p_error must be a number in \(0, 1\), got 2.0"),
+        ({"p_error": "0.01"}, r"p_error must be a number in \(0, 1\), got '0.01' \(str\)"),
+        ({"global_p_error": True}, r"global_p_error must be a number in \(0, 1\), got True"),
+        ({"configuration": "x"}, r"configuration must be a concrete.fhe.Configuration, got 'x' \(str\)"),
+        ({"per_channel": "yes"}, r"per_channel must be True or False, got 'yes'"),
+        ({"calibration_margin": "0.1"}, r"calibration_margin must be a number in \[0, 10\]"),
+        ({"n_bits": 4.0}, "n_bits must be an int from 2 to 16"),
+        ({"scheme": "ckks", "n_bits": 4, "p_error": 0.1}, r"n_bits, p_error only apply to scheme='tfhe'"),
+        ({"pipeline": []}, r"ckks_params and pipeline only apply to scheme='ckks'"),
+        ({"n_bits": 1}, "n_bits must be an int from 2 to 16"),
+        ({"n_bits": {"op_inputs": 4, "weights": 3}}, "n_bits has unknown key 'weights'"),
+        ({"n_bits": {"op_inputs": 20}}, r"n_bits\['op_inputs'\] must be an int from 2 to 16, got 20"),
+        ({"rounding_threshold_bits": 9}, "rounding_threshold_bits must be None, an int from 2 to 8"),
+        (
+            {"rounding_threshold_bits": {"n_bits": 4, "method": "fast"}},
+            r"rounding_threshold_bits\['method'\] must be 'exact' or 'approximate'",
+        ),
+        (
+            {"rounding_threshold_bits": {"bits": 4}},
+            r"unknown layer\(s\) \['bits'\]; the layers with a table lookup are",
+        ),
+        ({"rounding_threshold_bits": {"n_bits": 4, "mode": 1}}, "needs the key 'n_bits'"),
+        ({"bitwidth_method": "guess"}, "bitwidth_method must be one of"),
+        ({"scheme": "bgv"}, "scheme must be 'tfhe' or 'ckks'"),
+        ({"simulate_batch_size": 0}, "simulate_batch_size must be a positive int"),
+    ],
+)
 def test_bad_compile_parameters(kwargs, match):
     m = nn.Sequential(nn.Linear(4, 2))
     with pytest.raises(ConfigurationError, match=match):
@@ -62,24 +97,31 @@ def test_bad_compile_parameters(kwargs, match):
 
 def test_rounding_method_is_case_insensitive():
     from qfhe.quant import parse_rounding
+
     assert parse_rounding({"n_bits": 4, "method": "Approximate"}).method == "approximate"
     assert parse_rounding(5).method == "exact"
 
 
-@pytest.mark.parametrize("X,match", [
-    (np.zeros((0, 4)), "the inputset has 0 samples"),
-    (np.zeros((1, 4)), "the inputset has 1 sample;"),
-    (np.full((10, 4), np.nan), "inputset contains 40 NaN or infinite values"),
-    (np.array([["a"] * 4] * 4), "inputset must be numeric"),
-    (np.zeros(4), r"the inputset must have shape \(n_samples, ...\)"),
-])
+@pytest.mark.parametrize(
+    "X,match",
+    [
+        (np.zeros((0, 4)), "the inputset has 0 samples"),
+        (np.zeros((1, 4)), "the inputset has 1 sample;"),
+        (np.full((10, 4), np.nan), "inputset contains 40 NaN or infinite values"),
+        (np.array([["a"] * 4] * 4), "inputset must be numeric"),
+        (np.zeros(4), r"the inputset must have shape \(n_samples, ...\)"),
+    ],
+)
 def test_bad_inputset(X, match):
     with pytest.raises(InputsetError, match=match):
         qfhe.compile_torch_model(nn.Sequential(nn.Linear(4, 2)), X)
 
 
 def test_wrong_inputset_shape_for_model():
-    with pytest.raises(InputsetError, match=r"the model failed on inputset samples of shape \(2, 5\): RuntimeError: mat1 and mat2 shapes cannot be multiplied"):
+    with pytest.raises(
+        InputsetError,
+        match=r"the model failed on inputset samples of shape \(2, 5\): RuntimeError: mat1 and mat2 shapes cannot be multiplied",
+    ):
         qfhe.compile_torch_model(nn.Sequential(nn.Linear(4, 2)), np.zeros((40, 5)))
 
 
@@ -91,9 +133,17 @@ def test_ragged_inputset():
 def test_numpy_scalars_are_accepted_wherever_python_numbers_are(fhe_config):
     m = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
     X = np.random.RandomState(0).randn(40, 4)
-    qm = qfhe.compile_torch_model(m, X, n_bits=np.int64(4), rounding_threshold_bits=np.int32(3),
-                                  p_error=np.float32(0.01), simulate_batch_size=np.int64(8), per_channel=np.bool_(False),
-                                  calibration_margin=np.float64(0.1), configuration=fhe_config)
+    qm = qfhe.compile_torch_model(
+        m,
+        X,
+        n_bits=np.int64(4),
+        rounding_threshold_bits=np.int32(3),
+        p_error=np.float32(0.01),
+        simulate_batch_size=np.int64(8),
+        per_channel=np.bool_(False),
+        calibration_margin=np.float64(0.1),
+        configuration=fhe_config,
+    )
     assert qm.settings["n_bits"].op_inputs == 4 and type(qm.settings["n_bits"].op_inputs) is int
     qm.compile(global_p_error=np.float64(1e-6))  # at 0.01 one run in about 30 differs by a lookup step
     np.testing.assert_array_equal(qm.forward(X[:3], fhe="simulate"), qm.forward(X[:3]))
@@ -114,16 +164,23 @@ def test_two_input_model_needs_one_inputset_per_input():
         def forward(self, a, b):
             return a + b
 
-    with pytest.raises(InputsetError, match=r"forward takes 2 tensor argument\(s\) \(a, b\) but the inputset gives 1; "
-                                            r"pass a tuple with one array per argument"):
+    with pytest.raises(
+        InputsetError,
+        match=r"forward takes 2 tensor argument\(s\) \(a, b\) but the inputset gives 1; "
+        r"pass a tuple with one array per argument",
+    ):
         qfhe.compile_torch_model(TwoInputs(), np.zeros((40, 4)))
 
 
 def test_brevitas_model_through_compile_torch_model_points_to_the_qat_entry():
     import brevitas.nn as qnn
+
     m = nn.Sequential(qnn.QuantIdentity(bit_width=3, return_quant_tensor=True), qnn.QuantLinear(4, 2, bias=True))
-    with pytest.raises(UnsupportedOpError, match=r"module '0' \(QuantIdentity\) is a Brevitas quantized layer: compile a "
-                                                  r"Brevitas QAT model with qfhe.compile_brevitas_qat_model"):
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"module '0' \(QuantIdentity\) is a Brevitas quantized layer: compile a "
+        r"Brevitas QAT model with qfhe.compile_brevitas_qat_model",
+    ):
         qfhe.compile_torch_model(m, np.random.randn(40, 4))
 
 
@@ -139,11 +196,17 @@ def test_double_model_compiles(fhe_config):
 def test_outliers_in_the_inputset_are_named():
     X = np.random.RandomState(0).randn(200, 4)
     X[17, 3] = 1e30
-    with pytest.warns(qfhe.CalibrationWarning, match=r"input features dominated by outliers: feature 3 \(\d+x, e.g. "
-                                                      r"sample 17 = 1e\+30\).* Remove the outlying samples"):
+    with pytest.warns(
+        qfhe.CalibrationWarning,
+        match=r"input features dominated by outliers: feature 3 \(\d+x, e.g. "
+        r"sample 17 = 1e\+30\).* Remove the outlying samples",
+    ):
         qfhe.quantize_torch_model(nn.Sequential(nn.Linear(4, 2)), X)
-    with pytest.warns(qfhe.CalibrationWarning, match=r"calibrated ranges dominated by outliers: 'input_1' .*"
-                                                      r"calibration='percentile'"):
+    with pytest.warns(
+        qfhe.CalibrationWarning,
+        match=r"calibrated ranges dominated by outliers: 'input_1' .*"
+        r"calibration='percentile'",
+    ):
         qm = qfhe.quantize_torch_model(nn.Sequential(nn.Linear(4, 2)), X, per_feature_inputs=False)
     assert len(np.unique(qm.forward(X[:10]).round(6), axis=0)) == 1  # what the warning is about
 
@@ -159,8 +222,9 @@ def test_constant_features_are_named():
 
 def test_small_inputset_warns(fhe_config):
     with pytest.warns(SmallInputsetWarning, match="the inputset has only 5 samples"):
-        qfhe.compile_torch_model(nn.Sequential(nn.Linear(4, 2)), np.random.randn(5, 4), n_bits=3,
-                                 configuration=fhe_config)
+        qfhe.compile_torch_model(
+            nn.Sequential(nn.Linear(4, 2)), np.random.randn(5, 4), n_bits=3, configuration=fhe_config
+        )
 
 
 def test_bad_forward_inputs(tiny):
@@ -189,7 +253,9 @@ def test_clipping_warning_counts(tiny):
     big = X[:3].copy()
     big[0, 0] = 1e3
     big[2, :2] = -1e3
-    with pytest.warns(InputClippingWarning, match="3 input values in 2 of 3 samples lie outside their feature's calibrated"):
+    with pytest.warns(
+        InputClippingWarning, match="3 input values in 2 of 3 samples lie outside their feature's calibrated"
+    ):
         qm.forward(big)
 
 
@@ -207,8 +273,11 @@ def test_bitwidth_error_names_layer_and_remedies():
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(256, 4), nn.ReLU(), nn.Linear(4, 2))
     X = np.random.RandomState(0).rand(64, 256)
-    with pytest.raises(BitWidthError, match=r"layer '0' feeds a table lookup of \d+ bits .* at most 16 bits\. "
-                                            r"Remedies: set rounding_threshold_bits .* at most 1 active input at 8-bit weights"):
+    with pytest.raises(
+        BitWidthError,
+        match=r"layer '0' feeds a table lookup of \d+ bits .* at most 16 bits\. "
+        r"Remedies: set rounding_threshold_bits .* at most 1 active input at 8-bit weights",
+    ):
         qfhe.compile_torch_model(m, X, n_bits=8, bitwidth_method="interval")
 
 
@@ -221,13 +290,20 @@ def test_bitwidth_error_never_suggests_zero_active_inputs():
 
 def test_qat_bitwidth_error_uses_the_models_own_widths():
     import brevitas.nn as qnn
+
     torch.manual_seed(0)
-    m = nn.Sequential(qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
-                      qnn.QuantLinear(512, 4, bias=False, weight_bit_width=8),
-                      qnn.QuantReLU(bit_width=4, return_quant_tensor=True), qnn.QuantLinear(4, 2, bias=False))
+    m = nn.Sequential(
+        qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
+        qnn.QuantLinear(512, 4, bias=False, weight_bit_width=8),
+        qnn.QuantReLU(bit_width=4, return_quant_tensor=True),
+        qnn.QuantLinear(4, 2, bias=False),
+    )
     X = np.random.RandomState(0).randn(64, 512)
-    with pytest.raises(BitWidthError, match=r"lower the Brevitas layers' bit-widths or prune each neuron to at most 1 "
-                                            r"active input at 8-bit weights and 8-bit inputs"):
+    with pytest.raises(
+        BitWidthError,
+        match=r"lower the Brevitas layers' bit-widths or prune each neuron to at most 1 "
+        r"active input at 8-bit weights and 8-bit inputs",
+    ):
         qfhe.quantize_brevitas_qat_model(m, X, bitwidth_method="interval")
 
 
@@ -242,10 +318,10 @@ def test_unsupported_op_through_compile():
 
 def test_quantized_only_model_needs_compile():
     from qfhe.errors import NotCompiledError
+
     m = nn.Sequential(nn.Linear(3, 2))
     qm = qfhe.quantize_torch_model(m, np.random.RandomState(0).randn(40, 3), n_bits=3)
     qm.forward(np.zeros((1, 3)))  # the clear reference works
-    for action in (lambda: qm.forward(np.zeros((1, 3)), fhe="simulate"), lambda: qm.statistics,
-                   lambda: qm.fhe_circuit):
+    for action in (lambda: qm.forward(np.zeros((1, 3)), fhe="simulate"), lambda: qm.statistics, lambda: qm.fhe_circuit):
         with pytest.raises(NotCompiledError, match=r"call qm.compile\(\)"):
             action()

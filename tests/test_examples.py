@@ -19,13 +19,13 @@ def test_digits_mlp_example_short(capsys):
     assert "acc_bits" in out and "keygen" in out and "sample 0: predicted" in out
     assert result["acc_float"] > 0.9 and result["acc_sim"] > 0.85
     assert result["acc_sim"] == result["acc_clear"]  # simulation of the circuit == clear integers
-    (pred, label, seconds), = result["encrypted"]
+    ((pred, label, seconds),) = result["encrypted"]
     assert seconds > 0 and 0 <= pred < 10
     # the demo ends with the tuned circuit, run under encryption beside the untuned one
     assert "rounding plan" in out and "encrypted s/sample" in out and "faster under encryption" in out
     assert "complexity" in out and result["share"] == 0.5 and 0 < result["p_error"] <= 0.3
     assert result["acc_tuned"] > result["acc_sim"] - 0.05  # 1 point on validation; test data is other data
-    (pred, label, seconds), = result["encrypted_tuned"]
+    ((pred, label, seconds),) = result["encrypted_tuned"]
     assert seconds > 0 and 0 <= pred < 10
 
 
@@ -51,9 +51,13 @@ def test_ckks_example(capsys):
     # what the example prints is what the README's benchmark table says for the same pipeline
     row = _readme_row("Expert pipeline (README, greedy threshold 30)")
     f = result["figures"]
-    assert (int(row["total ops"]), int(row["rotations"]), int(row["rescales"]), int(row["relinearizations"]),
-            int(row["bootstraps"])) == (f["total_ops"], f["rotations"], f["rescales"], f["relinearizations"],
-                                        f["bootstraps"])
+    assert (
+        int(row["total ops"]),
+        int(row["rotations"]),
+        int(row["rescales"]),
+        int(row["relinearizations"]),
+        int(row["bootstraps"]),
+    ) == (f["total_ops"], f["rotations"], f["rescales"], f["relinearizations"], f["bootstraps"])
     assert float(row["est. latency ms"]) == round(result["cost"].estimated_latency)
 
 
@@ -70,14 +74,19 @@ def test_ckks_seal_example_short(capsys):
 
 def test_readme_expert_snippet_runs_as_written():
     import warnings
+
     import torch
+
     from qfhe.errors import InsecureParametersWarning
+
     text = (ROOT / "README.md").read_text()
     start = text.index("```python", text.index("Experts build the pipeline themselves")) + len("```python")
     snippet = text[start : text.index("```", start)]
     torch.manual_seed(0)
-    ns = {"model": torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU(), torch.nn.Linear(8, 2)),
-          "example_input": torch.randn(64, 8)}
+    ns = {
+        "model": torch.nn.Sequential(torch.nn.Linear(8, 8), torch.nn.GELU(), torch.nn.Linear(8, 2)),
+        "example_input": torch.randn(64, 8),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", InsecureParametersWarning)
         exec(compile(snippet, "README.md", "exec"), ns)  # noqa: S102 - the README's own code
@@ -95,6 +104,7 @@ def test_prune_finetune_example_short(capsys):
 
 def test_prune_finetune_example_help(capsys):
     import pytest
+
     with pytest.raises(SystemExit) as exit_info:
         _load("prune_finetune").main(["--help"])
     assert exit_info.value.code == 0 and "--n-accum-bits" in capsys.readouterr().out

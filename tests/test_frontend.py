@@ -1,5 +1,3 @@
-import operator
-
 import numpy as np
 import pytest
 import torch
@@ -35,11 +33,35 @@ class Wrap(nn.Module):
 
 X3 = np.random.RandomState(0).randn(8, 3) * 3
 
-MODULES = [nn.ReLU(), nn.ReLU6(), nn.LeakyReLU(0.3), nn.GELU(), nn.GELU(approximate="tanh"), nn.SiLU(), nn.Sigmoid(),
-           nn.Tanh(), nn.ELU(alpha=0.7), nn.Hardswish(), nn.Hardsigmoid(), nn.Softplus(beta=2.0), nn.ReLU(inplace=True),
-           nn.LeakyReLU(0.1, inplace=True), nn.Hardtanh(-0.5, 2.0), nn.Mish(), nn.CELU(0.5), nn.SELU(),
-           nn.Hardshrink(0.3), nn.Softshrink(0.4), nn.Threshold(0.1, -1.0), nn.RReLU(0.1, 0.3), nn.Tanhshrink(),
-           nn.LogSigmoid(), nn.Softsign(), nn.PReLU(), nn.PReLU(3, init=0.1)]
+MODULES = [
+    nn.ReLU(),
+    nn.ReLU6(),
+    nn.LeakyReLU(0.3),
+    nn.GELU(),
+    nn.GELU(approximate="tanh"),
+    nn.SiLU(),
+    nn.Sigmoid(),
+    nn.Tanh(),
+    nn.ELU(alpha=0.7),
+    nn.Hardswish(),
+    nn.Hardsigmoid(),
+    nn.Softplus(beta=2.0),
+    nn.ReLU(inplace=True),
+    nn.LeakyReLU(0.1, inplace=True),
+    nn.Hardtanh(-0.5, 2.0),
+    nn.Mish(),
+    nn.CELU(0.5),
+    nn.SELU(),
+    nn.Hardshrink(0.3),
+    nn.Softshrink(0.4),
+    nn.Threshold(0.1, -1.0),
+    nn.RReLU(0.1, 0.3),
+    nn.Tanhshrink(),
+    nn.LogSigmoid(),
+    nn.Softsign(),
+    nn.PReLU(),
+    nn.PReLU(3, init=0.1),
+]
 
 
 @pytest.mark.parametrize("act", MODULES, ids=lambda m: repr(m))
@@ -49,22 +71,66 @@ def test_activation_modules(act):
 
 
 FUNCTIONS = [
-    lambda x: F.relu(x), lambda x: torch.relu(x), lambda x: x.relu(), lambda x: x.relu_(), lambda x: torch.relu_(x),
-    lambda x: F.relu(x, inplace=True), lambda x: F.relu6(x), lambda x: F.leaky_relu(x, 0.2),
-    lambda x: F.leaky_relu(x, negative_slope=0.05), lambda x: F.leaky_relu_(x, 0.2), lambda x: F.gelu(x),
-    lambda x: F.gelu(x, approximate="tanh"), lambda x: F.silu(x), lambda x: torch.sigmoid(x), lambda x: x.sigmoid(),
-    lambda x: x.sigmoid_(), lambda x: F.sigmoid(x), lambda x: torch.tanh(x), lambda x: x.tanh(), lambda x: x.tanh_(),
-    lambda x: F.tanh(x), lambda x: F.elu(x, 0.5), lambda x: F.elu(x, alpha=2.0), lambda x: F.hardswish(x),
-    lambda x: F.hardsigmoid(x), lambda x: F.softplus(x, beta=3.0), lambda x: F.softplus(x, 0.5, 1.0),
-    lambda x: F.hardtanh(x, -1.0, 0.5), lambda x: F.hardshrink(x, 0.2), lambda x: F.softshrink(x, lambd=0.3),
-    lambda x: F.threshold(x, 0.5, 2.0), lambda x: F.rrelu(x, 0.1, 0.2), lambda x: F.rrelu(x, training=False),
-    lambda x: torch.clamp(x, -1, 0.5), lambda x: x.clamp(min=0.2), lambda x: torch.clip(x, max=0.3),
-    lambda x: x.clip(-1, 1), lambda x: x.clamp_(-1, 1), lambda x: torch.abs(x), lambda x: abs(x), lambda x: x.abs(),
-    lambda x: -x, lambda x: torch.neg(x), lambda x: torch.exp(x), lambda x: x.exp(), lambda x: torch.log1p(x.abs()),
-    lambda x: torch.pow(x, 3), lambda x: x ** 2, lambda x: x.pow(2.0), lambda x: torch.erf(x),
-    lambda x: torch.special.erf(x), lambda x: F.logsigmoid(x),
-    lambda x: F.softsign(x), lambda x: F.tanhshrink(x), lambda x: F.celu(x, 0.4), lambda x: F.selu(x),
-    lambda x: F.mish(x), lambda x: torch.log(x.abs() + 1), lambda x: torch.sqrt(x.abs()), lambda x: torch.sign(x),
+    lambda x: F.relu(x),
+    lambda x: torch.relu(x),
+    lambda x: x.relu(),
+    lambda x: x.relu_(),
+    lambda x: torch.relu_(x),
+    lambda x: F.relu(x, inplace=True),
+    lambda x: F.relu6(x),
+    lambda x: F.leaky_relu(x, 0.2),
+    lambda x: F.leaky_relu(x, negative_slope=0.05),
+    lambda x: F.leaky_relu_(x, 0.2),
+    lambda x: F.gelu(x),
+    lambda x: F.gelu(x, approximate="tanh"),
+    lambda x: F.silu(x),
+    lambda x: torch.sigmoid(x),
+    lambda x: x.sigmoid(),
+    lambda x: x.sigmoid_(),
+    lambda x: F.sigmoid(x),
+    lambda x: torch.tanh(x),
+    lambda x: x.tanh(),
+    lambda x: x.tanh_(),
+    lambda x: F.tanh(x),
+    lambda x: F.elu(x, 0.5),
+    lambda x: F.elu(x, alpha=2.0),
+    lambda x: F.hardswish(x),
+    lambda x: F.hardsigmoid(x),
+    lambda x: F.softplus(x, beta=3.0),
+    lambda x: F.softplus(x, 0.5, 1.0),
+    lambda x: F.hardtanh(x, -1.0, 0.5),
+    lambda x: F.hardshrink(x, 0.2),
+    lambda x: F.softshrink(x, lambd=0.3),
+    lambda x: F.threshold(x, 0.5, 2.0),
+    lambda x: F.rrelu(x, 0.1, 0.2),
+    lambda x: F.rrelu(x, training=False),
+    lambda x: torch.clamp(x, -1, 0.5),
+    lambda x: x.clamp(min=0.2),
+    lambda x: torch.clip(x, max=0.3),
+    lambda x: x.clip(-1, 1),
+    lambda x: x.clamp_(-1, 1),
+    lambda x: torch.abs(x),
+    lambda x: abs(x),
+    lambda x: x.abs(),
+    lambda x: -x,
+    lambda x: torch.neg(x),
+    lambda x: torch.exp(x),
+    lambda x: x.exp(),
+    lambda x: torch.log1p(x.abs()),
+    lambda x: torch.pow(x, 3),
+    lambda x: x**2,
+    lambda x: x.pow(2.0),
+    lambda x: torch.erf(x),
+    lambda x: torch.special.erf(x),
+    lambda x: F.logsigmoid(x),
+    lambda x: F.softsign(x),
+    lambda x: F.tanhshrink(x),
+    lambda x: F.celu(x, 0.4),
+    lambda x: F.selu(x),
+    lambda x: F.mish(x),
+    lambda x: torch.log(x.abs() + 1),
+    lambda x: torch.sqrt(x.abs()),
+    lambda x: torch.sign(x),
 ]
 
 
@@ -75,12 +141,54 @@ def test_activation_functional_forms(i):
 
 
 def test_every_registered_activation_has_a_module_form():
-    assert {"relu", "relu6", "leaky_relu", "gelu", "silu", "sigmoid", "tanh", "elu", "hardswish", "hardsigmoid",
-            "softplus", "hardtanh", "hardshrink", "softshrink", "tanhshrink", "threshold", "logsigmoid", "softsign",
-            "celu", "selu", "mish", "prelu", "rrelu", "clamp", "abs", "neg", "exp", "log1p", "pow", "erf"} <= set(ACTIVATIONS)
+    assert {
+        "relu",
+        "relu6",
+        "leaky_relu",
+        "gelu",
+        "silu",
+        "sigmoid",
+        "tanh",
+        "elu",
+        "hardswish",
+        "hardsigmoid",
+        "softplus",
+        "hardtanh",
+        "hardshrink",
+        "softshrink",
+        "tanhshrink",
+        "threshold",
+        "logsigmoid",
+        "softsign",
+        "celu",
+        "selu",
+        "mish",
+        "prelu",
+        "rrelu",
+        "clamp",
+        "abs",
+        "neg",
+        "exp",
+        "log1p",
+        "pow",
+        "erf",
+    } <= set(ACTIVATIONS)
     every = {m for m in vars(nn.modules.activation).values() if isinstance(m, type) and issubclass(m, nn.Module)}
-    elementwise = every - {nn.Module, nn.MultiheadAttention, nn.GLU, nn.Softmax, nn.Softmin, nn.LogSoftmax,
-                           nn.Softmax2d, nn.Identity, nn.Parameter} - {m for m in every if m.__name__ in ("Tensor", "NonDynamicallyQuantizableLinear")}
+    elementwise = (
+        every
+        - {
+            nn.Module,
+            nn.MultiheadAttention,
+            nn.GLU,
+            nn.Softmax,
+            nn.Softmin,
+            nn.LogSoftmax,
+            nn.Softmax2d,
+            nn.Identity,
+            nn.Parameter,
+        }
+        - {m for m in every if m.__name__ in ("Tensor", "NonDynamicallyQuantizableLinear")}
+    )
     mapped = {a.module for a in ACTIVATIONS.values()} | {nn.PReLU}
     assert not {m.__name__ for m in elementwise - mapped}
 
@@ -120,11 +228,11 @@ class ConvNet(nn.Module):
     def forward(self, x):
         x = F.gelu(self.bn(self.c1(x)))
         x = x + torch.sigmoid(self.c2(x))
-        x = self.pool(x)                            # (4, 2, 2)
-        a = self.apool(x).view(x.size(0), -1)       # (4,)
+        x = self.pool(x)  # (4, 2, 2)
+        a = self.apool(x).view(x.size(0), -1)  # (4,)
         s = x.reshape(x.shape[0], 4, 4)
         s = F.relu(self.bn1d(self.c1d(s))).flatten(1)  # (12,)
-        u = F.avg_pool2d(x, 1) * 0.5 + 1.0         # scalar affine
+        u = F.avg_pool2d(x, 1) * 0.5 + 1.0  # scalar affine
         return self.fc(torch.cat([s, a, torch.flatten(u, 1)], dim=1))
 
 
@@ -160,13 +268,22 @@ class Bad(nn.Module):
         return self.fn(self.fc(x), x)
 
 
-@pytest.mark.parametrize("fn,match", [
-    (lambda y, x: y / x, r"node 'truediv' \(call_function truediv\) divides two encrypted tensors"),
-    (lambda y, x: torch.softmax(y, 1), r"node 'softmax' \(call_function softmax\) is not supported.*apply softmax on "
-                                       r"the client"),
-    (lambda y, x: y.cumsum(1), r"node 'cumsum' \(call_method cumsum\) is not supported"),
-    (lambda y, x: y.max(dim=1).values, r"node '.*' \(call_method max\) returns values and indices; use x.amax\(dim\)"),
-])
+@pytest.mark.parametrize(
+    "fn,match",
+    [
+        (lambda y, x: y / x, r"node 'truediv' \(call_function truediv\) divides two encrypted tensors"),
+        (
+            lambda y, x: torch.softmax(y, 1),
+            r"node 'softmax' \(call_function softmax\) is not supported.*apply softmax on "
+            r"the client",
+        ),
+        (lambda y, x: y.cumsum(1), r"node 'cumsum' \(call_method cumsum\) is not supported"),
+        (
+            lambda y, x: y.max(dim=1).values,
+            r"node '.*' \(call_method max\) returns values and indices; use x.amax\(dim\)",
+        ),
+    ],
+)
 def test_unsupported_ops_name_node_and_op(fn, match):
     with pytest.raises(UnsupportedOpError, match=match):
         import_torch(Bad(fn), torch.zeros(2, 3))
@@ -175,8 +292,11 @@ def test_unsupported_ops_name_node_and_op(fn, match):
 def test_unsupported_module_and_batch_mixing():
     with pytest.raises(UnsupportedOpError, match="node 'pool' calls module LPPool2d"):
         import_torch(_pool_model(nn.LPPool2d(2, 2)), torch.zeros(2, 1, 4, 4))
-    with pytest.raises(UnsupportedOpError, match=r"node 'pool' \(MaxPool2d\) reads a value whose first axis is no longer "
-                                                 "the sample axis"):
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"node 'pool' \(MaxPool2d\) reads a value whose first axis is no longer "
+        "the sample axis",
+    ):
         import_torch(_Images(), torch.zeros(2, 32))
 
 

@@ -16,22 +16,37 @@ def test_round_half_up_matches_formula_not_bankers():
     np.testing.assert_array_equal(round_half_up_lsbs(np.array([2, 6, -2, -6]), 2), [4, 8, 0, -4])
 
 
-@pytest.mark.parametrize("lo,hi,bits", [(0, 1, 1), (0, 255, 8), (0, 256, 9), (-1, 0, 1), (-128, 127, 8),
-                                        (-129, 0, 9), (-5, 200, 9), (-300, 5, 10)])
+@pytest.mark.parametrize(
+    "lo,hi,bits",
+    [(0, 1, 1), (0, 255, 8), (0, 256, 9), (-1, 0, 1), (-128, 127, 8), (-129, 0, 9), (-5, 200, 9), (-300, 5, 10)],
+)
 def test_integer_bit_width(lo, hi, bits):
     assert integer_bit_width(lo, hi) == bits
     wlo, whi = width_range(bits, lo < 0)
     assert wlo <= lo and hi <= whi
 
 
-@pytest.mark.parametrize("stride,padding,dilation,groups", [((1, 1), (0, 0), (1, 1), 1), ((2, 1), (1, 2), (1, 1), 1),
-                                                            ((1, 1), (1, 1), (2, 2), 1), ((1, 1), (1, 1), (1, 1), 2)])
+@pytest.mark.parametrize(
+    "stride,padding,dilation,groups",
+    [
+        ((1, 1), (0, 0), (1, 1), 1),
+        ((2, 1), (1, 2), (1, 1), 1),
+        ((1, 1), (1, 1), (2, 2), 1),
+        ((1, 1), (1, 1), (1, 1), 2),
+    ],
+)
 def test_conv2d_matches_torch(stride, padding, dilation, groups):
     rng = np.random.RandomState(0)
     x = rng.randint(-5, 6, size=(2, 4, 7, 6))
     w = rng.randint(-3, 4, size=(6, 4 // groups, 3, 3))
-    ref = torch.nn.functional.conv2d(torch.tensor(x, dtype=torch.float64), torch.tensor(w, dtype=torch.float64),
-                                     stride=stride, padding=padding, dilation=dilation, groups=groups).numpy()
+    ref = torch.nn.functional.conv2d(
+        torch.tensor(x, dtype=torch.float64),
+        torch.tensor(w, dtype=torch.float64),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+        groups=groups,
+    ).numpy()
     out = conv2d(x, w, stride, padding, dilation, groups)
     assert out.dtype.kind == "i"
     np.testing.assert_array_equal(out, ref.astype(np.int64))
@@ -46,9 +61,14 @@ def test_graph_verify_names_pass_and_node():
 
 
 def test_printer_and_interpreter():
-    g = Graph([Node("x", "input", [], {"shape": (2,), "dtype": "float"}),
-               Node("a", "affine", ["x"], {"scale": np.array(2.0), "shift": np.array(1.0)}),
-               Node("r", "activation", ["a"], {"fn": "relu", "params": {}})], ["r"])
+    g = Graph(
+        [
+            Node("x", "input", [], {"shape": (2,), "dtype": "float"}),
+            Node("a", "affine", ["x"], {"scale": np.array(2.0), "shift": np.array(1.0)}),
+            Node("r", "activation", ["a"], {"fn": "relu", "params": {}}),
+        ],
+        ["r"],
+    )
     text = g.format()
     assert "%a = affine(%x)" in text and "return %r" in text
     np.testing.assert_allclose(run(g, np.array([[-1.0, 3.0]]))[0], [[0.0, 7.0]])

@@ -6,10 +6,8 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.base import clone
 from sklearn.datasets import load_iris, load_wine
 from sklearn.model_selection import GridSearchCV
-from sklearn.neighbors import KNeighborsClassifier as SkKNN
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
@@ -22,6 +20,8 @@ from qfhe.neighbors.lower import build_knn
 from qfhe.neighbors.network import selection_network
 from qfhe.quant.preprocess import apply_preprocess, thermometer_levels
 from qfhe.sklearn import KNeighborsClassifier
+from sklearn.base import clone
+from sklearn.neighbors import KNeighborsClassifier as SkKNN
 
 
 def _wine(n_train: int = 60, seed: int = 0):
@@ -112,8 +112,9 @@ def test_far_queries_do_not_wrap():
 def test_pipeline_and_grid_search():
     X, y = load_wine(return_X_y=True)
     X, y = X[::3], y[::3]  # the circuit holds the whole training set: keep it small
-    search = GridSearchCV(make_pipeline(StandardScaler(), KNeighborsClassifier()),
-                          {"kneighborsclassifier__n_neighbors": [1, 5]}, cv=3).fit(X, y)
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), KNeighborsClassifier()), {"kneighborsclassifier__n_neighbors": [1, 5]}, cv=3
+    ).fit(X, y)
     assert search.best_score_ > 0.85
     best = search.best_estimator_
     best[-1].compile(best[0].transform(X))
@@ -181,10 +182,9 @@ def test_compile_warns_when_the_evaluation_keys_are_huge():
     """At the default error budget a 64-sample, k=3 circuit asks for 8.7 GB of keys (measured: 134 s
     of keygen, 8.6 GB peak memory). compile says so, with the remedy."""
     from sklearn.datasets import load_breast_cancer
+    from sklearn.model_selection import train_test_split
 
     from qfhe.errors import LatencyWarning
-
-    from sklearn.model_selection import train_test_split
 
     X, y = load_breast_cancer(return_X_y=True)
     Xtr, _, ytr, _ = train_test_split(X, y, test_size=0.2, random_state=0, stratify=y)

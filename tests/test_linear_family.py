@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import sklearn.linear_model as sklm
 import sklearn.svm as sksvm
-from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -18,9 +17,20 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 from qfhe.deploy import FHEModelClient, FHEModelDev, FHEModelServer
 from qfhe.deploy.processing import check_processing
 from qfhe.errors import ArtifactError, ConfigurationError
-from qfhe.sklearn import (ElasticNet, GammaRegressor, Lasso, LinearSVC, LinearSVR, LogisticRegression,
-                          PoissonRegressor, SGDClassifier, SGDRegressor, TweedieRegressor)
+from qfhe.sklearn import (
+    ElasticNet,
+    GammaRegressor,
+    Lasso,
+    LinearSVC,
+    LinearSVR,
+    LogisticRegression,
+    PoissonRegressor,
+    SGDClassifier,
+    SGDRegressor,
+    TweedieRegressor,
+)
 from qfhe.sklearn.linear_models import LINEAR_FAMILY
+from sklearn.base import clone
 
 
 def _data(kind: str, n: int = 300, seed: int = 0):
@@ -73,8 +83,9 @@ def test_matches_scikit_learn_with_one_matrix_product(ours, theirs, kind):
     ref = theirs.predict(Xs)
     if kind in ("binary", "multiclass"):
         assert (est.predict(Xs) == ref).mean() >= 0.97
-        np.testing.assert_allclose(est.decision_function(Xs), theirs.decision_function(Xs),
-                                   atol=0.05 * np.ptp(theirs.decision_function(Xs)))
+        np.testing.assert_allclose(
+            est.decision_function(Xs), theirs.decision_function(Xs), atol=0.05 * np.ptp(theirs.decision_function(Xs))
+        )
         if hasattr(theirs, "predict_proba"):
             # modified_huber's probabilities clip scores to [-1, 1]: a score step is a large probability step there
             gap = np.abs(est.predict_proba(Xs) - theirs.predict_proba(Xs))
@@ -93,15 +104,17 @@ def test_matches_scikit_learn_with_one_matrix_product(ours, theirs, kind):
 
 
 #: Every new estimator with data it fits and the method whose decrypted output is compared
-ALL = [(LinearSVC(n_bits=6), "multiclass", "decision_function"),
-       (SGDClassifier(n_bits=6, loss="modified_huber", random_state=0), "binary", "predict_proba"),
-       (LinearSVR(n_bits=6, random_state=0), "regression", "predict"),
-       (Lasso(n_bits=6, alpha=0.05), "regression", "predict"),
-       (ElasticNet(n_bits=6, alpha=0.05), "regression", "predict"),
-       (SGDRegressor(n_bits=6, random_state=0), "regression", "predict"),
-       (PoissonRegressor(n_bits=6, alpha=0.01), "counts", "predict"),
-       (GammaRegressor(n_bits=6, alpha=0.01), "positive", "predict"),
-       (TweedieRegressor(n_bits=6, power=1.5, alpha=0.01), "counts", "predict")]
+ALL = [
+    (LinearSVC(n_bits=6), "multiclass", "decision_function"),
+    (SGDClassifier(n_bits=6, loss="modified_huber", random_state=0), "binary", "predict_proba"),
+    (LinearSVR(n_bits=6, random_state=0), "regression", "predict"),
+    (Lasso(n_bits=6, alpha=0.05), "regression", "predict"),
+    (ElasticNet(n_bits=6, alpha=0.05), "regression", "predict"),
+    (SGDRegressor(n_bits=6, random_state=0), "regression", "predict"),
+    (PoissonRegressor(n_bits=6, alpha=0.01), "counts", "predict"),
+    (GammaRegressor(n_bits=6, alpha=0.01), "positive", "predict"),
+    (TweedieRegressor(n_bits=6, power=1.5, alpha=0.01), "counts", "predict"),
+]
 IDS = [type(e).__name__ for e, _, _ in ALL]
 
 
@@ -122,8 +135,9 @@ def test_execute_equals_simulate_and_disable(est, kind, method):
 @pytest.mark.parametrize("est, kind, method", ALL, ids=IDS)
 def test_pipeline_and_grid_search(est, kind, method):
     X, y = _data(kind, 120)
-    search = GridSearchCV(make_pipeline(StandardScaler(), clone(est)), {f"{type(est).__name__.lower()}__n_bits": [5, 8]},
-                          cv=2).fit(X, y)
+    search = GridSearchCV(
+        make_pipeline(StandardScaler(), clone(est)), {f"{type(est).__name__.lower()}__n_bits": [5, 8]}, cv=2
+    ).fit(X, y)
     best = search.best_estimator_
     best[-1].compile(best[0].transform(X))
     Xs = best[0].transform(X[:10])
@@ -152,8 +166,11 @@ def test_probabilities_only_where_scikit_learn_has_them():
 
 def test_import_errors_name_the_class_to_use():
     X, y = _data("binary")
-    with pytest.raises(ConfigurationError, match=r"LinearSVC.from_sklearn_model needs a fitted sklearn.svm.LinearSVC, "
-                                                 r"got LogisticRegression: use qfhe.sklearn.LogisticRegression"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"LinearSVC.from_sklearn_model needs a fitted sklearn.svm.LinearSVC, "
+        r"got LogisticRegression: use qfhe.sklearn.LogisticRegression",
+    ):
         LinearSVC.from_sklearn_model(sklm.LogisticRegression().fit(X, y), X)
     with pytest.raises(ConfigurationError, match=r"got SGDRegressor: use qfhe.sklearn.SGDRegressor.from_sklearn_model"):
         Lasso.from_sklearn_model(sklm.SGDRegressor().fit(X, y), X)
@@ -210,8 +227,9 @@ EXCLUDED_CHECKS = {
 }
 
 
-@parametrize_with_checks([cls() for cls in LINEAR_FAMILY],
-                         expected_failed_checks=lambda est: EXCLUDED_CHECKS.get(type(est).__name__, {}))
+@parametrize_with_checks(
+    [cls() for cls in LINEAR_FAMILY], expected_failed_checks=lambda est: EXCLUDED_CHECKS.get(type(est).__name__, {})
+)
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # calibration notes on tiny random datasets

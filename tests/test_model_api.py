@@ -7,9 +7,8 @@ import torch
 from torch import nn
 
 import qfhe
-from qfhe.errors import OverflowRiskWarning
-
 from conftest import ResidualMLP
+from qfhe.errors import OverflowRiskWarning
 
 
 class PoolCNN(nn.Module):
@@ -23,10 +22,13 @@ class PoolCNN(nn.Module):
         return self.fc(torch.flatten(self.pool(torch.relu(self.conv(x))), 1))
 
 
-@pytest.mark.parametrize("model,shape,layers", [
-    (ResidualMLP, (6,), ["fc1", "fc2", "fc3"]),
-    (PoolCNN, (1, 6, 6), ["conv", "pool", "fc"]),
-])
+@pytest.mark.parametrize(
+    "model,shape,layers",
+    [
+        (ResidualMLP, (6,), ["fc1", "fc2", "fc3"]),
+        (PoolCNN, (1, 6, 6), ["conv", "pool", "fc"]),
+    ],
+)
 def test_layer_names_are_module_names_everywhere(model, shape, layers, fhe_config):
     torch.manual_seed(0)
     X = np.random.RandomState(0).randn(100, *shape)
@@ -44,7 +46,9 @@ def test_overflow_messages_name_the_module():
     w = m.fc1.weight.detach().numpy()
     j = int(np.argmax(np.clip(w, 0, None).sum(1)))
     worst = np.where(w[j] > 0, X.max(), X.min())[None]  # neuron j's largest accumulator
-    with pytest.warns(OverflowRiskWarning, match=r"layer 'fc1'( \(rounded accumulator\))?: 1 of 1 samples leave the compiled range"):
+    with pytest.warns(
+        OverflowRiskWarning, match=r"layer 'fc1'( \(rounded accumulator\))?: 1 of 1 samples leave the compiled range"
+    ):
         qm.forward(worst)
 
 
@@ -54,8 +58,9 @@ def test_repr_and_call(fhe_config):
     X = np.random.RandomState(0).randn(100, 6)
     qm = qfhe.quantize_torch_model(m, X, n_bits=4, rounding_threshold_bits=4)
     text = repr(qm)
-    assert text.startswith("QuantizedModule(input (6,) -> output (3,), PTQ n_bits=4, bitwidth_method='calibration', "
-                           "not compiled")
+    assert text.startswith(
+        "QuantizedModule(input (6,) -> output (3,), PTQ n_bits=4, bitwidth_method='calibration', not compiled"
+    )
     for layer in ("fc1", "fc2", "fc3"):
         assert f"\n  {layer} " in text
     qm.compile(configuration=fhe_config)

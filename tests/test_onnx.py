@@ -35,7 +35,7 @@ class EvenPools(nn.Module):
         self.conv = nn.Conv2d(1, 2, 3, padding=1)
         self.mp, self.ap, self.mp1 = nn.MaxPool2d(3, 2, 1, ceil_mode=True), nn.AdaptiveAvgPool2d(3), nn.MaxPool1d(3, 2)
 
-    def forward(self, x):                                   # (1, 6, 6)
+    def forward(self, x):  # (1, 6, 6)
         y = torch.relu(self.conv(x))
         z = y.flatten(2)
         outs = [self.mp(y), self.ap(y), self.mp1(z), nn.functional.avg_pool1d(z, 4), nn.functional.max_pool2d(y, 2)]
@@ -77,8 +77,9 @@ def export(model: nn.Module, X, **kwargs) -> bytes:
     f = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript exporter is deprecated, not gone
-        torch.onnx.export(model.eval(), tuple(torch.tensor(x[:1], dtype=torch.float32) for x in Xs), f,
-                          dynamo=False, **kwargs)
+        torch.onnx.export(
+            model.eval(), tuple(torch.tensor(x[:1], dtype=torch.float32) for x in Xs), f, dynamo=False, **kwargs
+        )
     return f.getvalue()
 
 
@@ -134,8 +135,12 @@ def test_linear_on_a_3d_input_gets_its_bias_back():
 
 def _graph(op_type: str, domain: str = "", **attrs) -> onnx.ModelProto:
     node = helper.make_node(op_type, ["x"], ["y"], name="the_node", domain=domain, **attrs)
-    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
     return helper.make_model(graph)
 
 
@@ -156,8 +161,11 @@ def test_errors_name_the_onnx_node_or_the_argument(tmp_path):
     # a dynamic batch axis: the graph computes a reshape's target from the input's run-time shape
     model = cov.Shapes()
     dynamic = export(model, RS.randn(4, 4, 6), input_names=["x"], dynamic_axes={"x": {0: "batch"}})
-    with pytest.raises(UnsupportedOpError, match=r"\(Shape\) reads the shape of an input at run time; export with a "
-                                                 r"fixed batch size"):
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"\(Shape\) reads the shape of an input at run time; export with a "
+        r"fixed batch size",
+    ):
         onnx_to_torch(dynamic)
 
 
@@ -179,11 +187,16 @@ def test_readme_onnx_snippet_runs_as_written(tmp_path, monkeypatch):
 
     text = (Path(__file__).parent.parent / "README.md").read_text()
     start = text.index("```python", text.index("## ONNX models")) + len("```python")
-    snippet = text[start: text.index("```", start)]
+    snippet = text[start : text.index("```", start)]
     monkeypatch.chdir(tmp_path)
     torch.manual_seed(0)
-    ns = {"torch": torch, "qfhe": qfhe, "model": nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)),
-          "example_batch": torch.zeros(1, 4), "X_calib": RS.randn(100, 4)}
+    ns = {
+        "torch": torch,
+        "qfhe": qfhe,
+        "model": nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)),
+        "example_batch": torch.zeros(1, 4),
+        "X_calib": RS.randn(100, 4),
+    }
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         exec(compile(snippet, "README.md", "exec"), ns)  # noqa: S102 - the README's own code

@@ -5,20 +5,29 @@ import pytest
 import torch
 from torch import nn
 
+from conftest import SmallCNN
 from qfhe.frontend import import_torch
 from qfhe.ir import Graph, Node, collect_ranges, run
 from qfhe.ir.ops import chain_arrays
-from qfhe.passes import (analyze_bitwidths, canonicalize, dce, fold_affine, fuse_lut, insert_rounding,
-                         quantize_graph, sink_reshapes)
+from qfhe.passes import (
+    analyze_bitwidths,
+    canonicalize,
+    dce,
+    fold_affine,
+    fuse_lut,
+    insert_rounding,
+    quantize_graph,
+    sink_reshapes,
+)
 from qfhe.passes.bitwidth import bitwidth_rows
 from qfhe.quant import Rounding, parse_n_bits
-
-from conftest import SmallCNN
 
 
 def _mlp():
     torch.manual_seed(0)
-    return nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.GELU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)).eval()
+    return nn.Sequential(
+        nn.Linear(6, 8), nn.BatchNorm1d(8), nn.GELU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)
+    ).eval()
 
 
 @pytest.fixture(scope="module", params=["mlp", "cnn", "prelu"])
@@ -56,8 +65,8 @@ def test_sink_reshapes():
     assert g.ops() == ["input", "conv", "reshape", "activation", "gemm"]
     out = sink_reshapes(g)
     assert out.ops() == ["input", "conv", "activation", "reshape", "gemm"]  # change
-    assert sink_reshapes(out).ops() == out.ops()                            # idempotent
-    _same_values(g, out, X)                                                 # equal
+    assert sink_reshapes(out).ops() == out.ops()  # idempotent
+    _same_values(g, out, X)  # equal
 
 
 def test_sink_reshape_relayouts_per_channel_affine():
@@ -119,8 +128,9 @@ def test_fuse_lut(case):
     out = fuse_lut(qg)
     n_requant = sum(1 for n in qg.nodes if n.op == "quant" and n.attrs.get("side") != "client")
     assert out.ops().count("tlu") == n_requant > 0
-    server_float = [n for n in out.nodes if n.op in ("activation", "affine", "quant", "dequant")
-                    and n.attrs.get("side") != "client"]
+    server_float = [
+        n for n in out.nodes if n.op in ("activation", "affine", "quant", "dequant") and n.attrs.get("side") != "client"
+    ]
     assert server_float == []
     assert fuse_lut(out).ops() == out.ops()
     _same_values(qg, out, X)  # bit-identical
@@ -139,8 +149,11 @@ def test_insert_rounding(case):
             assert own - row["lsbs_removed"] <= 4
     assert insert_rounding(rounded, X, Rounding(4)).ops() == rounded.ops()
     # a target wider than every accumulator changes nothing, and the values stay equal
-    wide = insert_rounding(fused, X, Rounding(8)) if max(
-        v.own_bits for v in analyze_bitwidths(fused, X).values()) <= 8 else fused
+    wide = (
+        insert_rounding(fused, X, Rounding(8))
+        if max(v.own_bits for v in analyze_bitwidths(fused, X).values()) <= 8
+        else fused
+    )
     _same_values(fused, wide, X)
     assert insert_rounding(fused, X, None).ops() == fused.ops()
 
@@ -173,8 +186,10 @@ def test_materialize_tables(case):
             shape = out[n.name].attrs["table"].shape[1:]
             x = np.arange(-(1 << b), 1 << b).reshape((-1,) + (1,) * len(shape))
             x = np.broadcast_to(x, x.shape[:1] + shape)
-            np.testing.assert_array_equal(run(Graph([Node("x", "input", []), out[n.name].clone(inputs=["x"])], [n.name]), [x])[0],
-                                          run(Graph([Node("x", "input", []), n.clone(inputs=["x"])], [n.name]), [x])[0])
+            np.testing.assert_array_equal(
+                run(Graph([Node("x", "input", []), out[n.name].clone(inputs=["x"])], [n.name]), [x])[0],
+                run(Graph([Node("x", "input", []), n.clone(inputs=["x"])], [n.name]), [x])[0],
+            )
 
 
 def test_rounding_changes_values_by_at_most_half_a_step_at_the_tlu_input():
@@ -193,6 +208,7 @@ def test_rounding_changes_values_by_at_most_half_a_step_at_the_tlu_input():
 
 def test_dce():
     from qfhe.ir import Graph, Node
+
     g = Graph([Node("x", "input", []), Node("dead", "add", ["x", "x"]), Node("y", "add", ["x", "x"])], ["y"])
     out = dce(g)
     assert out.ops() == ["input", "add"] and dce(out).ops() == out.ops()

@@ -13,13 +13,18 @@ import torch
 from torch import nn
 
 import qfhe
+from conftest import ResidualMLP
 from qfhe.errors import ConfigurationError, UnsupportedOpError
 from qfhe.ir.numeric import integer_bit_width
-from qfhe.prune import (accumulator_bound, accumulator_report, fine_tune, prune_structured, prune_to_accumulator,
-                        remove_masks)
+from qfhe.prune import (
+    accumulator_bound,
+    accumulator_report,
+    fine_tune,
+    prune_structured,
+    prune_to_accumulator,
+    remove_masks,
+)
 from qfhe.prune.bound import input_code_range, weight_code_range
-
-from conftest import ResidualMLP
 
 ROOT = Path(__file__).resolve().parents[1]
 LOW_P_ERROR = 1e-9
@@ -49,8 +54,9 @@ def _brute_force_k(w, x, n_accum):
             return k
 
 
-@pytest.mark.parametrize("n_w,n_a,signed,narrow", list(itertools.product((2, 3), (1, 2, 3), (False, True),
-                                                                           (True, False))))
+@pytest.mark.parametrize(
+    "n_w,n_a,signed,narrow", list(itertools.product((2, 3), (1, 2, 3), (False, True), (True, False)))
+)
 def test_accumulator_bound_equals_brute_force(n_w, n_a, signed, narrow):
     for n_accum in (4, 5, 6, 7):
         expected = _brute_force_k(weight_code_range(n_w, narrow), input_code_range(n_a, signed), n_accum)
@@ -95,8 +101,9 @@ def test_qat_mlp_pruned_to_8_bits_is_proved_8_bits(pruned_qat_mlp, digits01, fhe
         assert int(nonzero.max()) <= row["k"] == 6  # 3-bit weights in [-3, 3], 3-bit inputs in [0, 7]
         assert row["worst_case_bits"] <= 8
     assert int((original.fc1.weight != 0).sum(dim=1).max()) == 64  # a copy was pruned, not the original
-    qm = qfhe.compile_brevitas_qat_model(sparse, Xtr, bitwidth_method="interval", p_error=LOW_P_ERROR,
-                                         configuration=fhe_config)
+    qm = qfhe.compile_brevitas_qat_model(
+        sparse, Xtr, bitwidth_method="interval", p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     assert qm.statistics["max_bit_width"] <= 8  # proved by the interval analysis, for every input
     assert all(r["lsbs_removed"] == 0 for r in qm.bitwidth_report())
     assert qat_mlp.accuracy(qm.forward(Xte, fhe="simulate"), yte) > 0.85
@@ -110,8 +117,9 @@ def test_pruned_model_execute_equals_simulate(digits01, fhe_config):
     model = qat_mlp.QATMLP(bits=2, hidden=8)
     fine_tune(model, _loader(Xtr, ytr), epochs=5, lr=1e-2, progress=False)
     sparse = prune_to_accumulator(model, n_accum_bits=6)
-    qm = qfhe.compile_brevitas_qat_model(sparse, Xtr, bitwidth_method="interval", p_error=LOW_P_ERROR,
-                                         configuration=fhe_config)
+    qm = qfhe.compile_brevitas_qat_model(
+        sparse, Xtr, bitwidth_method="interval", p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     assert qm.statistics["max_bit_width"] <= 6
     qm.fhe_circuit.keygen()
     np.testing.assert_array_equal(qm.forward(Xte[:2], fhe="execute"), qm.forward(Xte[:2], fhe="simulate"))
@@ -140,8 +148,9 @@ def test_qat_cnn_structured_then_unstructured_is_proved_within_target(digits01, 
     fine_tune(sparse, _loader(Xtr, ytr), epochs=2, lr=1e-3, progress=False)
     for row in accumulator_report(sparse, 10, example_input=Xtr[:2]):
         assert row["max_nonzero"] <= row["k"] and row["worst_case_bits"] <= 10
-    qm = qfhe.compile_brevitas_qat_model(sparse, Xtr, bitwidth_method="interval", p_error=LOW_P_ERROR,
-                                         configuration=fhe_config)
+    qm = qfhe.compile_brevitas_qat_model(
+        sparse, Xtr, bitwidth_method="interval", p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     assert qm.statistics["max_bit_width"] <= 10
     np.testing.assert_array_equal(qm.forward(Xte[:50]), qm.forward(Xte[:50], fhe="simulate"))
 
@@ -174,12 +183,19 @@ def test_float_model_is_pruned_for_ptq_widths():
 
 def test_digits_mlp_structured_half_width_keeps_accuracy(digits, fhe_config):
     from conftest import accuracy, train
+
     Xtr, Xte, ytr, yte = digits
     torch.manual_seed(0)
-    model = train(nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)),
-                  Xtr, ytr)
+    model = train(
+        nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)), Xtr, ytr
+    )
     small = prune_structured(model, Xtr[:2], ratio=0.5, importance="l1")
-    assert [small[0].out_features, small[2].in_features, small[2].out_features, small[4].out_features] == [32, 32, 32, 10]
+    assert [small[0].out_features, small[2].in_features, small[2].out_features, small[4].out_features] == [
+        32,
+        32,
+        32,
+        10,
+    ]
     fine_tune(small, _loader(Xtr, ytr), epochs=30, lr=3e-3, progress=False)
     kw = dict(n_bits=6, rounding_threshold_bits=6, configuration=fhe_config)
     with warnings.catch_warnings():
@@ -209,11 +225,14 @@ def test_structured_pruning_keeps_residuals_and_concat_consistent():
     qfhe.quantize_torch_model(cat, np.random.RandomState(0).randn(64, 4), n_bits=4)  # still compiles
 
 
-@pytest.mark.parametrize("kwargs,match", [
-    ({"ratio": 1.0}, r"ratio must be in \[0, 1\), got 1.0"),
-    ({"ratio": -0.1}, r"ratio must be a number in \[0, 1\], got -0.1"),
-    ({"importance": "l3"}, r"importance must be one of \('l1', 'l2', 'random'\), got 'l3'"),
-])
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"ratio": 1.0}, r"ratio must be in \[0, 1\), got 1.0"),
+        ({"ratio": -0.1}, r"ratio must be a number in \[0, 1\], got -0.1"),
+        ({"importance": "l3"}, r"importance must be one of \('l1', 'l2', 'random'\), got 'l3'"),
+    ],
+)
 def test_structured_bad_parameters(kwargs, match):
     with pytest.raises(ConfigurationError, match=match):
         prune_structured(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2)), torch.randn(2, 4), **kwargs)
@@ -226,24 +245,37 @@ def test_structured_untraceable_model_and_per_channel_quantizers():
             self.fc = nn.Linear(4, 4)
 
         def forward(self, x):
-            return self.fc(x) if x.sum() > 1e9 else self.fc(x).flip(0).flip(0).reshape(-1)[: x.shape[0] * 4].view(-1, 4) @ torch.zeros(3, 3)
+            return (
+                self.fc(x)
+                if x.sum() > 1e9
+                else self.fc(x).flip(0).flip(0).reshape(-1)[: x.shape[0] * 4].view(-1, 4) @ torch.zeros(3, 3)
+            )
 
     with pytest.raises(UnsupportedOpError, match=r"torch-pruning could not prune Branchy"):
         prune_structured(Branchy(), torch.randn(2, 4), ratio=0.5)
-    per_channel = nn.Sequential(qnn.QuantIdentity(return_quant_tensor=True),
-                                qnn.QuantLinear(4, 8, bias=True, weight_scaling_per_output_channel=True),
-                                qnn.QuantReLU(return_quant_tensor=True), qnn.QuantLinear(8, 2, bias=True))
+    per_channel = nn.Sequential(
+        qnn.QuantIdentity(return_quant_tensor=True),
+        qnn.QuantLinear(4, 8, bias=True, weight_scaling_per_output_channel=True),
+        qnn.QuantReLU(return_quant_tensor=True),
+        qnn.QuantLinear(8, 2, bias=True),
+    )
     with pytest.raises(UnsupportedOpError, match=r"layer '1' \(QuantLinear\) has a per-channel quantizer parameter"):
         prune_structured(per_channel, torch.randn(2, 4), ratio=0.5)
 
 
 def test_unstructured_errors_name_the_layer():
-    m = nn.Sequential(qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
-                      qnn.QuantLinear(4, 3, bias=False, weight_bit_width=8), nn.ReLU(),
-                      qnn.QuantLinear(3, 2, bias=False, weight_bit_width=8))
+    m = nn.Sequential(
+        qnn.QuantIdentity(bit_width=8, return_quant_tensor=True),
+        qnn.QuantLinear(4, 3, bias=False, weight_bit_width=8),
+        nn.ReLU(),
+        qnn.QuantLinear(3, 2, bias=False, weight_bit_width=8),
+    )
     quantized = nn.Sequential(*list(m)[:2], qnn.QuantReLU(return_quant_tensor=True), m[3])
-    with pytest.raises(ConfigurationError, match=r"n_accum_bits=10 is too small for layer '1': one \(-127, 127\) weight "
-                                                 r"times one \(-128, 127\) input already needs 15 bits\. Use n_accum_bits >= 15"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"n_accum_bits=10 is too small for layer '1': one \(-127, 127\) weight "
+        r"times one \(-128, 127\) input already needs 15 bits\. Use n_accum_bits >= 15",
+    ):
         prune_to_accumulator(quantized, n_accum_bits=10)
     with pytest.raises(UnsupportedOpError, match=r"layer '3' reads a value without a quantizer \('2', activation\)"):
         prune_to_accumulator(m, n_accum_bits=16)

@@ -10,12 +10,11 @@ import torch
 from torch import nn
 
 import qfhe
+from qat_models import QCNN, QMLP, QAdaptive, calibrate
 from qfhe.errors import UnsupportedOpError
 from qfhe.ir import run
 from qfhe.passes import quantize_graph
 from qfhe.quant import parse_n_bits
-
-from qat_models import QCNN, QMLP, QAdaptive, calibrate
 
 LOW_P_ERROR = 1e-9
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,9 +26,13 @@ def _brevitas_ints(model, X):
     ints, hooks = {}, []
     for name, mod in model.named_modules():
         if type(mod).__module__.startswith("brevitas.nn"):
-            hooks.append(mod.register_forward_hook(
-                lambda m, i, o, name=name: ints.setdefault(name, []).append(o.int().numpy())
-                if hasattr(o, "scale") else None))
+            hooks.append(
+                mod.register_forward_hook(
+                    lambda m, i, o, name=name: (
+                        ints.setdefault(name, []).append(o.int().numpy()) if hasattr(o, "scale") else None
+                    )
+                )
+            )
     with torch.no_grad():
         out = model(X).numpy()
     for h in hooks:
@@ -89,7 +92,7 @@ def test_qat_cnn_uses_packed_add_and_merged_lookups():
     model = calibrate(QCNN(), torch.randn(64, 1, 8, 8))
     qm = qfhe.quantize_brevitas_qat_model(model, np.random.RandomState(0).randn(64, 1, 8, 8))
     ops = qm.graph.ops()
-    assert "pack" in ops                      # z.value + h.value re-quantized: one two-input lookup
+    assert "pack" in ops  # z.value + h.value re-quantized: one two-input lookup
     assert [n.name for n in qm.graph.nodes if n.op == "add"][0] == "add"  # shared-scale residual: integer add
     # TruncAvgPool's requantization and the sigmoid after it became one lookup
     assert "pool" not in qm.graph and qm.graph["sig"].inputs == ["pool_sum"]
@@ -114,8 +117,9 @@ def test_digits_qat_accuracy_and_simulation(trained, qat_example, rounding, fhe_
     model, (Xtr, Xte, _, yte) = trained
     with torch.no_grad():
         brevitas_out = model(torch.tensor(Xte, dtype=torch.float32)).numpy()
-    qm = qfhe.compile_brevitas_qat_model(model, Xtr, rounding_threshold_bits=rounding, p_error=LOW_P_ERROR,
-                                         configuration=fhe_config)
+    qm = qfhe.compile_brevitas_qat_model(
+        model, Xtr, rounding_threshold_bits=rounding, p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     clear = qm.forward(Xte)
     sim = qm.forward(Xte, fhe="simulate")
     np.testing.assert_array_equal(clear, sim)
@@ -133,8 +137,9 @@ def test_digits_qat_accuracy_and_simulation(trained, qat_example, rounding, fhe_
 @pytest.mark.execute
 def test_qat_execute_equals_simulate(trained, fhe_config):
     model, (Xtr, Xte, _, _) = trained
-    qm = qfhe.compile_brevitas_qat_model(model, Xtr, rounding_threshold_bits=6, p_error=LOW_P_ERROR,
-                                         configuration=fhe_config)
+    qm = qfhe.compile_brevitas_qat_model(
+        model, Xtr, rounding_threshold_bits=6, p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     qm.fhe_circuit.keygen()
     np.testing.assert_array_equal(qm.forward(Xte[:2], fhe="execute"), qm.forward(Xte[:2], fhe="simulate"))
 
@@ -143,8 +148,9 @@ def test_qat_cnn_simulates_like_the_clear_integers(fhe_config):
     torch.manual_seed(0)
     model = calibrate(QCNN(), torch.randn(64, 1, 8, 8))
     X = np.clip(np.random.RandomState(1).randn(64, 1, 8, 8), -3, 3)
-    qm = qfhe.compile_brevitas_qat_model(model, X, rounding_threshold_bits=5, p_error=LOW_P_ERROR,
-                                         configuration=fhe_config)
+    qm = qfhe.compile_brevitas_qat_model(
+        model, X, rounding_threshold_bits=5, p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     np.testing.assert_array_equal(qm.forward(X), qm.forward(X, fhe="simulate"))
 
 
@@ -170,18 +176,26 @@ class FloatBetween(nn.Module):
 
 def test_unquantized_inputs_name_the_node_and_the_fix():
     X = np.random.RandomState(0).randn(40, 4)
-    with pytest.raises(UnsupportedOpError, match=r"the model input 'x' feeds \['fc'\] without an input quantizer; "
-                                                 r"start a QAT model with a QuantIdentity"):
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"the model input 'x' feeds \['fc'\] without an input quantizer; "
+        r"start a QAT model with a QuantIdentity",
+    ):
         qfhe.quantize_brevitas_qat_model(NoInputQuant().eval(), X)
-    with pytest.raises(UnsupportedOpError, match=r"node 'fc2' reads 'relu', which is not quantized; .*put a "
-                                                 r"QuantIdentity \(or a quantized activation\) after 'relu'"):
+    with pytest.raises(
+        UnsupportedOpError,
+        match=r"node 'fc2' reads 'relu', which is not quantized; .*put a "
+        r"QuantIdentity \(or a quantized activation\) after 'relu'",
+    ):
         qfhe.quantize_brevitas_qat_model(FloatBetween().eval(), X)
 
 
 def test_unsupported_brevitas_module():
-    m = nn.Sequential(qnn.QuantIdentity(bit_width=3, return_quant_tensor=True),
-                      qnn.QuantLinear(4, 4, bias=False, weight_bit_width=3), qnn.QuantHardSwish() if hasattr(
-                          qnn, "QuantHardSwish") else nn.Identity())
+    m = nn.Sequential(
+        qnn.QuantIdentity(bit_width=3, return_quant_tensor=True),
+        qnn.QuantLinear(4, 4, bias=False, weight_bit_width=3),
+        qnn.QuantHardSwish() if hasattr(qnn, "QuantHardSwish") else nn.Identity(),
+    )
     with pytest.raises(UnsupportedOpError, match=r"node '2' is a Brevitas QuantHardSwish"):
         qfhe.quantize_brevitas_qat_model(m.eval(), np.random.RandomState(0).randn(40, 4))
 
@@ -197,6 +211,7 @@ def test_qat_example_short(qat_example, capsys):
 
 def test_fusion_with_packing_and_merging_is_exact_and_idempotent():
     from qfhe.passes import fuse_lut
+
     torch.manual_seed(0)
     model = calibrate(QCNN(), torch.randn(64, 1, 8, 8))
     X = np.random.RandomState(2).randn(64, 1, 8, 8)

@@ -10,9 +10,8 @@ import torch
 from torch import nn
 
 import qfhe
-from qfhe.errors import SaturationWarning, CircuitOverflowError, OverflowRiskWarning
-
 from conftest import ResidualMLP, accuracy
+from qfhe.errors import CircuitOverflowError, OverflowRiskWarning, SaturationWarning
 
 LOW_P_ERROR = 1e-9
 
@@ -31,16 +30,18 @@ def two_neuron_model():
 
 def test_interval_mode_types_negative_accumulators_as_signed(fhe_config):
     m, X = two_neuron_model()
-    qm = qfhe.compile_torch_model(m, X, n_bits=6, bitwidth_method="interval", p_error=LOW_P_ERROR,
-                                  configuration=fhe_config)
+    qm = qfhe.compile_torch_model(
+        m, X, n_bits=6, bitwidth_method="interval", p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     assert qm.bitwidths["0"].lo < 0  # predicted negative, never negative on the inputset
     x = np.array([[0.9, -0.9], [0.9, 0.1], [0.1, 0.9]])  # the first is clipped (warned) to the box
     with warnings.catch_warnings():
         warnings.simplefilter("error", OverflowRiskWarning)
         warnings.simplefilter("ignore", qfhe.InputClippingWarning)
         np.testing.assert_array_equal(qm.forward(x, fhe="simulate"), qm.forward(x))
-    acc = next(n for n in qm.fhe_circuit.graph.query_nodes(ordered=True) if n.tag == "0" and
-               "bit_width_hint" in n.properties)
+    acc = next(
+        n for n in qm.fhe_circuit.graph.query_nodes(ordered=True) if n.tag == "0" and "bit_width_hint" in n.properties
+    )
     assert acc.output.dtype.is_signed and acc.output.dtype.bit_width == qm.bitwidths["0"].bits
 
 
@@ -59,12 +60,14 @@ def test_interval_mode_simulate_equals_disable_on_the_whole_input_box(kind, smal
         m, X = small_cnn
         kw = dict(n_bits=3, rounding_threshold_bits=4)
     else:
-        m = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3)) \
-            if kind == "mlp" else ResidualMLP()
+        m = (
+            nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 8), nn.ReLU(), nn.Linear(8, 3))
+            if kind == "mlp"
+            else ResidualMLP()
+        )
         X = np.random.RandomState(0).randn(200, 6) * 0.3  # calibration data far narrower than the box
         kw = dict(n_bits=4, rounding_threshold_bits=5)
-    qm = qfhe.compile_torch_model(m, X, bitwidth_method="interval", p_error=LOW_P_ERROR, configuration=fhe_config,
-                                  **kw)
+    qm = qfhe.compile_torch_model(m, X, bitwidth_method="interval", p_error=LOW_P_ERROR, configuration=fhe_config, **kw)
     box = _input_box(qm, 500, seed=1)
     with warnings.catch_warnings():
         warnings.simplefilter("error", OverflowRiskWarning)  # interval bounds: nothing ever leaves its range
@@ -84,8 +87,9 @@ def test_calibration_is_the_default_and_adds_no_corners(digits, digits_mlp, fhe_
     qfhe.ir.run(qm.graph, Xtr, lambda n, v: acc.setdefault(n.name, (v.min(), v.max())) if n.name == "0" else None)
     assert (qm.bitwidths["0"].lo, qm.bitwidths["0"].hi) == tuple(int(v) for v in acc["0"])
     box_corners = np.stack([np.full(64, Xtr.min()), np.full(64, Xtr.max())])  # what "calibration" used to add
-    corners = qfhe.quantize_torch_model(digits_mlp, np.concatenate([Xtr, box_corners]), n_bits=6,
-                                        rounding_threshold_bits=6, per_feature_inputs=False)
+    corners = qfhe.quantize_torch_model(
+        digits_mlp, np.concatenate([Xtr, box_corners]), n_bits=6, rounding_threshold_bits=6, per_feature_inputs=False
+    )
     assert corners.bitwidths["0"].own_bits > qm.bitwidths["0"].own_bits  # what the corners used to cost
 
 
@@ -93,8 +97,9 @@ def test_calibration_margin_widens_ranges_and_concrete_follows(fhe_config):
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2))
     X = np.random.RandomState(0).randn(100, 4)
-    wide = qfhe.compile_torch_model(m, X, n_bits=4, calibration_margin=0.5, p_error=LOW_P_ERROR,
-                                    configuration=fhe_config)
+    wide = qfhe.compile_torch_model(
+        m, X, n_bits=4, calibration_margin=0.5, p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     tight = wide.with_ranges(X, calibration_margin=0.0)  # the same quantizers (the margin widened the input's)
     t, w = tight.bitwidths["0"], wide.bitwidths["0"]
     pad = int(np.ceil(0.5 * (t.hi - t.lo)))
@@ -133,8 +138,9 @@ def test_every_mode_flags_an_overflow(overflowing, fhe):
 def test_global_p_error_is_the_whole_circuit_figure(fhe_config):
     torch.manual_seed(0)
     m = nn.Sequential(nn.Linear(8, 16), nn.ReLU(), nn.Linear(16, 4))
-    qm = qfhe.compile_torch_model(m, np.random.RandomState(0).randn(100, 8), n_bits=4, p_error=0.01,
-                                  configuration=fhe_config)
+    qm = qfhe.compile_torch_model(
+        m, np.random.RandomState(0).randn(100, 8), n_bits=4, p_error=0.01, configuration=fhe_config
+    )
     st = qm.statistics
     assert st["pbs_count"] > 1
     assert st["p_error"] <= 0.01 * 1.0001 < st["global_p_error"]
@@ -144,11 +150,16 @@ def test_global_p_error_is_the_whole_circuit_figure(fhe_config):
 
 def test_digits_mlp_at_6_bits_is_within_1_5_points_of_float(digits, fhe_config):
     from conftest import train
+
     Xtr, Xte, ytr, yte = digits
     for seed in (0, 1):
         torch.manual_seed(seed)
-        m = train(nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)),
-                  Xtr, ytr, seed=seed)
+        m = train(
+            nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10)),
+            Xtr,
+            ytr,
+            seed=seed,
+        )
         with torch.no_grad():
             acc_float = accuracy(m(torch.tensor(Xte, dtype=torch.float32)), yte)
         qm = qfhe.compile_torch_model(m, Xtr, n_bits=6, rounding_threshold_bits=6, configuration=fhe_config)

@@ -7,19 +7,25 @@ import warnings
 
 import numpy as np
 import pytest
-from sklearn.base import clone, is_classifier
 from sklearn.datasets import load_digits
 from sklearn.linear_model import LinearRegression as SkLinearRegression
 from sklearn.linear_model import LogisticRegression as SkLogisticRegression
 from sklearn.linear_model import Ridge as SkRidge
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
-from sklearn.utils.estimator_checks import parametrize_with_checks
 from sklearn.preprocessing import MinMaxScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from qfhe.errors import (ConfigurationError, InputClippingWarning, InputValidationError, KeysNotGeneratedError,
-                         NotCompiledError, NotFittedError)
-from qfhe.sklearn import (LinearRegression, LogisticRegression, NeuralNetClassifier, NeuralNetRegressor, Ridge)
+from qfhe.errors import (
+    ConfigurationError,
+    InputClippingWarning,
+    InputValidationError,
+    KeysNotGeneratedError,
+    NotCompiledError,
+    NotFittedError,
+)
+from qfhe.sklearn import LinearRegression, LogisticRegression, NeuralNetClassifier, NeuralNetRegressor, Ridge
+from sklearn.base import clone, is_classifier
 
 # small and quick: the estimator contract does not need a good model
 FAST_NN = dict(hidden_sizes=(8,), max_epochs=3, batch_size=16, random_state=0)
@@ -48,8 +54,10 @@ def test_default_classifier_on_digits_is_accurate_with_10_bit_accumulators(digit
     Xtr, Xte, ytr, yte = digits
     acc = default_digits.score(Xte, yte, fhe="simulate")
     st = default_digits.quantized_module_.statistics
-    print(f"default NeuralNetClassifier on digits: simulated accuracy {acc:.4f}, max bit-width "
-          f"{st['max_bit_width']}, {st['pbs_count']} PBS")
+    print(
+        f"default NeuralNetClassifier on digits: simulated accuracy {acc:.4f}, max bit-width "
+        f"{st['max_bit_width']}, {st['pbs_count']} PBS"
+    )
     assert acc >= 0.95
     assert st["max_bit_width"] <= 10
 
@@ -59,13 +67,21 @@ def test_3_bit_net_with_8_bit_accumulators(digits):
     # 3-bit weights times 4-bit inputs leave 5 inputs per first-layer neuron at 8 bits: a wider layer
     # (128, the issue's recipe) makes up for it
     # 60 epochs (digits' "auto" is about 130): the width carries this test, not the training budget
-    clf = NeuralNetClassifier(n_w_bits=3, n_a_bits=3, n_accum_bits=8, rounding_threshold_bits=None,
-                              n_hidden_neurons_multiplier=2, max_epochs=60, random_state=0).fit(Xtr, ytr)
+    clf = NeuralNetClassifier(
+        n_w_bits=3,
+        n_a_bits=3,
+        n_accum_bits=8,
+        rounding_threshold_bits=None,
+        n_hidden_neurons_multiplier=2,
+        max_epochs=60,
+        random_state=0,
+    ).fit(Xtr, ytr)
     clf.compile(Xtr, bitwidth_method="interval")  # every input in the quantizer's range, no rounding
     acc = clf.score(Xte, yte, fhe="simulate")
     st = clf.quantized_module_.statistics
-    print(f"3-bit NeuralNetClassifier, n_accum_bits=8: simulated accuracy {acc:.4f}, max bit-width "
-          f"{st['max_bit_width']}")
+    print(
+        f"3-bit NeuralNetClassifier, n_accum_bits=8: simulated accuracy {acc:.4f}, max bit-width {st['max_bit_width']}"
+    )
     assert acc >= 0.90
     assert st["max_bit_width"] <= 8
 
@@ -75,8 +91,16 @@ def test_accumulator_bound_holds_for_any_input(n_accum_bits, bits):
     X, y = _blobs(200, 12)
     # no weight decay, batches of 64: 4 epochs of the defaults leave the unbounded twin at the bound
     # already (7 bits at 2/2), which would not show that the bound acts
-    clf = NeuralNetClassifier(hidden_sizes=(48, 48), n_w_bits=bits, n_a_bits=bits, n_accum_bits=n_accum_bits,
-                              max_epochs=4, weight_decay=0.0, batch_size=64, random_state=0).fit(X, y)
+    clf = NeuralNetClassifier(
+        hidden_sizes=(48, 48),
+        n_w_bits=bits,
+        n_a_bits=bits,
+        n_accum_bits=n_accum_bits,
+        max_epochs=4,
+        weight_decay=0.0,
+        batch_size=64,
+        random_state=0,
+    ).fit(X, y)
     qm = clf.quantized_module_.with_ranges(X, bitwidth_method="interval")
     assert max(r["acc_bits"] for r in qm.bitwidth_report()) <= n_accum_bits
     # and the bound is not vacuous: without it the same net is wider
@@ -103,8 +127,9 @@ def test_execute_equals_simulate_for_classifier_regressor_and_linear_model():
 
 def test_simulate_equals_disable_on_a_batch(digits, default_digits):
     Xtr, Xte, ytr, yte = digits
-    np.testing.assert_array_equal(default_digits.predict_proba(Xte[:50], fhe="simulate"),
-                                  default_digits.predict_proba(Xte[:50]))
+    np.testing.assert_array_equal(
+        default_digits.predict_proba(Xte[:50], fhe="simulate"), default_digits.predict_proba(Xte[:50])
+    )
 
 
 def test_quantized_module_is_exposed(default_digits):
@@ -141,9 +166,14 @@ def test_prune_errors(digits, default_digits):
 
 
 # -- linear models -------------------------------------------------------------------------------
-@pytest.mark.parametrize("ours, theirs, task", [(LinearRegression, SkLinearRegression(), "reg"),
-                                                (Ridge, SkRidge(alpha=3.0), "reg"),
-                                                (LogisticRegression, SkLogisticRegression(C=0.5), "clf")])
+@pytest.mark.parametrize(
+    "ours, theirs, task",
+    [
+        (LinearRegression, SkLinearRegression(), "reg"),
+        (Ridge, SkRidge(alpha=3.0), "reg"),
+        (LogisticRegression, SkLogisticRegression(C=0.5), "clf"),
+    ],
+)
 def test_linear_models_match_sklearn_without_table_lookups(ours, theirs, task):
     rng = np.random.RandomState(0)
     # features in very different units: the client-side standardisation keeps them all
@@ -201,8 +231,11 @@ def test_params_clone_and_fitted_state():
         assert hasattr(clf, name)
 
 
-@pytest.mark.parametrize("est", [NeuralNetClassifier(**FAST_NN), NeuralNetRegressor(**FAST_NN), LogisticRegression(),
-                                 LinearRegression(), Ridge()], ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    "est",
+    [NeuralNetClassifier(**FAST_NN), NeuralNetRegressor(**FAST_NN), LogisticRegression(), LinearRegression(), Ridge()],
+    ids=lambda e: type(e).__name__,
+)
 def test_not_fitted_and_not_compiled(est):
     X, y = _blobs()
     with pytest.raises(NotFittedError, match=f"This {type(est).__name__} instance is not fitted yet"):
@@ -211,8 +244,11 @@ def test_not_fitted_and_not_compiled(est):
         est.compile(X)
     est.fit(X, y)
     var = "clf" if is_classifier(est) else "reg"
-    with pytest.raises(NotCompiledError, match=rf"fitted but not compiled: call {var}.compile\(X_train\) before "
-                                               rf"{var}.predict\(X, fhe='simulate'\)"):
+    with pytest.raises(
+        NotCompiledError,
+        match=rf"fitted but not compiled: call {var}.compile\(X_train\) before "
+        rf"{var}.predict\(X, fhe='simulate'\)",
+    ):
         est.predict(X, fhe="simulate")
     with pytest.raises(NotCompiledError, match=rf"call {var}.compile\(X_train\) first"):
         est.fhe_circuit.keygen()
@@ -248,6 +284,7 @@ def test_pipeline_and_grid_search():
 
 def test_fit_is_reproducible_and_leaves_torch_generator_alone():
     import torch
+
     X, y = _blobs()
     torch.manual_seed(123)
     expected = torch.rand(1)
@@ -268,8 +305,7 @@ def test_regressor_multi_output_and_target_scale():
 
 
 # -- bad input --------------------------------------------------------------------------------------
-@pytest.mark.parametrize("est", [NeuralNetClassifier(**FAST_NN), LogisticRegression()],
-                         ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize("est", [NeuralNetClassifier(**FAST_NN), LogisticRegression()], ids=lambda e: type(e).__name__)
 def test_bad_input_names_the_parameter(est):
     X, y = _blobs()
     name = type(est).__name__
@@ -292,29 +328,38 @@ def test_bad_input_names_the_parameter(est):
         est.predict(X[0])
     with pytest.raises(InputValidationError, match=rf"{name}.predict_proba: Input X contains infinity"):
         est.predict_proba(np.where(np.isnan(bad), np.inf, bad))
-    with pytest.raises(InputValidationError, match=rf"{name}.score: y contains labels not seen in fit: 7; the classes "
-                                                   r"are \[0, 1\]"):
+    with pytest.raises(
+        InputValidationError,
+        match=rf"{name}.score: y contains labels not seen in fit: 7; the classes "
+        r"are \[0, 1\]",
+    ):
         est.score(X, np.where(y == 1, 7, y))
 
 
 def test_impossible_accumulator_bound_says_the_minimum():
     X, y = _blobs()
     # 2-bit weights (-1..1) times 4-bit signed inputs (-8..7): one product needs 5 bits
-    with pytest.raises(ConfigurationError, match=r"n_accum_bits=4 would keep at most 0 of 4 weights per neuron in "
-                                                 r"layer 'layers.0'.*at least 7"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"n_accum_bits=4 would keep at most 0 of 4 weights per neuron in "
+        r"layer 'layers.0'.*at least 7",
+    ):
         NeuralNetClassifier(n_accum_bits=4, **FAST_NN).fit(X, y)
 
 
-@pytest.mark.parametrize("params, match", [
-    (dict(n_w_bits=1), "n_w_bits must be"),
-    (dict(n_accum_bits=40), "n_accum_bits must be 'auto', an int from 2 to 16, or None"),
-    (dict(n_accum_bits="wide"), "n_accum_bits must be 'auto', an int from 2 to 16, or None"),
-    (dict(hidden_sizes=(8, 0)), "hidden_sizes must be a sequence of positive ints"),
-    (dict(activation_function="swish"), "activation_function must be one of"),
-    (dict(batch_size=1), "batch_size must be an int >= 2"),
-    (dict(pruning_warmup=2.0), "pruning_warmup must be"),
-    (dict(rounding_threshold_bits=0), "rounding_threshold_bits"),
-])
+@pytest.mark.parametrize(
+    "params, match",
+    [
+        (dict(n_w_bits=1), "n_w_bits must be"),
+        (dict(n_accum_bits=40), "n_accum_bits must be 'auto', an int from 2 to 16, or None"),
+        (dict(n_accum_bits="wide"), "n_accum_bits must be 'auto', an int from 2 to 16, or None"),
+        (dict(hidden_sizes=(8, 0)), "hidden_sizes must be a sequence of positive ints"),
+        (dict(activation_function="swish"), "activation_function must be one of"),
+        (dict(batch_size=1), "batch_size must be an int >= 2"),
+        (dict(pruning_warmup=2.0), "pruning_warmup must be"),
+        (dict(rounding_threshold_bits=0), "rounding_threshold_bits"),
+    ],
+)
 def test_bad_parameters_are_named(params, match):
     X, y = _blobs()
     with pytest.raises(ConfigurationError, match=match):
@@ -337,11 +382,14 @@ def test_nn_does_not_warn_about_its_own_input_quantizer():
 
 # -- scikit-learn's own estimator checks ---------------------------------------------------------------
 #: Checks excluded, and why (everything else in scikit-learn's suite runs on every estimator).
-_SGD = ("minibatch SGD: a weight of 2 is not the same as a repeated row in a shuffled batch (scikit-learn's own "
-        "SGD estimators are exempt too)")
+_SGD = (
+    "minibatch SGD: a weight of 2 is not the same as a repeated row in a shuffled batch (scikit-learn's own "
+    "SGD estimators are exempt too)"
+)
 EXCLUDED_CHECKS = {
-    "Ridge": {"check_non_transformer_estimators_n_iter":
-              "n_iter_ exists only for Ridge's iterative solvers; scikit-learn exempts its own Ridge from this check"},
+    "Ridge": {
+        "check_non_transformer_estimators_n_iter": "n_iter_ exists only for Ridge's iterative solvers; scikit-learn exempts its own Ridge from this check"
+    },
     "NeuralNetClassifier": {"check_sample_weight_equivalence_on_dense_data": _SGD},
     "NeuralNetRegressor": {"check_sample_weight_equivalence_on_dense_data": _SGD},
 }
@@ -353,10 +401,16 @@ def _expected_failures(estimator):
 
 # The regressor must fit well enough for check_regressors_train (score > 0.5): larger batches and
 # a larger step reach it in 15 epochs, about 2.5 times faster than 40 epochs of 16-sample batches.
-@parametrize_with_checks([NeuralNetClassifier(**FAST_NN),
-                          NeuralNetRegressor(**{**FAST_NN, "max_epochs": 15, "batch_size": 32, "lr": 0.05}),
-                          LogisticRegression(),
-                          LinearRegression(), Ridge()], expected_failed_checks=_expected_failures)
+@parametrize_with_checks(
+    [
+        NeuralNetClassifier(**FAST_NN),
+        NeuralNetRegressor(**{**FAST_NN, "max_epochs": 15, "batch_size": 32, "lr": 0.05}),
+        LogisticRegression(),
+        LinearRegression(),
+        Ridge(),
+    ],
+    expected_failed_checks=_expected_failures,
+)
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # qfhe's calibration notes on tiny random datasets

@@ -7,13 +7,12 @@ import pytest
 import torch
 
 import qfhe
-from qfhe.quant.preprocess import apply_preprocess
+from conftest import accuracy
 from qfhe.errors import CircuitOverflowError, OverflowRiskWarning
 from qfhe.ir import Graph, Node, run
+from qfhe.quant.preprocess import apply_preprocess
 from qfhe.tfhe.circuit import compile_circuits, simulate
 from qfhe.tfhe.lower import make_circuit_function
-
-from conftest import accuracy
 
 LOW_P_ERROR = 1e-9
 
@@ -21,15 +20,21 @@ LOW_P_ERROR = 1e-9
 @pytest.fixture(scope="module")
 def mlp6(digits, digits_mlp, fhe_config):
     Xtr = digits[0]
-    return qfhe.compile_torch_model(digits_mlp, Xtr, n_bits=6, rounding_threshold_bits=6, p_error=LOW_P_ERROR,
-                                    configuration=fhe_config)
+    return qfhe.compile_torch_model(
+        digits_mlp, Xtr, n_bits=6, rounding_threshold_bits=6, p_error=LOW_P_ERROR, configuration=fhe_config
+    )
 
 
 @pytest.fixture(scope="module")
 def mlp_approx(digits, digits_mlp, fhe_config):
-    return qfhe.compile_torch_model(digits_mlp, digits[0], n_bits=6,
-                                    rounding_threshold_bits={"n_bits": 5, "method": "APPROXIMATE"},
-                                    p_error=LOW_P_ERROR, configuration=fhe_config)
+    return qfhe.compile_torch_model(
+        digits_mlp,
+        digits[0],
+        n_bits=6,
+        rounding_threshold_bits={"n_bits": 5, "method": "APPROXIMATE"},
+        p_error=LOW_P_ERROR,
+        configuration=fhe_config,
+    )
 
 
 def _concrete_widths(qm):
@@ -74,8 +79,9 @@ def test_predicted_widths_match_concrete(mlp6, mlp_approx):
 
 def test_digits_mlp_unrounded_disable_equals_simulate(digits, digits_mlp, fhe_config):
     Xtr, Xte, _, _ = digits
-    qm = qfhe.compile_torch_model(digits_mlp, Xtr, n_bits=3, rounding_threshold_bits=None, p_error=LOW_P_ERROR,
-                                  configuration=fhe_config)
+    qm = qfhe.compile_torch_model(
+        digits_mlp, Xtr, n_bits=3, rounding_threshold_bits=None, p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     assert all(r["lsbs_removed"] == 0 for r in qm.bitwidth_report())
     np.testing.assert_array_equal(qm.forward(Xte, fhe="disable"), qm.forward(Xte, fhe="simulate"))
 
@@ -92,14 +98,24 @@ def _round_probe(qm, rnode, X, config):
     acc = acc[acc_name]
     info = qm.bitwidths[acc_name]
     shape = acc.shape[1:]
-    g = Graph([Node("a", "input", [], {"shape": shape, "dtype": "float"}),
-               Node("a_q", "quant", ["a"], {"scale": 1.0, "zero_point": 0, "qmin": info.lo, "qmax": info.hi,
-                                              "side": "client"}),
-               Node("r", "round", ["a_q"], dict(rnode.attrs)),
-               Node("out", "dequant", ["r"], {"scale": 1.0, "offset": 0.0, "side": "client"})], ["out"])
+    g = Graph(
+        [
+            Node("a", "input", [], {"shape": shape, "dtype": "float"}),
+            Node(
+                "a_q",
+                "quant",
+                ["a"],
+                {"scale": 1.0, "zero_point": 0, "qmin": info.lo, "qmax": info.hi, "side": "client"},
+            ),
+            Node("r", "round", ["a_q"], dict(rnode.attrs)),
+            Node("out", "dequant", ["r"], {"scale": 1.0, "offset": 0.0, "side": "client"}),
+        ],
+        ["out"],
+    )
     widths = {"a_q": info, "r": qm.bitwidths[rnode.name]}
-    compiled = compile_circuits(make_circuit_function(g, widths), acc, config.fork(
-        p_error=LOW_P_ERROR, global_p_error=None), batch_size=len(X))
+    compiled = compile_circuits(
+        make_circuit_function(g, widths), acc, config.fork(p_error=LOW_P_ERROR, global_p_error=None), batch_size=len(X)
+    )
     return run(g, acc.astype(float))[0].astype(np.int64), simulate(compiled, acc)
 
 
@@ -122,8 +138,9 @@ def test_approximate_rounding_within_one_step(mlp_approx, mlp6, digits, fhe_conf
 @pytest.fixture(scope="module")
 def cnn_exact(small_cnn, fhe_config):
     m, X = small_cnn
-    return qfhe.compile_torch_model(m, X, n_bits=4, rounding_threshold_bits=4, p_error=LOW_P_ERROR,
-                                    configuration=fhe_config)
+    return qfhe.compile_torch_model(
+        m, X, n_bits=4, rounding_threshold_bits=4, p_error=LOW_P_ERROR, configuration=fhe_config
+    )
 
 
 def test_cnn_disable_equals_simulate(small_cnn, cnn_exact, fhe_config):
@@ -132,8 +149,9 @@ def test_cnn_disable_equals_simulate(small_cnn, cnn_exact, fhe_config):
     # range: it would wrap around, and forward warns OverflowRiskWarning, tested in test_ranges)
     Xt = np.clip(np.random.RandomState(5).randn(50, 1, 6, 6), -2.5, 2.5)
     np.testing.assert_array_equal(cnn_exact.forward(Xt), cnn_exact.forward(Xt, fhe="simulate"))
-    unrounded = qfhe.compile_torch_model(m, X, n_bits=3, rounding_threshold_bits=None, p_error=LOW_P_ERROR,
-                                         configuration=fhe_config)
+    unrounded = qfhe.compile_torch_model(
+        m, X, n_bits=3, rounding_threshold_bits=None, p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     # at 3 bits the linear layer's range is tight: two of Xt leave it; the calibration samples cannot
     np.testing.assert_array_equal(unrounded.forward(X), unrounded.forward(X, fhe="simulate"))
     with torch.no_grad():
@@ -173,8 +191,9 @@ def test_overflow_check_warns_and_strict_raises(digits, digits_mlp, fhe_config):
 
 def test_interval_bounds_are_safe_for_any_input(digits, digits_mlp, fhe_config):
     Xtr = digits[0]
-    qm = qfhe.compile_torch_model(digits_mlp, Xtr, n_bits=3, rounding_threshold_bits=3, bitwidth_method="interval",
-                                  configuration=fhe_config)
+    qm = qfhe.compile_torch_model(
+        digits_mlp, Xtr, n_bits=3, rounding_threshold_bits=3, bitwidth_method="interval", configuration=fhe_config
+    )
     calib = qfhe.compile_torch_model(digits_mlp, Xtr, n_bits=3, rounding_threshold_bits=3, configuration=fhe_config)
     assert qm.bitwidths["0"].bits >= calib.bitwidths["0"].bits
     rng = np.random.RandomState(0)
@@ -198,8 +217,16 @@ def test_global_p_error_default_and_configuration_passthrough(fhe_config):
 def test_per_channel_weights_use_per_channel_tables(digits, digits_mlp, fhe_config):
     Xtr, Xte, _, yte = digits
     # a margin: the test split reaches a little beyond the calibrated ranges
-    qm = qfhe.compile_torch_model(digits_mlp, Xtr, n_bits=5, rounding_threshold_bits=5, per_channel=True,
-                                  p_error=LOW_P_ERROR, configuration=fhe_config, calibration_margin=0.1)
+    qm = qfhe.compile_torch_model(
+        digits_mlp,
+        Xtr,
+        n_bits=5,
+        rounding_threshold_bits=5,
+        per_channel=True,
+        p_error=LOW_P_ERROR,
+        configuration=fhe_config,
+        calibration_margin=0.1,
+    )
     chain = qm.graph[next(n.name for n in qm.graph.nodes if n.op == "tlu")].attrs["chain"]
     assert np.ndim(chain[0]["attrs"]["scale"]) == 2  # one scale per output channel
     with warnings.catch_warnings():
@@ -210,11 +237,16 @@ def test_per_channel_weights_use_per_channel_tables(digits, digits_mlp, fhe_conf
 
 def test_strided_dilated_grouped_conv_simulates_exactly(fhe_config):
     torch.manual_seed(0)
-    m = torch.nn.Sequential(torch.nn.Conv2d(2, 4, 3, stride=2, padding=2, dilation=2, groups=2), torch.nn.SiLU(),
-                            torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 3, 2))
+    m = torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3, stride=2, padding=2, dilation=2, groups=2),
+        torch.nn.SiLU(),
+        torch.nn.Flatten(),
+        torch.nn.Linear(4 * 3 * 3, 2),
+    )
     X = np.random.RandomState(0).randn(64, 2, 6, 6)
-    qm = qfhe.compile_torch_model(m, X, n_bits=4, rounding_threshold_bits=4, p_error=LOW_P_ERROR,
-                                  configuration=fhe_config)
+    qm = qfhe.compile_torch_model(
+        m, X, n_bits=4, rounding_threshold_bits=4, p_error=LOW_P_ERROR, configuration=fhe_config
+    )
     np.testing.assert_array_equal(qm.forward(X), qm.forward(X, fhe="simulate"))
     for name, bits in _concrete_widths(qm).items():
         assert bits == qm.bitwidths[name].bits, name
@@ -241,8 +273,9 @@ def test_batch_circuit_compile_does_not_abort_concrete():
     assert r.returncode == 0 and "ok 4" in r.stdout, r.stderr[-1500:]
 
 
-@pytest.mark.parametrize("ending, status", [("sys.exit(3)", 3), ("raise RuntimeError('after a simulation')", 1),
-                                            ("pass", 0)])
+@pytest.mark.parametrize(
+    "ending, status", [("sys.exit(3)", 3), ("raise RuntimeError('after a simulation')", 1), ("pass", 0)]
+)
 def test_a_failing_script_does_not_exit_0_after_a_simulation(ending, status):
     """concrete-python's atexit hook ended every process that had simulated with status 0; qfhe removes it
     (qfhe._concrete), so a script's own status reaches its shell or CI, and other atexit handlers run."""

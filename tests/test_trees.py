@@ -9,20 +9,28 @@ import warnings
 import numpy as np
 import pytest
 import xgboost
-from sklearn import ensemble as sk_ensemble
-from sklearn import tree as sk_tree
-from sklearn.base import clone, is_classifier, is_regressor
 from sklearn.datasets import load_breast_cancer
 from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from qfhe.errors import BitWidthError, ConfigurationError, InputValidationError, NotFittedError
 from qfhe.quant.preprocess import level_values, thermometer_levels
-from qfhe.sklearn import (DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,
-                          HistGradientBoostingClassifier, HistGradientBoostingRegressor, RandomForestClassifier,
-                          RandomForestRegressor, XGBClassifier, XGBRegressor)
+from qfhe.sklearn import (
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    GradientBoostingClassifier,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    XGBClassifier,
+    XGBRegressor,
+)
 from qfhe.trees.ensemble import read_ensemble
 from qfhe.trees.lower import quantize_ensemble
+from sklearn import ensemble as sk_ensemble
+from sklearn import tree as sk_tree
+from sklearn.base import clone, is_classifier, is_regressor
 
 
 @pytest.fixture(scope="module")
@@ -59,12 +67,20 @@ def _fit(est, cancer, classes=2):
 
 
 # -- readers ----------------------------------------------------------------------------------------
-@pytest.mark.parametrize("model", [
-    sk_tree.DecisionTreeClassifier(max_depth=4), sk_ensemble.RandomForestClassifier(5, max_depth=3),
-    sk_ensemble.ExtraTreesRegressor(4, max_depth=3), sk_ensemble.GradientBoostingClassifier(n_estimators=5),
-    sk_ensemble.HistGradientBoostingRegressor(max_iter=5), xgboost.XGBClassifier(n_estimators=4, max_depth=2),
-    xgboost.XGBRegressor(n_estimators=4, num_parallel_tree=2), sk_ensemble.GradientBoostingRegressor(n_estimators=3),
-], ids=lambda m: type(m).__name__)
+@pytest.mark.parametrize(
+    "model",
+    [
+        sk_tree.DecisionTreeClassifier(max_depth=4),
+        sk_ensemble.RandomForestClassifier(5, max_depth=3),
+        sk_ensemble.ExtraTreesRegressor(4, max_depth=3),
+        sk_ensemble.GradientBoostingClassifier(n_estimators=5),
+        sk_ensemble.HistGradientBoostingRegressor(max_iter=5),
+        xgboost.XGBClassifier(n_estimators=4, max_depth=2),
+        xgboost.XGBRegressor(n_estimators=4, num_parallel_tree=2),
+        sk_ensemble.GradientBoostingRegressor(n_estimators=3),
+    ],
+    ids=lambda m: type(m).__name__,
+)
 @pytest.mark.parametrize("classes", [2, 3])
 def test_readers_reproduce_the_library(model, classes):
     X, y = _three_classes()
@@ -90,8 +106,10 @@ def test_readers_reproduce_the_library(model, classes):
 def test_graph_is_the_tree_on_the_grid():
     """The clear integer model decides exactly as the float trees do on the grid's values."""
     X, y = _three_classes(400)
-    for model in (sk_ensemble.RandomForestRegressor(6, max_depth=4, random_state=0).fit(X, X.sum(1)),
-                  xgboost.XGBRegressor(n_estimators=6, max_depth=3).fit(X, X.sum(1))):
+    for model in (
+        sk_ensemble.RandomForestRegressor(6, max_depth=4, random_state=0).fit(X, X.sum(1)),
+        xgboost.XGBRegressor(n_estimators=6, max_depth=3).fit(X, X.sum(1)),
+    ):
         ens = read_ensemble(model, X)
         qm = quantize_ensemble(ens, X, n_bits=4, leaf_bits=12)
         spec = qm.preprocess[0]
@@ -108,7 +126,9 @@ def test_pbs_count_follows_the_formula():
     model = sk_tree.DecisionTreeRegressor(max_leaf_nodes=7, random_state=0).fit(X, X @ [1, 2, 3, 4])
     t = model.tree_
     leaf = t.children_left == -1
-    pairs = sum(1 for n in range(t.node_count) if not leaf[n] and leaf[t.children_left[n]] and leaf[t.children_right[n]])
+    pairs = sum(
+        1 for n in range(t.node_count) if not leaf[n] and leaf[t.children_left[n]] and leaf[t.children_right[n]]
+    )
     singles = leaf.sum() - 2 * pairs
     qm = quantize_ensemble(read_ensemble(model, X), X, n_bits=6).compile(p_error=1e-5)
     assert qm.statistics["pbs_count"] == pairs + singles
@@ -143,8 +163,10 @@ def test_multiclass_simulate_equals_disable(est):
 @pytest.mark.execute
 def test_execute_equals_simulate(cancer):
     Xtr, Xte, ytr, _ = cancer
-    for est in (XGBClassifier(n_estimators=3, max_depth=2, n_bits=4, random_state=0),
-                RandomForestClassifier(n_estimators=2, max_depth=2, n_bits=4, random_state=0)):
+    for est in (
+        XGBClassifier(n_estimators=3, max_depth=2, n_bits=4, random_state=0),
+        RandomForestClassifier(n_estimators=2, max_depth=2, n_bits=4, random_state=0),
+    ):
         est.fit(Xtr, ytr).compile(Xtr)
         est.fhe_circuit.keygen()
         executed = est.predict_proba(Xte[:2], fhe="execute")
@@ -165,8 +187,11 @@ def test_from_sklearn_model_keeps_the_model_and_its_parameters(cancer):
     qx = XGBClassifier.from_sklearn_model(xg, Xtr)
     assert (qx.n_estimators, qx.learning_rate) == (6, 0.3)
     assert (qx.predict(Xte) == xg.predict(Xte)).mean() > 0.95
-    with pytest.raises(ConfigurationError, match=r"takes a fitted xgboost.XGBClassifier.*use "
-                                                 r"qfhe.sklearn.RandomForestClassifier.from_sklearn_model"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"takes a fitted xgboost.XGBClassifier.*use "
+        r"qfhe.sklearn.RandomForestClassifier.from_sklearn_model",
+    ):
         XGBClassifier.from_sklearn_model(sk, Xtr)
     hgb = sk_ensemble.HistGradientBoostingClassifier(max_iter=5, max_depth=2).fit(Xtr, ytr)
     qh = HistGradientBoostingClassifier.from_sklearn_model(hgb, Xtr)
@@ -251,15 +276,24 @@ def test_too_wide_a_sum_names_the_limit():
         quantize_ensemble(read_ensemble(forest, X), X, n_bits=8)
 
 
-_NOT_EQUIVALENT = ("the wrapped library's own model: bootstrap sampling (forests) and histogram binning (xgboost) "
-                   "make a weight of 2 differ from a repeated row; scikit-learn exempts its forests too")
-EXCLUDED = {"RandomForestRegressor": {"check_sample_weight_equivalence_on_dense_data": _NOT_EQUIVALENT},
-            "XGBClassifier": {"check_sample_weight_equivalence_on_dense_data": _NOT_EQUIVALENT}}
+_NOT_EQUIVALENT = (
+    "the wrapped library's own model: bootstrap sampling (forests) and histogram binning (xgboost) "
+    "make a weight of 2 differ from a repeated row; scikit-learn exempts its forests too"
+)
+EXCLUDED = {
+    "RandomForestRegressor": {"check_sample_weight_equivalence_on_dense_data": _NOT_EQUIVALENT},
+    "XGBClassifier": {"check_sample_weight_equivalence_on_dense_data": _NOT_EQUIVALENT},
+}
 
 
-@parametrize_with_checks([DecisionTreeClassifier(max_depth=3), RandomForestRegressor(n_estimators=3),
-                          XGBClassifier(n_estimators=3, max_depth=2)],
-                         expected_failed_checks=lambda e: EXCLUDED.get(type(e).__name__, {}))
+@parametrize_with_checks(
+    [
+        DecisionTreeClassifier(max_depth=3),
+        RandomForestRegressor(n_estimators=3),
+        XGBClassifier(n_estimators=3, max_depth=2),
+    ],
+    expected_failed_checks=lambda e: EXCLUDED.get(type(e).__name__, {}),
+)
 def test_sklearn_estimator_checks(estimator, check):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
@@ -274,8 +308,12 @@ def test_hostile_unary_encoding_in_a_client_artifact_is_refused():
     post = {"kind": "none"}
     good = {"kind": "thermometer", "mean": np.zeros(3), "scale": np.ones(3), "n_bits": 4}
     assert check_processing(good, post)[0] is good
-    for bad in ({**good, "n_bits": 30}, {**good, "n_bits": 4.0}, {**good, "n_bits": True},
-                {**good, "mean": np.zeros(1 << 13), "scale": np.ones(1 << 13), "n_bits": 8}):
+    for bad in (
+        {**good, "n_bits": 30},
+        {**good, "n_bits": 4.0},
+        {**good, "n_bits": True},
+        {**good, "mean": np.zeros(1 << 13), "scale": np.ones(1 << 13), "n_bits": 8},
+    ):
         with pytest.raises(ArtifactError, match=r"n_bits from 2 to 8 and at most 1048576 encrypted bits"):
             check_processing(bad, post)
     with pytest.raises(ArtifactError, match="non-zero scale per feature"):

@@ -62,17 +62,22 @@ def test_4_bit_net_gets_an_accumulator_bound_that_keeps_weights(digits01):
     clf = NeuralNetClassifier(n_w_bits=4, n_a_bits=4, max_epochs=20, random_state=0).fit(Xtr, ytr)
     first = clf.module_.layers[0].weight
     kept = int((first != 0).sum(1).max())
-    print(f"n_w_bits=n_a_bits=4: n_accum_bits_={clf.n_accum_bits_}, {kept} of 64 weights per neuron, "
-          f"accuracy {clf.score(Xte, yte):.3f}")
+    print(
+        f"n_w_bits=n_a_bits=4: n_accum_bits_={clf.n_accum_bits_}, {kept} of 64 weights per neuron, "
+        f"accuracy {clf.score(Xte, yte):.3f}"
+    )
     assert clf.n_accum_bits_ == 12 and kept >= 12
     assert clf.score(Xte, yte) >= 0.9  # was 0.176 with the fixed 8-bit bound
 
 
 def test_explicit_bound_that_collapses_the_model_is_refused_with_the_numbers(digits01):
     Xtr, _, ytr, _ = digits01
-    with pytest.raises(ConfigurationError, match=r"n_accum_bits=8 would keep at most 2 of 64 weights per neuron in "
-                                                 r"layer 'layers.0' \(n_w_bits=4, n_a_bits=4.*n_accum_bits='auto' "
-                                                 r"\(12 bits here"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"n_accum_bits=8 would keep at most 2 of 64 weights per neuron in "
+        r"layer 'layers.0' \(n_w_bits=4, n_a_bits=4.*n_accum_bits='auto' "
+        r"\(12 bits here",
+    ):
         NeuralNetClassifier(n_w_bits=4, n_a_bits=4, n_accum_bits=8, max_epochs=1).fit(Xtr, ytr)
 
 
@@ -82,13 +87,17 @@ def test_one_bad_calibration_row_is_named_and_percentile_calibration_survives_it
     bad = np.vstack([Xtr, np.full((1, 64), 50.0)])
     clean = qfhe.quantize_torch_model(digits_mlp, Xtr, n_bits=6)
     qm, w = _recorded(lambda: qfhe.quantize_torch_model(digits_mlp, bad, n_bits=6))
-    outliers = [str(x.message) for x in w if issubclass(x.category, CalibrationWarning) and "outliers" in str(x.message)]
+    outliers = [
+        str(x.message) for x in w if issubclass(x.category, CalibrationWarning) and "outliers" in str(x.message)
+    ]
     assert any("input features dominated by outliers: feature" in m for m in outliers)
     assert any("calibrated ranges dominated by outliers: '1'" in m for m in outliers)  # the hidden ReLU too
     robust, w = _recorded(lambda: qfhe.quantize_torch_model(digits_mlp, bad, n_bits=6, calibration="percentile"))
     assert not [x for x in w if "outliers" in str(x.message)]
-    acc = {name: float((m.forward(Xte).argmax(1) == yte).mean()) for name, m in
-           (("clean", clean), ("minmax", qm), ("percentile", robust))}
+    acc = {
+        name: float((m.forward(Xte).argmax(1) == yte).mean())
+        for name, m in (("clean", clean), ("minmax", qm), ("percentile", robust))
+    }
     print("digits MLP calibrated with a row of 50s:", acc)
     assert acc["percentile"] >= acc["clean"] - 0.01
 
@@ -144,7 +153,9 @@ def test_estimator_quantized_module_takes_raw_features(cancer):
 def test_raw_tabular_features_are_quantized_per_feature(cancer):
     Xtr, Xte, ytr, yte = cancer
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.BatchNorm1d(30), torch.nn.Linear(30, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2))
+    net = torch.nn.Sequential(
+        torch.nn.BatchNorm1d(30), torch.nn.Linear(30, 16), torch.nn.ReLU(), torch.nn.Linear(16, 2)
+    )
     net = _train(net, Xtr, ytr, epochs=150)
     float_acc = float((net(torch.tensor(Xte, dtype=torch.float32)).argmax(1).numpy() == yte).mean())
     qm = qfhe.compile_torch_model(net, Xtr, n_bits=6)
@@ -178,8 +189,11 @@ def test_p_error_search_that_fails_says_so_and_keeps_the_safest_value():
     torch.manual_seed(0)
     m = torch.nn.Sequential(torch.nn.Linear(6, 64), torch.nn.ReLU(), torch.nn.Linear(64, 2))
     qm = qfhe.quantize_torch_model(m, X, n_bits=6, rounding_threshold_bits=4)
-    best, w = _recorded(lambda: qfhe.find_best_p_error(qm, X, y, max_metric_loss=0.0, max_compilations=3,
-                                                      p_error_range=(0.05, 0.3), progress=False))
+    best, w = _recorded(
+        lambda: qfhe.find_best_p_error(
+            qm, X, y, max_metric_loss=0.0, max_compilations=3, p_error_range=(0.05, 0.3), progress=False
+        )
+    )
     assert not best.found and best.p_error == pytest.approx(min(r["p_error"] for r in best.history), rel=1e-3)
     assert not np.isnan(best.score) and qm.is_compiled
     assert any(issubclass(x.category, TuningWarning) and "kept the safest value tried" in str(x.message) for x in w)
@@ -194,8 +208,9 @@ def test_tolerances_accept_numpy_scalars_and_auto_is_case_insensitive():
     m = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     y = X[:, 0] - X[:, 1]
     # a regression target picks r2 by itself (it was 'accuracy', which failed inside scikit-learn)
-    qm = qfhe.quantize_torch_model(m, X, n_bits=6, rounding_threshold_bits="AUTO", X_val=X, y_val=y,
-                                   rounding_tolerance=np.float32(0.05))
+    qm = qfhe.quantize_torch_model(
+        m, X, n_bits=6, rounding_threshold_bits="AUTO", X_val=X, y_val=y, rounding_tolerance=np.float32(0.05)
+    )
     assert qm.rounding_plan.metric == "r2"
     best = qfhe.find_best_p_error(qm, X, y, max_metric_loss=np.float32(0.05), max_compilations=2, progress=False)
     assert best.p_error > 0
@@ -205,20 +220,26 @@ def test_tolerances_accept_numpy_scalars_and_auto_is_case_insensitive():
 def test_metric_and_targets_that_do_not_fit_are_refused_by_name():
     X, y = load_breast_cancer(return_X_y=True)
     clf = LogisticRegression().fit(X, y)
-    with pytest.raises(ConfigurationError, match=r"metric='r2' needs a regressor, but LogisticRegression predicts class"):
+    with pytest.raises(
+        ConfigurationError, match=r"metric='r2' needs a regressor, but LogisticRegression predicts class"
+    ):
         qfhe.find_best_p_error(clf, X, y, metric="r2", progress=False)
     reg = LinearRegression().fit(X, y.astype(float) * 2.5)
     with pytest.raises(ConfigurationError, match=r"metric='accuracy' needs a classifier, but LinearRegression"):
         qfhe.find_best_p_error(reg, X, y, metric="accuracy", progress=False)
     from qfhe.errors import InputValidationError
+
     with pytest.raises(InputValidationError, match="labels not seen in fit: 7"):
         qfhe.find_best_p_error(clf, X, np.where(y == 1, 7, y), progress=False)
     qm = qfhe.quantize_torch_model(torch.nn.Linear(30, 2), X, n_bits=6)
     with pytest.raises(ConfigurationError, match=r"metric='accuracy' .* integer class indices .*LabelEncoder"):
         qfhe.find_best_p_error(qm, X, np.where(y == 1, "yes", "no"), progress=False)
-    with pytest.raises(ConfigurationError, match=r"metric='r2' compares y_val with the model's outputs, shape \(569, 2\)"):
+    with pytest.raises(
+        ConfigurationError, match=r"metric='r2' compares y_val with the model's outputs, shape \(569, 2\)"
+    ):
         qfhe.find_best_p_error(qm, X, y, metric="r2", progress=False)
     from qfhe.tune.metrics import make_target
+
     one_hot = np.eye(2)[y]
     target = make_target(qm, X, one_hot, "doc", "accuracy")
     np.testing.assert_array_equal(target.y, y)  # one-hot labels are class indices
@@ -264,17 +285,20 @@ def test_fine_tune_picks_a_regression_loss_and_refuses_a_tuple():
 # -- 8. conflicting settings ------------------------------------------------------------------------------
 def test_conflicting_settings_are_refused():
     from concrete import fhe
-    from sklearn.base import clone
     from sklearn.linear_model import LogisticRegression as SkLogisticRegression
     from sklearn.linear_model import RidgeCV
 
     from qfhe.sklearn import Ridge
+    from sklearn.base import clone
 
     X = np.random.RandomState(0).randn(100, 4)
     y = (X[:, 0] > 0).astype(int)
     qm = qfhe.quantize_torch_model(torch.nn.Linear(4, 2), X, n_bits=6)
-    with pytest.raises(ConfigurationError, match=r"given twice: configuration sets p_error=0.05 and the arguments say "
-                                                 r"p_error=0.01"):
+    with pytest.raises(
+        ConfigurationError,
+        match=r"given twice: configuration sets p_error=0.05 and the arguments say "
+        r"p_error=0.01",
+    ):
         qm.compile(configuration=fhe.Configuration(p_error=0.05), p_error=0.01)
     sk = SkLogisticRegression(l1_ratio=0.5, solver="saga", C=0.5, max_iter=3000).fit(X, y)
     q = LogisticRegression.from_sklearn_model(sk, X)
@@ -286,11 +310,13 @@ def test_conflicting_settings_are_refused():
     with pytest.raises(ConfigurationError, match=r"got RidgeCV: use qfhe.sklearn.Ridge.from_sklearn_model"):
         LinearRegression.from_sklearn_model(cv, X)
     from sklearn.linear_model import HuberRegressor, Lasso
+
     with pytest.raises(ConfigurationError, match="got Lasso: use qfhe.sklearn.Lasso.from_sklearn_model"):
         LinearRegression.from_sklearn_model(Lasso().fit(X, X[:, 0]), X)
     with pytest.raises(ConfigurationError, match="got HuberRegressor: qfhe has no class that computes it"):
         LinearRegression.from_sklearn_model(HuberRegressor().fit(X, X[:, 0]), X)
     from qfhe.errors import InputValidationError
+
     with pytest.raises(InputValidationError, match="y has one class"):
         LogisticRegression().fit(X, np.zeros(100))
 
@@ -332,9 +358,20 @@ class _Reduce(torch.nn.Module):
         return h.amin(dim=2, keepdim=True)
 
 
-@pytest.mark.parametrize("model", [_Index("attr"), _Index("index_select"), _Index("literal"), _Reduce("sum"),
-                                   _Reduce("mean"), _Reduce("torch.sum"), _Reduce("amax"), _Reduce("amin")],
-                         ids=lambda m: m.kind)
+@pytest.mark.parametrize(
+    "model",
+    [
+        _Index("attr"),
+        _Index("index_select"),
+        _Index("literal"),
+        _Reduce("sum"),
+        _Reduce("mean"),
+        _Reduce("torch.sum"),
+        _Reduce("amax"),
+        _Reduce("amin"),
+    ],
+    ids=lambda m: m.kind,
+)
 def test_constant_indices_and_reductions_compile_exactly(model):
     X = np.random.RandomState(0).randn(100, 4)
     qm = qfhe.compile_torch_model(model, X, n_bits=6, rounding_threshold_bits=6)
@@ -457,10 +494,14 @@ def test_no_noise_from_prune_qat_inputs_or_cross_validation():
     X, y = load_breast_cancer(return_X_y=True)
     clf = NeuralNetClassifier(hidden_sizes=(8, 8), max_epochs=2, random_state=0).fit(X, y)
     _, w = _recorded(lambda: clf.prune(X, y, 0.5, max_epochs=1))
-    assert not [str(x.message) for x in w if "brevitas" in str(x.message).lower() or "Unwrapped" in str(x.message)
-                or "fast_hadamard" in str(x.message)]
-    m = torch.nn.Sequential(qnn.QuantIdentity(bit_width=4, return_quant_tensor=True),
-                            qnn.QuantLinear(30, 2, bias=True, weight_bit_width=4))
+    assert not [
+        str(x.message)
+        for x in w
+        if "brevitas" in str(x.message).lower() or "Unwrapped" in str(x.message) or "fast_hadamard" in str(x.message)
+    ]
+    m = torch.nn.Sequential(
+        qnn.QuantIdentity(bit_width=4, return_quant_tensor=True), qnn.QuantLinear(30, 2, bias=True, weight_bit_width=4)
+    )
     qm = qfhe.compile_brevitas_qat_model(m, X[:100] / X.max(0))
     _, w = _recorded(lambda: qm.forward(X[100:200]))
     assert not [x for x in w if issubclass(x.category, InputClippingWarning)]  # its trained quantizer clips
@@ -487,7 +528,8 @@ def test_sample_weight_class_weight_decision_function_fit_benchmark_and_pandas()
     assert isinstance(X, pd.DataFrame)
     w = np.where(y == 0, 5.0, 1.0)
     clf, twin = NeuralNetClassifier(max_epochs=10, random_state=0, class_weight="balanced").fit_benchmark(
-        X, y, sample_weight=w)
+        X, y, sample_weight=w
+    )
     assert list(clf.feature_names_in_[:2]) == ["mean radius", "mean texture"]
     assert type(twin[-1]).__name__ == "MLPClassifier" and twin.score(X, y) > 0.9
     assert clf.decision_function(X.iloc[:3]).shape == (3,)  # two classes: one score, as in scikit-learn

@@ -11,9 +11,19 @@ from qfhe._lazy import lazy_attributes
 from qfhe.ckks.params import CKKSParameters, HEScheme
 from qfhe.errors import InsecureParametersWarning
 
-__all__ = ["CKKSParameters", "HEScheme", "CompilationContext", "FakeBackend", "CKKSCompiler", "CompiledCKKSModel",
-           "SEALBackend", "SEALKeys", "SEALEvaluator", "RunReport",
-           "InsecureParametersWarning"]
+__all__ = [
+    "CKKSParameters",
+    "HEScheme",
+    "CompilationContext",
+    "FakeBackend",
+    "CKKSCompiler",
+    "CompiledCKKSModel",
+    "SEALBackend",
+    "SEALKeys",
+    "SEALEvaluator",
+    "RunReport",
+    "InsecureParametersWarning",
+]
 
 # The compiler imports torch (through the frontend), and the backends import SEAL: loaded on first
 # use, so that a deployed server (qfhe.deploy) imports only what evaluation needs.

@@ -27,8 +27,7 @@ from qfhe.ckks.lower import polynomial_reference, to_he_graph
 from qfhe.ckks.params import CKKSParameters, HEScheme
 from qfhe.ckks.passes.base import PassPipeline
 from qfhe.ckks.passes.linear import lower_remaining
-from qfhe.errors import (ConfigurationError, PassError, PolynomialRangeError,
-                         PolynomialRangeWarning)
+from qfhe.errors import ConfigurationError, PassError, PolynomialRangeError, PolynomialRangeWarning
 from qfhe.frontend.torch_fx import import_torch
 from qfhe.ir.graph import Graph
 from qfhe.passes.pipelines import canonicalize
@@ -99,7 +98,9 @@ class CompiledCKKSModel:
         layout = self.meta["packing"]
         if layout["strategy"] == "column_major":
             b = layout["stride"]
-            return np.concatenate([self.backend.run(self.graph, self.params, X[i : i + b]) for i in range(0, len(X), b)])
+            return np.concatenate(
+                [self.backend.run(self.graph, self.params, X[i : i + b]) for i in range(0, len(X), b)]
+            )
         return self.backend.run(self.graph, self.params, X)
 
     @property
@@ -159,8 +160,12 @@ class CompiledCKKSModel:
         b = self.samples_per_ciphertext
         report = RunReport(samples_per_ciphertext=b)
         backend = self.backend if isinstance(self.backend, SEALBackend) else SEALBackend()
-        out = np.concatenate([backend.run(self.graph, self.params, X[i : i + b], self.keys, self._evaluator, report)
-                              for i in range(0, len(X), b)])
+        out = np.concatenate(
+            [
+                backend.run(self.graph, self.params, X[i : i + b], self.keys, self._evaluator, report)
+                for i in range(0, len(X), b)
+            ]
+        )
         report.predicted_seconds = self.cost_analysis.estimated_latency / 1000 * report.evaluations
         self.last_run = report
         return out
@@ -199,11 +204,15 @@ class CompiledCKKSModel:
 
         polynomial_reference(self.he_graph, X, self.meta.get("poly_functions", {}), observe)
         if outside:
-            parts = "; ".join(f"layer '{k}': {v} values outside [{fits[k]['range'][0]:.4g}, {fits[k]['range'][1]:.4g}]"
-                              for k, v in outside.items())
-            msg = (f"activation inputs outside the range their polynomial was fitted on: {parts}. There the polynomial "
-                   "extrapolates and the result can be far off: calibrate on data that covers these inputs, or widen "
-                   "the fit (NonlinearToPolynomialPass(margin=...))")
+            parts = "; ".join(
+                f"layer '{k}': {v} values outside [{fits[k]['range'][0]:.4g}, {fits[k]['range'][1]:.4g}]"
+                for k, v in outside.items()
+            )
+            msg = (
+                f"activation inputs outside the range their polynomial was fitted on: {parts}. There the polynomial "
+                "extrapolates and the result can be far off: calibrate on data that covers these inputs, or widen "
+                "the fit (NonlinearToPolynomialPass(margin=...))"
+            )
             if strict:
                 raise PolynomialRangeError(msg)
             warnings.warn(msg, PolynomialRangeWarning, stacklevel=user_stacklevel())
@@ -336,7 +345,9 @@ def finalize(graph: Graph, context: CompilationContext) -> Graph:
     graph = lower_remaining(graph, context)
     left = [n.name for n in graph.nodes if n.op in ("activation", "affine", "add", "input")]
     if left:
-        raise PassError(f"nodes {left} were not lowered to HE ops: the pipeline needs NonlinearToPolynomialPass "
-                        "before the rescaling/relinearization passes")
+        raise PassError(
+            f"nodes {left} were not lowered to HE ops: the pipeline needs NonlinearToPolynomialPass "
+            "before the rescaling/relinearization passes"
+        )
     annotate(graph, context.params)
     return graph

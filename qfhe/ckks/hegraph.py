@@ -45,14 +45,36 @@ from qfhe.ckks.params import CKKSParameters
 from qfhe.errors import CKKSScheduleError
 from qfhe.ir.graph import Graph, Node, unique_name
 
-HE_OPS = ("encrypt", "decrypt", "ciphertext_add", "plaintext_add", "ciphertext_mult", "plaintext_mult", "rotate",
-          "rescale", "relinearize", "mod_switch", "bootstrap")
+HE_OPS = (
+    "encrypt",
+    "decrypt",
+    "ciphertext_add",
+    "plaintext_add",
+    "ciphertext_mult",
+    "plaintext_mult",
+    "rotate",
+    "rescale",
+    "relinearize",
+    "mod_switch",
+    "bootstrap",
+)
 #: Every op kind cost analysis counts (encrypt/decrypt are the client's).
-COUNTED_OPS = ("ciphertext_add", "plaintext_add", "ciphertext_mult", "plaintext_mult", "rotate", "rescale",
-               "relinearize", "mod_switch", "bootstrap")
+COUNTED_OPS = (
+    "ciphertext_add",
+    "plaintext_add",
+    "ciphertext_mult",
+    "plaintext_mult",
+    "rotate",
+    "rescale",
+    "relinearize",
+    "mod_switch",
+    "bootstrap",
+)
 MULTIPLIES = ("ciphertext_mult", "plaintext_mult")
-_REMEDY_LEVELS = ("add BootstrappingInsertionPass to the pipeline, add primes to coeff_modulus, or lower the "
-                  "polynomial degree of NonlinearToPolynomialPass")
+_REMEDY_LEVELS = (
+    "add BootstrappingInsertionPass to the pipeline, add primes to coeff_modulus, or lower the "
+    "polynomial degree of NonlinearToPolynomialPass"
+)
 
 
 @dataclass(frozen=True)
@@ -137,8 +159,9 @@ def rescale_level(graph: Graph, users: dict, name: str, level: int) -> int:
     return level
 
 
-def transition(node: Node, ins: list[ValueState], params: CKKSParameters, pt_scale: float | None = None,
-               check: bool = True) -> ValueState:
+def transition(
+    node: Node, ins: list[ValueState], params: CKKSParameters, pt_scale: float | None = None, check: bool = True
+) -> ValueState:
     """The state a node's result has, or :class:`CKKSScheduleError` if a rule is broken.
 
     With ``check=False`` only levels are tracked (used while levels are being aligned).
@@ -158,8 +181,12 @@ def transition(node: Node, ins: list[ValueState], params: CKKSParameters, pt_sca
     if op in ("decrypt", "plaintext_add"):
         return x
     if op in MULTIPLIES and check and min(i.level for i in ins) < 1:
-        _fail(node, "multiplies at level 0, so its product can never be rescaled: the model needs more levels than "
-                    "these parameters have", _REMEDY_LEVELS)
+        _fail(
+            node,
+            "multiplies at level 0, so its product can never be rescaled: the model needs more levels than "
+            "these parameters have",
+            _REMEDY_LEVELS,
+        )
     if op == "plaintext_mult":
         return ValueState(x.level, x.scale * pt_scale, x.size)
     if op in ("ciphertext_add", "ciphertext_mult") and not check:
@@ -167,18 +194,33 @@ def transition(node: Node, ins: list[ValueState], params: CKKSParameters, pt_sca
     if op in ("ciphertext_add", "ciphertext_mult"):
         y = ins[1]
         if x.level != y.level:
-            _fail(node, f"operands at levels {x.level} and {y.level}", "mod-switch the higher one (RescalingInsertionPass aligns levels)")
+            _fail(
+                node,
+                f"operands at levels {x.level} and {y.level}",
+                "mod-switch the higher one (RescalingInsertionPass aligns levels)",
+            )
         if op == "ciphertext_add":
             if not math.isclose(x.scale, y.scale, rel_tol=1e-9):
-                _fail(node, f"operands at scales 2^{x.log2_scale:.2f} and 2^{y.log2_scale:.2f}",
-                      "rescale the pending product first (RescalingInsertionPass)")
+                _fail(
+                    node,
+                    f"operands at scales 2^{x.log2_scale:.2f} and 2^{y.log2_scale:.2f}",
+                    "rescale the pending product first (RescalingInsertionPass)",
+                )
             return ValueState(x.level, x.scale, max(x.size, y.size))
         if x.size != 2 or y.size != 2:
-            _fail(node, f"operand sizes {x.size} and {y.size}", "relinearize before multiplying (RelinearizationInsertionPass)")
+            _fail(
+                node,
+                f"operand sizes {x.size} and {y.size}",
+                "relinearize before multiplying (RelinearizationInsertionPass)",
+            )
         return ValueState(x.level, x.scale * y.scale, 3)
     if op == "rotate":
         if x.size != 2 and check:
-            _fail(node, f"rotating a size-{x.size} ciphertext", "relinearize before rotating (RelinearizationInsertionPass)")
+            _fail(
+                node,
+                f"rotating a size-{x.size} ciphertext",
+                "relinearize before rotating (RelinearizationInsertionPass)",
+            )
         return x
     if op == "rescale":
         if x.level < 1 and check:
@@ -197,8 +239,10 @@ def transition(node: Node, ins: list[ValueState], params: CKKSParameters, pt_sca
         if x.size != 2 and check:
             _fail(node, f"bootstrapping a size-{x.size} ciphertext", "relinearize first")
         return ValueState(params.bootstrap_level, float(params.scale), 2)
-    raise CKKSScheduleError(f"node '{node.name}' has op '{op}', which is not an HE op; lower it first "
-                            "(NonlinearToPolynomialPass, LinearLayerBSGSPass)")
+    raise CKKSScheduleError(
+        f"node '{node.name}' has op '{op}', which is not an HE op; lower it first "
+        "(NonlinearToPolynomialPass, LinearLayerBSGSPass)"
+    )
 
 
 def check_scale(node: Node, state: ValueState, params: CKKSParameters) -> None:
@@ -213,8 +257,11 @@ def check_scale(node: Node, state: ValueState, params: CKKSParameters) -> None:
     qfhe.errors.CKKSScheduleError: node 'r' (rescale): scale 2^20.00 fell below the waterline 2^40; a rescale divided by a prime larger than the scale; rescale by the waterline rule (RescalingInsertionPass)
     """
     if state.log2_scale < math.log2(params.scale) - 1:
-        _fail(node, f"scale 2^{state.log2_scale:.2f} fell below the waterline 2^{math.log2(params.scale):g}",
-              "a rescale divided by a prime larger than the scale; rescale by the waterline rule (RescalingInsertionPass)")
+        _fail(
+            node,
+            f"scale 2^{state.log2_scale:.2f} fell below the waterline 2^{math.log2(params.scale):g}",
+            "a rescale divided by a prime larger than the scale; rescale by the waterline rule (RescalingInsertionPass)",
+        )
 
 
 def annotate(graph: Graph, params: CKKSParameters) -> dict[str, ValueState]:
@@ -272,7 +319,9 @@ def align_levels(graph: Graph, params: CKKSParameters) -> Graph:
             for i in n.inputs:
                 if levels[i].level > target:
                     name = unique_name(f"{i}_ms", used)
-                    ms = Node(name, "mod_switch", [i], {"levels": levels[i].level - target, "layer": n.attrs.get("layer")})
+                    ms = Node(
+                        name, "mod_switch", [i], {"levels": levels[i].level - target, "layer": n.attrs.get("layer")}
+                    )
                     nodes.append(ms)
                     levels[name] = transition(ms, [levels[i]], params, check=False)
                     i = name

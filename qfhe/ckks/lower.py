@@ -26,7 +26,6 @@ from qfhe.ir.interpreter import collect_ranges
 from qfhe.ir.ops import chain_arrays, evaluate
 from qfhe.validation import user_stacklevel
 
-
 #: Float-graph ops :func:`to_he_graph` lowers (every other op raises a CKKS-specific error).
 LOWERED_OPS = frozenset({"input", "gemm", "conv", "activation", "affine", "add", "sub", "gather", "reshape"})
 #: Activations with no CKKS lowering: step functions cannot be polynomials.
@@ -63,9 +62,12 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
     """
     X = np.asarray(calibration, np.float64)
     if X.shape[0] < 2:
-        warnings.warn("the CKKS calibration input is a single sample, so polynomial ranges come from one point and "
-                      "will be narrow; pass a calibration batch (a few hundred samples)", NarrowCalibrationWarning,
-                      stacklevel=user_stacklevel())
+        warnings.warn(
+            "the CKKS calibration input is a single sample, so polynomial ranges come from one point and "
+            "will be narrow; pass a calibration batch (a few hundred samples)",
+            NarrowCalibrationWarning,
+            stacklevel=user_stacklevel(),
+        )
     ranges = collect_ranges(float_graph, X)
     shapes: dict[str, tuple] = {}
     alias: dict[str, str] = {}
@@ -87,15 +89,23 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
             if n.attrs["fn"] in UNLOWERED_ACTIVATIONS:
                 raise UnsupportedOpError(
                     f"node '{n.name}' computes a comparison, mask or torch.where (a step function); CKKS evaluates "
-                    "polynomials, which cannot jump: use scheme='tfhe', where it is one table lookup")
+                    "polynomials, which cannot jump: use scheme='tfhe', where it is one table lookup"
+                )
             if chain_arrays([{"op": "activation", "attrs": n.attrs}]):
                 raise UnsupportedOpError(
                     f"node '{n.name}' ({n.attrs['fn']}) has a parameter per channel; the CKKS path fits one polynomial "
-                    "per activation: use one shared parameter (e.g. nn.PReLU() with num_parameters=1) or scheme='tfhe'")
+                    "per activation: use one shared parameter (e.g. nn.PReLU() with num_parameters=1) or scheme='tfhe'"
+                )
             lo, hi = ranges[n.inputs[0]]
             shapes[n.name] = in_shape
-            nodes.append(Node(n.name, "activation", ins, {"fn": n.attrs["fn"], "params": n.attrs["params"],
-                                                          "range": (float(lo), float(hi))}))
+            nodes.append(
+                Node(
+                    n.name,
+                    "activation",
+                    ins,
+                    {"fn": n.attrs["fn"], "params": n.attrs["params"], "range": (float(lo), float(hi))},
+                )
+            )
         elif n.op == "affine":
             size = int(np.prod(in_shape))
             scale = np.broadcast_to(n.attrs["scale"], (1,) + in_shape).reshape(-1)
@@ -121,17 +131,21 @@ def to_he_graph(float_graph: Graph, calibration: np.ndarray) -> Graph:
         elif n.op in ("mul", "matmul"):
             raise UnsupportedOpError(
                 f"node '{n.name}' ({n.op}) multiplies two encrypted tensors; the CKKS pass pipeline does not place "
-                "ciphertext-ciphertext products outside activations yet: use scheme='tfhe'")
+                "ciphertext-ciphertext products outside activations yet: use scheme='tfhe'"
+            )
         elif n.op == "maxpool":
             raise UnsupportedOpError(
                 f"node '{n.name}' (maxpool) has no CKKS lowering: a max needs comparisons, which CKKS can only "
-                "approximate with high-degree polynomials; use AvgPool2d for scheme='ckks', or scheme='tfhe'")
+                "approximate with high-degree polynomials; use AvgPool2d for scheme='ckks', or scheme='tfhe'"
+            )
         elif n.op == "reshape":
             shapes[n.name] = tuple(n.attrs["shape"])
             alias[n.name] = ins[0]  # a flat vector is already C-order: reshapes are free
         else:
-            raise UnsupportedOpError(f"node '{n.name}' ({n.op}) has no CKKS lowering yet; the CKKS path supports "
-                                     "linear/convolution/pooling layers, BatchNorm, activations and residual adds")
+            raise UnsupportedOpError(
+                f"node '{n.name}' ({n.op}) has no CKKS lowering yet; the CKKS path supports "
+                "linear/convolution/pooling layers, BatchNorm, activations and residual adds"
+            )
     return Graph(nodes, [alias.get(o, o) for o in float_graph.outputs]).verify("to_he_graph")
 
 
@@ -163,7 +177,9 @@ def polynomial_reference(he_graph: Graph, X: np.ndarray, polys: dict, observer=N
             x = vals[n.inputs[0]]
             if observer is not None:
                 observer(n.name, x)
-            vals[n.name] = polys[n.name](x) if n.name in polys else apply_activation(n.attrs["fn"], n.attrs["params"], x)
+            vals[n.name] = (
+                polys[n.name](x) if n.name in polys else apply_activation(n.attrs["fn"], n.attrs["params"], x)
+            )
         elif n.op == "affine":
             vals[n.name] = vals[n.inputs[0]] * n.attrs["scale"] + n.attrs["shift"]
         elif n.op == "add":

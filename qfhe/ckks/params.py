@@ -79,10 +79,13 @@ class CKKSParameters:
 
     def __post_init__(self):
         try:
-            object.__setattr__(self, "coeff_modulus", tuple(as_int("coeff_modulus bit sizes", b, 20, 60)
-                                                            for b in self.coeff_modulus))
+            object.__setattr__(
+                self, "coeff_modulus", tuple(as_int("coeff_modulus bit sizes", b, 20, 60) for b in self.coeff_modulus)
+            )
         except TypeError:
-            raise ConfigurationError(f"coeff_modulus must be a list of prime bit sizes, got {self.coeff_modulus!r}") from None
+            raise ConfigurationError(
+                f"coeff_modulus must be a list of prime bit sizes, got {self.coeff_modulus!r}"
+            ) from None
         n = self.poly_modulus_degree
         if isinstance(n, numbers.Integral) and not isinstance(n, bool):
             n = int(n)
@@ -90,30 +93,40 @@ class CKKSParameters:
         if not isinstance(n, int) or isinstance(n, bool) or n < 1024 or n & (n - 1):
             raise ConfigurationError(f"poly_modulus_degree must be a power of two >= 1024, got {n!r}")
         if len(self.coeff_modulus) < 3:
-            raise ConfigurationError("coeff_modulus needs at least 3 primes: q_0, one rescaling prime, the special prime")
+            raise ConfigurationError(
+                "coeff_modulus needs at least 3 primes: q_0, one rescaling prime, the special prime"
+            )
         object.__setattr__(self, "scale", as_float("scale", self.scale, 1.0, math.inf))
         log_scale, rescaling = math.log2(self.scale), self.coeff_modulus[1:-1]
         if log_scale > min(rescaling) + 1e-9:
             raise ConfigurationError(
                 f"scale 2^{log_scale:g} is larger than the smallest rescaling prime ({min(rescaling)} bits, "
                 f"coeff_modulus[1:-1]): a rescale divides a product by that prime, so the scale would not come back "
-                f"to the waterline. Use scale <= 2^{min(rescaling)}, or rescaling primes of at least {math.ceil(log_scale)} bits")
+                f"to the waterline. Use scale <= 2^{min(rescaling)}, or rescaling primes of at least {math.ceil(log_scale)} bits"
+            )
         if self.coeff_modulus[0] <= log_scale:
             raise ConfigurationError(
                 f"the first prime (q_0, {self.coeff_modulus[0]} bits) must exceed the scale (2^{log_scale:g}) by the "
-                f"bits of the largest value it decrypts; use a q_0 of about {math.ceil(log_scale) + 20} bits or a smaller scale")
+                f"bits of the largest value it decrypts; use a q_0 of about {math.ceil(log_scale) + 20} bits or a smaller scale"
+            )
         values = tuple(int(v) for v in self.prime_values)
-        if values and (len(values) != len(self.coeff_modulus) or
-                       any(v.bit_length() != b for v, b in zip(values, self.coeff_modulus))):
-            raise ConfigurationError(f"prime_values must be one prime of each size in coeff_modulus "
-                                     f"{list(self.coeff_modulus)}, got {list(values)}")
+        if values and (
+            len(values) != len(self.coeff_modulus)
+            or any(v.bit_length() != b for v, b in zip(values, self.coeff_modulus))
+        ):
+            raise ConfigurationError(
+                f"prime_values must be one prime of each size in coeff_modulus "
+                f"{list(self.coeff_modulus)}, got {list(values)}"
+            )
         object.__setattr__(self, "prime_values", values)
-        object.__setattr__(self, "bootstrap_depth", as_int("bootstrap_depth", self.bootstrap_depth, 1, None,
-                                                           "a positive int"))
+        object.__setattr__(
+            self, "bootstrap_depth", as_int("bootstrap_depth", self.bootstrap_depth, 1, None, "a positive int")
+        )
 
     @classmethod
-    def for_model(cls, model, X_calib, precision_bits: int = 30, pipeline=None, degree: int = 8,
-                  strategy: str = "row_major") -> "CKKSParameters":
+    def for_model(
+        cls, model, X_calib, precision_bits: int = 30, pipeline=None, degree: int = 8, strategy: str = "row_major"
+    ) -> "CKKSParameters":
         """The smallest 128-bit-secure parameters that run ``model`` without bootstrapping.
 
         Picks N (2^13, 2^14 or 2^15), one rescaling prime per level the compiled model consumes,
@@ -283,10 +296,15 @@ class CKKSParameters:
         if self.is_secure:
             return
         bound = self.security_bound
-        why = (f"log2(QP) = {self.log_qp} > {bound} allowed at N = {self.poly_modulus_degree}" if bound is not None
-               else f"N = {self.poly_modulus_degree} is beyond the HE standard's 128-bit table")
-        msg = (f"CKKS parameters are not 128-bit secure: {why}. Use fewer or smaller primes, a larger "
-               "poly_modulus_degree, or allow_insecure=True for experiments only")
+        why = (
+            f"log2(QP) = {self.log_qp} > {bound} allowed at N = {self.poly_modulus_degree}"
+            if bound is not None
+            else f"N = {self.poly_modulus_degree} is beyond the HE standard's 128-bit table"
+        )
+        msg = (
+            f"CKKS parameters are not 128-bit secure: {why}. Use fewer or smaller primes, a larger "
+            "poly_modulus_degree, or allow_insecure=True for experiments only"
+        )
         if real_encryption and not self.allow_insecure:
             raise ConfigurationError(msg)
         warnings.warn(msg, InsecureParametersWarning, stacklevel=user_stacklevel())
@@ -310,5 +328,7 @@ class CKKSParameters:
         >>> CKKSParameters(8192, [60, 40, 40, 60], 2**40).describe()
         'N=8192, 2 levels, log2(QP)=200, scale=2^40'
         """
-        return (f"N={self.poly_modulus_degree}, {self.max_level} levels, log2(QP)={self.log_qp}, "
-                f"scale=2^{math.log2(self.scale):g}")
+        return (
+            f"N={self.poly_modulus_degree}, {self.max_level} levels, log2(QP)={self.log_qp}, "
+            f"scale=2^{math.log2(self.scale):g}"
+        )

@@ -66,8 +66,9 @@ def _peak(compiled, X) -> float:
     return peak[0]
 
 
-def select_parameters(model, X_calib, precision_bits: int = 30, pipeline=None, degree: int = 8,
-                      strategy: str = "row_major") -> CKKSParameters:
+def select_parameters(
+    model, X_calib, precision_bits: int = 30, pipeline=None, degree: int = 8, strategy: str = "row_major"
+) -> CKKSParameters:
     """The implementation of :meth:`CKKSParameters.for_model` (see the module docstring).
 
     Raises
@@ -92,19 +93,23 @@ def select_parameters(model, X_calib, precision_bits: int = 30, pipeline=None, d
     if pipeline is None:
         pipeline = default_pipeline(degree=degree, bootstrapping=False, strategy=strategy)
     if any(isinstance(p, BootstrappingInsertionPass) for p in pipeline.passes):
-        raise ConfigurationError("for_model picks parameters that fit without bootstrapping; pass a pipeline without "
-                                 "BootstrappingInsertionPass")
+        raise ConfigurationError(
+            "for_model picks parameters that fit without bootstrapping; pass a pipeline without "
+            "BootstrappingInsertionPass"
+        )
     X = to_numpy(X_calib, "X_calib")
     s = min(60, precision_bits + NOISE_BITS)
-    probe = _compile(model, X, CKKSParameters(32768, (60,) + (s,) * _PROBE_LEVELS + (60,), 2.0**s,
-                                              allow_insecure=True), pipeline)
+    probe = _compile(
+        model, X, CKKSParameters(32768, (60,) + (s,) * _PROBE_LEVELS + (60,), 2.0**s, allow_insecure=True), pipeline
+    )
     levels = probe.params.max_level - probe.cost_analysis.final_level
     int_bits = max(1, math.ceil(math.log2(max(_peak(probe, X), 1.0))) + 1)
     q0 = s + int_bits + 4
     if q0 > 60:
         raise ConfigurationError(
             f"values reach 2^{int_bits - 1} on the calibration data; with a scale of 2^{s} the last prime would need "
-            f"{q0} bits, more than SEAL's 60. Lower precision_bits (now {precision_bits}) or scale the model's inputs")
+            f"{q0} bits, more than SEAL's 60. Lower precision_bits (now {precision_bits}) or scale the model's inputs"
+        )
     chain = (q0,) + (s,) * levels + (max(q0, s),)
     total = sum(chain)
     for n in RING_DEGREES:
@@ -118,11 +123,14 @@ def select_parameters(model, X_calib, precision_bits: int = 30, pipeline=None, d
         try:
             _peak(compiled, X)  # the magnitude check of every op, on the calibration data
         except CKKSScheduleError as exc:
-            raise ConfigurationError(f"the selected parameters {params.describe()} overflow on the calibration data "
-                                     f"({exc}); lower precision_bits") from None
+            raise ConfigurationError(
+                f"the selected parameters {params.describe()} overflow on the calibration data "
+                f"({exc}); lower precision_bits"
+            ) from None
         return params
     raise ConfigurationError(
         f"the model consumes {levels} levels: with a {s}-bit scale (precision_bits={precision_bits}) the modulus needs "
         f"{total} bits, more than the {MAX_LOG_QP_128[32768]} bits N = 2^15 allows at 128-bit security (SEAL offers "
         f"no secure N = 2^16). Use a lower polynomial degree (degree={degree}; each activation costs "
-        "ceil(log2(degree + 1)) levels), fewer layers, lower precision_bits, or bootstrapping on the FakeBackend only")
+        "ceil(log2(degree + 1)) levels), fewer layers, lower precision_bits, or bootstrapping on the FakeBackend only"
+    )

@@ -47,6 +47,19 @@ def __getattr__(name):
     raise AttributeError(f"module 'qfhe.deploy' has no attribute {name!r}")
 
 
-__all__ = ["FHEModelDev", "FHEModelClient", "FHEModelServer", "ServerSpec", "load_server_spec", "KeyStore",
-           "KeyCache", "BatchResult", "WorkerPool", "HTTPClient", "ServingConfig", "ArtifactLimits", "artifact_sha256",
-           "generate_signing_key"]
+__all__ = [
+    "FHEModelDev",
+    "FHEModelClient",
+    "FHEModelServer",
+    "ServerSpec",
+    "load_server_spec",
+    "KeyStore",
+    "KeyCache",
+    "BatchResult",
+    "WorkerPool",
+    "HTTPClient",
+    "ServingConfig",
+    "ArtifactLimits",
+    "artifact_sha256",
+    "generate_signing_key",
+]

@@ -98,8 +98,11 @@ def versions() -> dict[str, str]:
     """
     import qfhe
 
-    return {"qfhe": qfhe.__version__, "concrete-python": metadata.version("concrete-python"),
-            "python": platform.python_version()}
+    return {
+        "qfhe": qfhe.__version__,
+        "concrete-python": metadata.version("concrete-python"),
+        "python": platform.python_version(),
+    }
 
 
 def _major_minor(v: str) -> str:
@@ -123,8 +126,10 @@ def check_versions(recorded: dict, member: str, needs_concrete: bool) -> None:
     if bad:
         theirs = ", ".join(f"{n} {str(recorded.get(n, '?'))[:32]}" for n in names)
         ours = ", ".join(f"{n} {here[n]}" for n in names)
-        raise ArtifactError(f"{member} was written by {theirs}; this is {ours}. Save the model again with this "
-                            "version (FHEModelDev(...).save()), or install the versions it was written with")
+        raise ArtifactError(
+            f"{member} was written by {theirs}; this is {ours}. Save the model again with this "
+            "version (FHEModelDev(...).save()), or install the versions it was written with"
+        )
 
 
 def artifact_sha256(path) -> str:
@@ -201,8 +206,10 @@ class Artifact:
         """
         for member in self.members:
             if member not in names and not (member.startswith(prefixes) and member.endswith(".npy") and prefixes):
-                raise ArtifactError(f"{self.name}: unexpected member {member[:80]} (this qfhe reads JSON and .npy members "
-                                    "only; save the model again)")
+                raise ArtifactError(
+                    f"{self.name}: unexpected member {member[:80]} (this qfhe reads JSON and .npy members "
+                    "only; save the model again)"
+                )
 
     def json(self, name: str):
         """Parse a JSON member (bounded size and depth).
@@ -264,9 +271,15 @@ def write_artifact(path, kind: str, members: dict, info: dict, signing_key=None)
     if bad:
         raise ArtifactError(f"member name {bad[0]!r} is not allowed")
     manifest = {
-        "format": FORMAT, "format_version": FORMAT_VERSION, "kind": kind, "versions": versions(), "info": info,
-        "members": {name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-                    for name, data in sorted(members.items())},
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "kind": kind,
+        "versions": versions(),
+        "info": info,
+        "members": {
+            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            for name, data in sorted(members.items())
+        },
     }
     manifest_bytes = json.dumps(manifest, indent=1).encode("utf-8")
     path = Path(path)
@@ -312,7 +325,7 @@ def _source(source, kind: str, limits: ArtifactLimits) -> tuple[str, bytes]:
 def _entry_count(data: bytes, name: str) -> int:
     """The number of entries the zip's end-of-central-directory record declares, read before
     ``zipfile`` builds an object per entry."""
-    tail = data[-(_EOCD.size + 0xFFFF):]
+    tail = data[-(_EOCD.size + 0xFFFF) :]
     at = tail.rfind(b"PK\x05\x06")
     if at < 0 or at + _EOCD.size > len(tail):
         raise ArtifactError(f"{name} is not a readable zip archive (truncated or corrupted: no end of directory)")
@@ -329,8 +342,10 @@ def _read_member(z: zipfile.ZipFile, info: zipfile.ZipInfo, size: int, name: str
     except (zipfile.BadZipFile, OSError, EOFError, ValueError, NotImplementedError, RuntimeError, zlib.error):
         raise ArtifactError(f"{name}: member {info.filename} is unreadable (truncated or modified)") from None
     if len(data) != size:
-        raise ArtifactError(f"{name}: member {info.filename} has {len(data)} bytes, its manifest entry says {size} "
-                            "(truncated or modified)")
+        raise ArtifactError(
+            f"{name}: member {info.filename} has {len(data)} bytes, its manifest entry says {size} "
+            "(truncated or modified)"
+        )
     return data
 
 
@@ -339,13 +354,18 @@ def _check_manifest(m, name: str, kind: str, limits: ArtifactLimits) -> dict:
     if not isinstance(m, dict) or m.get("format") != FORMAT:
         raise ArtifactError(f"{name}: {MANIFEST} is not a qfhe artifact manifest")
     if m.get("format_version") != FORMAT_VERSION:
-        raise ArtifactError(f"{name} has artifact format {str(m.get('format_version'))[:16]!r}; this qfhe reads format "
-                            f"{FORMAT_VERSION}. Save the model again with this version")
+        raise ArtifactError(
+            f"{name} has artifact format {str(m.get('format_version'))[:16]!r}; this qfhe reads format "
+            f"{FORMAT_VERSION}. Save the model again with this version"
+        )
     if m.get("kind") != kind:
         raise ArtifactError(f"{name} is a {str(m.get('kind'))[:16]!r} artifact, expected {kind!r}")
     info, vers, members = m.get("info"), m.get("versions"), m.get("members")
-    if not isinstance(info, dict) or info.get("scheme") not in ("tfhe", "ckks") or \
-            not isinstance(info.get("model_type", ""), str):
+    if (
+        not isinstance(info, dict)
+        or info.get("scheme") not in ("tfhe", "ckks")
+        or not isinstance(info.get("model_type", ""), str)
+    ):
         raise ArtifactError(f"{name}: {MANIFEST} has no valid info.scheme ('tfhe' or 'ckks')")
     if not isinstance(vers, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in vers.items()):
         raise ArtifactError(f"{name}: {MANIFEST} has no valid versions table")
@@ -355,22 +375,32 @@ def _check_manifest(m, name: str, kind: str, limits: ArtifactLimits) -> dict:
     for member, entry in members.items():
         if not _MEMBER_NAME.match(member) or member in (MANIFEST, SIGNATURE_MEMBER):
             raise ArtifactError(f"{name}: {MANIFEST} lists a member with a forbidden name {member[:80]!r}")
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str) or \
-                not _HEX64.match(entry["sha256"]) or type(entry.get("size")) is not int or entry["size"] < 0:
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("sha256"), str)
+            or not _HEX64.match(entry["sha256"])
+            or type(entry.get("size")) is not int
+            or entry["size"] < 0
+        ):
             raise ArtifactError(f"{name}: {MANIFEST} entry of {member} needs a hex sha256 and a size")
         if entry["size"] > limits.max_member_bytes:
-            raise ArtifactError(f"{name}: member {member} declares {entry['size']} bytes, more than the "
-                                f"{limits.max_member_bytes} allowed (ArtifactLimits)")
+            raise ArtifactError(
+                f"{name}: member {member} declares {entry['size']} bytes, more than the "
+                f"{limits.max_member_bytes} allowed (ArtifactLimits)"
+            )
         total += entry["size"]
     if total > limits.max_total_bytes:
-        raise ArtifactError(f"{name}: its members declare {total} bytes in all, more than the {limits.max_total_bytes} "
-                            "allowed (ArtifactLimits)")
+        raise ArtifactError(
+            f"{name}: its members declare {total} bytes in all, more than the {limits.max_total_bytes} "
+            "allowed (ArtifactLimits)"
+        )
     check_versions(vers, name, info["scheme"] == "tfhe")
     return members
 
 
-def read_artifact(source, kind: str, verify_key=None, expected_sha256: str | None = None,
-                  limits: ArtifactLimits | None = None) -> Artifact:
+def read_artifact(
+    source, kind: str, verify_key=None, expected_sha256: str | None = None, limits: ArtifactLimits | None = None
+) -> Artifact:
     """Open and verify an artifact: size, entries, manifest, signature, versions, every member's
     SHA-256 and size.
 
@@ -414,8 +444,10 @@ def read_artifact(source, kind: str, verify_key=None, expected_sha256: str | Non
         if not isinstance(expected_sha256, str) or not _HEX64.match(expected_sha256.lower()):
             raise ConfigurationError("expected_sha256 must be 64 hex digits (qfhe.deploy.artifact_sha256(path))")
         if digest != expected_sha256.lower():
-            raise ArtifactError(f"{name} has SHA-256 {digest[:16]}…; expected {expected_sha256.lower()[:16]}…: this is "
-                                "not the artifact that was published")
+            raise ArtifactError(
+                f"{name} has SHA-256 {digest[:16]}…; expected {expected_sha256.lower()[:16]}…: this is "
+                "not the artifact that was published"
+            )
     if _entry_count(data, name) > limits.max_members + 2:
         raise ArtifactError(f"{name} has more than {limits.max_members} entries (ArtifactLimits)")
     try:
@@ -429,13 +461,16 @@ def read_artifact(source, kind: str, verify_key=None, expected_sha256: str | Non
             raise ArtifactError(f"{name} holds two entries with one name (added after saving)")
         for i in infos:
             if i.flag_bits & 0x1 or i.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-                raise ArtifactError(f"{name}: member {i.filename[:80]} is encrypted or compressed with a method qfhe "
-                                    "does not write")
+                raise ArtifactError(
+                    f"{name}: member {i.filename[:80]} is encrypted or compressed with a method qfhe does not write"
+                )
         if MANIFEST not in by_name:
             raise ArtifactError(f"{name} has no {MANIFEST}: it was not written by qfhe's FHEModelDev")
         if by_name[MANIFEST].file_size > MANIFEST_MAX_BYTES:
-            raise ArtifactError(f"{name}: {MANIFEST} declares {by_name[MANIFEST].file_size} bytes, more than the "
-                                f"{MANIFEST_MAX_BYTES} a manifest may have")
+            raise ArtifactError(
+                f"{name}: {MANIFEST} declares {by_name[MANIFEST].file_size} bytes, more than the "
+                f"{MANIFEST_MAX_BYTES} a manifest may have"
+            )
         manifest_bytes = _read_member(z, by_name[MANIFEST], by_name[MANIFEST].file_size, name)
         manifest = load_json(manifest_bytes, f"{name}: {MANIFEST}", MANIFEST_MAX_BYTES)
         signature = None
@@ -445,8 +480,10 @@ def read_artifact(source, kind: str, verify_key=None, expected_sha256: str | Non
             signature = _read_member(z, by_name[SIGNATURE_MEMBER], 64, name)
         if verify_key is not None:
             if signature is None:
-                raise ArtifactError(f"{name} is not signed, and a verify_key was given: ask its developer for the signed "
-                                    "artifact (FHEModelDev(..., signing_key=...))")
+                raise ArtifactError(
+                    f"{name} is not signed, and a verify_key was given: ask its developer for the signed "
+                    "artifact (FHEModelDev(..., signing_key=...))"
+                )
             verify(verify_key, manifest_bytes, signature, name)
         listed = _check_manifest(manifest, name, kind, limits)
         extra = sorted(set(by_name) - set(listed) - {MANIFEST, SIGNATURE_MEMBER})
@@ -457,11 +494,15 @@ def read_artifact(source, kind: str, verify_key=None, expected_sha256: str | Non
             if member not in by_name:
                 raise ArtifactError(f"{name}: member {member} is missing")
             if by_name[member].file_size != entry["size"]:
-                raise ArtifactError(f"{name}: member {member} has {by_name[member].file_size} bytes in the zip, its "
-                                    f"manifest entry says {entry['size']} (truncated or modified)")
+                raise ArtifactError(
+                    f"{name}: member {member} has {by_name[member].file_size} bytes in the zip, its "
+                    f"manifest entry says {entry['size']} (truncated or modified)"
+                )
             blob = _read_member(z, by_name[member], entry["size"], name)
             if hashlib.sha256(blob).hexdigest() != entry["sha256"]:
-                raise ArtifactError(f"{name}: member {member} does not match its SHA-256 in the manifest "
-                                    "(modified or truncated); do not use this artifact, save it again")
+                raise ArtifactError(
+                    f"{name}: member {member} does not match its SHA-256 in the manifest "
+                    "(modified or truncated); do not use this artifact, save it again"
+                )
             members[member] = blob
     return Artifact(manifest, members, digest, data, signed=verify_key is not None, limits=limits)

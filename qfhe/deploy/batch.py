@@ -142,8 +142,15 @@ def _is_dask_client(executor) -> bool:
     return type(executor).__name__ == "Client" and type(executor).__module__.startswith("distributed")
 
 
-def run_batch(server, encrypted: list, evaluation_keys: bytes, executor=None, max_workers: int | None = None,
-              retries: int = 1, item_timeout: float | None = None) -> BatchResult:
+def run_batch(
+    server,
+    encrypted: list,
+    evaluation_keys: bytes,
+    executor=None,
+    max_workers: int | None = None,
+    retries: int = 1,
+    item_timeout: float | None = None,
+) -> BatchResult:
     """Run ``encrypted`` (a list of :meth:`FHEModelClient.quantize_encrypt_serialize` blobs) in parallel.
 
     Parameters
@@ -172,28 +179,37 @@ def run_batch(server, encrypted: list, evaluation_keys: bytes, executor=None, ma
     True
     """
     if not isinstance(evaluation_keys, (bytes, bytearray)):
-        raise ConfigurationError("run_batch needs the serialized evaluation keys (bytes), which each worker loads once; "
-                                 f"got {type(evaluation_keys).__name__}")
+        raise ConfigurationError(
+            "run_batch needs the serialized evaluation keys (bytes), which each worker loads once; "
+            f"got {type(evaluation_keys).__name__}"
+        )
     retries = as_int("retries", retries, 0, 5)
     blobs = [bytes(b) for b in encrypted]
     server.load_keys(bytes(evaluation_keys))  # refuse bad keys here, not n times in the workers
     start = time.perf_counter()
     if executor is None or executor == "processes":
-        n = as_int("max_workers", max_workers, 1, None) if max_workers is not None else min(len(blobs) or 1,
-                                                                                            os.cpu_count() or 1)
-        with WorkerPool(n, "qfhe.deploy.batch:setup_batch_worker", (server.artifact_bytes, bytes(evaluation_keys))) \
-                as pool:
+        n = (
+            as_int("max_workers", max_workers, 1, None)
+            if max_workers is not None
+            else min(len(blobs) or 1, os.cpu_count() or 1)
+        )
+        with WorkerPool(
+            n, "qfhe.deploy.batch:setup_batch_worker", (server.artifact_bytes, bytes(evaluation_keys))
+        ) as pool:
             outputs, errors, attempts = _collect(
-                lambda b: pool.submit("qfhe.deploy.batch:run_batch_item", b, timeout=item_timeout), blobs, retries)
+                lambda b: pool.submit("qfhe.deploy.batch:run_batch_item", b, timeout=item_timeout), blobs, retries
+            )
     elif _is_dask_client(executor):
         digest = hashlib.sha256(server.artifact_bytes + bytes(evaluation_keys)).hexdigest()[:16]
         name = f"qfhe-server-{digest}"
         executor.register_plugin(_dask_plugin(server.artifact_bytes, bytes(evaluation_keys), name), name=name)
         outputs, errors, attempts = _collect(
-            lambda b: executor.submit(_run_on_dask_worker, b, name, pure=False), blobs, retries)
+            lambda b: executor.submit(_run_on_dask_worker, b, name, pure=False), blobs, retries
+        )
     else:
-        raise ConfigurationError(f"executor must be None, 'processes' or a dask distributed.Client, got "
-                                 f"{type(executor).__name__}")
+        raise ConfigurationError(
+            f"executor must be None, 'processes' or a dask distributed.Client, got {type(executor).__name__}"
+        )
     return BatchResult(outputs, errors, attempts, time.perf_counter() - start)
 
 

@@ -29,8 +29,12 @@ def _is_int(v) -> bool:
 
 
 def _ints(n: int | None = None):
-    return lambda v: isinstance(v, (tuple, list)) and (n is None or len(v) == n) and all(
-        _is_int(d) and d >= 0 for d in v) and len(v) <= 8
+    return lambda v: (
+        isinstance(v, (tuple, list))
+        and (n is None or len(v) == n)
+        and all(_is_int(d) and d >= 0 for d in v)
+        and len(v) <= 8
+    )
 
 
 def _int_array(*ndims):
@@ -42,25 +46,44 @@ def _optional(check):
 
 
 def _table(v) -> bool:
-    return _int_array()(v) and v.ndim >= 1 and v.shape[0] >= 2 and v.shape[0] & (v.shape[0] - 1) == 0 and \
-        v.shape[0] <= 1 << MAX_TABLE_BITS
+    return (
+        _int_array()(v)
+        and v.ndim >= 1
+        and v.shape[0] >= 2
+        and v.shape[0] & (v.shape[0] - 1) == 0
+        and v.shape[0] <= 1 << MAX_TABLE_BITS
+    )
 
 
 #: Every op a circuit graph may hold, with the checks of its attributes (all required, none other).
 _OPS = {
     "input": {"shape": _ints(), "dtype": lambda v: v == "int"},
     "qgemm": {"weight": _int_array(2), "bias": _optional(_int_array(1)), "zero_point": _is_int},
-    "qconv": {"weight": _int_array(4), "bias": _optional(_int_array()), "zero_point": _is_int, "stride": _ints(2),
-              "padding": _ints(2), "dilation": _ints(2), "groups": lambda v: _is_int(v) and v >= 1},
-    "add": {}, "sub": {},
+    "qconv": {
+        "weight": _int_array(4),
+        "bias": _optional(_int_array()),
+        "zero_point": _is_int,
+        "stride": _ints(2),
+        "padding": _ints(2),
+        "dilation": _ints(2),
+        "groups": lambda v: _is_int(v) and v >= 1,
+    },
+    "add": {},
+    "sub": {},
     "qmul": {"zero_point_a": _is_int, "zero_point_b": _is_int},
     "qmatmul": {"zero_point_a": _is_int, "zero_point_b": _is_int},
     "pack": {"b_bits": lambda v: _is_int(v) and 0 < v <= 16, "b_lo": _is_int},
     "concat": {"axis": lambda v: _is_int(v) and 1 <= v <= 8},
     "reshape": {"shape": _ints()},
     "gather": {"index": _int_array(), "fill": _optional(_is_int)},
-    "maxpool": {"kernel": _ints(2), "stride": _ints(2), "padding": _ints(2), "dilation": _ints(2),
-                "ceil_mode": lambda v: type(v) is bool, "mode": lambda v: v in (None, "max", "min")},
+    "maxpool": {
+        "kernel": _ints(2),
+        "stride": _ints(2),
+        "padding": _ints(2),
+        "dilation": _ints(2),
+        "ceil_mode": lambda v: type(v) is bool,
+        "mode": lambda v: v in (None, "max", "min"),
+    },
     "round": {"lsbs": lambda v: _is_int(v) and 0 <= v <= 16, "method": lambda v: v in ("exact", "approximate")},
     "table": {"table": _table, "bits": lambda v: _is_int(v) and 1 <= v <= MAX_TABLE_BITS},
 }
@@ -80,8 +103,9 @@ def circuit_to_plain(graph) -> dict:
     for n in graph.nodes:
         if n.op not in _OPS:
             raise ConfigurationError(f"node '{n.name}' has op '{n.op}', which a deployed TFHE circuit cannot hold")
-        nodes.append({"name": n.name, "op": n.op, "inputs": list(n.inputs),
-                      "attrs": {k: n.attrs.get(k) for k in _OPS[n.op]}})
+        nodes.append(
+            {"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": {k: n.attrs.get(k) for k in _OPS[n.op]}}
+        )
     return {"nodes": nodes, "outputs": list(graph.outputs)}
 
 
@@ -122,20 +146,29 @@ def circuit_from_plain(data) -> tuple:
         if name in seen:
             raise ArtifactError(f"server.zip: circuit node name '{name[:80]}' is used twice")
         if not isinstance(op, str) or op not in _OPS:
-            raise ArtifactError(f"server.zip: circuit node '{name[:80]}' has op '{str(op)[:40]}', which is not in "
-                                "qfhe's circuit vocabulary")
-        if not isinstance(inputs, list) or not all(isinstance(x, str) and x in seen for x in inputs) or \
-                len(inputs) != _ARITY.get(op, len(inputs) if op == "concat" else 1) or (op != "input" and not inputs):
+            raise ArtifactError(
+                f"server.zip: circuit node '{name[:80]}' has op '{str(op)[:40]}', which is not in "
+                "qfhe's circuit vocabulary"
+            )
+        if (
+            not isinstance(inputs, list)
+            or not all(isinstance(x, str) and x in seen for x in inputs)
+            or len(inputs) != _ARITY.get(op, len(inputs) if op == "concat" else 1)
+            or (op != "input" and not inputs)
+        ):
             raise ArtifactError(f"server.zip: circuit node '{name[:80]}' reads values that are not defined before it")
         if not isinstance(attrs, dict) or set(attrs) != set(_OPS[op]):
-            raise ArtifactError(f"server.zip: circuit node '{name[:80]}' ({op}) must have exactly the attributes "
-                                f"{sorted(_OPS[op])}")
+            raise ArtifactError(
+                f"server.zip: circuit node '{name[:80]}' ({op}) must have exactly the attributes {sorted(_OPS[op])}"
+            )
         for key, check in _OPS[op].items():
             if not check(attrs[key]):
                 raise ArtifactError(f"server.zip: circuit node '{name[:80]}' ({op}) has an invalid '{key}'")
         if op == "table" and attrs["table"].shape[0] != 1 << attrs["bits"]:
-            raise ArtifactError(f"server.zip: circuit node '{name[:80]}' has a table of {attrs['table'].shape[0]} "
-                                f"entries for {attrs['bits']} bits")
+            raise ArtifactError(
+                f"server.zip: circuit node '{name[:80]}' has a table of {attrs['table'].shape[0]} "
+                f"entries for {attrs['bits']} bits"
+            )
         seen.add(name)
         attrs = {k: (tuple(v) if isinstance(v, list) else v) for k, v in attrs.items()}
         nodes.append(Node(name, op, list(inputs), attrs))
@@ -144,8 +177,14 @@ def circuit_from_plain(data) -> tuple:
     info = {}
     for name in seen:
         v = raw_info.get(name)
-        if not (isinstance(v, list) and len(v) == 4 and all(_is_int(x) for x in v[:3]) and type(v[3]) is bool
-                and v[0] <= v[1] and 1 <= v[2] <= 64):
+        if not (
+            isinstance(v, list)
+            and len(v) == 4
+            and all(_is_int(x) for x in v[:3])
+            and type(v[3]) is bool
+            and v[0] <= v[1]
+            and 1 <= v[2] <= 64
+        ):
             raise ArtifactError(f"server.zip: the bit-width of '{name[:80]}' is missing or invalid")
         info[name] = ValueInfo(*v)
     return Graph(nodes, outputs), info

@@ -73,17 +73,17 @@ class _TFHEKeys:
         return [("evaluation_keys", self.client.evaluation_keys.serialize())], {}
 
     def encrypt(self, codes: np.ndarray) -> tuple[list, list]:
-        return [[("x", self.client.encrypt(codes[i:i + 1]).serialize())] for i in range(len(codes))], [1] * len(codes)
+        return [[("x", self.client.encrypt(codes[i : i + 1]).serialize())] for i in range(len(codes))], [1] * len(codes)
 
     def decrypt(self, env: envelope.Envelope) -> np.ndarray:
         from qfhe._concrete import fhe
-
         from qfhe.deploy.concrete_wire import check_value
 
         outs = []
         for item in env.items:
-            value = check_value(envelope.parts(item, {"y"}, "an encrypted result")["y"], self.out_gate,
-                                "an encrypted result")
+            value = check_value(
+                envelope.parts(item, {"y"}, "an encrypted result")["y"], self.out_gate, "an encrypted result"
+            )
             try:
                 outs.append(np.asarray(self.client.decrypt(fhe.Value.deserialize(value))))
             except (RuntimeError, ValueError):
@@ -119,16 +119,25 @@ class _CKKSKeys:
             parts = dict(env.items[0])
             ctx, real = seal_context(self.params)
             gk = load_bytes("galois_keys", parts["galois_keys"], ctx) if parts["galois_keys"] else None
-            self.keys = SEALKeys(real, ctx, load_bytes("secret_key", parts["secret_key"], ctx),
-                                 load_bytes("public_key", parts["public_key"], ctx),
-                                 load_bytes("relin_keys", parts["relin_keys"], ctx), gk, list(env.meta["steps"]))
+            self.keys = SEALKeys(
+                real,
+                ctx,
+                load_bytes("secret_key", parts["secret_key"], ctx),
+                load_bytes("public_key", parts["public_key"], ctx),
+                load_bytes("relin_keys", parts["relin_keys"], ctx),
+                gk,
+                list(env.meta["steps"]),
+            )
             return
         self.keys = SEALKeys.generate(self.params, self.steps)
         if path is not None:
             k = self.keys
-            parts = [("secret_key", to_bytes(k.secret_key)), ("public_key", to_bytes(k.public_key)),
-                     ("relin_keys", to_bytes(k.relin_keys)),
-                     ("galois_keys", to_bytes(k.galois_keys) if k.galois_keys is not None else b"")]
+            parts = [
+                ("secret_key", to_bytes(k.secret_key)),
+                ("public_key", to_bytes(k.public_key)),
+                ("relin_keys", to_bytes(k.relin_keys)),
+                ("galois_keys", to_bytes(k.galois_keys) if k.galois_keys is not None else b""),
+            ]
             write_atomic(path, envelope.pack("ckks-keys", "secret", [parts], {"steps": k.steps}))
 
     def evaluation_parts(self) -> tuple[list, dict]:
@@ -141,9 +150,9 @@ class _CKKSKeys:
         X = X.reshape(len(X), -1)
         b, items, counts = self.per_ciphertext, [], []
         for i in range(0, len(X), b):
-            cts = self.keys.encrypt(self.graph, X[i:i + b])
+            cts = self.keys.encrypt(self.graph, X[i : i + b])
             items.append([(name, to_bytes(ct)) for name, ct in cts.items()])
-            counts.append(len(X[i:i + b]))
+            counts.append(len(X[i : i + b]))
         return items, counts
 
     def decrypt(self, env: envelope.Envelope) -> np.ndarray:
@@ -169,13 +178,17 @@ def _read_private(path: Path | None) -> bytes | None:
     except FileNotFoundError:
         return None
     except OSError:  # ELOOP: a symbolic link
-        raise ArtifactError(f"the key file {path} is a link or unreadable; delete it (a planted key file would let "
-                            "whoever wrote it decrypt your data)") from None
+        raise ArtifactError(
+            f"the key file {path} is a link or unreadable; delete it (a planted key file would let "
+            "whoever wrote it decrypt your data)"
+        ) from None
     with os.fdopen(fd, "rb") as f:
         st = os.fstat(f.fileno())
         if not stat.S_ISREG(st.st_mode) or (hasattr(os, "getuid") and st.st_uid != os.getuid()) or st.st_mode & 0o077:
-            raise ArtifactError(f"the key file {path} is not a private file of yours (mode {oct(st.st_mode & 0o777)}); "
-                                "delete it to generate new keys")
+            raise ArtifactError(
+                f"the key file {path} is not a private file of yours (mode {oct(st.st_mode & 0o777)}); "
+                "delete it to generate new keys"
+            )
         return f.read()
 
 
@@ -222,8 +235,9 @@ class FHEModelClient:
     'FHEModelClient'
     """
 
-    def __init__(self, path, key_dir=None, verify_key=None, expected_sha256: str | None = None,
-                 allow_insecure: bool = False):
+    def __init__(
+        self, path, key_dir=None, verify_key=None, expected_sha256: str | None = None, allow_insecure: bool = False
+    ):
         artifact = read_artifact(path, "client", verify_key, expected_sha256)
         artifact.only({"model.json", "client.specs.json"}, ("arrays/",))
         doc = artifact.plain()
@@ -241,8 +255,9 @@ class FHEModelClient:
             if self.scheme == "tfhe":
                 check_quantizers(self._quant, self._dequant)
             self._remedy = str(doc.get("clip_remedy", ""))[:200]
-            self._keys = (_TFHEKeys if self.scheme == "tfhe" else _CKKSKeys)(doc, artifact.members,
-                                                                             as_bool("allow_insecure", allow_insecure))
+            self._keys = (_TFHEKeys if self.scheme == "tfhe" else _CKKSKeys)(
+                doc, artifact.members, as_bool("allow_insecure", allow_insecure)
+            )
         except ConfigurationError as exc:
             raise ArtifactError(f"client.zip: model.json is invalid ({exc})") from None
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
@@ -271,7 +286,9 @@ class FHEModelClient:
         directory = private_directory(self.key_dir, "key_dir").resolve()
         name = f"{self.scheme}-{self.fingerprint[:24]}.keys"
         if not _FINGERPRINT.match(self.fingerprint) or Path(name).name != name:  # never resolved: a planted link
-            raise ArtifactError("client.zip: the model fingerprint would place the key file outside key_dir")  # stays one
+            raise ArtifactError(
+                "client.zip: the model fingerprint would place the key file outside key_dir"
+            )  # stays one
         return directory / name
 
     def generate_private_and_evaluation_keys(self, force: bool = False) -> None:
@@ -330,7 +347,9 @@ class FHEModelClient:
         arr = preprocess(self._pre, arr)
         self.generate_private_and_evaluation_keys()
         start = time.perf_counter()
-        values = quantize_input_codes(arr, self._quant, self._remedy or None, self._pre) if self.scheme == "tfhe" else arr
+        values = (
+            quantize_input_codes(arr, self._quant, self._remedy or None, self._pre) if self.scheme == "tfhe" else arr
+        )
         with self._lock:
             items, counts = self._keys.encrypt(values)
             request = secrets.token_hex(16)
@@ -361,8 +380,10 @@ class FHEModelClient:
         with self._lock:
             sent = self._requests.get(env.request) if env.request else None
         if sent is not None and (len(env.items) != len(sent) or env.samples != sent):
-            raise CiphertextError(f"the server returned {len(env.items)} results for a request of {len(sent)} "
-                                  f"encrypted items ({sum(sent)} samples): a faulty or hostile server")
+            raise CiphertextError(
+                f"the server returned {len(env.items)} results for a request of {len(sent)} "
+                f"encrypted items ({sum(sent)} samples): a faulty or hostile server"
+            )
         if "samples" in env.meta and self.scheme == "tfhe" and any(c != 1 for c in env.samples):
             raise CiphertextError("encrypted outputs: a TFHE result item holds exactly one sample")
         self.generate_private_and_evaluation_keys()

@@ -29,8 +29,11 @@ from qfhe.errors import ArtifactError, CiphertextError
 _WORD = 8
 #: Cap'n Proto nesting the formats need (a value's type info is 6 levels deep).
 _NESTING = 16
-_KEY_KINDS = (("lweBootstrapKeys", "LweBootstrapKeyInfo"), ("lweKeyswitchKeys", "LweKeyswitchKeyInfo"),
-              ("packingKeyswitchKeys", "PackingKeyswitchKeyInfo"))
+_KEY_KINDS = (
+    ("lweBootstrapKeys", "LweBootstrapKeyInfo"),
+    ("lweKeyswitchKeys", "LweKeyswitchKeyInfo"),
+    ("packingKeyswitchKeys", "PackingKeyswitchKeyInfo"),
+)
 
 
 @lru_cache(maxsize=1)
@@ -59,12 +62,15 @@ def _reading(struct, data: bytes, what: str, remedy: str):
     data = bytes(data)
     name = struct.schema.node.displayName.split(":")[-1]
     if len(data) < _WORD or len(data) % _WORD:
-        raise CiphertextError(f"{what} cannot be read as a concrete-python {name} (its size, {len(data)} bytes, is "
-                              f"not a whole number of 8-byte words); {remedy}")
+        raise CiphertextError(
+            f"{what} cannot be read as a concrete-python {name} (its size, {len(data)} bytes, is "
+            f"not a whole number of 8-byte words); {remedy}"
+        )
     try:
         # Each word of the message may be traversed at most twice: no pointer amplification.
-        with struct.from_bytes(data, traversal_limit_in_words=2 * len(data) // _WORD + 64,
-                               nesting_limit=_NESTING) as message:
+        with struct.from_bytes(
+            data, traversal_limit_in_words=2 * len(data) // _WORD + 64, nesting_limit=_NESTING
+        ) as message:
             yield message
     except (CiphertextError, ArtifactError):
         raise
@@ -79,8 +85,9 @@ def _normalized(struct, plain: dict) -> dict:
             raise TypeError
         return struct.new_message(**plain).to_dict()
     except Exception as exc:  # noqa: BLE001 - pycapnp raises KjException, AttributeError, TypeError... on bad data
-        raise ArtifactError(f"client.specs.json does not describe a concrete-python circuit ({type(exc).__name__})") \
-            from None
+        raise ArtifactError(
+            f"client.specs.json does not describe a concrete-python circuit ({type(exc).__name__})"
+        ) from None
 
 
 def _payload_size(payload) -> int:
@@ -124,8 +131,10 @@ def check_value(data: bytes, gate: dict, what: str) -> bytes:
         expected = _normalized(s.Value, {"rawInfo": gate["rawInfo"], "typeInfo": gate["typeInfo"]})
         got = {"rawInfo": value.rawInfo.to_dict(), "typeInfo": value.typeInfo.to_dict()}
         if got != expected:
-            raise CiphertextError(f"{what} was encrypted for another circuit or with other parameters (its shape, key "
-                                  f"or encoding differs from this circuit's); {remedy} for this model")
+            raise CiphertextError(
+                f"{what} was encrypted for another circuit or with other parameters (its shape, key "
+                f"or encoding differs from this circuit's); {remedy} for this model"
+            )
         raw = value.rawInfo
         need = math.prod(raw.shape.dimensions) * raw.integerPrecision // 8
         have = _payload_size(value.payload)
@@ -133,8 +142,7 @@ def check_value(data: bytes, gate: dict, what: str) -> bytes:
             raise CiphertextError(f"{what} has a payload of {have} bytes; its type needs {need} (truncated or forged)")
         # Built afresh from checked parts: copying the received message (as_builder) would carry
         # whatever else it holds, and pycapnp aborts the process on some malformed pointers there.
-        return s.Value.new_message(payload={"data": [bytes(b) for b in value.payload.data]},
-                                   **expected).to_bytes()
+        return s.Value.new_message(payload={"data": [bytes(b) for b in value.payload.data]}, **expected).to_bytes()
 
 
 def _key_words(kind: str, info: dict) -> int:
@@ -145,10 +153,13 @@ def _key_words(kind: str, info: dict) -> int:
         per_level = k1 * p["polynomialSize"] * (1 if seeded else k1)
         return p["inputLweDimension"] * p["levelCount"] * per_level + (2 if seeded else 0)
     if kind == "lweKeyswitchKeys":
-        return p["inputLweDimension"] * p["levelCount"] * (1 if seeded else p["outputLweDimension"] + 1) + \
-            (2 if seeded else 0)
-    raise ArtifactError("this circuit needs packing keyswitch keys, which qfhe cannot check; compile it without "
-                        "them (they only appear with concrete's WoP-PBS or CRT encodings)")
+        return p["inputLweDimension"] * p["levelCount"] * (1 if seeded else p["outputLweDimension"] + 1) + (
+            2 if seeded else 0
+        )
+    raise ArtifactError(
+        "this circuit needs packing keyswitch keys, which qfhe cannot check; compile it without "
+        "them (they only appear with concrete's WoP-PBS or CRT encodings)"
+    )
 
 
 def expected_keys(keyset: dict) -> dict:
@@ -217,26 +228,39 @@ def check_evaluation_keys(data: bytes, expected: dict) -> bytes:
             want = expected["infos"].get(kind, [])
             got = list(getattr(keys, kind))
             if len(got) != len(want):
-                raise CiphertextError(f"these evaluation keys hold {len(got)} {kind}, this circuit uses {len(want)}: they "
-                                      f"belong to another circuit; {remedy}")
+                raise CiphertextError(
+                    f"these evaluation keys hold {len(got)} {kind}, this circuit uses {len(want)}: they "
+                    f"belong to another circuit; {remedy}"
+                )
             rebuilt[kind] = []
             for i, (key, info) in enumerate(zip(got, want)):
                 if key.info.to_dict() != info:
-                    raise CiphertextError(f"{kind}[{i}] of these evaluation keys has other parameters than this "
-                                          f"circuit's (another circuit, or other crypto-parameters); {remedy}")
+                    raise CiphertextError(
+                        f"{kind}[{i}] of these evaluation keys has other parameters than this "
+                        f"circuit's (another circuit, or other crypto-parameters); {remedy}"
+                    )
                 need, have = _key_words(kind, info) * _WORD, _payload_size(key.payload)
                 if have != need:
-                    raise CiphertextError(f"{kind}[{i}] of these evaluation keys has {have} bytes of key material; its "
-                                          f"parameters need {need} (truncated or forged); {remedy}")
+                    raise CiphertextError(
+                        f"{kind}[{i}] of these evaluation keys has {have} bytes of key material; its "
+                        f"parameters need {need} (truncated or forged); {remedy}"
+                    )
                 rebuilt[kind].append({"info": info, "payload": {"data": [bytes(b) for b in key.payload.data]}})
         return s.ServerKeyset.new_message(**rebuilt).to_bytes()
 
 
 #: Plausible ranges of key parameters: concrete's 128-bit parameter sets sit well inside them, and
 #: a hostile ``client.specs.json`` cannot make key generation allocate without bound.
-_PARAM_RANGES = {"lweDimension": (256, 1 << 16), "glweDimension": (1, 8), "polynomialSize": (256, 1 << 17),
-                 "levelCount": (1, 64), "baseLog": (1, 64), "inputLweDimension": (256, 1 << 16),
-                 "outputLweDimension": (256, 1 << 16), "integerPrecision": (64, 64)}
+_PARAM_RANGES = {
+    "lweDimension": (256, 1 << 16),
+    "glweDimension": (1, 8),
+    "polynomialSize": (256, 1 << 17),
+    "levelCount": (1, 64),
+    "baseLog": (1, 64),
+    "inputLweDimension": (256, 1 << 16),
+    "outputLweDimension": (256, 1 << 16),
+    "integerPrecision": (64, 64),
+}
 _MAX_VALUES = 1 << 24
 
 
@@ -265,9 +289,11 @@ def check_client_specs(specs: dict) -> dict:
         raise ArtifactError("client.specs.json: expected the fields keyset, circuits and tfhers_specs")
     program = _normalized(schema().ProgramInfo, {k: specs.get(k) for k in ("keyset", "circuits")})
     tfhers = specs.get("tfhers_specs", {})
-    if not isinstance(tfhers, dict) or any(not isinstance(v, dict) or any(x is not None for lst in v.values()
-                                                                           for x in (lst if isinstance(lst, list) else [0]))
-                                           for v in tfhers.values()):
+    if not isinstance(tfhers, dict) or any(
+        not isinstance(v, dict)
+        or any(x is not None for lst in v.values() for x in (lst if isinstance(lst, list) else [0]))
+        for v in tfhers.values()
+    ):
         raise ArtifactError("client.specs.json: TFHE-rs interoperability specs are not supported in deployment")
     ins, outs = gates(program)
     keyset = program.get("keyset", {})
@@ -311,8 +337,14 @@ def gates(specs: dict) -> tuple[list, list]:
         (circuit,) = specs["circuits"]
     except (KeyError, TypeError, ValueError):
         raise ArtifactError("client.specs.json: expected exactly one circuit with its inputs and outputs") from None
-    if not (isinstance(circuit, dict) and isinstance(circuit.get("inputs"), list) and isinstance(circuit.get("outputs"), list)
-            and all(isinstance(g, dict) and isinstance(g.get("rawInfo"), dict) and isinstance(g.get("typeInfo"), dict)
-                    for g in circuit["inputs"] + circuit["outputs"])):
+    if not (
+        isinstance(circuit, dict)
+        and isinstance(circuit.get("inputs"), list)
+        and isinstance(circuit.get("outputs"), list)
+        and all(
+            isinstance(g, dict) and isinstance(g.get("rawInfo"), dict) and isinstance(g.get("typeInfo"), dict)
+            for g in circuit["inputs"] + circuit["outputs"]
+        )
+    ):
         raise ArtifactError("client.specs.json: expected exactly one circuit with its inputs and outputs")
     return list(circuit["inputs"]), list(circuit["outputs"])

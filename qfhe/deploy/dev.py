@@ -31,8 +31,6 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-import numpy as np
-
 from qfhe.deploy.artifacts import ARTIFACT_FILES, Artifact, build_members, write_artifact
 from qfhe.deploy.processing import plain_classes
 from qfhe.deploy.signing import private_key
@@ -70,38 +68,56 @@ def _unwrap(model) -> tuple:
             post["classes"] = plain_classes(post["classes"])
         return model.quantized_module_, model.quantized_module_.preprocess[0], post
     if hasattr(model, "_client_postprocessing"):
-        raise NotCompiledError(f"this {type(model).__name__} is not fitted: call fit(X, y) and compile(X) before "
-                               "FHEModelDev(...).save()")
+        raise NotCompiledError(
+            f"this {type(model).__name__} is not fitted: call fit(X, y) and compile(X) before FHEModelDev(...).save()"
+        )
     raise ConfigurationError(
         f"FHEModelDev needs a compiled model: a QuantizedModule (compile_torch_model, compile_brevitas_qat_model), a "
-        f"fitted and compiled qfhe.sklearn estimator, or a CKKS model (scheme='ckks'); got {type(model).__name__}")
+        f"fitted and compiled qfhe.sklearn estimator, or a CKKS model (scheme='ckks'); got {type(model).__name__}"
+    )
 
 
 def _tfhe_docs(qm, pre, post, compress: bool) -> tuple[dict, dict]:
     from qfhe.deploy.tfhe import build_circuit, circuit_doc
 
     if not qm.is_compiled:
-        raise NotCompiledError("the model is quantized but not compiled: call compile() (estimators: compile(X)) "
-                               "before FHEModelDev(...).save()")
+        raise NotCompiledError(
+            "the model is quantized but not compiled: call compile() (estimators: compile(X)) "
+            "before FHEModelDev(...).save()"
+        )
     if len(qm._input_nodes) > 1:
         raise ConfigurationError(
             f"this model has {len(qm._input_nodes)} circuit inputs (several model inputs, or one Brevitas input with "
             "two quantizers); deployment artifacts support one input for now: run it with qm.forward(..., "
-            "fhe='execute'), or concatenate the inputs into one tensor and split it inside forward")
+            "fhe='execute'), or concatenate the inputs into one tensor and split it inside forward"
+        )
     doc = circuit_doc(qm, compress)
     circuit_members = build_members(doc, "circuit", "circuit.json", "circuit/")
     # The server will build exactly this: the client's key parameters come from the same build.
-    specs = build_circuit(Artifact({"kind": "server"}, circuit_members).plain("circuit.json", "circuit/")) \
-        .client.specs.serialize()
+    specs = build_circuit(
+        Artifact({"kind": "server"}, circuit_members).plain("circuit.json", "circuit/")
+    ).client.specs.serialize()
     fp = fingerprint({**circuit_members, "client.specs.json": specs})
     why = "" if qm.settings.get("qat") else "calibrate on data that covers them"  # "": clips as trained, silently
-    common = {"scheme": "tfhe", "fingerprint": fp, "input_shape": list(qm.input_shape),
-              "output_shape": list(qm.output_shape)}
-    client = {**common, "quant": qm._input_node.attrs, "dequant": qm._output_node.attrs, "clip_remedy": why,
-              "preprocess": pre, "postprocess": post}
+    common = {
+        "scheme": "tfhe",
+        "fingerprint": fp,
+        "input_shape": list(qm.input_shape),
+        "output_shape": list(qm.output_shape),
+    }
+    client = {
+        **common,
+        "quant": qm._input_node.attrs,
+        "dequant": qm._output_node.attrs,
+        "clip_remedy": why,
+        "preprocess": pre,
+        "postprocess": post,
+    }
     stats = qm.statistics
-    server_doc = {**common,
-                  "statistics": {k: stats[k] for k in ("pbs_count", "max_bit_width", "p_error", "global_p_error")}}
+    server_doc = {
+        **common,
+        "statistics": {k: stats[k] for k in ("pbs_count", "max_bit_width", "p_error", "global_p_error")},
+    }
     client_members = {**build_members(client, "client model"), "client.specs.json": specs}
     server_members = {**build_members(server_doc, "server model"), **circuit_members, "client.specs.json": specs}
     return client_members, server_members
@@ -118,14 +134,30 @@ def _ckks_docs(cm) -> tuple[dict, dict]:
     fp = fingerprint({**graph_members, **params_member})
     encrypts = [n for n in cm.graph.nodes if n.op == "encrypt"]
     # The client needs the packing of inputs and outputs, not the weights: keep only those nodes.
-    client_graph = Graph(encrypts + [Node(o, "decrypt", [encrypts[0].name], cm.graph[o].attrs)
-                                     for o in cm.graph.outputs], cm.graph.outputs)
-    common = {"scheme": "ckks", "fingerprint": fp, "input_shape": list(cm.input_shape),
-              "output_shape": [cm.output_size], "samples_per_ciphertext": cm.samples_per_ciphertext}
-    client = {**common, "params": params, "graph": graph_to_plain(client_graph), "steps": rotation_steps(cm.graph),
-              "preprocess": None, "postprocess": {"kind": "none"}}
-    return build_members(client, "client model"), {**build_members(common, "server model"), **graph_members,
-                                                   **params_member}
+    client_graph = Graph(
+        encrypts + [Node(o, "decrypt", [encrypts[0].name], cm.graph[o].attrs) for o in cm.graph.outputs],
+        cm.graph.outputs,
+    )
+    common = {
+        "scheme": "ckks",
+        "fingerprint": fp,
+        "input_shape": list(cm.input_shape),
+        "output_shape": [cm.output_size],
+        "samples_per_ciphertext": cm.samples_per_ciphertext,
+    }
+    client = {
+        **common,
+        "params": params,
+        "graph": graph_to_plain(client_graph),
+        "steps": rotation_steps(cm.graph),
+        "preprocess": None,
+        "postprocess": {"kind": "none"},
+    }
+    return build_members(client, "client model"), {
+        **build_members(common, "server model"),
+        **graph_members,
+        **params_member,
+    }
 
 
 def graph_to_plain(graph) -> dict:
@@ -137,8 +169,10 @@ def graph_to_plain(graph) -> dict:
     >>> graph_to_plain(Graph([Node("x", "input", [], {"shape": (2,)})], ["x"]))["outputs"]
     ['x']
     """
-    return {"nodes": [{"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": n.attrs} for n in graph.nodes],
-            "outputs": list(graph.outputs)}
+    return {
+        "nodes": [{"name": n.name, "op": n.op, "inputs": list(n.inputs), "attrs": n.attrs} for n in graph.nodes],
+        "outputs": list(graph.outputs),
+    }
 
 
 def graph_from_plain(data: dict, where: str = "model.json"):
@@ -162,8 +196,14 @@ def graph_from_plain(data: dict, where: str = "model.json"):
         nodes, seen = [], set()
         for i, n in enumerate(data["nodes"]):
             name, op, inputs, attrs = n["name"], n["op"], n["inputs"], n["attrs"]
-            if not (isinstance(name, str) and isinstance(op, str) and isinstance(inputs, list) and isinstance(attrs, dict)
-                    and name not in seen and all(isinstance(x, str) and x in seen for x in inputs)):
+            if not (
+                isinstance(name, str)
+                and isinstance(op, str)
+                and isinstance(inputs, list)
+                and isinstance(attrs, dict)
+                and name not in seen
+                and all(isinstance(x, str) and x in seen for x in inputs)
+            ):
                 raise ArtifactError(f"{where}: malformed graph (node {i})")
             seen.add(name)
             nodes.append(Node(name, op, list(inputs), dict(attrs)))
@@ -241,5 +281,7 @@ class FHEModelDev:
             client, server = _tfhe_docs(model, pre, post, self.compress)
             scheme = "tfhe"
         info = {"scheme": scheme, "model_type": type(self.model).__name__}
-        return {kind: write_artifact(self.path / ARTIFACT_FILES[kind], kind, members, info, self.signing_key)
-                for kind, members in (("client", client), ("server", server))}
+        return {
+            kind: write_artifact(self.path / ARTIFACT_FILES[kind], kind, members, info, self.signing_key)
+            for kind, members in (("client", client), ("server", server))
+        }

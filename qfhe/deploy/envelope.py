@@ -84,8 +84,12 @@ def pack(fingerprint: str, kind: str, items: list, meta: dict | None = None) -> 
     >>> pack("f", "outputs", [[("y", b"")]])[:6]
     b'QFHE1\\n'
     """
-    header = {"model": fingerprint, "kind": kind, "meta": meta or {},
-              "items": [[[name, len(data)] for name, data in item] for item in items]}
+    header = {
+        "model": fingerprint,
+        "kind": kind,
+        "meta": meta or {},
+        "items": [[[name, len(data)] for name, data in item] for item in items],
+    }
     head = json.dumps(header).encode("utf-8")
     return b"".join([MAGIC, struct.pack(">I", len(head)), head] + [data for item in items for _, data in item])
 
@@ -135,48 +139,68 @@ def unpack(blob: bytes, fingerprint: str, kind: str, max_items: int = MAX_ITEMS)
     if not isinstance(blob, (bytes, bytearray, memoryview)):
         raise CiphertextError(f"encrypted {kind} must be bytes, got {type(blob).__name__}")
     blob = memoryview(blob).cast("B") if not isinstance(blob, memoryview) else blob.cast("B")
-    if bytes(blob[:len(MAGIC)]) != MAGIC:
-        raise CiphertextError(f"this is not qfhe encrypted {kind}: make it with FHEModelClient."
-                              + ("quantize_encrypt_serialize" if kind == "inputs" else "… on the server's run"))
+    if bytes(blob[: len(MAGIC)]) != MAGIC:
+        raise CiphertextError(
+            f"this is not qfhe encrypted {kind}: make it with FHEModelClient."
+            + ("quantize_encrypt_serialize" if kind == "inputs" else "… on the server's run")
+        )
     if len(blob) < len(MAGIC) + 4:
         raise CiphertextError(f"encrypted {kind} are truncated: no header")
-    (n,) = struct.unpack(">I", blob[len(MAGIC):len(MAGIC) + 4])
+    (n,) = struct.unpack(">I", blob[len(MAGIC) : len(MAGIC) + 4])
     start = len(MAGIC) + 4
     if n > MAX_HEADER or start + n > len(blob):
         raise CiphertextError(f"encrypted {kind} are truncated or malformed: header of {n} bytes")
-    header = load_json(bytes(blob[start:start + n]), f"encrypted {kind}: the header", MAX_HEADER, CiphertextError)
-    if not isinstance(header, dict) or not isinstance(header.get("items"), list) or \
-            not isinstance(header.get("model"), str) or not isinstance(header.get("kind"), str):
+    header = load_json(bytes(blob[start : start + n]), f"encrypted {kind}: the header", MAX_HEADER, CiphertextError)
+    if (
+        not isinstance(header, dict)
+        or not isinstance(header.get("items"), list)
+        or not isinstance(header.get("model"), str)
+        or not isinstance(header.get("kind"), str)
+    ):
         raise CiphertextError(f"encrypted {kind}: malformed header (model, kind and items are required)")
     if header["kind"] != kind:
         raise CiphertextError(f"expected encrypted {kind}, got encrypted {header['kind'][:20]}")
     if header["model"] != fingerprint:
-        raise CiphertextError(f"these encrypted {kind} were made for another model (fingerprint "
-                              f"{header['model'][:12]}…, this one is {fingerprint[:12]}…): use the client artifact of "
-                              "this server")
+        raise CiphertextError(
+            f"these encrypted {kind} were made for another model (fingerprint "
+            f"{header['model'][:12]}…, this one is {fingerprint[:12]}…): use the client artifact of "
+            "this server"
+        )
     layout = header["items"]
     if len(layout) > max_items:
-        raise CiphertextError(f"encrypted {kind} hold {len(layout)} items; this server accepts at most {max_items} per "
-                              "request")
+        raise CiphertextError(
+            f"encrypted {kind} hold {len(layout)} items; this server accepts at most {max_items} per request"
+        )
     sizes = []
     for item in layout:
-        if not isinstance(item, list) or not 0 < len(item) <= 64 or not all(
-                isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) and _PART.match(p[0])
-                and type(p[1]) is int and p[1] >= 0 for p in item):
+        if (
+            not isinstance(item, list)
+            or not 0 < len(item) <= 64
+            or not all(
+                isinstance(p, list)
+                and len(p) == 2
+                and isinstance(p[0], str)
+                and _PART.match(p[0])
+                and type(p[1]) is int
+                and p[1] >= 0
+                for p in item
+            )
+        ):
             raise CiphertextError(f"encrypted {kind}: malformed header (each item is a list of [name, size] parts)")
         sizes.append([(name, size) for name, size in item])
     meta = _check_meta(header.get("meta", {}), kind, len(sizes))
-    body = blob[start + n:]
+    body = blob[start + n :]
     total = sum(size for item in sizes for _, size in item)
     if total != len(body):
         what = "truncated" if total > len(body) else "malformed"
-        raise CiphertextError(f"encrypted {kind} are {what}: the header announces {total} bytes of ciphertext, "
-                              f"the body has {len(body)}")
+        raise CiphertextError(
+            f"encrypted {kind} are {what}: the header announces {total} bytes of ciphertext, the body has {len(body)}"
+        )
     items, pos = [], 0
     for item in sizes:
         parts = []
         for name, size in item:
-            parts.append((name, bytes(body[pos:pos + size])))
+            parts.append((name, bytes(body[pos : pos + size])))
             pos += size
         items.append(parts)
     return Envelope(items, meta)

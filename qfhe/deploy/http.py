@@ -47,15 +47,33 @@ from fastapi import Request  # module level: FastAPI resolves the endpoints' ann
 
 from qfhe.deploy import envelope
 from qfhe.deploy.server import ServerSpec, load_server_spec, server_info
-from qfhe.errors import (ArtifactError, CiphertextError, CKKSScheduleError, ConfigurationError, InputValidationError,
-                         QfheError, RequestTimeoutError, ServerBusyError, UnknownKeyError, WorkerCrashedError)
+from qfhe.errors import (
+    ArtifactError,
+    CiphertextError,
+    CKKSScheduleError,
+    ConfigurationError,
+    InputValidationError,
+    QfheError,
+    RequestTimeoutError,
+    ServerBusyError,
+    UnknownKeyError,
+    WorkerCrashedError,
+)
 from qfhe.validation import as_float, as_int
 
 log = logging.getLogger("qfhe.deploy")
 OCTET = "application/octet-stream"
 #: HTTP status of each refusal; anything else is a 500 whose detail is not sent to the client.
-STATUS = {UnknownKeyError: 404, CiphertextError: 400, InputValidationError: 400, CKKSScheduleError: 400,
-          ServerBusyError: 503, RequestTimeoutError: 504, WorkerCrashedError: 500, ArtifactError: 500}
+STATUS = {
+    UnknownKeyError: 404,
+    CiphertextError: 400,
+    InputValidationError: 400,
+    CKKSScheduleError: 400,
+    ServerBusyError: 503,
+    RequestTimeoutError: 504,
+    WorkerCrashedError: 500,
+    ArtifactError: 500,
+}
 _ADDRESS = re.compile(r"0x[0-9a-fA-F]{6,}|\b[0-9a-f]{12,16}\b|(?:/[\w.+-]+){2,}")
 _DISCONNECT_POLL = 0.25
 
@@ -139,8 +157,15 @@ class ServingConfig:
         # checked re-encoding, concrete's keys). The main process: FastAPI and bodies in flight.
         cache = max(self.max_key_memory_bytes // self.workers, spec.loaded_key_bytes)
         bound = (400 << 20) + self.max_key_uploads * keys + self.workers * ((600 << 20) + cache + 3 * keys)
-        out.update({"max_request_bytes": request, "max_key_bytes": keys, "max_items": items,
-                    "loaded_key_bytes": spec.loaded_key_bytes, "memory_bound_bytes": bound})
+        out.update(
+            {
+                "max_request_bytes": request,
+                "max_key_bytes": keys,
+                "max_items": items,
+                "loaded_key_bytes": spec.loaded_key_bytes,
+                "memory_bound_bytes": bound,
+            }
+        )
         return out
 
 
@@ -182,8 +207,9 @@ def predict(server, key_id: str, key_path: str, blob: bytes, max_items: int) -> 
         try:
             data = Path(key_path).read_bytes()
         except FileNotFoundError:
-            raise UnknownKeyError(f"unknown key_id {key_id[:8]!r}…: upload the evaluation keys again (POST /keys)") \
-                from None
+            raise UnknownKeyError(
+                f"unknown key_id {key_id[:8]!r}…: upload the evaluation keys again (POST /keys)"
+            ) from None
         keys = server.load_keys(data)
         server.cache.put(key_id, keys, server.spec.loaded_key_bytes)
     return server.run_loaded(blob, keys, max_items)
@@ -242,8 +268,9 @@ def create_app(spec: ServerSpec, config: ServingConfig | None = None, client_art
     from qfhe.deploy.workers import WorkerPool
 
     if not isinstance(spec, ServerSpec):
-        raise ConfigurationError(f"create_app needs a ServerSpec (qfhe.deploy.server.load_server_spec(path)), got "
-                                 f"{type(spec).__name__}")
+        raise ConfigurationError(
+            f"create_app needs a ServerSpec (qfhe.deploy.server.load_server_spec(path)), got {type(spec).__name__}"
+        )
     config = config or ServingConfig()
     limits = config.limits(spec)
     state: dict = {"pool": pool}
@@ -255,8 +282,11 @@ def create_app(spec: ServerSpec, config: ServingConfig | None = None, client_art
         state["store"] = KeyStore(key_dir, config.max_key_disk_bytes)
         if state["pool"] is None:
             state["pool"] = await asyncio.to_thread(
-                WorkerPool, config.workers, "qfhe.deploy.http:setup_worker",
-                (spec.artifact.data, max(1, config.max_key_memory_bytes // config.workers)))
+                WorkerPool,
+                config.workers,
+                "qfhe.deploy.http:setup_worker",
+                (spec.artifact.data, max(1, config.max_key_memory_bytes // config.workers)),
+            )
         try:
             yield
         finally:
@@ -272,19 +302,23 @@ def create_app(spec: ServerSpec, config: ServingConfig | None = None, client_art
     @app.exception_handler(HTTPException)
     async def http_error(request, exc: HTTPException):
         names = {404: "NotFound", 405: "MethodNotAllowed"}
-        return JSONResponse({"error": names.get(exc.status_code, "HTTPError"), "detail": _safe(exc.detail)},
-                            status_code=exc.status_code)
+        return JSONResponse(
+            {"error": names.get(exc.status_code, "HTTPError"), "detail": _safe(exc.detail)}, status_code=exc.status_code
+        )
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request, exc):
-        return JSONResponse({"error": "InvalidRequest", "detail": "query parameters: key_id must be one string"},
-                            status_code=422)
+        return JSONResponse(
+            {"error": "InvalidRequest", "detail": "query parameters: key_id must be one string"}, status_code=422
+        )
 
     @app.exception_handler(Exception)
     async def internal(request, exc):
         log.exception("internal error on %s", request.url.path)
-        return JSONResponse({"error": "InternalError", "detail": "the server failed on this request; its log has "
-                                                                 "the details"}, status_code=500)
+        return JSONResponse(
+            {"error": "InternalError", "detail": "the server failed on this request; its log has the details"},
+            status_code=500,
+        )
 
     async def body(request: Request, limit: int, what: str) -> bytes:
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -334,23 +368,38 @@ def create_app(spec: ServerSpec, config: ServingConfig | None = None, client_art
     @app.get("/info")
     async def info():
         pool = state["pool"]
-        return {**server_info(spec), "limits": limits,
-                "workers": {"alive": pool.alive, "started": pool.starts, "crashed": pool.crashes,
-                            "stopped": pool.restarts, "pending": pool.pending},
-                "keys": {"stored": len(state["store"]), "disk_bytes": state["store"].disk_bytes}}
+        return {
+            **server_info(spec),
+            "limits": limits,
+            "workers": {
+                "alive": pool.alive,
+                "started": pool.starts,
+                "crashed": pool.crashes,
+                "stopped": pool.restarts,
+                "pending": pool.pending,
+            },
+            "keys": {"stored": len(state["store"]), "disk_bytes": state["store"].disk_bytes},
+        }
 
     @app.get("/client.zip")
     async def client_zip():
         if client_artifact is None or not Path(client_artifact).is_file():
-            raise _Refusal(404, "NotFound", "this server does not offer the client artifact; get client.zip from the "
-                                            "model's developer")
+            raise _Refusal(
+                404,
+                "NotFound",
+                "this server does not offer the client artifact; get client.zip from the model's developer",
+            )
         return FileResponse(client_artifact, media_type="application/zip", filename="client.zip")
 
     @app.post("/keys")
     async def keys(request: Request):
         if not uploads.acquire(blocking=False):
-            raise _Refusal(503, "ServerBusyError", f"{config.max_key_uploads} key uploads are in progress; try again "
-                                                   "shortly", {"Retry-After": "5"})
+            raise _Refusal(
+                503,
+                "ServerBusyError",
+                f"{config.max_key_uploads} key uploads are in progress; try again shortly",
+                {"Retry-After": "5"},
+            )
         try:
             data = await body(request, limits["max_key_bytes"], "the evaluation keys")
             check(envelope.unpack, data, spec.fingerprint, "keys", 1)
@@ -370,8 +419,12 @@ def create_app(spec: ServerSpec, config: ServingConfig | None = None, client_art
         data = await body(request, limits["max_request_bytes"], "the encrypted input")
         check(envelope.unpack, data, spec.fingerprint, "inputs", limits["max_items"])
         if state["pool"].pending >= config.max_pending:
-            raise _Refusal(503, "ServerBusyError", f"{config.max_pending} requests are queued or running; try again "
-                                                   "shortly", {"Retry-After": "5"})
+            raise _Refusal(
+                503,
+                "ServerBusyError",
+                f"{config.max_pending} requests are queued or running; try again shortly",
+                {"Retry-After": "5"},
+            )
         out = await in_worker(request, "qfhe.deploy.http:predict", key_id, str(path), data, limits["max_items"])
         return Response(out, media_type=OCTET)
 
@@ -379,8 +432,14 @@ def create_app(spec: ServerSpec, config: ServingConfig | None = None, client_art
     return app
 
 
-def serve(path, host: str = "127.0.0.1", port: int = 8000, config: ServingConfig | None = None, verify_key=None,
-          log_level: str = "info") -> None:
+def serve(
+    path,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    config: ServingConfig | None = None,
+    verify_key=None,
+    log_level: str = "info",
+) -> None:
     """Load the server artifact at ``path``, start the workers, and serve with uvicorn until stopped.
 
     Raises
@@ -399,17 +458,28 @@ def serve(path, host: str = "127.0.0.1", port: int = 8000, config: ServingConfig
     from qfhe.deploy.workers import WorkerPool
 
     config = config or ServingConfig()
-    logging.basicConfig(level=getattr(logging, log_level.upper(), logging.INFO),
-                        format="%(asctime)s qfhe-serve %(levelname)s %(message)s")
+    logging.basicConfig(
+        level=getattr(logging, log_level.upper(), logging.INFO),
+        format="%(asctime)s qfhe-serve %(levelname)s %(message)s",
+    )
     spec = load_server_spec(path, verify_key)
-    pool = WorkerPool(config.workers, "qfhe.deploy.http:setup_worker",
-                      (spec.artifact.data, max(1, config.max_key_memory_bytes // config.workers)))
+    pool = WorkerPool(
+        config.workers,
+        "qfhe.deploy.http:setup_worker",
+        (spec.artifact.data, max(1, config.max_key_memory_bytes // config.workers)),
+    )
     client_zip = Path(path) / ARTIFACT_FILES["client"] if Path(path).is_dir() else None
     try:
         app = create_app(spec, config, client_zip, pool)
         # uvicorn answers 503 itself beyond this many connections: queued work plus a margin for /health and /info
-        uvicorn.run(app, host=host, port=port, log_level=log_level, timeout_keep_alive=5,
-                    limit_concurrency=config.max_pending + config.max_key_uploads + 16)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level=log_level,
+            timeout_keep_alive=5,
+            limit_concurrency=config.max_pending + config.max_key_uploads + 16,
+        )
     finally:
         pool.close()
 
@@ -476,12 +546,29 @@ class ServerProcess:
 
         import httpx
 
-        cmd = [sys.executable, "-m", "qfhe.cli", "serve", self.path, "--host", self.host, "--port", str(self.port),
-               "--log-level", "warning", *self.args]
+        cmd = [
+            sys.executable,
+            "-m",
+            "qfhe.cli",
+            "serve",
+            self.path,
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--log-level",
+            "warning",
+            *self.args,
+        ]
         self.log = tempfile.TemporaryFile()  # a file, not a pipe: a full pipe would block the server
         env = None if self.env is None else {**os.environ, **self.env}
-        self.process = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=env,
-                                        preexec_fn=_die_with_parent if sys.platform == "linux" else None)
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
+        )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -514,4 +601,3 @@ class ServerProcess:
             except Exception:  # noqa: BLE001 - a server that ignores SIGTERM is killed
                 self.process.kill()
                 self.process.wait()
-

@@ -62,8 +62,10 @@ def private_directory(path, what: str) -> Path:
     if hasattr(os, "getuid") and st.st_uid != os.getuid():
         raise ConfigurationError(f"{what} {path} belongs to another user; use a directory of your own")
     if st.st_mode & 0o022:
-        raise ConfigurationError(f"{what} {path} is writable by group or others (mode {oct(st.st_mode & 0o777)}); "
-                                 f"chmod 700 it or use another directory")
+        raise ConfigurationError(
+            f"{what} {path} is writable by group or others (mode {oct(st.st_mode & 0o777)}); "
+            f"chmod 700 it or use another directory"
+        )
     return path
 
 
@@ -158,8 +160,10 @@ class KeyStore:
         """
         size = len(data)
         if size > self.max_disk_bytes:
-            raise CiphertextError(f"these evaluation keys have {size} bytes, more than the server's key storage limit "
-                                  f"({self.max_disk_bytes} bytes)")
+            raise CiphertextError(
+                f"these evaluation keys have {size} bytes, more than the server's key storage limit "
+                f"({self.max_disk_bytes} bytes)"
+            )
         key_id = secrets.token_hex(16) if key_id is None else key_id
         if not isinstance(key_id, str) or not _KEY_ID.match(key_id):
             raise ConfigurationError("key_id must be 32 hex digits")
@@ -217,8 +221,9 @@ class KeyStore:
         except FileNotFoundError:  # deleted behind the store's back
             with self._lock:
                 self._disk.pop(key_id, None)
-            raise UnknownKeyError(f"unknown key_id {_shown(key_id)!r}: upload the evaluation keys again (POST /keys)") \
-                from None
+            raise UnknownKeyError(
+                f"unknown key_id {_shown(key_id)!r}: upload the evaluation keys again (POST /keys)"
+            ) from None
 
     def __len__(self) -> int:
         with self._lock:

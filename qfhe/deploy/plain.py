@@ -49,8 +49,9 @@ def encode(obj, arrays: dict, where: str = "model", prefix: str = "arrays/"):
     """
     if isinstance(obj, np.ndarray):
         if obj.dtype.kind not in _ARRAY_KINDS:
-            raise ArtifactError(f"{where}: a {obj.dtype} array cannot be saved without pickle; convert it to numbers "
-                                "or strings")
+            raise ArtifactError(
+                f"{where}: a {obj.dtype} array cannot be saved without pickle; convert it to numbers or strings"
+            )
         name = f"{prefix}{len(arrays)}.npy"
         arrays[name] = obj
         return {"__ndarray__": name}
@@ -140,8 +141,9 @@ def load_json(data: bytes, what: str, max_bytes: int, error=ArtifactError):
     except RecursionError:
         raise error(f"{what} nests deeper than {MAX_JSON_DEPTH} levels") from None
     except (ValueError, TypeError) as exc:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
-        raise error(f"{what} is not valid UTF-8 JSON ({type(exc).__name__} at byte {getattr(exc, 'pos', '?')})") \
-            from None
+        raise error(
+            f"{what} is not valid UTF-8 JSON ({type(exc).__name__} at byte {getattr(exc, 'pos', '?')})"
+        ) from None
     if json_depth(obj) > MAX_JSON_DEPTH:
         raise error(f"{what} nests deeper than {MAX_JSON_DEPTH} levels")
     return obj
@@ -195,9 +197,10 @@ def load_npy(data: bytes, member: str) -> np.ndarray:
     need = dtype.itemsize
     for d in shape:
         need *= d
-    body = data[f.tell():]
+    body = data[f.tell() :]
     if need != len(body):
-        raise ArtifactError(f"member {member} declares shape {tuple(shape)} of {dtype} ({need} bytes) but holds "
-                            f"{len(body)}")
+        raise ArtifactError(
+            f"member {member} declares shape {tuple(shape)} of {dtype} ({need} bytes) but holds {len(body)}"
+        )
     arr = np.frombuffer(body, dtype=dtype).reshape(shape, order="F" if fortran else "C")
     return arr.copy()  # writable, and independent of the member's bytes

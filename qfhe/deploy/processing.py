@@ -209,24 +209,32 @@ def check_processing(pre, post) -> tuple:
         if pre["kind"] == "thermometer":
             bits = pre.get("n_bits")
             if type(bits) is not int or not 2 <= bits <= 8 or len(pre["mean"]) * ((1 << bits) - 1) > MAX_UNARY_WIDTH:
-                raise ArtifactError("client.zip: the unary encoding needs n_bits from 2 to 8 and at most "
-                                    f"{MAX_UNARY_WIDTH} encrypted bits per sample")
+                raise ArtifactError(
+                    "client.zip: the unary encoding needs n_bits from 2 to 8 and at most "
+                    f"{MAX_UNARY_WIDTH} encrypted bits per sample"
+                )
     if not isinstance(post, dict) or post.get("kind") not in ("none", "classifier", "regressor"):
         raise ArtifactError("client.zip: unknown postprocessing")
     if post["kind"] == "classifier":
         if post.get("link") not in LINKS:
-            raise ArtifactError(f"client.zip: unknown classifier link {str(post.get('link'))[:20]!r}; expected one of "
-                                f"{LINKS}")
+            raise ArtifactError(
+                f"client.zip: unknown classifier link {str(post.get('link'))[:20]!r}; expected one of {LINKS}"
+            )
         classes = post.get("classes")
-        if not isinstance(classes, np.ndarray) or classes.ndim != 1 or classes.dtype.kind not in "biufU" or \
-                len(classes) < 2:
+        if (
+            not isinstance(classes, np.ndarray)
+            or classes.ndim != 1
+            or classes.dtype.kind not in "biufU"
+            or len(classes) < 2
+        ):
             raise ArtifactError("client.zip: a classifier needs at least two class labels (numbers or strings)")
     if post["kind"] == "regressor":
         _finite(post.get("mean"), "the target mean")
         _finite(post.get("scale"), "the target scale")
         if post.get("link", "identity") not in REGRESSOR_LINKS:
-            raise ArtifactError(f"client.zip: unknown regressor link {str(post.get('link'))[:20]!r}; expected one of "
-                                f"{REGRESSOR_LINKS}")
+            raise ArtifactError(
+                f"client.zip: unknown regressor link {str(post.get('link'))[:20]!r}; expected one of {REGRESSOR_LINKS}"
+            )
         shape = post.get("shape", [])
         if not isinstance(shape, (list, tuple)) or not all(type(d) is int and 0 < d < 1 << 20 for d in shape):
             raise ArtifactError("client.zip: the regressor's target shape is invalid")
@@ -248,8 +256,12 @@ def check_quantizers(quant, dequant) -> None:
         raise ArtifactError("client.zip: the input quantizer or output dequantizer is missing")
     ints = [quant.get(k) for k in ("zero_point", "qmin", "qmax")]
     scale = quant.get("scale")
-    if not all(type(v) is int and abs(v) < 1 << 20 for v in ints) or ints[1] > ints[2] or \
-            type(scale) not in (int, float) or not (0 < scale < float("inf")):
+    if (
+        not all(type(v) is int and abs(v) < 1 << 20 for v in ints)
+        or ints[1] > ints[2]
+        or type(scale) not in (int, float)
+        or not (0 < scale < float("inf"))
+    ):
         raise ArtifactError("client.zip: the input quantizer needs a positive scale and integer codes qmin <= qmax")
     _finite(dequant.get("scale"), "the output dequantizer's scale")
     _finite(dequant.get("offset"), "the output dequantizer's offset")
@@ -267,6 +279,8 @@ def plain_classes(classes) -> np.ndarray:
     if arr.dtype.hasobject:
         if all(isinstance(c, str) for c in arr.tolist()):
             return arr.astype(str)
-        raise ArtifactError(f"classes_ {arr.tolist()[:5]} mix types; a deployed classifier needs numeric or string "
-                            "labels (convert y before fit)")
+        raise ArtifactError(
+            f"classes_ {arr.tolist()[:5]} mix types; a deployed classifier needs numeric or string "
+            "labels (convert y before fit)"
+        )
     return arr

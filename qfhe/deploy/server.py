@@ -74,15 +74,18 @@ class ServerSpec:
 
 
 def _shape(value, what: str) -> tuple:
-    if not isinstance(value, list) or not 0 < len(value) <= 8 or not all(type(d) is int and 0 < d <= 1 << 24
-                                                                         for d in value):
+    if (
+        not isinstance(value, list)
+        or not 0 < len(value) <= 8
+        or not all(type(d) is int and 0 < d <= 1 << 24 for d in value)
+    ):
         raise ArtifactError(f"server.zip: model.json has an invalid {what}")
     return tuple(value)
 
 
 def _tfhe_spec(artifact: Artifact, doc: dict) -> dict:
-    from qfhe.deploy.concrete_wire import check_client_specs, expected_keys, gates
     from qfhe.deploy.circuit_doc import circuit_from_plain
+    from qfhe.deploy.concrete_wire import check_client_specs, expected_keys, gates
 
     artifact.only({"model.json", "circuit.json", "client.specs.json"}, ("circuit/",))
     specs = check_client_specs(artifact.json("client.specs.json"))
@@ -98,9 +101,16 @@ def _tfhe_spec(artifact: Artifact, doc: dict) -> dict:
         sample = 8 * math.prod(dims) + 1024
     except (KeyError, TypeError, ValueError):
         raise ArtifactError("server.zip: client.specs.json has no input shape") from None
-    return {"specs": specs, "circuit": circuit, "expected_keys": keys, "gates": (ins[0], outs[0]),
-            "key_bytes": keys["payload_bytes"] + _ENVELOPE_SLACK, "loaded_key_bytes": keys["loaded_bytes"],
-            "sample_bytes": sample, "samples_per_item": 1}
+    return {
+        "specs": specs,
+        "circuit": circuit,
+        "expected_keys": keys,
+        "gates": (ins[0], outs[0]),
+        "key_bytes": keys["payload_bytes"] + _ENVELOPE_SLACK,
+        "loaded_key_bytes": keys["loaded_bytes"],
+        "sample_bytes": sample,
+        "samples_per_item": 1,
+    }
 
 
 def _ckks_spec(artifact: Artifact, doc: dict) -> dict:
@@ -117,8 +127,9 @@ def _ckks_spec(artifact: Artifact, doc: dict) -> dict:
     graph = graph_from_plain(artifact.plain("graph.json", "graph/"), "server.zip: graph.json")
     bad = [n for n in graph.nodes if n.op not in HE_OPS or n.op == "bootstrap"]
     if bad:
-        raise ArtifactError(f"server.zip: graph node '{bad[0].name[:80]}' has op '{bad[0].op[:40]}', which SEAL "
-                            "cannot run")
+        raise ArtifactError(
+            f"server.zip: graph node '{bad[0].name[:80]}' has op '{bad[0].op[:40]}', which SEAL cannot run"
+        )
     try:
         annotate(graph, params)
         steps = rotation_steps(graph)
@@ -130,14 +141,20 @@ def _ckks_spec(artifact: Artifact, doc: dict) -> dict:
     if type(per_item) is not int or per_item < 1:
         raise ArtifactError("server.zip: model.json has an invalid samples_per_ciphertext")
     n_inputs = sum(1 for node in graph.nodes if node.op == "encrypt")
-    return {"params": params, "graph": graph, "steps": steps,
-            "key_bytes": switch_key * (len(steps) + 1) + 2 * n * k * 8 + _ENVELOPE_SLACK,
-            "loaded_key_bytes": switch_key * (len(steps) + 1) + 2 * n * k * 8,
-            "sample_bytes": n_inputs * 2 * n * k * 8 + 1024, "samples_per_item": per_item}
+    return {
+        "params": params,
+        "graph": graph,
+        "steps": steps,
+        "key_bytes": switch_key * (len(steps) + 1) + 2 * n * k * 8 + _ENVELOPE_SLACK,
+        "loaded_key_bytes": switch_key * (len(steps) + 1) + 2 * n * k * 8,
+        "sample_bytes": n_inputs * 2 * n * k * 8 + 1024,
+        "samples_per_item": per_item,
+    }
 
 
-def load_server_spec(source, verify_key=None, expected_sha256: str | None = None,
-                     limits: ArtifactLimits | None = None) -> ServerSpec:
+def load_server_spec(
+    source, verify_key=None, expected_sha256: str | None = None, limits: ArtifactLimits | None = None
+) -> ServerSpec:
     """Read and check a server artifact as data.
 
     Parameters
@@ -177,19 +194,33 @@ def load_server_spec(source, verify_key=None, expected_sha256: str | None = None
 
 def _spec(artifact: Artifact) -> ServerSpec:
     doc = artifact.plain()
-    if not isinstance(doc, dict) or doc.get("scheme") not in ("tfhe", "ckks") or \
-            doc["scheme"] != artifact.manifest["info"]["scheme"]:
+    if (
+        not isinstance(doc, dict)
+        or doc.get("scheme") not in ("tfhe", "ckks")
+        or doc["scheme"] != artifact.manifest["info"]["scheme"]
+    ):
         raise ArtifactError("server.zip: model.json has no valid scheme")
     fp = doc.get("fingerprint")
     if fp != fingerprint(artifact.members):
-        raise ArtifactError("server.zip: the fingerprint in model.json does not match the circuit it holds (modified "
-                            "after saving); save the model again")
+        raise ArtifactError(
+            "server.zip: the fingerprint in model.json does not match the circuit it holds (modified "
+            "after saving); save the model again"
+        )
     details = (_tfhe_spec if doc["scheme"] == "tfhe" else _ckks_spec)(artifact, doc)
     stats = doc.get("statistics", {})
-    return ServerSpec(doc["scheme"], fp, _shape(doc.get("input_shape"), "input_shape"),
-                      _shape(doc.get("output_shape"), "output_shape"), artifact,
-                      stats if isinstance(stats, dict) else {}, details["key_bytes"], details["loaded_key_bytes"],
-                      details["sample_bytes"], details["samples_per_item"], details)
+    return ServerSpec(
+        doc["scheme"],
+        fp,
+        _shape(doc.get("input_shape"), "input_shape"),
+        _shape(doc.get("output_shape"), "output_shape"),
+        artifact,
+        stats if isinstance(stats, dict) else {},
+        details["key_bytes"],
+        details["loaded_key_bytes"],
+        details["sample_bytes"],
+        details["samples_per_item"],
+        details,
+    )
 
 
 class _TFHERunner:
@@ -200,8 +231,10 @@ class _TFHERunner:
 
         circuit = build_circuit(spec.details["circuit"])
         if circuit.client.specs.serialize() != spec.artifact.members["client.specs.json"]:
-            raise ArtifactError("server.zip: the rebuilt circuit's parameters differ from its client specs (another "
-                                "concrete-python build, or a modified artifact); save the model again here")
+            raise ArtifactError(
+                "server.zip: the rebuilt circuit's parameters differ from its client specs (another "
+                "concrete-python build, or a modified artifact); save the model again here"
+            )
         self.server = circuit.server
         self.expected_keys = spec.details["expected_keys"]
         self.gate = spec.details["gates"][0]
@@ -211,8 +244,10 @@ class _TFHERunner:
 
         if len(env.items) != 1:
             raise CiphertextError("these keys are not TFHE evaluation keys from FHEModelClient")
-        return load_evaluation_keys(envelope.parts(env.items[0], {"evaluation_keys"}, "the evaluation keys")
-                                    ["evaluation_keys"], self.expected_keys)
+        return load_evaluation_keys(
+            envelope.parts(env.items[0], {"evaluation_keys"}, "the evaluation keys")["evaluation_keys"],
+            self.expected_keys,
+        )
 
     def run_item(self, item: list, keys) -> list:
         from qfhe.deploy.tfhe import run_sample
@@ -297,8 +332,15 @@ class FHEModelServer:
     'tfhe'
     """
 
-    def __init__(self, path, key_dir=None, max_key_memory_bytes: int = 2 << 30, max_key_disk_bytes: int = 8 << 30,
-                 verify_key=None, expected_sha256: str | None = None):
+    def __init__(
+        self,
+        path,
+        key_dir=None,
+        max_key_memory_bytes: int = 2 << 30,
+        max_key_disk_bytes: int = 8 << 30,
+        verify_key=None,
+        expected_sha256: str | None = None,
+    ):
         self.path = path
         self.spec = path if isinstance(path, ServerSpec) else load_server_spec(path, verify_key, expected_sha256)
         self.scheme, self.fingerprint = self.spec.scheme, self.spec.fingerprint
@@ -397,8 +439,10 @@ class FHEModelServer:
             return loaded
         if isinstance(evaluation_keys, (bytes, bytearray, memoryview)):
             return self.load_keys(bytes(evaluation_keys))
-        raise InputValidationError(f"evaluation_keys must be the serialized keys (bytes) or a key_id (str) from "
-                                   f"add_keys, got {type(evaluation_keys).__name__}")
+        raise InputValidationError(
+            f"evaluation_keys must be the serialized keys (bytes) or a key_id (str) from "
+            f"add_keys, got {type(evaluation_keys).__name__}"
+        )
 
     def run(self, encrypted: bytes, evaluation_keys, max_items: int = envelope.MAX_ITEMS) -> bytes:
         """Run the model on serialized encrypted inputs; return encrypted outputs.
@@ -444,8 +488,9 @@ class FHEModelServer:
             meta["request"] = env.request
         return envelope.pack(self.fingerprint, "outputs", items, meta)
 
-    def run_batch(self, encrypted: list, evaluation_keys, executor=None, max_workers: int | None = None,
-                  retries: int = 1):
+    def run_batch(
+        self, encrypted: list, evaluation_keys, executor=None, max_workers: int | None = None, retries: int = 1
+    ):
         """Run many encrypted requests in parallel: over local processes, or a Dask cluster.
 
         See :func:`qfhe.deploy.batch.run_batch`.
@@ -457,8 +502,7 @@ class FHEModelServer:
         """
         from qfhe.deploy.batch import run_batch
 
-        return run_batch(self, encrypted, evaluation_keys, executor=executor, max_workers=max_workers,
-                         retries=retries)
+        return run_batch(self, encrypted, evaluation_keys, executor=executor, max_workers=max_workers, retries=retries)
 
 
 def server_info(spec: ServerSpec) -> dict:
@@ -469,10 +513,17 @@ def server_info(spec: ServerSpec) -> dict:
     >>> callable(server_info)
     True
     """
-    return {"scheme": spec.scheme, "fingerprint": spec.fingerprint, "input_shape": list(spec.input_shape),
-            "output_shape": list(spec.output_shape), "versions": spec.artifact.manifest.get("versions", {}),
-            "statistics": spec.statistics, "samples_per_ciphertext": spec.samples_per_item,
-            "signed": bool(spec.artifact.signed), "artifact_sha256": spec.artifact.sha256}
+    return {
+        "scheme": spec.scheme,
+        "fingerprint": spec.fingerprint,
+        "input_shape": list(spec.input_shape),
+        "output_shape": list(spec.output_shape),
+        "versions": spec.artifact.manifest.get("versions", {}),
+        "statistics": spec.statistics,
+        "samples_per_ciphertext": spec.samples_per_item,
+        "signed": bool(spec.artifact.signed),
+        "artifact_sha256": spec.artifact.sha256,
+    }
 
 
 __all__ = ["FHEModelServer", "ServerSpec", "load_server_spec", "server_info"]

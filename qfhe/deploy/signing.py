@@ -37,8 +37,9 @@ def _key_bytes(key, what: str) -> bytes:
             return path.read_bytes()
         except OSError as exc:
             raise ConfigurationError(f"{what}: cannot read the key file {path} ({exc.strerror})") from None
-    raise ConfigurationError(f"{what} must be an Ed25519 key object, PEM bytes, 32 raw bytes or a PEM file path, got "
-                             f"{type(key).__name__}")
+    raise ConfigurationError(
+        f"{what} must be an Ed25519 key object, PEM bytes, 32 raw bytes or a PEM file path, got {type(key).__name__}"
+    )
 
 
 def private_key(key):
@@ -56,11 +57,16 @@ def private_key(key):
         return key
     data = _key_bytes(key, "signing_key")
     try:
-        loaded = (Ed25519PrivateKey.from_private_bytes(data) if len(data) == 32
-                  else serialization.load_pem_private_key(data, password=None))
+        loaded = (
+            Ed25519PrivateKey.from_private_bytes(data)
+            if len(data) == 32
+            else serialization.load_pem_private_key(data, password=None)
+        )
     except (ValueError, TypeError):
-        raise ConfigurationError("signing_key is not an Ed25519 private key (PEM without password, or 32 raw "
-                                 "bytes); make one with qfhe.deploy.generate_signing_key()") from None
+        raise ConfigurationError(
+            "signing_key is not an Ed25519 private key (PEM without password, or 32 raw "
+            "bytes); make one with qfhe.deploy.generate_signing_key()"
+        ) from None
     if not isinstance(loaded, Ed25519PrivateKey):
         raise ConfigurationError(f"signing_key is a {type(loaded).__name__}; qfhe signs with Ed25519 keys")
     return loaded
@@ -83,11 +89,14 @@ def public_key(key):
         return key.public_key()
     data = _key_bytes(key, "verify_key")
     try:
-        loaded = (Ed25519PublicKey.from_public_bytes(data) if len(data) == 32
-                  else serialization.load_pem_public_key(data))
+        loaded = (
+            Ed25519PublicKey.from_public_bytes(data) if len(data) == 32 else serialization.load_pem_public_key(data)
+        )
     except (ValueError, TypeError):
-        raise ConfigurationError("verify_key is not an Ed25519 public key (PEM, or 32 raw bytes); it is the .pub file "
-                                 "generate_signing_key wrote") from None
+        raise ConfigurationError(
+            "verify_key is not an Ed25519 public key (PEM, or 32 raw bytes); it is the .pub file "
+            "generate_signing_key wrote"
+        ) from None
     if not isinstance(loaded, Ed25519PublicKey):
         raise ConfigurationError(f"verify_key is a {type(loaded).__name__}; qfhe verifies Ed25519 signatures")
     return loaded
@@ -111,8 +120,9 @@ def generate_signing_key(path=None) -> tuple[bytes, bytes]:
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
     key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
     public = key.public_key().public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     if path is not None:
         path = Path(path)
@@ -150,5 +160,7 @@ def verify(key, data: bytes, signature: bytes, where: str) -> None:
     try:
         public_key(key).verify(bytes(signature), bytes(data))
     except InvalidSignature:
-        raise ArtifactError(f"{where}: the signature does not match the verify_key: the artifact was changed after "
-                            "signing, or signed with another key") from None
+        raise ArtifactError(
+            f"{where}: the signature does not match the verify_key: the artifact was changed after "
+            "signing, or signed with another key"
+        ) from None

@@ -21,25 +21,46 @@ from __future__ import annotations
 import enum
 import json
 
-import numpy as np
-
 from qfhe._concrete import fhe
 from qfhe.deploy.circuit_doc import circuit_from_plain, circuit_to_plain
 from qfhe.deploy.concrete_wire import check_evaluation_keys, check_value
 from qfhe.errors import ArtifactError, CiphertextError, ConfigurationError
 
 #: Configuration fields that only print, debug, time or choose where keys are cached: never carried.
-_NOT_CARRIED = {"verbose", "show_graph", "show_bit_width_constraints", "show_bit_width_assignments",
-                "show_assigned_graph", "show_mlir", "show_optimizer", "show_statistics",
-                "dump_artifacts_on_unexpected_failures", "enable_unsafe_features", "use_insecure_key_cache",
-                "insecure_key_cache_location", "show_progress", "progress_title", "progress_tag", "fhe_simulation",
-                "fhe_execution", "compiler_debug_mode", "compiler_verbose_mode", "print_tlu_fusing",
-                "simulate_encrypt_run_decrypt", "additional_pre_processors", "additional_post_processors",
-                "range_restriction", "keyset_restriction"}
+_NOT_CARRIED = {
+    "verbose",
+    "show_graph",
+    "show_bit_width_constraints",
+    "show_bit_width_assignments",
+    "show_assigned_graph",
+    "show_mlir",
+    "show_optimizer",
+    "show_statistics",
+    "dump_artifacts_on_unexpected_failures",
+    "enable_unsafe_features",
+    "use_insecure_key_cache",
+    "insecure_key_cache_location",
+    "show_progress",
+    "progress_title",
+    "progress_tag",
+    "fhe_simulation",
+    "fhe_execution",
+    "compiler_debug_mode",
+    "compiler_verbose_mode",
+    "print_tlu_fusing",
+    "simulate_encrypt_run_decrypt",
+    "additional_pre_processors",
+    "additional_post_processors",
+    "range_restriction",
+    "keyset_restriction",
+}
 #: Fields holding lists of strategies, and the enum of their items.
-_ENUM_LISTS = {"comparison_strategy_preference": fhe.ComparisonStrategy, "bitwise_strategy_preference": fhe.BitwiseStrategy,
-               "multivariate_strategy_preference": fhe.MultivariateStrategy,
-               "min_max_strategy_preference": fhe.MinMaxStrategy}
+_ENUM_LISTS = {
+    "comparison_strategy_preference": fhe.ComparisonStrategy,
+    "bitwise_strategy_preference": fhe.BitwiseStrategy,
+    "multivariate_strategy_preference": fhe.MultivariateStrategy,
+    "min_max_strategy_preference": fhe.MinMaxStrategy,
+}
 
 
 def _carried_fields() -> dict:
@@ -47,8 +68,11 @@ def _carried_fields() -> dict:
     import inspect
 
     default = fhe.Configuration()
-    return {k: getattr(default, k) for k in inspect.signature(fhe.Configuration.__init__).parameters
-            if k not in _NOT_CARRIED and k not in ("self", "kwargs")}
+    return {
+        k: getattr(default, k)
+        for k in inspect.signature(fhe.Configuration.__init__).parameters
+        if k not in _NOT_CARRIED and k not in ("self", "kwargs")
+    }
 
 
 def compile_options(configuration: fhe.Configuration, compress: bool) -> dict:
@@ -70,17 +94,24 @@ def compile_options(configuration: fhe.Configuration, compress: bool) -> dict:
     """
     for name in ("keyset_restriction", "range_restriction", "additional_pre_processors", "additional_post_processors"):
         if getattr(configuration, name):
-            raise ConfigurationError(f"a circuit compiled with configuration.{name} set cannot be deployed by qfhe; "
-                                     "compile without it")
+            raise ConfigurationError(
+                f"a circuit compiled with configuration.{name} set cannot be deployed by qfhe; compile without it"
+            )
     out = {}
     for name, default in _carried_fields().items():
         value = getattr(configuration, name)
         if name in _ENUM_LISTS:
             out[name] = [_ENUM_LISTS[name](v).value for v in value]
         elif isinstance(value, fhe.compilation.configuration.ApproximateRoundingConfig):
-            out[name] = {k: getattr(value, k) for k in ("logical_clipping", "approximate_clipping_start_precision",
-                                                        "reduce_precision_after_approximate_clipping",
-                                                        "symetrize_deltas")}
+            out[name] = {
+                k: getattr(value, k)
+                for k in (
+                    "logical_clipping",
+                    "approximate_clipping_start_precision",
+                    "reduce_precision_after_approximate_clipping",
+                    "symetrize_deltas",
+                )
+            }
         elif isinstance(value, enum.Enum):
             out[name] = value.value
         else:
@@ -117,8 +148,11 @@ def configuration_from_options(options: dict) -> fhe.Configuration:
                     raise TypeError
                 kwargs[name] = [_ENUM_LISTS[name](x) for x in v]
             elif isinstance(default, fhe.compilation.configuration.ApproximateRoundingConfig):
-                if not isinstance(v, dict) or set(v) != set(vars(default)) or \
-                        not all(type(v[k]) is type(getattr(default, k)) for k in v):
+                if (
+                    not isinstance(v, dict)
+                    or set(v) != set(vars(default))
+                    or not all(type(v[k]) is type(getattr(default, k)) for k in v)
+                ):
                     raise TypeError
                 kwargs[name] = fhe.compilation.configuration.ApproximateRoundingConfig(**v)
             elif isinstance(default, enum.Enum):
@@ -152,8 +186,12 @@ def circuit_doc(qm, compress: bool) -> dict:
 
     fn = make_circuit_function(qm.graph, qm.bitwidths)
     info = {n.name: [v.lo, v.hi, v.bits, v.signed] for n in fn.graph.nodes for v in [qm.bitwidths[n.name]]}
-    return {"graph": circuit_to_plain(fn.graph), "bitwidths": info, "bounds": qm._compiled.bounds,
-            "options": compile_options(qm.fhe_circuit.configuration, compress)}
+    return {
+        "graph": circuit_to_plain(fn.graph),
+        "bitwidths": info,
+        "bounds": qm._compiled.bounds,
+        "options": compile_options(qm.fhe_circuit.configuration, compress),
+    }
 
 
 def build_circuit(doc: dict) -> fhe.Circuit:
@@ -178,15 +216,18 @@ def build_circuit(doc: dict) -> fhe.Circuit:
     configuration = configuration_from_options(doc.get("options", {}))
     bounds = doc.get("bounds")
     if not isinstance(bounds, list) or not all(
-            isinstance(b, list) and len(b) == 3 and b[0] in ("int", "float", "bool") for b in bounds):
+        isinstance(b, list) and len(b) == 3 and b[0] in ("int", "float", "bool") for b in bounds
+    ):
         raise ArtifactError("server.zip: circuit.json has no valid value bounds")
     shapes = [n.attrs["shape"] for n in graph.nodes if n.op == "input"]
     try:
         fn = make_circuit_function(graph, info)
         return compile_from_bounds(fn, shapes, bounds, configuration)
     except Exception as exc:  # noqa: BLE001 - anything concrete raises on hostile data means the same thing
-        raise ArtifactError(f"server.zip: the circuit does not compile with qfhe's lowering ({type(exc).__name__}); "
-                            "save the model again with this qfhe") from None
+        raise ArtifactError(
+            f"server.zip: the circuit does not compile with qfhe's lowering ({type(exc).__name__}); "
+            "save the model again with this qfhe"
+        ) from None
 
 
 def load_specs(data: bytes) -> fhe.ClientSpecs:
@@ -220,8 +261,9 @@ def load_evaluation_keys(data: bytes, expected: dict) -> fhe.EvaluationKeys:
     try:
         return fhe.EvaluationKeys.deserialize(canonical)
     except (RuntimeError, ValueError):
-        raise CiphertextError("these evaluation keys do not load; send FHEModelClient.get_serialized_evaluation_keys()") \
-            from None
+        raise CiphertextError(
+            "these evaluation keys do not load; send FHEModelClient.get_serialized_evaluation_keys()"
+        ) from None
 
 
 def run_sample(server: fhe.Server, data: bytes, gate: dict, keys: fhe.EvaluationKeys) -> bytes:
@@ -236,5 +278,6 @@ def run_sample(server: fhe.Server, data: bytes, gate: dict, keys: fhe.Evaluation
     try:
         return server.run(fhe.Value.deserialize(value), evaluation_keys=keys).serialize()
     except (RuntimeError, ValueError):
-        raise CiphertextError("the circuit refused an encrypted sample: it was encrypted for another circuit or with "
-                              "other parameters") from None
+        raise CiphertextError(
+            "the circuit refused an encrypted sample: it was encrypted for another circuit or with other parameters"
+        ) from None

@@ -138,8 +138,12 @@ class _Slot(threading.Thread):
         """Start a worker and wait until it is set up; False (and ``setup_error``) if it cannot be."""
         ctx = multiprocessing.get_context("spawn")
         parent, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker_main, name=f"qfhe-worker-{self.index}",
-                                   args=(child, self.pool.setup, self.pool.setup_args, self.pool.log_level), daemon=True)
+        self.process = ctx.Process(
+            target=_worker_main,
+            name=f"qfhe-worker-{self.index}",
+            args=(child, self.pool.setup, self.pool.setup_args, self.pool.log_level),
+            daemon=True,
+        )
         self.process.start()
         child.close()
         self.conn = parent
@@ -166,7 +170,8 @@ class _Slot(threading.Thread):
         code = self.process.exitcode
         self._stop()
         self.setup_error = ArtifactError(
-            f"a worker could not load the model: it {'stopped with exit code ' + str(code) if code is not None else 'did not finish within ' + str(self.pool.start_timeout) + ' s'}")
+            f"a worker could not load the model: it {'stopped with exit code ' + str(code) if code is not None else 'did not finish within ' + str(self.pool.start_timeout) + ' s'}"
+        )
         return False
 
     def _stop(self) -> None:
@@ -196,7 +201,7 @@ class _Slot(threading.Thread):
                     if failures >= 3 or self.pool.closing.is_set():
                         self.pool._slot_failed(self)
                         return
-                    time.sleep(min(30.0, 2.0 ** failures))
+                    time.sleep(min(30.0, 2.0**failures))
                     continue
             try:
                 job = self.pool._queue.get(timeout=_POLL)
@@ -229,8 +234,11 @@ class _Slot(threading.Thread):
                 self.pool.crashes += 1
                 self._stop()
                 if attempt or not self._start():
-                    job.future.set_exception(WorkerCrashedError(
-                        "the worker for this request stopped before it started and could not be replaced; try again"))
+                    job.future.set_exception(
+                        WorkerCrashedError(
+                            "the worker for this request stopped before it started and could not be replaced; try again"
+                        )
+                    )
                     return
         while True:
             ready = wait([self.conn, self.process.sentinel], timeout=_POLL)
@@ -250,9 +258,12 @@ class _Slot(threading.Thread):
                 log.warning("worker %s died (exit code %s) running %s; restarting it", self.pid, code, job.fn)
                 self._stop()
                 self.pool.crashes += 1
-                job.future.set_exception(WorkerCrashedError(
-                    "the worker running this request stopped (a crash, or out of memory); the server restarted it "
-                    "and keeps serving: if the request was valid, send it again"))
+                job.future.set_exception(
+                    WorkerCrashedError(
+                        "the worker running this request stopped (a crash, or out of memory); the server restarted it "
+                        "and keeps serving: if the request was valid, send it again"
+                    )
+                )
                 return
             if job.abandoned.is_set() or (job.deadline is not None and time.monotonic() > job.deadline):
                 self._stop()  # native code cannot be interrupted: the worker goes, a fresh one comes
@@ -260,9 +271,12 @@ class _Slot(threading.Thread):
                 if job.abandoned.is_set():
                     job.future.set_exception(WorkerCrashedError("the request was cancelled"))
                 else:
-                    job.future.set_exception(RequestTimeoutError(
-                        f"the request did not finish within the server's deadline ({job.timeout:g} s); "
-                        "send fewer samples per request"))
+                    job.future.set_exception(
+                        RequestTimeoutError(
+                            f"the request did not finish within the server's deadline ({job.timeout:g} s); "
+                            "send fewer samples per request"
+                        )
+                    )
                 return
 
 
@@ -296,8 +310,9 @@ class WorkerPool:
     qfhe.errors.ConfigurationError: workers must be a positive int from 1 to 256, got 0 (int)
     """
 
-    def __init__(self, n: int, setup: str, setup_args: tuple = (), start_timeout: float = 600.0,
-                 log_level: int = logging.WARNING):
+    def __init__(
+        self, n: int, setup: str, setup_args: tuple = (), start_timeout: float = 600.0, log_level: int = logging.WARNING
+    ):
         self.n = as_int("workers", n, 1, 256, "a positive int")
         self.setup, self.setup_args = setup, tuple(setup_args)
         self.start_timeout, self.log_level = float(start_timeout), log_level

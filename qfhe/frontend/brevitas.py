@@ -27,11 +27,11 @@ from torch import nn
 
 from qfhe.errors import UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
-from qfhe.frontend.torch_fx import QfheTracer, convert, record_outputs, trace
 from qfhe.frontend.pooling import adaptive_avgpool, avgpool
+from qfhe.frontend.torch_fx import QfheTracer, convert, record_outputs, trace
 from qfhe.frontend.torch_ops import _input_shape, _np, _value
-from qfhe.ir.graph import Graph
 from qfhe.ir.activations import ACTIVATIONS
+from qfhe.ir.graph import Graph
 
 _ACT_MODULES = {"QuantReLU", "QuantHardTanh", "QuantSigmoid", "QuantTanh", "QuantIdentity"}
 _LINEAR_MODULES = {"QuantLinear", "QuantConv1d", "QuantConv2d"}
@@ -103,7 +103,9 @@ def import_brevitas(model: nn.Module, sample: torch.Tensor) -> Graph:
 def _quantizer_attrs(scale, zero_point, bit_width, signed: bool, narrow: bool, where: str) -> dict:
     scale = torch.as_tensor(scale).detach().double().reshape(-1)
     if scale.numel() != 1:
-        raise UnsupportedOpError(f"{where} quantizes activations per channel; qfhe supports per-tensor activation scales")
+        raise UnsupportedOpError(
+            f"{where} quantizes activations per channel; qfhe supports per-tensor activation scales"
+        )
     bits = int(torch.as_tensor(bit_width).item())
     if signed:
         qmin, qmax = -(1 << (bits - 1)) + (1 if narrow else 0), (1 << (bits - 1)) - 1
@@ -115,8 +117,9 @@ def _quantizer_attrs(scale, zero_point, bit_width, signed: bool, narrow: bool, w
 
 def _proxy_attrs(proxy, where: str) -> dict:
     """Quantizer attributes of a Brevitas activation quant proxy (act/input/output quant)."""
-    return _quantizer_attrs(proxy.scale(), proxy.zero_point(), proxy.bit_width(), bool(proxy.is_signed),
-                            bool(proxy.is_narrow_range), where)
+    return _quantizer_attrs(
+        proxy.scale(), proxy.zero_point(), proxy.bit_width(), bool(proxy.is_signed), bool(proxy.is_narrow_range), where
+    )
 
 
 class _BrevitasHook:
@@ -136,7 +139,10 @@ class _BrevitasHook:
         if kind in _POOL_MODULES:
             return self._pool(em, env, node, mod, shape, name)
         if kind == "QuantEltwiseAdd":
-            a, b = (self._input_quant(em, _value(env, arg, node), mod, f"{name}_in{i}") for i, arg in enumerate(node.args[:2]))
+            a, b = (
+                self._input_quant(em, _value(env, arg, node), mod, f"{name}_in{i}")
+                for i, arg in enumerate(node.args[:2])
+            )
             return self._output_quant(em, em.add(name, a, b), mod, name)
         raise UnsupportedOpError(
             f"node '{name}' is a Brevitas {kind}, which qfhe cannot compile. Supported: QuantIdentity, QuantLinear, "
@@ -173,19 +179,35 @@ class _BrevitasHook:
         x = self._input_quant(em, _value(env, node.args[0], node), mod, f"{name}_in")
         qw = mod.quant_weight()
         if torch.any(qw.zero_point != 0):
-            raise UnsupportedOpError(f"node '{name}' has asymmetric weights (non-zero zero point); use symmetric weights")
+            raise UnsupportedOpError(
+                f"node '{name}' has asymmetric weights (non-zero zero point); use symmetric weights"
+            )
         w_int = qw.int().detach().double().numpy()
         w_scale = qw.scale.detach().double().reshape(-1).numpy()
         w_scale = w_scale[0] if w_scale.size == 1 else w_scale
         bias, bias_at_acc_scale = _quant_bias(mod)
         weight = w_int * (np.reshape(w_scale, (-1,) + (1,) * (w_int.ndim - 1)) if np.ndim(w_scale) else w_scale)
-        qat = {"weight_int": w_int.astype(np.int64), "weight_scale": np.asarray(w_scale, np.float64),
-               "bias_at_acc_scale": bias_at_acc_scale}
+        qat = {
+            "weight_int": w_int.astype(np.int64),
+            "weight_scale": np.asarray(w_scale, np.float64),
+            "bias_at_acc_scale": bias_at_acc_scale,
+        }
         if isinstance(mod, nn.Linear):
             y = em.gemm(name, x, weight, bias, **qat)
         else:
-            y = em.conv(name, x, weight, bias, mod.stride, _pair_padding(mod), mod.dilation, mod.groups,
-                        _input_shape(node), shape, **qat)
+            y = em.conv(
+                name,
+                x,
+                weight,
+                bias,
+                mod.stride,
+                _pair_padding(mod),
+                mod.dilation,
+                mod.groups,
+                _input_shape(node),
+                shape,
+                **qat,
+            )
         return self._output_quant(em, y, mod, name)
 
     def _pool(self, em, env, node, mod, shape, name):
@@ -195,10 +217,23 @@ class _BrevitasHook:
             raise UnsupportedOpError(f"node '{name}' is a TruncAvgPool without a truncation quantizer")
         rounding = type(tq.tensor_quant.float_to_int_impl).__name__
         if rounding != "RoundSte":
-            raise UnsupportedOpError(f"node '{name}' truncates with {rounding}; qfhe reproduces RoundSte (half to even)")
+            raise UnsupportedOpError(
+                f"node '{name}' truncates with {rounding}; qfhe reproduces RoundSte (half to even)"
+            )
         if type(mod).__name__ == "TruncAvgPool2d":
-            y = avgpool(em, node, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, mod.count_include_pad,
-                         mod.divisor_override, shape, f"{name}_sum")
+            y = avgpool(
+                em,
+                node,
+                x,
+                mod.kernel_size,
+                mod.stride,
+                mod.padding,
+                mod.ceil_mode,
+                mod.count_include_pad,
+                mod.divisor_override,
+                shape,
+                f"{name}_sum",
+            )
         else:
             y = adaptive_avgpool(em, node, x, mod.output_size, shape, f"{name}_sum")
         out = self.outputs[node.name]

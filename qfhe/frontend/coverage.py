@@ -24,9 +24,24 @@ from qfhe.frontend import expressions, pooling, products, reductions, shape_ops,
 from qfhe.frontend.lowering import activation_forms
 from qfhe.ir.activations import ACTIVATIONS
 
-_SYMBOLS = {"getitem": "x[...]", "setitem": "x[mask] = v", "matmul": "@", "gt": ">", "lt": "<", "ge": ">=", "le": "<=",
-            "eq": "==", "ne": "!=", "and_": "&", "or_": "|", "xor": "^", "invert": "~", "neg": "-x", "abs": "abs(x)",
-            "pow": "x ** c"}
+_SYMBOLS = {
+    "getitem": "x[...]",
+    "setitem": "x[mask] = v",
+    "matmul": "@",
+    "gt": ">",
+    "lt": "<",
+    "ge": ">=",
+    "le": "<=",
+    "eq": "==",
+    "ne": "!=",
+    "and_": "&",
+    "or_": "|",
+    "xor": "^",
+    "invert": "~",
+    "neg": "-x",
+    "abs": "abs(x)",
+    "pow": "x ** c",
+}
 
 
 def _name(obj) -> str:
@@ -46,8 +61,14 @@ def _name(obj) -> str:
 
 
 def _names(objs) -> str:
-    names = sorted({_name(o) for o in objs if not (isinstance(o, str) and o.endswith("_") and not o.startswith("__"))
-                    and not (_name(o).endswith("_") or _name(o).endswith("_()"))})
+    names = sorted(
+        {
+            _name(o)
+            for o in objs
+            if not (isinstance(o, str) and o.endswith("_") and not o.startswith("__"))
+            and not (_name(o).endswith("_") or _name(o).endswith("_()"))
+        }
+    )
     return ", ".join(f"`{n}`" for n in names)
 
 
@@ -57,8 +78,9 @@ def _activation_rows() -> list[tuple]:
     for act in ACTIVATIONS.values():
         if act.name == "expr":
             continue
-        spellings = [m for m, a in forms.modules.items() if a is act] + [f for f, a in forms.functions.items()
-                                                                        if a is act and not _private(f)]
+        spellings = [m for m, a in forms.modules.items() if a is act] + [
+            f for f, a in forms.functions.items() if a is act and not _private(f)
+        ]
         spellings += [m for m, a in forms.methods.items() if a is act]
         if act.name == "prelu":
             spellings = [nn.PReLU, torch.nn.functional.prelu]
@@ -79,29 +101,66 @@ def _rows() -> list[tuple]:
         (_names([nn.Conv1d, nn.Conv2d]) + " (zero padding, stride, dilation, groups)", "conv", None),
         (_names([nn.BatchNorm1d, nn.BatchNorm2d]) + " (folded into the layer before)", "affine", None),
         (_names(torch_ops.IDENTITY_MODULES) + ", " + _names(torch_ops.ALIAS_METHODS), "(none)", None),
-        (_names([m for m in pooling.POOL_MODULES if "Max" not in m.__name__]
-                + [f for f, (kind, _) in pooling.FUNCTION_ARGS.items() if kind != "max"])
-         + " (uneven adaptive windows as a matrix)", "conv", None),
-        (_names([m for m in pooling.POOL_MODULES if "Max" in m.__name__] + [f for f, (kind, _) in
-                pooling.FUNCTION_ARGS.items() if kind == "max" and "indices" not in f.__name__]), "maxpool", None),
-        ("`+ - * /` with a number or a stored tensor (buffers, parameters, constant expressions: folded)", "affine",
-         None),
+        (
+            _names(
+                [m for m in pooling.POOL_MODULES if "Max" not in m.__name__]
+                + [f for f, (kind, _) in pooling.FUNCTION_ARGS.items() if kind != "max"]
+            )
+            + " (uneven adaptive windows as a matrix)",
+            "conv",
+            None,
+        ),
+        (
+            _names(
+                [m for m in pooling.POOL_MODULES if "Max" in m.__name__]
+                + [f for f, (kind, _) in pooling.FUNCTION_ARGS.items() if kind == "max" and "indices" not in f.__name__]
+            ),
+            "maxpool",
+            None,
+        ),
+        (
+            "`+ - * /` with a number or a stored tensor (buffers, parameters, constant expressions: folded)",
+            "affine",
+            None,
+        ),
         ("`x + y`, `x - y` of two encrypted tensors", "add", None),
-        ("`x * y`, " + _names(products.MATMUL) + " of two encrypted tensors (concrete's encrypted product)", "matmul",
-         None),
+        (
+            "`x * y`, " + _names(products.MATMUL) + " of two encrypted tensors (concrete's encrypted product)",
+            "matmul",
+            None,
+        ),
         (_names(shape_ops.RESHAPE_METHODS | shape_ops.RESHAPE_FUNCS), "reshape", None),
-        (_names(shape_ops.GATHER_METHODS | shape_ops.GATHER_FUNCS - {torch.nn.functional.pad}) + ", `x.T`", "gather",
-         None),
+        (
+            _names(shape_ops.GATHER_METHODS | shape_ops.GATHER_FUNCS - {torch.nn.functional.pad}) + ", `x.T`",
+            "gather",
+            None,
+        ),
         (_names([torch.nn.functional.pad]) + " (mode='constant')", "gather", None),
         (_names(shape_ops.CAT | shape_ops.STACK), "concat", None),
-        (_names([k for k, lin in reductions.REDUCTIONS.items() if lin] + [f for f, k in reductions._FUNCTIONS.items()
-                                                                         if reductions.REDUCTIONS[k]])
-         + " over sample axes (`dim=`, `keepdim=`): a row of ones (or 1/k)", "gemm", "reduction"),
-        (_names([k for k, lin in reductions.REDUCTIONS.items() if not lin] + [f for f, k in reductions._FUNCTIONS.items()
-                                                                             if not reductions.REDUCTIONS[k]])
-         + " over sample axes: a max (min) pooling", "maxpool", None),
-        (_names([k for k in expressions._OPS]) + ", and sums and products of such masks of ONE tensor: one table "
-         "lookup", "activation", "expr"),
+        (
+            _names(
+                [k for k, lin in reductions.REDUCTIONS.items() if lin]
+                + [f for f, k in reductions._FUNCTIONS.items() if reductions.REDUCTIONS[k]]
+            )
+            + " over sample axes (`dim=`, `keepdim=`): a row of ones (or 1/k)",
+            "gemm",
+            "reduction",
+        ),
+        (
+            _names(
+                [k for k, lin in reductions.REDUCTIONS.items() if not lin]
+                + [f for f, k in reductions._FUNCTIONS.items() if not reductions.REDUCTIONS[k]]
+            )
+            + " over sample axes: a max (min) pooling",
+            "maxpool",
+            None,
+        ),
+        (
+            _names([k for k in expressions._OPS]) + ", and sums and products of such masks of ONE tensor: one table "
+            "lookup",
+            "activation",
+            "expr",
+        ),
         ("several inputs: `forward(x, y)` with `inputset=(X1, X2)`", "input", None),
     ] + _activation_rows()
 

@@ -33,24 +33,82 @@ from qfhe.errors import UnsupportedOpError
 
 #: torch spellings → program step names.
 _OPS = {
-    operator.gt: "gt", operator.lt: "lt", operator.ge: "ge", operator.le: "le", operator.eq: "eq", operator.ne: "ne",
-    torch.gt: "gt", torch.lt: "lt", torch.ge: "ge", torch.le: "le", torch.eq: "eq", torch.ne: "ne",
-    torch.greater: "gt", torch.less: "lt", torch.greater_equal: "ge", torch.less_equal: "le",
-    "gt": "gt", "lt": "lt", "ge": "ge", "le": "le", "eq": "eq", "ne": "ne", "__gt__": "gt", "__lt__": "lt",
-    operator.and_: "and", operator.or_: "or", operator.xor: "xor", torch.logical_and: "and", torch.logical_or: "or",
-    torch.logical_xor: "xor", "logical_and": "and", "logical_or": "or", "logical_xor": "xor",
-    operator.invert: "not", torch.logical_not: "not", "logical_not": "not", "__invert__": "not",
-    torch.where: "where", "where": "where", operator.setitem: "setitem",
-    "float": "float", "double": "float", "half": "float", "to": "float", "type": "float", "int": "trunc",
-    "long": "trunc", "bool": "bool",
-    torch.zeros_like: "zeros_like", torch.ones_like: "ones_like", torch.full_like: "full_like",
+    operator.gt: "gt",
+    operator.lt: "lt",
+    operator.ge: "ge",
+    operator.le: "le",
+    operator.eq: "eq",
+    operator.ne: "ne",
+    torch.gt: "gt",
+    torch.lt: "lt",
+    torch.ge: "ge",
+    torch.le: "le",
+    torch.eq: "eq",
+    torch.ne: "ne",
+    torch.greater: "gt",
+    torch.less: "lt",
+    torch.greater_equal: "ge",
+    torch.less_equal: "le",
+    "gt": "gt",
+    "lt": "lt",
+    "ge": "ge",
+    "le": "le",
+    "eq": "eq",
+    "ne": "ne",
+    "__gt__": "gt",
+    "__lt__": "lt",
+    operator.and_: "and",
+    operator.or_: "or",
+    operator.xor: "xor",
+    torch.logical_and: "and",
+    torch.logical_or: "or",
+    torch.logical_xor: "xor",
+    "logical_and": "and",
+    "logical_or": "or",
+    "logical_xor": "xor",
+    operator.invert: "not",
+    torch.logical_not: "not",
+    "logical_not": "not",
+    "__invert__": "not",
+    torch.where: "where",
+    "where": "where",
+    operator.setitem: "setitem",
+    "float": "float",
+    "double": "float",
+    "half": "float",
+    "to": "float",
+    "type": "float",
+    "int": "trunc",
+    "long": "trunc",
+    "bool": "bool",
+    torch.zeros_like: "zeros_like",
+    torch.ones_like: "ones_like",
+    torch.full_like: "full_like",
     "zero_": "zeros_like",
 }
 #: Arithmetic that joins two expressions of one source.
-ARITH = {operator.add: "add", operator.iadd: "add", torch.add: "add", "add": "add", "add_": "add",
-         operator.sub: "sub", operator.isub: "sub", torch.sub: "sub", "sub": "sub", "sub_": "sub",
-         operator.mul: "mul", operator.imul: "mul", torch.mul: "mul", "mul": "mul", "mul_": "mul",
-         operator.truediv: "div", operator.itruediv: "div", torch.div: "div", "div": "div", "div_": "div"}
+ARITH = {
+    operator.add: "add",
+    operator.iadd: "add",
+    torch.add: "add",
+    "add": "add",
+    "add_": "add",
+    operator.sub: "sub",
+    operator.isub: "sub",
+    torch.sub: "sub",
+    "sub": "sub",
+    "sub_": "sub",
+    operator.mul: "mul",
+    operator.imul: "mul",
+    torch.mul: "mul",
+    "mul": "mul",
+    "mul_": "mul",
+    operator.truediv: "div",
+    operator.itruediv: "div",
+    torch.div: "div",
+    "div": "div",
+    "div_": "div",
+}
 
 
 class Expr:
@@ -81,8 +139,9 @@ class Expr:
         """
         if self._value is None:
             if self.source is None:
-                raise UnsupportedOpError(f"node '{self.name}' does not depend on the model's inputs; qfhe cannot "
-                                         "return a constant")
+                raise UnsupportedOpError(
+                    f"node '{self.name}' does not depend on the model's inputs; qfhe cannot return a constant"
+                )
             self._value = self.em.activation(self.name, self.source, "expr", {"program": self.program})
         return self._value
 
@@ -111,12 +170,12 @@ def is_expression_op(node: torch.fx.Node, env: dict, em=None) -> bool:
         # two functions of one tensor, one of them through a lookup, joined by arithmetic are one
         # lookup. Two linear values (y + y) keep their add: it costs no lookup.
         operands = node.args[:2]
-        if len(operands) != 2 or not all(isinstance(a, torch.fx.Node) and isinstance(env.get(a.name), str)
-                                         for a in operands):
+        if len(operands) != 2 or not all(
+            isinstance(a, torch.fx.Node) and isinstance(env.get(a.name), str) for a in operands
+        ):
             return False
         parts = [_trace_back(em, env[a.name], a.name) for a in operands]
-        return (parts[0].source == parts[1].source
-                and any(step["fn"] != "affine" for p in parts for step in p.program))
+        return parts[0].source == parts[1].source and any(step["fn"] != "affine" for p in parts for step in p.program)
     # Arithmetic joining an expression with a function of another tensor is an encrypted add or product.
     sources = {_root(em, env, a) for a in node.args[:2] if isinstance(a, torch.fx.Node)}
     return len(sources - {None}) <= 1
@@ -154,7 +213,8 @@ def as_expr(em, env: dict, arg, node: torch.fx.Node) -> Expr | Number:
                 return float(value.reshape(-1)[0])
     raise UnsupportedOpError(
         f"node '{node.name}' ({node.op} {getattr(node.target, '__name__', node.target)}) has an argument qfhe cannot "
-        f"use in an elementwise expression: {arg!r}; use numbers, or tensors computed from one encrypted tensor")
+        f"use in an elementwise expression: {arg!r}; use numbers, or tensors computed from one encrypted tensor"
+    )
 
 
 def _trace_back(em, value: str, name: str) -> Expr:
@@ -164,8 +224,14 @@ def _trace_back(em, value: str, name: str) -> Expr:
         if node.op == "affine":
             if np.ndim(node.attrs["scale"]) or np.ndim(node.attrs["shift"]):
                 break  # per-channel: stays its own node
-            steps.append({"fn": "affine", "args": [None], "scale": float(node.attrs["scale"]),
-                          "shift": float(node.attrs["shift"])})
+            steps.append(
+                {
+                    "fn": "affine",
+                    "args": [None],
+                    "scale": float(node.attrs["scale"]),
+                    "shift": float(node.attrs["shift"]),
+                }
+            )
         elif node.attrs["fn"] == "expr":
             steps.append({"fn": "program", "args": [None], "program": node.attrs["params"]["program"]})
         elif any(isinstance(p, np.ndarray) for p in node.attrs["params"].values()):
@@ -193,7 +259,8 @@ def merge(name: str, em, parts: list, fn: str, extra: dict | None = None) -> Exp
     if len(sources) > 1:
         raise UnsupportedOpError(
             f"node '{name}' combines values computed from different encrypted tensors ({', '.join(sorted(sources))}) "
-            f"with '{fn}'; qfhe turns elementwise functions of ONE encrypted tensor into a table lookup")
+            f"with '{fn}'; qfhe turns elementwise functions of ONE encrypted tensor into a table lookup"
+        )
     program: list[dict] = []
     args = []
     for p in parts:
@@ -202,8 +269,9 @@ def merge(name: str, em, parts: list, fn: str, extra: dict | None = None) -> Exp
         elif isinstance(p, Expr):
             offset = len(program)
             for step in p.program:
-                program.append({**step, "args": [a if a is None or a[0] != "s" else ["s", a[1] + offset]
-                                                 for a in step["args"]]})
+                program.append(
+                    {**step, "args": [a if a is None or a[0] != "s" else ["s", a[1] + offset] for a in step["args"]]}
+                )
             args.append(["s", len(program) - 1])
         else:
             args.append(["c", float(p)])
@@ -229,8 +297,10 @@ def expression(em, env: dict, node: torch.fx.Node) -> Expr | None:
     if fn == "setitem":
         target, mask, value = args
         if not isinstance(mask, torch.fx.Node):
-            raise UnsupportedOpError(f"node '{node.name}' assigns through an index ({mask!r}); qfhe supports "
-                                     "assigning through a mask computed from the data (x[x < 0] = 0)")
+            raise UnsupportedOpError(
+                f"node '{node.name}' assigns through an index ({mask!r}); qfhe supports "
+                "assigning through a mask computed from the data (x[x < 0] = 0)"
+            )
         parts = [as_expr(em, env, a, node) for a in (mask, value, target)]
         env[target.name] = merge(target.name, em, parts, "where")
         return None

@@ -103,8 +103,9 @@ class Emitter:
                 attrs["weight_int"] = extra["weight_int"][:, :, None, :]
             c, length = in_shape
             x = self._add(f"{name}_to2d", "reshape", [x], {"shape": (c, 1, length)})
-            attrs.update(weight=weight[:, :, None, :], stride=(1, stride[0]), padding=(0, padding[0]),
-                         dilation=(1, dilation[0]))
+            attrs.update(
+                weight=weight[:, :, None, :], stride=(1, stride[0]), padding=(0, padding[0]), dilation=(1, dilation[0])
+            )
             y = self._add(name, "conv", [x], attrs)
             return self._add(f"{name}_to1d", "reshape", [y], {"shape": tuple(out_shape)})
         attrs.update(stride=tuple(stride), padding=tuple(padding), dilation=tuple(dilation))
@@ -139,7 +140,9 @@ class Emitter:
         >>> em = Emitter(); em.affine("s", em.input("x", (2,)), 2.0, 1.0)
         's'
         """
-        return self._add(name, "affine", [x], {"scale": np.asarray(scale, np.float64), "shift": np.asarray(shift, np.float64)})
+        return self._add(
+            name, "affine", [x], {"scale": np.asarray(scale, np.float64), "shift": np.asarray(shift, np.float64)}
+        )
 
     def add(self, name, a, b) -> str:
         """Add the sum of two tensors.
@@ -268,8 +271,10 @@ class ActivationForms:
             if name in params:
                 params[name] = value
             elif name == "training" and value:
-                raise UnsupportedOpError(f"activation '{act.name}' is called with training=True; qfhe compiles "
-                                         "the model's eval behaviour: pass training=False (or self.training)")
+                raise UnsupportedOpError(
+                    f"activation '{act.name}' is called with training=True; qfhe compiles "
+                    "the model's eval behaviour: pass training=False (or self.training)"
+                )
             elif name not in ("inplace", "training"):
                 raise UnsupportedOpError(f"activation '{act.name}' got an unknown argument '{name}'")
         optional = {p for p, v in _defaults(act) if v is not None} | {"min", "max"}

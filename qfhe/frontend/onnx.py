@@ -54,13 +54,16 @@ def _load(model):
             raise ConfigurationError(f"compile_onnx_model: model: '{path}' is larger than {MAX_ONNX_BYTES} bytes")
         data = path.read_bytes()
     else:
-        raise ConfigurationError("compile_onnx_model: model must be an onnx.ModelProto, the bytes of one, or a path "
-                                 f"to an .onnx file, got {type(model).__name__}")
+        raise ConfigurationError(
+            "compile_onnx_model: model must be an onnx.ModelProto, the bytes of one, or a path "
+            f"to an .onnx file, got {type(model).__name__}"
+        )
     try:
         return onnx.load_from_string(data)
     except Exception as exc:  # protobuf's DecodeError and friends
-        raise ConfigurationError(f"compile_onnx_model: model: not an ONNX model ({type(exc).__name__}: "
-                                 f"{str(exc)[:200]})") from None
+        raise ConfigurationError(
+            f"compile_onnx_model: model: not an ONNX model ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
 
 
 class _Tracer(fx.Tracer):
@@ -103,8 +106,10 @@ class _Converter(_OnnxOps):
     def const(self, node, name: str, what: str) -> torch.Tensor:
         v = self.env.get(name)
         if not isinstance(v, torch.Tensor):
-            raise UnsupportedOpError(f"ONNX node '{node.name}' ({node.op_type}): its {what} must be a constant; "
-                                     "export with a fixed batch size so the exporter folds it")
+            raise UnsupportedOpError(
+                f"ONNX node '{node.name}' ({node.op_type}): its {what} must be a constant; "
+                "export with a fixed batch size so the exporter folds it"
+            )
         return v
 
     def ints(self, node, i: int, attr: str, what: str):
@@ -142,8 +147,10 @@ class _Converter(_OnnxOps):
             self.env[i.name] = fx.Proxy(self.tracer.create_node("placeholder", f"in_{name}", (), {}), self.tracer)
         for node in graph.node:
             if node.domain not in ("", "ai.onnx"):
-                raise UnsupportedOpError(f"ONNX node '{node.name}' is in domain '{node.domain}' ({node.op_type}); "
-                                         "qfhe reads the standard ai.onnx operators only")
+                raise UnsupportedOpError(
+                    f"ONNX node '{node.name}' is in domain '{node.domain}' ({node.op_type}); "
+                    "qfhe reads the standard ai.onnx operators only"
+                )
             handler = getattr(self, f"op_{node.op_type}", None)
             if handler is None and node.op_type in UNARY:
                 outs = [UNARY[node.op_type](self.env[node.input[0]])]
@@ -152,8 +159,10 @@ class _Converter(_OnnxOps):
             elif handler is None and node.op_type in REDUCE:
                 outs = [self.reduce(node)]
             elif handler is None:
-                raise UnsupportedOpError(f"ONNX node '{node.name}' ({node.op_type}) has no torch equivalent qfhe "
-                                         "compiles; see the README's table of supported PyTorch operations")
+                raise UnsupportedOpError(
+                    f"ONNX node '{node.name}' ({node.op_type}) has no torch equivalent qfhe "
+                    "compiles; see the README's table of supported PyTorch operations"
+                )
             else:
                 outs = handler(node, [self.env.get(i) if i else None for i in node.input])
             for name, value in zip(node.output, outs):

@@ -22,15 +22,46 @@ from torch import fx, nn
 
 from qfhe.errors import UnsupportedOpError
 
-UNARY = {"Relu": torch.relu, "Sigmoid": torch.sigmoid, "Tanh": torch.tanh, "Abs": torch.abs, "Neg": torch.neg,
-          "Exp": torch.exp, "Log": torch.log, "Sqrt": torch.sqrt, "Reciprocal": torch.reciprocal, "Erf": torch.erf,
-          "Sin": torch.sin, "Cos": torch.cos, "Atan": torch.atan, "Sinh": torch.sinh, "Cosh": torch.cosh,
-          "Asinh": torch.asinh, "Floor": torch.floor, "Ceil": torch.ceil, "Round": torch.round, "Sign": torch.sign,
-          "Softplus": F.softplus, "Softsign": F.softsign, "Mish": F.mish, "HardSwish": F.hardswish,
-          "Not": torch.logical_not}
-BINARY = {"Sub": operator.sub, "Mul": operator.mul, "Div": operator.truediv,
-           "Greater": torch.gt, "Less": torch.lt, "GreaterOrEqual": torch.ge, "LessOrEqual": torch.le,
-           "Equal": torch.eq, "And": torch.logical_and, "Or": torch.logical_or, "Xor": torch.logical_xor}
+UNARY = {
+    "Relu": torch.relu,
+    "Sigmoid": torch.sigmoid,
+    "Tanh": torch.tanh,
+    "Abs": torch.abs,
+    "Neg": torch.neg,
+    "Exp": torch.exp,
+    "Log": torch.log,
+    "Sqrt": torch.sqrt,
+    "Reciprocal": torch.reciprocal,
+    "Erf": torch.erf,
+    "Sin": torch.sin,
+    "Cos": torch.cos,
+    "Atan": torch.atan,
+    "Sinh": torch.sinh,
+    "Cosh": torch.cosh,
+    "Asinh": torch.asinh,
+    "Floor": torch.floor,
+    "Ceil": torch.ceil,
+    "Round": torch.round,
+    "Sign": torch.sign,
+    "Softplus": F.softplus,
+    "Softsign": F.softsign,
+    "Mish": F.mish,
+    "HardSwish": F.hardswish,
+    "Not": torch.logical_not,
+}
+BINARY = {
+    "Sub": operator.sub,
+    "Mul": operator.mul,
+    "Div": operator.truediv,
+    "Greater": torch.gt,
+    "Less": torch.lt,
+    "GreaterOrEqual": torch.ge,
+    "LessOrEqual": torch.le,
+    "Equal": torch.eq,
+    "And": torch.logical_and,
+    "Or": torch.logical_or,
+    "Xor": torch.logical_xor,
+}
 REDUCE = {"ReduceMean": torch.mean, "ReduceSum": torch.sum, "ReduceMax": torch.amax, "ReduceMin": torch.amin}
 
 
@@ -86,8 +117,13 @@ class _OnnxOps:
         for k in (0, 1):
             linear = self.bias_free.get(node.input[k])
             b = ins[1 - k]
-            if linear is not None and self.users[node.input[k]] == 1 and isinstance(b, torch.Tensor) \
-                    and b.numel() == linear.out_features and b.shape[-1] == linear.out_features:
+            if (
+                linear is not None
+                and self.users[node.input[k]] == 1
+                and isinstance(b, torch.Tensor)
+                and b.numel() == linear.out_features
+                and b.shape[-1] == linear.out_features
+            ):
                 linear.bias = nn.Parameter(b.float().reshape(-1).clone())
                 return [ins[k]]
         return [ins[0] + ins[1]]
@@ -97,14 +133,26 @@ class _OnnxOps:
         w = self.const(node, node.input[1], "weight").float()
         dims = w.ndim - 2
         pads = list(at.get("pads", [0] * 2 * dims))
-        if at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET") or pads[:dims] != pads[dims:] or dims not in (1, 2):
-            raise UnsupportedOpError(f"ONNX node '{node.name}' (Conv): qfhe takes 1-d and 2-d convolutions with "
-                                     "explicit, symmetric padding")
+        if (
+            at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+            or pads[:dims] != pads[dims:]
+            or dims not in (1, 2)
+        ):
+            raise UnsupportedOpError(
+                f"ONNX node '{node.name}' (Conv): qfhe takes 1-d and 2-d convolutions with explicit, symmetric padding"
+            )
         cls = nn.Conv1d if dims == 1 else nn.Conv2d
         group = at.get("group", 1)
-        conv = cls(w.shape[1] * group, w.shape[0], tuple(w.shape[2:]), stride=tuple(at.get("strides", [1] * dims)),
-                   padding=tuple(pads[:dims]), dilation=tuple(at.get("dilations", [1] * dims)), groups=group,
-                   bias=len(ins) > 2 and ins[2] is not None)
+        conv = cls(
+            w.shape[1] * group,
+            w.shape[0],
+            tuple(w.shape[2:]),
+            stride=tuple(at.get("strides", [1] * dims)),
+            padding=tuple(pads[:dims]),
+            dilation=tuple(at.get("dilations", [1] * dims)),
+            groups=group,
+            bias=len(ins) > 2 and ins[2] is not None,
+        )
         with torch.no_grad():
             conv.weight.copy_(w)
             if conv.bias is not None:
@@ -114,7 +162,9 @@ class _OnnxOps:
     def op_BatchNormalization(self, node, ins):
         scale, bias, mean, var = (self.const(node, node.input[i], "statistics").float() for i in range(1, 5))
         rank = self.rank(node.input[0])
-        bn = (nn.BatchNorm1d if rank in (2, 3) else nn.BatchNorm2d)(len(scale), eps=self.attrs(node).get("epsilon", 1e-5))
+        bn = (nn.BatchNorm1d if rank in (2, 3) else nn.BatchNorm2d)(
+            len(scale), eps=self.attrs(node).get("epsilon", 1e-5)
+        )
         with torch.no_grad():
             bn.weight.copy_(scale)
             bn.bias.copy_(bias)
@@ -127,18 +177,32 @@ class _OnnxOps:
         k = list(at["kernel_shape"])
         dims = len(k)
         pads = list(at.get("pads", [0] * 2 * dims))
-        if pads[:dims] != pads[dims:] or dims not in (1, 2) or at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET"):
-            raise UnsupportedOpError(f"ONNX node '{node.name}' ({node.op_type}): qfhe takes 1-d and 2-d pooling "
-                                     "with explicit, symmetric padding")
+        if (
+            pads[:dims] != pads[dims:]
+            or dims not in (1, 2)
+            or at.get("auto_pad", b"NOTSET") not in (b"NOTSET", "NOTSET")
+        ):
+            raise UnsupportedOpError(
+                f"ONNX node '{node.name}' ({node.op_type}): qfhe takes 1-d and 2-d pooling "
+                "with explicit, symmetric padding"
+            )
         stride = tuple(at.get("strides", [1] * dims))
         if kind == "avg":
-            mod = (nn.AvgPool1d if dims == 1 else nn.AvgPool2d)(tuple(k), stride, tuple(pads[:dims]),
-                                                                ceil_mode=bool(at.get("ceil_mode", 0)),
-                                                                count_include_pad=bool(at.get("count_include_pad", 0)))
+            mod = (nn.AvgPool1d if dims == 1 else nn.AvgPool2d)(
+                tuple(k),
+                stride,
+                tuple(pads[:dims]),
+                ceil_mode=bool(at.get("ceil_mode", 0)),
+                count_include_pad=bool(at.get("count_include_pad", 0)),
+            )
         else:
-            mod = (nn.MaxPool1d if dims == 1 else nn.MaxPool2d)(tuple(k), stride, tuple(pads[:dims]),
-                                                                dilation=tuple(at.get("dilations", [1] * dims)),
-                                                                ceil_mode=bool(at.get("ceil_mode", 0)))
+            mod = (nn.MaxPool1d if dims == 1 else nn.MaxPool2d)(
+                tuple(k),
+                stride,
+                tuple(pads[:dims]),
+                dilation=tuple(at.get("dilations", [1] * dims)),
+                ceil_mode=bool(at.get("ceil_mode", 0)),
+            )
         return [self.module(node, mod, ins[0])]
 
     def op_AveragePool(self, node, ins):
@@ -230,15 +294,17 @@ class _OnnxOps:
     def op_Flatten(self, node, ins):
         axis = self.attrs(node).get("axis", 1)
         if axis != 1:
-            raise UnsupportedOpError(f"ONNX node '{node.name}' (Flatten) with axis={axis}: qfhe keeps the batch axis "
-                                     "apart (axis=1)")
+            raise UnsupportedOpError(
+                f"ONNX node '{node.name}' (Flatten) with axis={axis}: qfhe keeps the batch axis apart (axis=1)"
+            )
         return [torch.flatten(ins[0], 1)]
 
     def op_Reshape(self, node, ins):
         shape = [int(v) for v in self.const(node, node.input[1], "target shape").tolist()]
         src = self.shapes.get(node.input[0])
-        shape = [v if v != 0 or i == 0 else (src[i] if src and i < len(src) and src[i] else v)
-                 for i, v in enumerate(shape)]
+        shape = [
+            v if v != 0 or i == 0 else (src[i] if src and i < len(src) and src[i] else v) for i, v in enumerate(shape)
+        ]
         if shape and shape[0] != -1:  # the batch axis: the exporter wrote the example's batch size (or 0: copy)
             x = ins[0]
             shape[0] = -1 if -1 not in shape[1:] or isinstance(x, torch.Tensor) else x.shape[0]
@@ -265,8 +331,11 @@ class _OnnxOps:
         at = self.attrs(node)
         sizes = self.ints(node, 1, "split", "split sizes")
         axis = at.get("axis", 0)
-        parts = torch.tensor_split(ins[0], len(node.output), dim=axis) if sizes is None \
+        parts = (
+            torch.tensor_split(ins[0], len(node.output), dim=axis)
+            if sizes is None
             else torch.split(ins[0], sizes, dim=axis)
+        )
         return [parts[i] for i in range(len(node.output))]  # a proxy of a tuple is not iterable
 
     def op_Slice(self, node, ins):
@@ -280,8 +349,10 @@ class _OnnxOps:
             if st == -1 and s in (-1, big - 1, (1 << 63) - 1) and e <= -big:  # x.flip(a), as the exporter writes it
                 x = torch.flip(x, (a,))
             elif st <= 0:
-                raise UnsupportedOpError(f"ONNX node '{node.name}' (Slice) with step {st}: qfhe takes positive steps "
-                                         "and a whole-axis reversal")
+                raise UnsupportedOpError(
+                    f"ONNX node '{node.name}' (Slice) with step {st}: qfhe takes positive steps "
+                    "and a whole-axis reversal"
+                )
             else:
                 index[a] = slice(s, None if e >= big else e, st)
         return [x[tuple(index)]]
@@ -298,11 +369,15 @@ class _OnnxOps:
     def op_Pad(self, node, ins):
         at = self.attrs(node)
         if at.get("mode", b"constant") not in (b"constant", "constant"):
-            raise UnsupportedOpError(f"ONNX node '{node.name}' (Pad) with mode {at.get('mode')!r}: only constant "
-                                     "padding")
+            raise UnsupportedOpError(
+                f"ONNX node '{node.name}' (Pad) with mode {at.get('mode')!r}: only constant padding"
+            )
         pads = self.ints(node, 1, "pads", "pads")
-        value = float(self.const(node, node.input[2], "value")) if len(ins) > 2 and ins[2] is not None \
+        value = (
+            float(self.const(node, node.input[2], "value"))
+            if len(ins) > 2 and ins[2] is not None
             else at.get("value", 0.0)
+        )
         n = len(pads) // 2
         torch_pads = []
         for axis in reversed(range(n)):
@@ -322,8 +397,7 @@ class _OnnxOps:
     def op_ConstantOfShape(self, node, ins):
         shape = [int(v) for v in self.const(node, node.input[0], "shape").tolist()]
         at = self.attrs(node)
-        value = torch.from_numpy(np.array(self.numpy_helper.to_array(at["value"]))) if "value" in at \
-            else torch.zeros(1)
+        value = torch.from_numpy(np.array(self.numpy_helper.to_array(at["value"]))) if "value" in at else torch.zeros(1)
         return [torch.full(shape, value.item(), dtype=value.dtype)]
 
     def op_Shape(self, node, ins):
@@ -332,6 +406,8 @@ class _OnnxOps:
         shape = self.shapes.get(node.input[0])
         if shape and all(shape):  # static: the exporter's example batch, which Reshape and Expand read as "any"
             at = self.attrs(node)
-            return [torch.tensor(shape[at.get("start", 0):at.get("end", len(shape))])]
-        raise UnsupportedOpError(f"ONNX node '{node.name}' (Shape) reads the shape of an input at run time; export "
-                                 "with a fixed batch size (no dynamic_axes) so the exporter folds it")
+            return [torch.tensor(shape[at.get("start", 0) : at.get("end", len(shape))])]
+        raise UnsupportedOpError(
+            f"ONNX node '{node.name}' (Shape) reads the shape of an input at run time; export "
+            "with a fixed batch size (no dynamic_axes) so the exporter folds it"
+        )

@@ -53,11 +53,24 @@ def pool_module(em: Emitter, node: torch.fx.Node, x: str, mod: nn.Module, shape,
     """
     if isinstance(mod, (nn.MaxPool1d, nn.MaxPool2d)):
         if mod.return_indices:
-            raise UnsupportedOpError(f"node '{node.name}' ({type(mod).__name__}) returns indices; use return_indices=False")
+            raise UnsupportedOpError(
+                f"node '{node.name}' ({type(mod).__name__}) returns indices; use return_indices=False"
+            )
         return maxpool(em, node, x, mod.kernel_size, mod.stride, mod.padding, mod.dilation, mod.ceil_mode, shape, name)
     if isinstance(mod, (nn.AvgPool1d, nn.AvgPool2d)):
-        return avgpool(em, node, x, mod.kernel_size, mod.stride, mod.padding, mod.ceil_mode, mod.count_include_pad,
-                       getattr(mod, "divisor_override", None), shape, name)
+        return avgpool(
+            em,
+            node,
+            x,
+            mod.kernel_size,
+            mod.stride,
+            mod.padding,
+            mod.ceil_mode,
+            mod.count_include_pad,
+            getattr(mod, "divisor_override", None),
+            shape,
+            name,
+        )
     return adaptive_avgpool(em, node, x, mod.output_size, shape, name)
 
 
@@ -79,11 +92,30 @@ def pool_function(em: Emitter, node: torch.fx.Node, x: str, shape) -> str:
     if kind == "max":
         if kw.get("return_indices") or node.target in (F.max_pool1d_with_indices, F.max_pool2d_with_indices):
             raise UnsupportedOpError(f"node '{node.name}' returns max pooling indices; use return_indices=False")
-        return maxpool(em, node, x, kw["kernel_size"], kw.get("stride"), kw.get("padding", 0), kw.get("dilation", 1),
-                       kw.get("ceil_mode", False), shape)
+        return maxpool(
+            em,
+            node,
+            x,
+            kw["kernel_size"],
+            kw.get("stride"),
+            kw.get("padding", 0),
+            kw.get("dilation", 1),
+            kw.get("ceil_mode", False),
+            shape,
+        )
     if kind == "avg":
-        return avgpool(em, node, x, kw["kernel_size"], kw.get("stride"), kw.get("padding", 0), kw.get("ceil_mode", False),
-                       kw.get("count_include_pad", True), kw.get("divisor_override"), shape)
+        return avgpool(
+            em,
+            node,
+            x,
+            kw["kernel_size"],
+            kw.get("stride"),
+            kw.get("padding", 0),
+            kw.get("ceil_mode", False),
+            kw.get("count_include_pad", True),
+            kw.get("divisor_override"),
+            shape,
+        )
     return adaptive_avgpool(em, node, x, kw["output_size"], shape)
 
 
@@ -156,13 +188,21 @@ def maxpool(em, node, x, kernel, stride, padding, dilation, ceil_mode, shape, na
     dims = len(in_shape) - 1
     kernel = _tuple(kernel, dims)
     stride = kernel if stride is None or stride == [] else _tuple(stride, dims)
-    attrs = {"kernel": kernel, "stride": stride, "padding": _tuple(padding, dims), "dilation": _tuple(dilation, dims),
-             "ceil_mode": bool(ceil_mode)}
+    attrs = {
+        "kernel": kernel,
+        "stride": stride,
+        "padding": _tuple(padding, dims),
+        "dilation": _tuple(dilation, dims),
+        "ceil_mode": bool(ceil_mode),
+    }
     name = name or node.name
     if dims == 2:
         return em.maxpool(name, x, attrs)
     c, length = in_shape
     x = em.reshape(f"{name}_to2d", x, (c, 1, length))
-    y = em.maxpool(name, x, {k: (1, v[0]) if k != "ceil_mode" else v for k, v in attrs.items()}
-                   | {"padding": (0, attrs["padding"][0])})
+    y = em.maxpool(
+        name,
+        x,
+        {k: (1, v[0]) if k != "ceil_mode" else v for k, v in attrs.items()} | {"padding": (0, attrs["padding"][0])},
+    )
     return em.reshape(f"{name}_to1d", y, shape)

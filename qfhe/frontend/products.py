@@ -83,8 +83,12 @@ def matmul(em: Emitter, env: dict, node: torch.fx.Node, value_of) -> str:
     if all(keeps_batch_axis(n) for n in (a, b, node)) and len(pa) == len(pb) >= 2:
         return em.matmul(node.name, va, vb, sa[-1])  # per-sample matrices: numpy's batched matmul
     if len(sa) < 2 or len(sb) < 2:
-        raise UnsupportedOpError(f"node '{node.name}' multiplies a vector; qfhe's encrypted matmul needs matrices: "
-                                 "unsqueeze the vector to a (1, n) or (n, 1) matrix")
+        raise UnsupportedOpError(
+            f"node '{node.name}' multiplies a vector; qfhe's encrypted matmul needs matrices: "
+            "unsqueeze the vector to a (1, n) or (n, 1) matrix"
+        )
     rank = max(len(sa), len(sb))
-    y = em.matmul(f"{node.name}_full", full_view(em, node, a, va, rank=rank), full_view(em, node, b, vb, rank=rank), sa[-1])
+    y = em.matmul(
+        f"{node.name}_full", full_view(em, node, a, va, rank=rank), full_view(em, node, b, vb, rank=rank), sa[-1]
+    )
     return em.reshape(node.name, y, sample_shape(node))

@@ -53,15 +53,20 @@ def _dims(node: torch.fx.Node, ndim: int) -> tuple[tuple[int, ...], bool]:
     keepdim = bool(kwargs.pop("keepdim", args.pop(0) if args else False))
     kwargs.pop("dtype", None)
     if kwargs or args:
-        raise UnsupportedOpError(f"node '{node.name}' ({node.target}) has arguments qfhe does not support: "
-                                 f"{sorted(kwargs) or args}")
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({node.target}) has arguments qfhe does not support: {sorted(kwargs) or args}"
+        )
     if dim is None:
-        raise UnsupportedOpError(f"node '{node.name}' reduces over every axis, the batch axis included; give the "
-                                 "sample axes, e.g. x.sum(dim=(1, 2))")
+        raise UnsupportedOpError(
+            f"node '{node.name}' reduces over every axis, the batch axis included; give the "
+            "sample axes, e.g. x.sum(dim=(1, 2))"
+        )
     dims = tuple(d % (ndim + 1) for d in (dim if isinstance(dim, (tuple, list)) else (dim,)))
     if 0 in dims:
-        raise UnsupportedOpError(f"node '{node.name}' reduces over the batch axis (dim 0); qfhe runs one sample at a "
-                                 "time, so only the sample axes (dim >= 1) can be reduced")
+        raise UnsupportedOpError(
+            f"node '{node.name}' reduces over the batch axis (dim 0); qfhe runs one sample at a "
+            "time, so only the sample axes (dim >= 1) can be reduced"
+        )
     return tuple(sorted(d - 1 for d in dims)), keepdim
 
 
@@ -84,7 +89,7 @@ def reduction(em: Emitter, node: torch.fx.Node, x: str, shape: tuple) -> str:
     kept = [a for a in range(len(in_shape)) if a not in axes]
     k = int(np.prod([in_shape[a] for a in axes]))
     rows = int(np.prod([in_shape[a] for a in kept])) if kept else 1
-    if list(axes) != list(range(len(in_shape)))[-len(axes):]:  # bring the reduced axes to the end
+    if list(axes) != list(range(len(in_shape)))[-len(axes) :]:  # bring the reduced axes to the end
         index = np.arange(int(np.prod(in_shape))).reshape(in_shape).transpose(kept + list(axes)).reshape(rows, k)
         x = em.gather(f"{node.name}_order", x, index)
     if kind in ("sum", "mean"):

@@ -34,12 +34,50 @@ RESHAPE_FUNCS = {torch.flatten, torch.reshape, torch.squeeze, torch.unsqueeze, t
 CAT = {torch.cat, torch.concat, torch.concatenate}
 STACK = {torch.stack}
 #: Ops that rearrange values (and F.pad, which adds a constant): a gather with a computed index.
-GATHER_METHODS = {"transpose", "permute", "t", "expand", "expand_as", "repeat", "tile", "narrow", "flip", "roll",
-                  "movedim", "moveaxis", "swapaxes", "swapdims", "select", "chunk", "split", "unbind", "index_select",
-                  "tensor_split", "__getitem__"}
-GATHER_FUNCS = {operator.getitem, torch.transpose, torch.permute, torch.t, torch.narrow, torch.flip, torch.roll,
-                torch.movedim, torch.moveaxis, torch.swapaxes, torch.swapdims, torch.select, torch.tile, torch.chunk,
-                torch.split, torch.unbind, torch.index_select, torch.tensor_split, F.pad}
+GATHER_METHODS = {
+    "transpose",
+    "permute",
+    "t",
+    "expand",
+    "expand_as",
+    "repeat",
+    "tile",
+    "narrow",
+    "flip",
+    "roll",
+    "movedim",
+    "moveaxis",
+    "swapaxes",
+    "swapdims",
+    "select",
+    "chunk",
+    "split",
+    "unbind",
+    "index_select",
+    "tensor_split",
+    "__getitem__",
+}
+GATHER_FUNCS = {
+    operator.getitem,
+    torch.transpose,
+    torch.permute,
+    torch.t,
+    torch.narrow,
+    torch.flip,
+    torch.roll,
+    torch.movedim,
+    torch.moveaxis,
+    torch.swapaxes,
+    torch.swapdims,
+    torch.select,
+    torch.tile,
+    torch.chunk,
+    torch.split,
+    torch.unbind,
+    torch.index_select,
+    torch.tensor_split,
+    F.pad,
+}
 
 
 def keeps_batch_axis(node: torch.fx.Node) -> bool:
@@ -129,8 +167,10 @@ def shape_op(em: Emitter, env: dict, node: torch.fx.Node, value_of, describe) ->
         pieces = env[src.name]
         return _gather(em, node, pieces.source, pieces.indices[args[1]], shape, None)
     if not (isinstance(src, torch.fx.Node) and isinstance(env.get(src.name), str)):
-        raise UnsupportedOpError(f"node '{node.name}' ({describe(node)}) rearranges a value that is not an encrypted "
-                                 "tensor; qfhe can only move encrypted values")
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({describe(node)}) rearranges a value that is not an encrypted "
+            "tensor; qfhe can only move encrypted values"
+        )
     fill = None
     kwargs = dict(node.kwargs)
     if t is F.pad:
@@ -180,8 +220,9 @@ def _run_on_positions(env: dict, node: torch.fx.Node, src: torch.fx.Node, args: 
         return node.target(*args, **kwargs)
 
 
-def full_view(em: Emitter, node: torch.fx.Node, a: torch.fx.Node, value: str, extra_axis: int | None = None,
-              rank: int = 0) -> str:
+def full_view(
+    em: Emitter, node: torch.fx.Node, a: torch.fx.Node, value: str, extra_axis: int | None = None, rank: int = 0
+) -> str:
     """``value`` (the IR value of fx node ``a``) as its whole one-sample value, sample axis
     included, optionally with a new axis at ``extra_axis`` and leading axes of size 1 up to ``rank``.
     Ops that combine values the way torch does on one sample (cat, stack, broadcasting products)

@@ -26,8 +26,9 @@ from torch import nn
 from qfhe.errors import InputsetError, UnsupportedOpError
 from qfhe.frontend.lowering import Emitter
 from qfhe.frontend.shape_ops import sample_shape
-from qfhe.frontend.torch_ops import Const, _describe, _function, _module, _value
+from qfhe.frontend.torch_ops import Const, _function, _module, _value
 from qfhe.ir.graph import Graph
+
 
 class _Proxy(torch.fx.Proxy):
     """torch.fx's proxy, which also records ``x[mask] = value`` (torch.fx refuses item assignment)."""
@@ -116,19 +117,33 @@ def import_torch(model: nn.Module, sample: torch.Tensor) -> Graph:
     >>> import_torch(m, torch.zeros(2, 2, 4)).ops()
     ['input', 'reshape', 'conv', 'reshape', 'reshape', 'gemm']
     """
-    brevitas = next((f"module '{name}' ({type(m).__name__})" for name, m in model.named_modules()
-                     if type(m).__module__.startswith("brevitas.")), None)
+    brevitas = next(
+        (
+            f"module '{name}' ({type(m).__name__})"
+            for name, m in model.named_modules()
+            if type(m).__module__.startswith("brevitas.")
+        ),
+        None,
+    )
     if brevitas is not None:
         raise UnsupportedOpError(
             f"{brevitas} is a Brevitas quantized layer: compile a Brevitas QAT model with "
-            "qfhe.compile_brevitas_qat_model, which keeps its trained quantizers (compile_torch_model would re-quantize it)")
-    embedding = next((f"module '{name}' ({type(m).__name__})" for name, m in model.named_modules()
-                      if isinstance(m, (nn.Embedding, nn.EmbeddingBag))), None)
+            "qfhe.compile_brevitas_qat_model, which keeps its trained quantizers (compile_torch_model would re-quantize it)"
+        )
+    embedding = next(
+        (
+            f"module '{name}' ({type(m).__name__})"
+            for name, m in model.named_modules()
+            if isinstance(m, (nn.Embedding, nn.EmbeddingBag))
+        ),
+        None,
+    )
     if embedding is not None:
         raise UnsupportedOpError(
             f"{embedding} looks rows up by integer indices, and an encrypted index cannot select a row: one-hot "
             "encode the categories on the client and replace the embedding by a Linear layer without bias (its "
-            "weight is the embedding matrix transposed), which computes the same values")
+            "weight is the embedding matrix transposed), which computes the same values"
+        )
     was_training = model.training
     model.eval()
     try:
@@ -157,8 +172,9 @@ class _Recorder(torch.fx.Interpreter):
             return out
         n.meta["qfhe_shape"] = shape
         # A tensor computed from buffers and parameters alone is a constant: keep its value to fold it.
-        constant = n.op == "get_attr" or (n.op in ("call_function", "call_method")
-                                          and all(d.meta.get("qfhe_const") for d in n.all_input_nodes))
+        constant = n.op == "get_attr" or (
+            n.op in ("call_function", "call_method") and all(d.meta.get("qfhe_const") for d in n.all_input_nodes)
+        )
         n.meta["qfhe_const"] = constant and isinstance(value, torch.Tensor)
         if n.meta["qfhe_const"]:
             # integer constants stay integers: they may index (x[:, idx], index_select)
@@ -195,7 +211,8 @@ def record_outputs(gm: torch.fx.GraphModule, sample) -> dict[str, object]:
     if len(placeholders) != len(samples):
         raise InputsetError(
             f"the model's forward takes {len(placeholders)} tensor argument(s) ({', '.join(map(str, placeholders))}) "
-            f"but the inputset gives {len(samples)}; pass a tuple with one array per argument, e.g. (X1, X2)")
+            f"but the inputset gives {len(samples)}; pass a tuple with one array per argument, e.g. (X1, X2)"
+        )
     recorder = _Recorder(gm)
     with torch.no_grad():
         for rec, batch in ((recorder, samples), (_Recorder(gm, "1"), [s[:1] for s in samples])):
@@ -257,5 +274,3 @@ def convert(gm: torch.fx.GraphModule, module_hook=None) -> Graph:
         else:
             env[node.name] = _function(em, env, node, per_sample)
     raise UnsupportedOpError("the traced graph has no output node")  # pragma: no cover
-
-

@@ -21,7 +21,6 @@ from numbers import Number
 import numpy as np
 import torch
 import torch.fx
-import torch.nn.functional as F
 from torch import nn
 
 from qfhe.errors import UnsupportedOpError
@@ -38,7 +37,6 @@ _ADD = {operator.add, operator.iadd, torch.add, "add", "add_", "__add__", "__rad
 _SUB = {operator.sub, operator.isub, torch.sub, "sub", "sub_"}
 _MUL = {operator.mul, operator.imul, torch.mul, "mul", "mul_"}
 _DIV = {operator.truediv, operator.itruediv, torch.div, "div", "div_"}
-
 
 
 def _describe(node: torch.fx.Node) -> str:
@@ -72,10 +70,9 @@ def _value(env: dict, arg, node: torch.fx.Node) -> str:
         if isinstance(v, Const):
             raise UnsupportedOpError(
                 f"node '{node.name}' ({_describe(node)}) uses the constant tensor '{arg.name}' where qfhe needs an "
-                "encrypted one; constants can be added to, subtracted from, multiply or divide encrypted tensors")
-    raise UnsupportedOpError(
-        f"node '{node.name}' ({_describe(node)}) expects a tensor argument, got {arg!r}"
-    )
+                "encrypted one; constants can be added to, subtracted from, multiply or divide encrypted tensors"
+            )
+    raise UnsupportedOpError(f"node '{node.name}' ({_describe(node)}) expects a tensor argument, got {arg!r}")
 
 
 def _input_shape(node: torch.fx.Node) -> tuple:
@@ -95,7 +92,8 @@ def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, 
     if not isinstance(mod, nn.Linear) and not keeps_batch_axis(node.args[0]):
         raise UnsupportedOpError(
             f"node '{node.name}' ({type(mod).__name__}) reads a value whose first axis is no longer the sample axis; "
-            "keep axis 0 as the sample axis before this layer, e.g. x.view(x.shape[0], -1) or x.flatten(1)")
+            "keep axis 0 as the sample axis before this layer, e.g. x.view(x.shape[0], -1) or x.flatten(1)"
+        )
     if isinstance(mod, nn.Linear):
         return em.gemm(name, x, _np(mod.weight), _np(mod.bias))
     if isinstance(mod, (nn.Conv1d, nn.Conv2d)):
@@ -104,8 +102,18 @@ def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, 
                 f"node '{node.name}' ({type(mod).__name__}) uses padding_mode='{mod.padding_mode}'; only 'zeros' is supported"
             )
         padding = _conv_padding(node, mod)
-        return em.conv(name, x, _np(mod.weight), _np(mod.bias), mod.stride, padding, mod.dilation,
-                       mod.groups, _input_shape(node), shape)
+        return em.conv(
+            name,
+            x,
+            _np(mod.weight),
+            _np(mod.bias),
+            mod.stride,
+            padding,
+            mod.dilation,
+            mod.groups,
+            _input_shape(node),
+            shape,
+        )
     if isinstance(mod, POOL_MODULES):
         return pool_module(em, node, x, mod, shape, name)
     if isinstance(mod, nn.Flatten):
@@ -115,7 +123,8 @@ def _module(em: Emitter, env: dict, node: torch.fx.Node, mod: nn.Module, shape, 
     if isinstance(mod, (nn.Softmax, nn.LogSoftmax, nn.Softmin)):
         raise UnsupportedOpError(
             f"node '{node.name}' calls module {type(mod).__name__}, which qfhe cannot compile: it mixes all outputs, "
-            "which a table lookup cannot; return the logits and apply it on the client after decryption")
+            "which a table lookup cannot; return the logits and apply it on the client after decryption"
+        )
     raise UnsupportedOpError(
         f"node '{node.name}' calls module {type(mod).__name__}, which qfhe cannot compile. Supported: Linear, "
         "Conv1d/2d, AvgPool1d/2d, AdaptiveAvgPool1d/2d, MaxPool1d/2d, Flatten, BatchNorm1d/2d, Dropout, Identity and the activations "
@@ -140,8 +149,11 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
     act = forms.methods.get(target) if node.op == "call_method" else forms.functions.get(target)
     if act is not None:
         x = _value(env, args[0], node)
-        params = forms.bind(act, [_scalar_arg(env, a, node) for a in args[1:]],
-                            {k: _scalar_arg(env, v, node) for k, v in node.kwargs.items()})
+        params = forms.bind(
+            act,
+            [_scalar_arg(env, a, node) for a in args[1:]],
+            {k: _scalar_arg(env, v, node) for k, v in node.kwargs.items()},
+        )
         if act.name == "prelu":
             return _prelu(em, node.name, x, np.asarray(params["weight"], np.float64), shape)
         return em.activation(node.name, x, act.name, params)
@@ -162,11 +174,13 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
     name = getattr(target, "__name__", str(target))
     if name in ("max", "min") and (len(args) > 1 or "dim" in node.kwargs):
         raise UnsupportedOpError(
-            f"node '{node.name}' ({_describe(node)}) returns values and indices; use x.a{name}(dim) for the values")
+            f"node '{node.name}' ({_describe(node)}) returns values and indices; use x.a{name}(dim) for the values"
+        )
     if name in ("softmax", "log_softmax", "softmin"):
         raise UnsupportedOpError(
             f"node '{node.name}' ({_describe(node)}) is not supported: {name} mixes all outputs, which a table lookup "
-            f"cannot; return the logits and apply {name} on the client after decryption")
+            f"cannot; return the logits and apply {name} on the client after decryption"
+        )
     raise UnsupportedOpError(
         f"node '{node.name}' ({_describe(node)}) is not supported by qfhe; the supported operations are listed in "
         "the README's table (python -m qfhe.frontend.coverage prints it)"
@@ -176,7 +190,9 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
 def _arith(em: Emitter, env: dict, node: torch.fx.Node, target) -> str:
     a, b = node.args[0], node.args[1]
     if node.kwargs.get("alpha", 1) != 1:
-        raise UnsupportedOpError(f"node '{node.name}' ({_describe(node)}) uses alpha != 1; write it as a scalar multiply")
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({_describe(node)}) uses alpha != 1; write it as a scalar multiply"
+        )
     tensors = [isinstance(v, torch.fx.Node) and isinstance(env.get(v.name), (str, Expr)) for v in (a, b)]
     if all(tensors):
         if target in _ADD:
@@ -192,8 +208,15 @@ def _arith(em: Emitter, env: dict, node: torch.fx.Node, target) -> str:
     ndim = len(node.meta["qfhe_shape"])
     if tensors[0]:
         x, c = _value(env, a, node), _constant(env, b, node, ndim)
-        scale, shift = ((1.0, c) if target in _ADD else (1.0, -c) if target in _SUB else (c, 0.0) if target in _MUL
-                        else (1.0 / c, 0.0))
+        scale, shift = (
+            (1.0, c)
+            if target in _ADD
+            else (1.0, -c)
+            if target in _SUB
+            else (c, 0.0)
+            if target in _MUL
+            else (1.0 / c, 0.0)
+        )
         return em.affine(node.name, x, scale, shift)
     if tensors[1]:
         x, c = _value(env, b, node), _constant(env, a, node, ndim)
@@ -211,11 +234,14 @@ def _constant(env: dict, arg, node: torch.fx.Node, ndim: int) -> np.ndarray:
     elif isinstance(arg, (Number, bool)):
         return np.float64(arg)
     else:
-        raise UnsupportedOpError(f"node '{node.name}' ({_describe(node)}) has arguments qfhe cannot compile: {node.args}")
+        raise UnsupportedOpError(
+            f"node '{node.name}' ({_describe(node)}) has arguments qfhe cannot compile: {node.args}"
+        )
     if c.ndim > ndim or (c.ndim == ndim and c.shape[0] != 1):
         raise UnsupportedOpError(
             f"node '{node.name}' ({_describe(node)}) combines an encrypted tensor with a constant of shape "
-            f"{tuple(c.shape)} that differs across samples; give the constant one value per feature, without the batch axis")
+            f"{tuple(c.shape)} that differs across samples; give the constant one value per feature, without the batch axis"
+        )
     c = c.reshape((1,) * (ndim - c.ndim) + c.shape)
     return c.reshape(-1)[0] if c.size == 1 else c
 
@@ -228,7 +254,8 @@ def _scalar_arg(env: dict, arg, node: torch.fx.Node):
             return float(v.value.reshape(-1)[0]) if v.value.size == 1 else np.asarray(v.value, np.float64)
         raise UnsupportedOpError(
             f"node '{node.name}' ({_describe(node)}) takes the encrypted tensor '{arg.name}' as a parameter; "
-            "qfhe needs its parameters to be constants")
+            "qfhe needs its parameters to be constants"
+        )
     return arg
 
 
@@ -265,7 +292,9 @@ def _conv_padding(node, mod) -> tuple:
 
 def _batchnorm(em, node, x, mod, name) -> str:
     if not mod.track_running_stats or mod.running_mean is None:
-        raise UnsupportedOpError(f"node '{node.name}' is a BatchNorm without running statistics; set track_running_stats=True")
+        raise UnsupportedOpError(
+            f"node '{node.name}' is a BatchNorm without running statistics; set track_running_stats=True"
+        )
     var = mod.running_var.detach().double().numpy()
     mean = mod.running_mean.detach().double().numpy()
     gamma = _np(mod.weight) if mod.affine else np.ones_like(var)

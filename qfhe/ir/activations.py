@@ -100,8 +100,14 @@ _REGISTRY = [
     ActivationDef("threshold", F.threshold, nn.Threshold, ("threshold", "value")),
     ActivationDef("rrelu", _rrelu, nn.RReLU, ("lower", "upper"), aliases=(F.rrelu, "rrelu", "rrelu_")),
     ActivationDef("prelu", _prelu, None, ("weight",)),  # per-channel slopes; see the frontend's PReLU
-    ActivationDef("clamp", torch.clamp, None, ("min", "max"), (("min", None), ("max", None)),
-                  aliases=(torch.clip, "clip", "clip_")),
+    ActivationDef(
+        "clamp",
+        torch.clamp,
+        None,
+        ("min", "max"),
+        (("min", None), ("max", None)),
+        aliases=(torch.clip, "clip", "clip_"),
+    ),
     ActivationDef("pow", torch.pow, None, ("exponent",), (("exponent", None),), aliases=(operator.pow,)),
     ActivationDef("square", torch.square, None),  # CKKS-friendly: its degree-2 fit is exact
     ActivationDef("abs", torch.abs, None, aliases=(operator.abs, torch.absolute, "absolute")),

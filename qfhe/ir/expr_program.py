@@ -13,9 +13,22 @@ from __future__ import annotations
 
 import torch
 
-_BINARY = {"gt": torch.gt, "lt": torch.lt, "ge": torch.ge, "le": torch.le, "eq": torch.eq, "ne": torch.ne,
-           "and": torch.logical_and, "or": torch.logical_or, "xor": torch.logical_xor,
-           "add": torch.add, "sub": torch.sub, "mul": torch.mul, "div": torch.div}
+_BINARY = {
+    "gt": torch.gt,
+    "lt": torch.lt,
+    "ge": torch.ge,
+    "le": torch.le,
+    "eq": torch.eq,
+    "ne": torch.ne,
+    "and": torch.logical_and,
+    "or": torch.logical_or,
+    "xor": torch.logical_xor,
+    "add": torch.add,
+    "sub": torch.sub,
+    "mul": torch.mul,
+    "div": torch.div,
+}
+
 
 def evaluate_program(x: torch.Tensor, program: list[dict]) -> torch.Tensor:
     """Run an expression program on float64 values (the reference semantics of ``expr``).

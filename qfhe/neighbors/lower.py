@@ -107,8 +107,16 @@ def _farthest(levels: np.ndarray, top: int) -> np.ndarray:
     return np.where(levels > top - levels, 0, top)
 
 
-def build_knn(X: np.ndarray, labels: np.ndarray, n_classes: int, n_neighbors: int, n_bits: int,
-              distance_bits: int, p: int, rounding: str = "exact") -> KNNCircuit:
+def build_knn(
+    X: np.ndarray,
+    labels: np.ndarray,
+    n_classes: int,
+    n_neighbors: int,
+    n_bits: int,
+    distance_bits: int,
+    p: int,
+    rounding: str = "exact",
+) -> KNNCircuit:
     """The integer graph classifying a query by its ``n_neighbors`` nearest training samples.
 
     Requires: training samples ``X`` (n, F) in their own units and class indices ``labels`` in
@@ -174,8 +182,9 @@ def build_knn(X: np.ndarray, labels: np.ndarray, n_classes: int, n_neighbors: in
     width = levels.shape[1] * top
     nodes = [
         Node("x", "input", [], {"shape": (width,), "dtype": "float"}),
-        Node("bits", "quant", ["x"], {"scale": 1.0, "zero_point": 0, "qmin": 0, "qmax": 1, "n_bits": 1,
-                                      "side": "client"}),
+        Node(
+            "bits", "quant", ["x"], {"scale": 1.0, "zero_point": 0, "qmin": 0, "qmax": 1, "n_bits": 1, "side": "client"}
+        ),
         Node("distances", "qgemm", ["bits"], {"weight": weight, "bias": bias, "zero_point": 0}),
     ]
     read = "distances"
@@ -183,14 +192,21 @@ def build_knn(X: np.ndarray, labels: np.ndarray, n_classes: int, n_neighbors: in
         nodes.append(Node("distances_round", "round", ["distances"], {"lsbs": lsbs, "method": rounding}))
         read = "distances_round"
     top_key = int(pack.max())
-    nodes.append(Node("keys", "tlu", [read], {"chain": [{"op": "table", "attrs": {"table": pack}}],
-                                              "bounds": (0, top_key)}))
+    nodes.append(
+        Node("keys", "tlu", [read], {"chain": [{"op": "table", "attrs": {"table": pack}}], "bounds": (0, top_key)})
+    )
     net = selection_network(n, n_neighbors)
     nodes += _network_nodes(net, "keys", key_bits + label_bits, top_key)
     keep = (np.arange(1 << (key_bits + label_bits)) & ((1 << label_bits) - 1)).astype(np.int64)
-    nodes += [Node("classes", "tlu", [nodes[-1].name], {"chain": [{"op": "table", "attrs": {"table": keep}}],
-                                                        "bounds": (0, n_classes - 1)}),
-              Node("output", "dequant", ["classes"], {"scale": 1.0, "offset": 0.0, "side": "client"})]
+    nodes += [
+        Node(
+            "classes",
+            "tlu",
+            [nodes[-1].name],
+            {"chain": [{"op": "table", "attrs": {"table": keep}}], "bounds": (0, n_classes - 1)},
+        ),
+        Node("output", "dequant", ["classes"], {"scale": 1.0, "offset": 0.0, "side": "client"}),
+    ]
     graph = Graph(nodes, ["output"]).verify("build_knn")
     corners = np.stack([level_values(spec, f)[_farthest(levels[:, f], top)] for f in range(levels.shape[1])], axis=1)
     return KNNCircuit(graph, spec, n + net.n_comparators + n_neighbors, corners)
@@ -198,7 +214,7 @@ def build_knn(X: np.ndarray, labels: np.ndarray, n_classes: int, n_neighbors: in
 
 def _pairwise(levels: np.ndarray, p: int) -> np.ndarray:
     diff = np.abs(levels[:, None, :] - levels[None, :, :])
-    return (diff ** p).sum(axis=2)
+    return (diff**p).sum(axis=2)
 
 
 def _network_nodes(net, keys: str, key_bits: int, top: int) -> list:
@@ -219,25 +235,29 @@ def _network_nodes(net, keys: str, key_bits: int, top: int) -> list:
         a = np.array([position[c[0]] for c in layer], np.int64)
         b = np.array([position[c[1]] for c in layer], np.int64)
         p = f"cmp{i}"
-        nodes += [Node(f"{p}_a", "gather", [current], {"index": a, **key}),
-                  Node(f"{p}_b", "gather", [current], {"index": b, **key}),
-                  Node(f"{p}_d", "sub", [f"{p}_a", f"{p}_b"], dict(diff)),
-                  Node(f"{p}_m", "tlu", [f"{p}_d"], {"chain": [{"op": "table", "attrs": {"table": minimum}}], **low}),
-                  Node(f"{p}_lo", "add", [f"{p}_b", f"{p}_m"], dict(key)),
-                  Node(f"{p}_hi", "sub", [f"{p}_a", f"{p}_m"], dict(key)),
-                  Node(f"{p}_all", "concat", [current, f"{p}_lo", f"{p}_hi"], {"axis": 1, **key})]
+        nodes += [
+            Node(f"{p}_a", "gather", [current], {"index": a, **key}),
+            Node(f"{p}_b", "gather", [current], {"index": b, **key}),
+            Node(f"{p}_d", "sub", [f"{p}_a", f"{p}_b"], dict(diff)),
+            Node(f"{p}_m", "tlu", [f"{p}_d"], {"chain": [{"op": "table", "attrs": {"table": minimum}}], **low}),
+            Node(f"{p}_lo", "add", [f"{p}_b", f"{p}_m"], dict(key)),
+            Node(f"{p}_hi", "sub", [f"{p}_a", f"{p}_m"], dict(key)),
+            Node(f"{p}_all", "concat", [current, f"{p}_lo", f"{p}_hi"], {"axis": 1, **key}),
+        ]
         width = len(position)
         merged = dict(position)
         for j, (_, _, lo, hi) in enumerate(layer):
             merged[lo] = width + j
             merged[hi] = width + len(layer) + j
         live = [w for w in merged if w >= 0 and uses.get(w, -1) > i]
-        nodes.append(Node(f"{p}_wires", "gather", [f"{p}_all"],
-                          {"index": np.array([merged[w] for w in live], np.int64), **key}))
+        nodes.append(
+            Node(f"{p}_wires", "gather", [f"{p}_all"], {"index": np.array([merged[w] for w in live], np.int64), **key})
+        )
         position = {w: k for k, w in enumerate(live)}
         current = f"{p}_wires"
-    nodes.append(Node("selected", "gather", [current],
-                      {"index": np.array([position[w] for w in net.outputs], np.int64), **key}))
+    nodes.append(
+        Node("selected", "gather", [current], {"index": np.array([position[w] for w in net.outputs], np.int64), **key})
+    )
     return nodes
 
 

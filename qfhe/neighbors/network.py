@@ -161,7 +161,7 @@ def selection_network(n: int, k: int) -> SelectionNetwork:
     ids = list(range(n)) + [_INF] * (-n % g)
     groups = []
     for start in range(0, len(ids), g):
-        pos = ids[start:start + g]
+        pos = ids[start : start + g]
         for i, j in _sort(0, g - 1):
             compare(pos, i, j)
         groups.append(pos[:k] + [_INF] * (g - k))  # only a group's k smallest can be among the k smallest

@@ -8,5 +8,15 @@ from qfhe.passes.pipelines import build_integer_graph, canonicalize, plan_roundi
 from qfhe.passes.quantize import quantize_graph
 from qfhe.passes.rounding import insert_rounding
 
-__all__ = ["sink_reshapes", "fold_affine", "quantize_graph", "fuse_lut", "analyze_bitwidths", "insert_rounding",
-           "dce", "canonicalize", "build_integer_graph", "plan_rounding"]
+__all__ = [
+    "sink_reshapes",
+    "fold_affine",
+    "quantize_graph",
+    "fuse_lut",
+    "analyze_bitwidths",
+    "insert_rounding",
+    "dce",
+    "canonicalize",
+    "build_integer_graph",
+    "plan_rounding",
+]

@@ -122,8 +122,9 @@ def client_input_nodes(graph: Graph) -> list[Node]:
     return [n for n in graph.nodes if n.op == "quant" and n.attrs.get("side") == "client"]
 
 
-def analyze_bitwidths(graph: Graph, inputset: np.ndarray, method: str = "calibration",
-                      margin: float = 0.0) -> dict[str, ValueInfo]:
+def analyze_bitwidths(
+    graph: Graph, inputset: np.ndarray, method: str = "calibration", margin: float = 0.0
+) -> dict[str, ValueInfo]:
     """Predict range and width of every encrypted value.
 
     Requires: a quantized graph (fused or not). Ensures nothing about the graph (analysis only);
@@ -262,7 +263,10 @@ def _intervals(graph: Graph) -> dict[str, tuple[int, int]]:
             za, zb = n.attrs["zero_point_a"], n.attrs["zero_point_b"]
             corners = [(a - za) * (b - zb) for a in (alo, ahi) for b in (blo, bhi)]
             k = n.attrs.get("k", 1)
-            r[n.name] = (k * min(min(corners), 0) if k > 1 else min(corners), k * max(max(corners), 0) if k > 1 else max(corners))
+            r[n.name] = (
+                k * min(min(corners), 0) if k > 1 else min(corners),
+                k * max(max(corners), 0) if k > 1 else max(corners),
+            )
         elif n.op == "sub":
             r[n.name] = (r[n.inputs[0]][0] - r[n.inputs[1]][1], r[n.inputs[0]][1] - r[n.inputs[1]][0])
         elif n.op == "pack":
@@ -283,7 +287,9 @@ def _intervals(graph: Graph) -> dict[str, tuple[int, int]]:
         elif n.op == "tlu":
             r[n.name] = _tlu_range(n, *r[n.inputs[0]])
         else:
-            raise ConfigurationError(f"interval analysis cannot bound node '{n.name}' (op {n.op}); fuse the graph first")
+            raise ConfigurationError(
+                f"interval analysis cannot bound node '{n.name}' (op {n.op}); fuse the graph first"
+            )
     return r
 
 
@@ -316,7 +322,9 @@ def value_layers(graph: Graph) -> dict[str, str]:
     """
     layers: dict[str, str] = {}
     for n in graph.nodes:
-        if n.op in ("round", "tlu", "table", "reshape", "gather") or (n.op == "quant" and n.attrs.get("side") == "client"):
+        if n.op in ("round", "tlu", "table", "reshape", "gather") or (
+            n.op == "quant" and n.attrs.get("side") == "client"
+        ):
             layers[n.name] = layers.get(n.inputs[0], n.inputs[0])
         else:
             layers[n.name] = n.name
@@ -346,14 +354,34 @@ def bitwidth_rows(graph: Graph, info: dict[str, ValueInfo]) -> list[dict]:
             src = graph[n.inputs[0]]
             lsbs = src.attrs["lsbs"] if src.op == "round" else 0
             v = info[acc]
-            rows.append({"layer": layers[acc], "value": acc, "tlu": n.name, "acc_min": v.lo, "acc_max": v.hi,
-                         "acc_bits": v.bits, "tlu_bits": v.bits - lsbs, "lsbs_removed": lsbs})
+            rows.append(
+                {
+                    "layer": layers[acc],
+                    "value": acc,
+                    "tlu": n.name,
+                    "acc_min": v.lo,
+                    "acc_max": v.hi,
+                    "acc_bits": v.bits,
+                    "tlu_bits": v.bits - lsbs,
+                    "lsbs_removed": lsbs,
+                }
+            )
     for o in graph.outputs:
         acc = graph[o].inputs[0]
         if acc in info and graph[acc].op != "tlu":
             v = info[acc]
-            rows.append({"layer": layers[acc], "value": acc, "tlu": None, "acc_min": v.lo, "acc_max": v.hi,
-                         "acc_bits": v.bits, "tlu_bits": None, "lsbs_removed": 0})
+            rows.append(
+                {
+                    "layer": layers[acc],
+                    "value": acc,
+                    "tlu": None,
+                    "acc_min": v.lo,
+                    "acc_max": v.hi,
+                    "acc_bits": v.bits,
+                    "tlu_bits": None,
+                    "lsbs_removed": 0,
+                }
+            )
     return rows
 
 
@@ -381,8 +409,10 @@ def check_tlu_widths(graph: Graph, info: dict[str, ValueInfo], qat: bool = False
             n_a = max(abs(x.lo - acc.attrs["zero_point"]), abs(x.hi - acc.attrs["zero_point"])).bit_length()
             k = max_active_inputs(MAX_TLU_BITS, n_w, n_a)
             if k >= 1:
-                remedies.append(f"prune each neuron to at most {k} active input{'s' if k != 1 else ''} at "
-                                f"{n_w}-bit weights and {n_a}-bit inputs")
+                remedies.append(
+                    f"prune each neuron to at most {k} active input{'s' if k != 1 else ''} at "
+                    f"{n_w}-bit weights and {n_a}-bit inputs"
+                )
         raise BitWidthError(
             f"layer '{row['layer']}' feeds a table lookup of {row['tlu_bits']} bits (range "
             f"[{row['acc_min']}, {row['acc_max']}]); TFHE table lookups take at most {MAX_TLU_BITS} bits. "

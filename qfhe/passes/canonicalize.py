@@ -174,8 +174,12 @@ def fold_affine_into_gemm(graph: Graph) -> Graph:
     folded: dict[str, tuple] = {}
     for n in graph.nodes:
         readers = [graph[u] for u in users[n.name]]
-        if n.op != "affine" or n.name in graph.outputs or not readers or any(
-                r.op != "gemm" or "weight_int" in r.attrs for r in readers):
+        if (
+            n.op != "affine"
+            or n.name in graph.outputs
+            or not readers
+            or any(r.op != "gemm" or "weight_int" in r.attrs for r in readers)
+        ):
             continue
         features = readers[0].attrs["weight"].shape[1]
         params = []

@@ -64,7 +64,10 @@ def scale_inputs(graph: Graph, inputsets: list, percentile: float | None = None)
     """
     names = [n.name for n in graph.nodes if n.op == "input"]
     chosen = set(scalable_inputs(graph))
-    specs = [range_spec(np.asarray(x, np.float64), percentile) if name in chosen else None for name, x in zip(names, inputsets)]
+    specs = [
+        range_spec(np.asarray(x, np.float64), percentile) if name in chosen else None
+        for name, x in zip(names, inputsets)
+    ]
     if not chosen:
         return graph, specs
     nodes, renamed = [], {}
@@ -74,7 +77,8 @@ def scale_inputs(graph: Graph, inputsets: list, percentile: float | None = None)
         if n.name in chosen:
             spec = specs[names.index(n.name)]
             inverse = graph.fresh_name(f"{n.name}_unscaled")
-            nodes.append(Node(inverse, "affine", [n.name], {"scale": spec["scale"][None, :],
-                                                           "shift": spec["mean"][None, :]}))
+            nodes.append(
+                Node(inverse, "affine", [n.name], {"scale": spec["scale"][None, :], "shift": spec["mean"][None, :]})
+            )
             renamed[n.name] = inverse
     return Graph(nodes, [renamed.get(o, o) for o in graph.outputs]).verify("scale_inputs"), specs

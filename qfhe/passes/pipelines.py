@@ -57,9 +57,17 @@ def canonicalize(graph: Graph) -> Graph:
     return graph
 
 
-def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits, per_channel: bool = False,
-                        qat: bool = False, calibration: str = "minmax", percentile: float = 99.9,
-                        checked_inputs=(), input_margin: float = 0.0) -> Graph:
+def build_integer_graph(
+    float_graph: Graph,
+    inputset: np.ndarray,
+    n_bits: NBits,
+    per_channel: bool = False,
+    qat: bool = False,
+    calibration: str = "minmax",
+    percentile: float = 99.9,
+    checked_inputs=(),
+    input_margin: float = 0.0,
+) -> Graph:
     """Calibrate, quantize and fuse: the fused integer graph (no rounding yet).
 
     With ``qat=True`` the graph's own quantizers are used and nothing is calibrated. With
@@ -89,9 +97,14 @@ def build_integer_graph(float_graph: Graph, inputset: np.ndarray, n_bits: NBits,
     return fuse_lut(quantized)
 
 
-def plan_rounding(fused: Graph, compile_inputset: np.ndarray, rounding: Rounding | None,
-                  method: str = "calibration", margin: float = 0.0,
-                  qat: bool = False) -> tuple[Graph, dict[str, ValueInfo]]:
+def plan_rounding(
+    fused: Graph,
+    compile_inputset: np.ndarray,
+    rounding: Rounding | None,
+    method: str = "calibration",
+    margin: float = 0.0,
+    qat: bool = False,
+) -> tuple[Graph, dict[str, ValueInfo]]:
     """Insert rounding for ``rounding`` and return the graph with its final bit-width table.
 
     ``method`` and ``margin`` size the ranges (see :func:`qfhe.passes.bitwidth.analyze_bitwidths`).

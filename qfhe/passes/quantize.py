@@ -60,8 +60,13 @@ def _accumulator_bounds(op: str, attrs: dict, q: UniformQuantizer) -> tuple[int,
 
 
 def _quant_attrs(q: UniformQuantizer) -> dict:
-    return {"scale": float(q.scale), "zero_point": int(q.zero_point), "qmin": q.qmin, "qmax": q.qmax,
-            "n_bits": q.n_bits}
+    return {
+        "scale": float(q.scale),
+        "zero_point": int(q.zero_point),
+        "qmin": q.qmin,
+        "qmax": q.qmax,
+        "n_bits": q.n_bits,
+    }
 
 
 def _quantized_int(name: str, q: UniformQuantizer) -> _Int:
@@ -71,8 +76,13 @@ def _quantized_int(name: str, q: UniformQuantizer) -> _Int:
 
 def _fixed_quantizer(attrs: dict) -> UniformQuantizer:
     """The quantizer a ``fakequant`` node carries (QAT: read from Brevitas)."""
-    return UniformQuantizer(int(attrs["n_bits"]), float(attrs["scale"]), int(attrs["zero_point"]),
-                            signed=attrs["qmin"] < 0, narrow=attrs["qmin"] == -(1 << (attrs["n_bits"] - 1)) + 1)
+    return UniformQuantizer(
+        int(attrs["n_bits"]),
+        float(attrs["scale"]),
+        int(attrs["zero_point"]),
+        signed=attrs["qmin"] < 0,
+        narrow=attrs["qmin"] == -(1 << (attrs["n_bits"] - 1)) + 1,
+    )
 
 
 class _Builder:
@@ -98,11 +108,12 @@ class _Builder:
             return v
         key = ("float", v.name)
         if key not in self._quant_cache:
-            self._quant_cache[key] = self.emit(f"{fname}_dq", "dequant", [v.name], {"scale": v.scale, "offset": v.offset})
+            self._quant_cache[key] = self.emit(
+                f"{fname}_dq", "dequant", [v.name], {"scale": v.scale, "offset": v.offset}
+            )
         return self._quant_cache[key]
 
-    def quantized(self, fname: str, bits: int, consumer: str, lo: float | None = None,
-                  hi: float | None = None) -> _Int:
+    def quantized(self, fname: str, bits: int, consumer: str, lo: float | None = None, hi: float | None = None) -> _Int:
         """The value of float node ``fname`` as a quantized activation (a requant chain if needed).
 
         Each consumer gets its own chain, even when two would share a quantizer: concrete gives one
@@ -166,8 +177,9 @@ class _Builder:
         else:
             quantizers = [UniformQuantizer.from_range(*self.ranges[n.name], self.n_bits.model_inputs)]
         for k, q in enumerate(quantizers):
-            name = self.emit(f"{n.name}_q" if k == 0 else f"{n.name}_q{k}", "quant", [fin],
-                             {**_quant_attrs(q), "side": "client"})
+            name = self.emit(
+                f"{n.name}_q" if k == 0 else f"{n.name}_q{k}", "quant", [fin], {**_quant_attrs(q), "side": "client"}
+            )
             self._input_codes[(n.name, q)] = _quantized_int(name, q)
         self.vals[n.name] = self._input_codes[(n.name, quantizers[0])]
 
@@ -204,8 +216,9 @@ class _Builder:
             attrs["bias"] = np.rint(bias.reshape(bshape) / scale)[0].astype(np.int64)
         name = self.emit(n.name, "q" + n.op, [x.name], attrs)
         bounds = _accumulator_bounds(n.op, attrs, x.quantizer)
-        self.vals[n.name] = _Int(name, scale, offset, self._sum_quantizer(n, wq, scale, offset, attrs, bounds),
-                                 bounds=bounds)
+        self.vals[n.name] = _Int(
+            name, scale, offset, self._sum_quantizer(n, wq, scale, offset, attrs, bounds), bounds=bounds
+        )
 
     def _sum_quantizer(self, n: Node, wq, scale, offset, attrs: dict, bounds: tuple[int, int]):
         """A sum pooling's grid, so that the linear op reading it needs no lookup to requantize it.
@@ -216,8 +229,15 @@ class _Builder:
         of the 504 in issue 25's digits CNN). Windows of up to 4 codes only: a wider sum (a global
         pool) would widen the next accumulator, and every ciphertext linked to it, by 5+ bits.
         """
-        if (self.qat or n.op != "conv" or "bias" in attrs or np.ndim(scale) or np.any(offset)
-                or not np.isin(wq, (0, 1)).all() or np.count_nonzero(wq[0]) > 4):
+        if (
+            self.qat
+            or n.op != "conv"
+            or "bias" in attrs
+            or np.ndim(scale)
+            or np.any(offset)
+            or not np.isin(wq, (0, 1)).all()
+            or np.count_nonzero(wq[0]) > 4
+        ):
             return None
         lo, hi = bounds
         if lo >= 0:
@@ -279,8 +299,13 @@ class _Builder:
         b_bits = max(1, int(b.quantizer.qmax - b.quantizer.qmin).bit_length())
         pk = {"b_bits": b_bits, "b_lo": int(b.quantizer.qmin)}
         p = self.emit(f"{n.name}_pack", "pack", [a.name, b.name], pk)
-        attrs = {**pk, "scale_a": np.float64(a.scale), "offset_a": np.float64(a.offset),
-                 "scale_b": np.float64(sign * b.scale), "offset_b": np.float64(sign * b.offset)}
+        attrs = {
+            **pk,
+            "scale_a": np.float64(a.scale),
+            "offset_a": np.float64(a.offset),
+            "scale_b": np.float64(sign * b.scale),
+            "offset_b": np.float64(sign * b.offset),
+        }
         self.vals[n.name] = self.emit(n.name, "unpack_add", [p], attrs)
 
     def on_select(self, n: Node) -> None:
@@ -318,19 +343,31 @@ class _Builder:
         return self.emit(f"{o}_out", "dequant", [v.name], {"scale": v.scale, "offset": v.offset, "side": "client"})
 
 
-_HANDLERS = {"input": _Builder.on_input, "fakequant": _Builder.on_fakequant, "gemm": _Builder.on_linear,
-             "conv": _Builder.on_linear, "activation": _Builder.on_elementwise, "affine": _Builder.on_elementwise,
-             "add": _Builder.on_add_concat, "sub": _Builder.on_add_concat, "concat": _Builder.on_add_concat, "reshape": _Builder.on_select,
-             "gather": _Builder.on_select, "maxpool": _Builder.on_select,
-             "mul": _Builder.on_product, "matmul": _Builder.on_product}
+_HANDLERS = {
+    "input": _Builder.on_input,
+    "fakequant": _Builder.on_fakequant,
+    "gemm": _Builder.on_linear,
+    "conv": _Builder.on_linear,
+    "activation": _Builder.on_elementwise,
+    "affine": _Builder.on_elementwise,
+    "add": _Builder.on_add_concat,
+    "sub": _Builder.on_add_concat,
+    "concat": _Builder.on_add_concat,
+    "reshape": _Builder.on_select,
+    "gather": _Builder.on_select,
+    "maxpool": _Builder.on_select,
+    "mul": _Builder.on_product,
+    "matmul": _Builder.on_product,
+}
 
 
 #: Float-graph ops the quantizer lowers to integers.
 QUANTIZED_OPS = frozenset(_HANDLERS)
 
 
-def quantize_graph(graph: Graph, ranges: dict[str, tuple[float, float]], n_bits: NBits,
-                   per_channel: bool = False, qat: bool = False) -> Graph:
+def quantize_graph(
+    graph: Graph, ranges: dict[str, tuple[float, float]], n_bits: NBits, per_channel: bool = False, qat: bool = False
+) -> Graph:
     """Quantize a canonical float graph with calibrated per-tensor ranges, or with its own quantizers.
 
     Requires: a float graph after :func:`sink_reshapes` and :func:`fold_affine`, and ``ranges``

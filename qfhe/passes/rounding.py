@@ -71,12 +71,18 @@ def _per_layer(graph: Graph, rounding) -> dict[str, Rounding | None]:
     if unknown:
         raise ConfigurationError(
             f"rounding_threshold_bits names unknown layer(s) {unknown}; the layers with a table lookup are "
-            f"{valid} (see bitwidth_report())")
+            f"{valid} (see bitwidth_report())"
+        )
     return dict(rounding)
 
 
-def insert_rounding(graph: Graph, inputset: np.ndarray, rounding: Rounding | dict | None,
-                    method: str = "calibration", margin: float = 0.0) -> Graph:
+def insert_rounding(
+    graph: Graph,
+    inputset: np.ndarray,
+    rounding: Rounding | dict | None,
+    method: str = "calibration",
+    margin: float = 0.0,
+) -> Graph:
     """Put a ``round`` node in front of each ``tlu`` whose input is wider than its target.
 
     ``rounding`` is one :class:`Rounding` for every lookup, or a dict from layer name (see
@@ -119,7 +125,9 @@ def insert_rounding(graph: Graph, inputset: np.ndarray, rounding: Rounding | dic
             continue
         attrs = {"lsbs": lsbs, "method": target.method}
         # Lookups reading the same accumulator share one rounding (exact rounding costs PBS).
-        shared = next((n.name for n in g.nodes if n.op == "round" and n.inputs == tlu.inputs and n.attrs == attrs), None)
+        shared = next(
+            (n.name for n in g.nodes if n.op == "round" and n.inputs == tlu.inputs and n.attrs == attrs), None
+        )
         rname = shared or g.fresh_name(f"{tlu.name}_round")
         nodes: list[Node] = []
         for n in g.nodes:

@@ -11,8 +11,15 @@ Examples
 from qfhe.prune.bound import accumulator_bound
 from qfhe.prune.finetune import fine_tune
 from qfhe.prune.structured import prune_structured
-from qfhe.prune.unstructured import (PruningReport, accumulator_report, prune_to_accumulator, reapply_masks,
-                                     remove_masks)
+from qfhe.prune.unstructured import PruningReport, accumulator_report, prune_to_accumulator, reapply_masks, remove_masks
 
-__all__ = ["accumulator_bound", "prune_to_accumulator", "accumulator_report", "PruningReport", "remove_masks",
-           "reapply_masks", "prune_structured", "fine_tune"]
+__all__ = [
+    "accumulator_bound",
+    "prune_to_accumulator",
+    "accumulator_report",
+    "PruningReport",
+    "remove_masks",
+    "reapply_masks",
+    "prune_structured",
+    "fine_tune",
+]

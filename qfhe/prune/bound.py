@@ -83,8 +83,14 @@ def max_inputs(n_accum_bits: int, w: tuple[int, int], x: tuple[int, int], bias: 
     return max(0, min(bounds)) if bounds else 1 << 62
 
 
-def accumulator_bound(n_weight_bits: int, n_input_bits: int, n_accum_bits: int, signed_inputs: bool = False,
-                      narrow_weights: bool = True, input_zero_point: int = 0) -> int:
+def accumulator_bound(
+    n_weight_bits: int,
+    n_input_bits: int,
+    n_accum_bits: int,
+    signed_inputs: bool = False,
+    narrow_weights: bool = True,
+    input_zero_point: int = 0,
+) -> int:
     """The largest k such that ANY k inputs of these widths fit an ``n_accum_bits`` accumulator.
 
     Parameters

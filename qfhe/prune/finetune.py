@@ -42,17 +42,30 @@ def _is_regression(outputs: torch.Tensor, targets: torch.Tensor) -> bool:
 
 
 def _check_loader(train_loader) -> None:
-    if isinstance(train_loader, tuple) and len(train_loader) == 2 and all(
-            isinstance(a, (np.ndarray, torch.Tensor)) for a in train_loader):
+    if (
+        isinstance(train_loader, tuple)
+        and len(train_loader) == 2
+        and all(isinstance(a, (np.ndarray, torch.Tensor)) for a in train_loader)
+    ):
         raise ConfigurationError(
             "train_loader must be an iterable of (inputs, targets) batches, e.g. a torch DataLoader; got one "
-            "(X, y) tuple, which would be read as two batches: pass [(X, y)] for one batch, or a DataLoader")
+            "(X, y) tuple, which would be read as two batches: pass [(X, y)] for one batch, or a DataLoader"
+        )
 
 
-def fine_tune(model: nn.Module, train_loader, epochs: int = 5, lr: float = 1e-3, weight_decay: float = 0.0,
-              optimizer: torch.optim.Optimizer | None = None, loss_fn: Callable | None = None,
-              schedule: str = "cosine", val_data: tuple | None = None, metric: Callable | None = None,
-              progress: bool = True) -> list[dict]:
+def fine_tune(
+    model: nn.Module,
+    train_loader,
+    epochs: int = 5,
+    lr: float = 1e-3,
+    weight_decay: float = 0.0,
+    optimizer: torch.optim.Optimizer | None = None,
+    loss_fn: Callable | None = None,
+    schedule: str = "cosine",
+    val_data: tuple | None = None,
+    metric: Callable | None = None,
+    progress: bool = True,
+) -> list[dict]:
     """Train ``model`` for a few epochs; pruning masks stay applied after every optimizer step.
 
     Parameters
@@ -97,8 +110,11 @@ def fine_tune(model: nn.Module, train_loader, epochs: int = 5, lr: float = 1e-3,
     _check_loader(train_loader)
     if schedule not in ("cosine", "constant"):
         raise ConfigurationError(f"schedule must be 'cosine' or 'constant', got {schedule!r}")
-    opt = optimizer or torch.optim.Adam(model.parameters(), lr=as_float("lr", lr, 0.0, 10.0),
-                                        weight_decay=as_float("weight_decay", weight_decay, 0.0, 10.0, closed=True))
+    opt = optimizer or torch.optim.Adam(
+        model.parameters(),
+        lr=as_float("lr", lr, 0.0, 10.0),
+        weight_decay=as_float("weight_decay", weight_decay, 0.0, 10.0, closed=True),
+    )
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs) if schedule == "cosine" else None
     chosen_loss, chosen_metric = loss_fn, metric
     metric = metric or _accuracy  # replaced at the first batch
@@ -124,8 +140,9 @@ def fine_tune(model: nn.Module, train_loader, epochs: int = 5, lr: float = 1e-3,
             model.eval()
             with torch.no_grad():
                 Xv, yv = val_data
-                row["metric"] = float(metric(model(torch.as_tensor(np.asarray(Xv), dtype=torch.float32)),
-                                             torch.as_tensor(np.asarray(yv))))
+                row["metric"] = float(
+                    metric(model(torch.as_tensor(np.asarray(Xv), dtype=torch.float32)), torch.as_tensor(np.asarray(yv)))
+                )
         history.append(row)
         bar.set_postfix(loss=f"{row['loss']:.4f}", **({"metric": f"{row['metric']:.4f}"} if "metric" in row else {}))
     model.eval()
@@ -135,7 +152,11 @@ def fine_tune(model: nn.Module, train_loader, epochs: int = 5, lr: float = 1e-3,
 def _defaults(out: torch.Tensor, yb: torch.Tensor, loss_fn, metric):
     regression = _is_regression(out, yb)
     if loss_fn is nn.functional.cross_entropy and (out.ndim < 2 or out.shape[1] == 1):
-        raise ConfigurationError("loss_fn=cross_entropy over a model with one output is always 0 and trains nothing: "
-                                 "use a regression loss (the default picks mean squared error)")
-    return (loss_fn or (_regression_mse if regression else nn.functional.cross_entropy),
-            metric or (_neg_mse if regression else _accuracy))
+        raise ConfigurationError(
+            "loss_fn=cross_entropy over a model with one output is always 0 and trains nothing: "
+            "use a regression loss (the default picks mean squared error)"
+        )
+    return (
+        loss_fn or (_regression_mse if regression else nn.functional.cross_entropy),
+        metric or (_neg_mse if regression else _accuracy),
+    )

@@ -58,16 +58,21 @@ def _float_view(model: nn.Module):
     if not any(type(m).__module__.startswith("brevitas.") for m in model.modules()):
         return contextlib.nullcontext()
     from brevitas.graph.calibrate import quantization_status_manager
-    return quantization_status_manager(model, disable_act_quant=True, disable_weight_quant=True,
-                                       disable_bias_quant=True, is_training=False)
+
+    return quantization_status_manager(
+        model, disable_act_quant=True, disable_weight_quant=True, disable_bias_quant=True, is_training=False
+    )
 
 
 def _check_brevitas(model: nn.Module) -> None:
     for name, module in model.named_modules():
         if not type(module).__module__.startswith("brevitas."):
             continue
-        per_channel = [(pname, tuple(p.shape)) for pname, p in module.named_parameters(recurse=True)
-                       if "quant" in pname and p.numel() > 1]
+        per_channel = [
+            (pname, tuple(p.shape))
+            for pname, p in module.named_parameters(recurse=True)
+            if "quant" in pname and p.numel() > 1
+        ]
         if hasattr(module, "quant_weight") and module.quant_weight().scale.numel() > 1:
             per_channel.append(("weight scale", tuple(module.quant_weight().scale.shape)))
         if per_channel:
@@ -75,7 +80,8 @@ def _check_brevitas(model: nn.Module) -> None:
             raise UnsupportedOpError(
                 f"layer '{name}' ({type(module).__name__}) has a per-channel quantizer parameter ({pname}, shape "
                 f"{shape}), which torch-pruning would not resize: use per-tensor scales, or prune the float model "
-                "before quantization-aware training")
+                "before quantization-aware training"
+            )
 
 
 def _keep_one(model: nn.Module, ratio: float, ignored) -> dict:
@@ -91,8 +97,9 @@ def _keep_one(model: nn.Module, ratio: float, ignored) -> dict:
     return out
 
 
-def prune_structured(model: nn.Module, example_input, ratio: float = 0.5, importance: str = "l2",
-                     inplace: bool = False) -> nn.Module:
+def prune_structured(
+    model: nn.Module, example_input, ratio: float = 0.5, importance: str = "l2", inplace: bool = False
+) -> nn.Module:
     """Remove a fraction of the neurons/channels of every hidden layer, keeping the model consistent.
 
     Parameters
@@ -139,7 +146,8 @@ def prune_structured(model: nn.Module, example_input, ratio: float = 0.5, import
     if masked is not None:
         raise ConfigurationError(
             f"layer '{masked}' carries an unstructured pruning mask: prune_structured first, then "
-            "prune_to_accumulator (or call qfhe.prune.remove_masks before structured pruning)")
+            "prune_to_accumulator (or call qfhe.prune.remove_masks before structured pruning)"
+        )
     target = model if as_bool("inplace", inplace) else copy.deepcopy(model)
     was_training = target.training
     target.eval()
@@ -147,8 +155,10 @@ def prune_structured(model: nn.Module, example_input, ratio: float = 0.5, import
         return target
     example = np.asarray(example_input, dtype=np.float32)
     if example.ndim < 2:
-        raise ConfigurationError(f"example_input must have shape (n_samples, ...), got shape {example.shape}: pass a "
-                                 "couple of samples, e.g. X[:2] (or x[None] for a single sample x)")
+        raise ConfigurationError(
+            f"example_input must have shape (n_samples, ...), got shape {example.shape}: pass a "
+            "couple of samples, e.g. X[:2] (or x[None] for a single sample x)"
+        )
     example = torch.as_tensor(example[:2])
     _check_brevitas(target)
     try:
@@ -159,9 +169,14 @@ def prune_structured(model: nn.Module, example_input, ratio: float = 0.5, import
             for message in ("brevitas.fx is deprecated", "fast_hadamard_transform", "Unwrapped parameters detected"):
                 warnings.filterwarnings("ignore", message=f".*{message}")
             with _float_view(target):
-                pruner = tp.pruner.MetaPruner(target, example, importance=_importance(importance), pruning_ratio=ratio,
-                                              pruning_ratio_dict=_keep_one(target, ratio, ignored),
-                                              ignored_layers=ignored)
+                pruner = tp.pruner.MetaPruner(
+                    target,
+                    example,
+                    importance=_importance(importance),
+                    pruning_ratio=ratio,
+                    pruning_ratio_dict=_keep_one(target, ratio, ignored),
+                    ignored_layers=ignored,
+                )
                 pruner.step()
         target.eval()
         with torch.no_grad():

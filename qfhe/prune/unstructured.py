@@ -85,7 +85,8 @@ def _sample(model: nn.Module, example_input) -> torch.Tensor:
         return torch.zeros(2, first.in_features)
     raise ConfigurationError(
         "example_input is needed to trace this model (its first layer is not a Linear layer): pass a few samples, "
-        "e.g. example_input=X_train[:2]")
+        "e.g. example_input=X_train[:2]"
+    )
 
 
 def _source(graph: Graph, name: str) -> Node:
@@ -135,7 +136,8 @@ def layer_ranges(model: nn.Module, example_input=None, n_bits=6) -> list[LayerRa
             if src.op != "fakequant":
                 raise UnsupportedOpError(
                     f"layer '{node.name}' reads a value without a quantizer ('{src.name}', {src.op}), so its input "
-                    "range is unknown: put a QuantIdentity or a quantized activation before it")
+                    "range is unknown: put a QuantIdentity or a quantized activation before it"
+                )
             a = src.attrs
             inputs = (a["qmin"] - a["zero_point"], a["qmax"] - a["zero_point"])
             weight = weight_code_range(int(module.quant_weight().bit_width), bool(module.weight_quant.is_narrow_range))
@@ -160,8 +162,9 @@ def _effective_weight(module: nn.Module) -> torch.Tensor:
     return w.detach()
 
 
-def prune_to_accumulator(model: nn.Module, n_accum_bits: int, example_input=None, n_bits=6,
-                         inplace: bool = False) -> nn.Module:
+def prune_to_accumulator(
+    model: nn.Module, n_accum_bits: int, example_input=None, n_bits=6, inplace: bool = False
+) -> nn.Module:
     """Keep, in every neuron, only as many weights as its accumulator can sum within ``n_accum_bits``.
 
     For each ``Linear``/``Conv`` output neuron or channel (for a convolution the candidates are
@@ -215,7 +218,8 @@ def prune_to_accumulator(model: nn.Module, n_accum_bits: int, example_input=None
             need = max(worst_case_bits(1, layer.weight, layer.inputs, int(b)) for b in layer.bias)
             raise ConfigurationError(
                 f"n_accum_bits={n_acc} is too small for layer '{layer.name}': one {layer.weight} weight times one "
-                f"{layer.inputs} input already needs {need} bits. Use n_accum_bits >= {need}, or fewer weight/input bits")
+                f"{layer.inputs} input already needs {need} bits. Use n_accum_bits >= {need}, or fewer weight/input bits"
+            )
         if min(ks) >= fan_in:
             continue
         mask = torch.zeros_like(rows)
@@ -226,8 +230,9 @@ def prune_to_accumulator(model: nn.Module, n_accum_bits: int, example_input=None
     return target
 
 
-def accumulator_report(model: nn.Module, n_accum_bits: int | None = None, example_input=None,
-                       n_bits=6) -> PruningReport:
+def accumulator_report(
+    model: nn.Module, n_accum_bits: int | None = None, example_input=None, n_bits=6
+) -> PruningReport:
     """Per layer: fan-in, the bound k for ``n_accum_bits``, the most non-zero weights any neuron
     has now, the fraction of weights kept, and the worst-case accumulator width.
 
@@ -244,10 +249,21 @@ def accumulator_report(model: nn.Module, n_accum_bits: int | None = None, exampl
         flat = w.reshape(w.shape[0], -1)
         nonzero = (flat != 0).sum(dim=1).numpy()
         worst = max(worst_case_bits(int(n), layer.weight, layer.inputs, int(b)) for n, b in zip(nonzero, layer.bias))
-        k = None if n_accum_bits is None else min(max_inputs(n_accum_bits, layer.weight, layer.inputs, int(b))
-                                                  for b in layer.bias)
-        rows.append({"layer": layer.name, "fan_in": flat.shape[1], "k": k, "max_nonzero": int(nonzero.max()),
-                     "kept": round(float((flat != 0).float().mean()), 3), "worst_case_bits": worst})
+        k = (
+            None
+            if n_accum_bits is None
+            else min(max_inputs(n_accum_bits, layer.weight, layer.inputs, int(b)) for b in layer.bias)
+        )
+        rows.append(
+            {
+                "layer": layer.name,
+                "fan_in": flat.shape[1],
+                "k": k,
+                "max_nonzero": int(nonzero.max()),
+                "kept": round(float((flat != 0).float().mean()), 3),
+                "worst_case_bits": worst,
+            }
+        )
     return PruningReport(rows)
 
 

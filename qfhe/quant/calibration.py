@@ -130,7 +130,9 @@ class Ranges(dict):
         >>> r = Ranges({"a": (0.0, 50.0)}, {"a": 50.0}); r.outliers(), (r["a"], r.outliers())[1]
         ({}, {'a': 50.0})
         """
-        return {k: self.ratios[k] for k in sorted(self.read) if k not in skip and self.ratios.get(k, 1.0) > OUTLIER_RATIO}
+        return {
+            k: self.ratios[k] for k in sorted(self.read) if k not in skip and self.ratios.get(k, 1.0) > OUTLIER_RATIO
+        }
 
 
 def calibrate(graph: Graph, inputset, method: str = "minmax", percentile: float = 99.9) -> Ranges:
@@ -188,7 +190,10 @@ def warn_outlier_ranges(ranges: Ranges, skip=()) -> None:
             f"calibrated ranges dominated by outliers: {', '.join(wide[:6])}{' ...' if len(wide) > 6 else ''} "
             f"are wider than {OUTLIER_RATIO:g} times the range 99% of their values lie in, so ordinary values "
             "collapse onto a few codes. Remove the outlying samples from the inputset, or pass "
-            "calibration='percentile'", CalibrationWarning, stacklevel=user_stacklevel())
+            "calibration='percentile'",
+            CalibrationWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def warn_outlier_features(X: np.ndarray) -> None:
@@ -214,7 +219,10 @@ def warn_outlier_features(X: np.ndarray) -> None:
             f"input features dominated by outliers: {', '.join(bad[:6])}{' ...' if len(bad) > 6 else ''}: each range is "
             f"wider than {OUTLIER_RATIO:g} times the range 99% of the feature's values lie in, so ordinary values "
             "collapse onto a few codes. Remove the outlying samples from the inputset, or pass "
-            "calibration='percentile'", CalibrationWarning, stacklevel=user_stacklevel())
+            "calibration='percentile'",
+            CalibrationWarning,
+            stacklevel=user_stacklevel(),
+        )
 
 
 def saturated(node: Node, x: np.ndarray) -> np.ndarray | None:

@@ -12,9 +12,8 @@ Rounding(n_bits=5, method='approximate')
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -147,8 +146,9 @@ def parse_rounding(value) -> "Rounding | dict[str, Rounding | None] | None":
         out: dict[str, Rounding | None] = {}
         for layer, v in value.items():
             if not isinstance(layer, str):
-                raise ConfigurationError(f"rounding_threshold_bits: per-layer keys must be layer names (str), "
-                                         f"got {layer!r}")
+                raise ConfigurationError(
+                    f"rounding_threshold_bits: per-layer keys must be layer names (str), got {layer!r}"
+                )
             out[layer] = _parse_one(v, f"rounding_threshold_bits['{layer}']")
         return out
     return _parse_one(value, "rounding_threshold_bits")
@@ -162,14 +162,11 @@ def _parse_one(value, name: str) -> Rounding | None:
         unknown = set(value) - {"n_bits", "method"}
         if unknown or "n_bits" not in value:
             raise ConfigurationError(
-                f"{name} as a dict needs the key 'n_bits' and optionally 'method'; "
-                f"got keys {sorted(value)}"
+                f"{name} as a dict needs the key 'n_bits' and optionally 'method'; got keys {sorted(value)}"
             )
         method = str(value.get("method", "exact")).lower()
         if method not in ("exact", "approximate"):
-            raise ConfigurationError(
-                f"{name}['method'] must be 'exact' or 'approximate', got {value.get('method')!r}"
-            )
+            raise ConfigurationError(f"{name}['method'] must be 'exact' or 'approximate', got {value.get('method')!r}")
         value = value["n_bits"]
     if not _is_int(value) or not 2 <= value <= 8:
         raise ConfigurationError(

@@ -142,8 +142,13 @@ class UniformQuantizer:
         >>> sorted(UniformQuantizer(2, 0.5).to_dict())
         ['n_bits', 'narrow', 'scale', 'signed', 'zero_point']
         """
-        return {"n_bits": self.n_bits, "scale": self.scale, "zero_point": self.zero_point,
-                "signed": self.signed, "narrow": self.narrow}
+        return {
+            "n_bits": self.n_bits,
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+            "signed": self.signed,
+            "narrow": self.narrow,
+        }
 
 
 #: Values beyond a calibrated range by less than this fraction of its width are clipped without a
@@ -199,9 +204,14 @@ def quantize_input_codes(arr: np.ndarray, attrs: dict, remedy: str, spec: dict |
         if spec is not None and arr.ndim == 2:
             mean, scale = np.asarray(spec["mean"]), np.asarray(spec["scale"])
             feats = np.flatnonzero(outside.any(axis=0))
-            where = "their feature's calibrated range (" + ", ".join(
-                f"feature {j}: [{lo * scale[j] + mean[j]:.4g}, {hi * scale[j] + mean[j]:.4g}]" for j in feats[:5]) + \
-                (", ..." if len(feats) > 5 else "") + ")"
+            where = (
+                "their feature's calibrated range ("
+                + ", ".join(
+                    f"feature {j}: [{lo * scale[j] + mean[j]:.4g}, {hi * scale[j] + mean[j]:.4g}]" for j in feats[:5]
+                )
+                + (", ..." if len(feats) > 5 else "")
+                + ")"
+            )
         warnings.warn(
             f"{int(outside.sum())} input values in {rows} of {len(arr)} samples lie outside {where} and were "
             f"clipped; {remedy}",

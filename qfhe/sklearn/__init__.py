@@ -23,19 +23,49 @@ Examples
 True
 """
 
-from qfhe.sklearn.linear import LinearRegression, LogisticRegression, Ridge
 from qfhe.sklearn.glm import GammaRegressor, PoissonRegressor, TweedieRegressor
+from qfhe.sklearn.linear import LinearRegression, LogisticRegression, Ridge
 from qfhe.sklearn.linear_models import ElasticNet, Lasso, LinearSVC, LinearSVR, SGDClassifier, SGDRegressor
 from qfhe.sklearn.neighbors import KNeighborsClassifier
 from qfhe.sklearn.neural_net import NeuralNetClassifier, NeuralNetRegressor, PruneReport
-from qfhe.sklearn.tree_models import (DecisionTreeClassifier, DecisionTreeRegressor, GradientBoostingClassifier,
-                                      GradientBoostingRegressor, HistGradientBoostingClassifier,
-                                      HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor,
-                                      XGBClassifier, XGBRegressor)
+from qfhe.sklearn.tree_models import (
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    XGBClassifier,
+    XGBRegressor,
+)
 
-__all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "PruneReport", "LogisticRegression", "LinearRegression",
-           "Ridge", "DecisionTreeClassifier", "DecisionTreeRegressor", "RandomForestClassifier",
-           "RandomForestRegressor", "XGBClassifier", "XGBRegressor", "GradientBoostingClassifier",
-           "GradientBoostingRegressor", "HistGradientBoostingClassifier", "HistGradientBoostingRegressor",
-           "LinearSVC", "SGDClassifier", "LinearSVR", "Lasso", "ElasticNet", "SGDRegressor", "PoissonRegressor",
-           "GammaRegressor", "TweedieRegressor", "KNeighborsClassifier"]
+__all__ = [
+    "NeuralNetClassifier",
+    "NeuralNetRegressor",
+    "PruneReport",
+    "LogisticRegression",
+    "LinearRegression",
+    "Ridge",
+    "DecisionTreeClassifier",
+    "DecisionTreeRegressor",
+    "RandomForestClassifier",
+    "RandomForestRegressor",
+    "XGBClassifier",
+    "XGBRegressor",
+    "GradientBoostingClassifier",
+    "GradientBoostingRegressor",
+    "HistGradientBoostingClassifier",
+    "HistGradientBoostingRegressor",
+    "LinearSVC",
+    "SGDClassifier",
+    "LinearSVR",
+    "Lasso",
+    "ElasticNet",
+    "SGDRegressor",
+    "PoissonRegressor",
+    "GammaRegressor",
+    "TweedieRegressor",
+    "KNeighborsClassifier",
+]

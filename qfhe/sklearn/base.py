@@ -20,14 +20,20 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from sklearn.base import is_classifier
 from sklearn.metrics import accuracy_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import validate_data
 
-from qfhe.errors import (ConfigurationError, InputValidationError, KeysNotGeneratedError, NotCompiledError,
-                         NotFittedError, OverflowRiskWarning)
+from qfhe.errors import (
+    ConfigurationError,
+    InputValidationError,
+    KeysNotGeneratedError,
+    NotCompiledError,
+    NotFittedError,
+    OverflowRiskWarning,
+)
 from qfhe.model import FHE_MODES
+from sklearn.base import is_classifier
 
 
 def check_fhe(fhe: str) -> str:
@@ -74,12 +80,14 @@ def check_class_labels(estimator, y, regressors: str) -> tuple[np.ndarray, np.nd
     try:
         check_classification_targets(y)
     except ValueError as exc:
-        raise InputValidationError(f"{name}.fit: y: {exc}. A classifier needs class labels; for a continuous target "
-                                   f"use {regressors}") from exc
+        raise InputValidationError(
+            f"{name}.fit: y: {exc}. A classifier needs class labels; for a continuous target use {regressors}"
+        ) from exc
     classes, indices = np.unique(y, return_inverse=True)
     if len(classes) < 2:
-        raise InputValidationError(f"{name}.fit: y has one class ({classes[0]!r}); a classifier needs samples of at "
-                                   "least 2 classes")
+        raise InputValidationError(
+            f"{name}.fit: y has one class ({classes[0]!r}); a classifier needs samples of at least 2 classes"
+        )
     return classes, indices
 
 
@@ -101,7 +109,8 @@ def label_indices(estimator, y, where: str) -> np.ndarray:
         shown = ", ".join(repr(v) for v in np.unique(y[unknown])[:5])
         raise InputValidationError(
             f"{type(estimator).__name__}.{where}: y contains labels not seen in fit: {shown}; the classes are "
-            f"{classes.tolist()}")
+            f"{classes.tolist()}"
+        )
     return idx
 
 
@@ -136,7 +145,8 @@ class FHEEstimatorMixin:
     def _check_fitted(self) -> None:
         if not hasattr(self, "quantized_module_"):
             raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet: call fit(X, y) (or from_sklearn_model) first")
+                f"This {type(self).__name__} instance is not fitted yet: call fit(X, y) (or from_sklearn_model) first"
+            )
 
     def _validate_X(self, X, where: str, reset: bool = False) -> np.ndarray:
         """Float64 2-D finite X with the fitted number of features (the message names X and the method)."""
@@ -147,14 +157,16 @@ class FHEEstimatorMixin:
 
     def _validate_Xy(self, X, y, where: str, multi_output: bool, reset: bool = True) -> tuple[np.ndarray, np.ndarray]:
         try:
-            X, y = validate_data(self, X, y, reset=reset, dtype=np.float64, multi_output=multi_output,
-                                 y_numeric=not is_classifier(self))
+            X, y = validate_data(
+                self, X, y, reset=reset, dtype=np.float64, multi_output=multi_output, y_numeric=not is_classifier(self)
+            )
         except ValueError as exc:
             raise InputValidationError(f"{type(self).__name__}.{where}: {exc}") from exc
         if len(X) < 2:
             raise InputValidationError(
                 f"{type(self).__name__}.{where}: X has 1 sample; fitting and calibration need at least 2 samples "
-                "(ideally hundreds)")
+                "(ideally hundreds)"
+            )
         return X, y
 
     def _checked(self, X, where: str) -> np.ndarray:
@@ -186,9 +198,16 @@ class FHEEstimatorMixin:
         return self, self._float_twin(X, y, sample_weight)
 
     # -- circuit ------------------------------------------------------------------------------------
-    def compile(self, X, p_error: float | None = None, global_p_error: float | None = None, configuration=None,
-                simulate_batch_size: int = 64, bitwidth_method: str = "calibration",
-                calibration_margin: float = 0.0):
+    def compile(
+        self,
+        X,
+        p_error: float | None = None,
+        global_p_error: float | None = None,
+        configuration=None,
+        simulate_batch_size: int = 64,
+        bitwidth_method: str = "calibration",
+        calibration_margin: float = 0.0,
+    ):
         """Build the TFHE circuit, with ``X`` as the calibration inputset; returns self.
 
         ``X`` (raw features, e.g. the training set) sizes every integer range of the circuit; the
@@ -228,8 +247,12 @@ class FHEEstimatorMixin:
         """
         X = self._compile_inputset(self._checked(X, "compile"))
         qm = self.quantized_module_.with_ranges(X, bitwidth_method, calibration_margin)
-        self.quantized_module_ = qm.compile(p_error=p_error, global_p_error=global_p_error,
-                                            configuration=configuration, simulate_batch_size=simulate_batch_size)
+        self.quantized_module_ = qm.compile(
+            p_error=p_error,
+            global_p_error=global_p_error,
+            configuration=configuration,
+            simulate_batch_size=simulate_batch_size,
+        )
         return self
 
     def _compile_inputset(self, X: np.ndarray) -> np.ndarray:
@@ -251,8 +274,9 @@ class FHEEstimatorMixin:
         """
         self._check_fitted()
         if not self.quantized_module_.is_compiled:
-            raise NotCompiledError(f"{type(self).__name__} is fitted but not compiled: call {self._var()}.compile(X_train) "
-                                   "first")
+            raise NotCompiledError(
+                f"{type(self).__name__} is fitted but not compiled: call {self._var()}.compile(X_train) first"
+            )
         return self.quantized_module_.fhe_circuit
 
     def _var(self) -> str:
@@ -266,10 +290,13 @@ class FHEEstimatorMixin:
         if fhe != "disable" and not self.quantized_module_.is_compiled:
             raise NotCompiledError(
                 f"{type(self).__name__} is fitted but not compiled: call {self._var()}.compile(X_train) before "
-                f"{self._var()}.{where}(X, fhe={fhe!r}) (fhe='disable' runs the clear integer model without compiling)")
+                f"{self._var()}.{where}(X, fhe={fhe!r}) (fhe='disable' runs the clear integer model without compiling)"
+            )
         if fhe == "execute" and not self.quantized_module_.fhe_circuit.keys.are_generated:
-            raise KeysNotGeneratedError(f"fhe='execute' needs keys: call {self._var()}.fhe_circuit.keygen() once before "
-                                        "executing (it can take a while)")
+            raise KeysNotGeneratedError(
+                f"fhe='execute' needs keys: call {self._var()}.fhe_circuit.keygen() once before "
+                "executing (it can take a while)"
+            )
         if not self.quantized_module_.is_compiled:
             with warnings.catch_warnings():
                 # compile(X) plans the circuit's ranges again: those of fit are provisional, and a

@@ -11,7 +11,6 @@ Examples
 
 from __future__ import annotations
 
-import numpy as np
 from torch import nn
 
 from qfhe.errors import ConfigurationError
@@ -61,6 +60,7 @@ def resolve_accum_bits(n_accum_bits, module: nn.Module, example_input, bits: str
 
     Examples
     --------
+    >>> import numpy as np
     >>> from qfhe.sklearn.mlp import QuantMLP
     >>> m = QuantMLP(64, 10, (32, 32), n_input_bits=4, n_w_bits=3, n_a_bits=3)
     >>> x = np.zeros((2, 64), np.float32)
@@ -80,5 +80,6 @@ def resolve_accum_bits(n_accum_bits, module: nn.Module, example_input, bits: str
                 f"n_accum_bits={n_accum_bits} would keep at most {k} of {fan_in} weights per neuron in layer "
                 f"'{r.name}' ({bits}: weight codes {r.weight} times input codes {r.inputs}), which collapses the "
                 f"model. Use n_accum_bits='auto' ({max(8, need)} bits here, {AUTO_KEEP} weights per neuron) or at "
-                f"least {worst_case_bits(min(fan_in, MIN_KEEP), r.weight, r.inputs)}, or fewer weight/activation bits")
+                f"least {worst_case_bits(min(fan_in, MIN_KEEP), r.weight, r.inputs)}, or fewer weight/activation bits"
+            )
     return int(n_accum_bits)

@@ -78,14 +78,22 @@ class SGDStep(nn.Module):
 def _batches(n: int, batch_size: int, rng: np.random.RandomState):
     order = rng.permutation(n)
     for start in range(0, n - batch_size + 1, batch_size):
-        yield order[start:start + batch_size]
+        yield order[start : start + batch_size]
     rest = n % batch_size
     if rest:  # the circuit takes full batches: the last one is topped up from the start of the epoch
-        yield np.concatenate([order[n - rest:], order[:batch_size - rest]])
+        yield np.concatenate([order[n - rest :], order[: batch_size - rest]])
 
 
-def training_circuit(X: np.ndarray, batch_size: int, eta: float, alpha: float, parameters_range: tuple,
-                     n_bits: int, random_state, compile_kwargs: dict | None = None):
+def training_circuit(
+    X: np.ndarray,
+    batch_size: int,
+    eta: float,
+    alpha: float,
+    parameters_range: tuple,
+    n_bits: int,
+    random_state,
+    compile_kwargs: dict | None = None,
+):
     """The compiled (or, with ``compile_kwargs=None``, only quantized) step circuit for features ``X``
     already on [-1, 1].
 
@@ -107,8 +115,12 @@ def training_circuit(X: np.ndarray, batch_size: int, eta: float, alpha: float, p
     lo, hi = parameters_range
     count = max(64, 2 * ((n + batch_size - 1) // batch_size))
     idx = rng.randint(0, n, (count, batch_size))
-    inputset = (X[idx], rng.randint(0, 2, (count, batch_size, 1)).astype(np.float64),
-                rng.uniform(lo, hi, (count, f, 1)), rng.uniform(lo, hi, (count, 1, 1)))
+    inputset = (
+        X[idx],
+        rng.randint(0, 2, (count, batch_size, 1)).astype(np.float64),
+        rng.uniform(lo, hi, (count, f, 1)),
+        rng.uniform(lo, hi, (count, 1, 1)),
+    )
     step = SGDStep(batch_size, eta, alpha).double()
     # the two products' accumulators are wide (B and F terms of two n_bits factors): their lookups
     # read them rounded to n_bits + 1 bits
@@ -118,9 +130,22 @@ def training_circuit(X: np.ndarray, batch_size: int, eta: float, alpha: float, p
     return compile_torch_model(step, inputset, **settings, **compile_kwargs)
 
 
-def fit_encrypted(X: np.ndarray, y: np.ndarray, batch_size: int, epochs: int, eta: float, alpha: float,
-                  parameters_range: tuple, n_bits: int, random_state, fhe: str, compile_kwargs: dict | None = None,
-                  coef_init=None, intercept_init=None, callback=None):
+def fit_encrypted(
+    X: np.ndarray,
+    y: np.ndarray,
+    batch_size: int,
+    epochs: int,
+    eta: float,
+    alpha: float,
+    parameters_range: tuple,
+    n_bits: int,
+    random_state,
+    fhe: str,
+    compile_kwargs: dict | None = None,
+    coef_init=None,
+    intercept_init=None,
+    callback=None,
+):
     """Train a binary logistic regression with one encrypted circuit call per mini-batch.
 
     Parameters
@@ -161,22 +186,32 @@ def fit_encrypted(X: np.ndarray, y: np.ndarray, batch_size: int, epochs: int, et
     spec = range_spec(np.asarray(X, np.float64))
     mean, scale = spec["mean"], spec["scale"]
     Xs = (X - mean) / scale
-    qm = training_circuit(Xs, batch_size, eta, alpha, parameters_range, n_bits, random_state,
-                          compile_kwargs if fhe != "disable" else None)
+    qm = training_circuit(
+        Xs, batch_size, eta, alpha, parameters_range, n_bits, random_state, compile_kwargs if fhe != "disable" else None
+    )
     if fhe == "execute" and not qm.fhe_circuit.keys.are_generated:
         qm.fhe_circuit.keygen()
     lo, hi = parameters_range
     # weights on the scaled features: w_s = w * scale, b_s = b + w . mean
     w = np.zeros(X.shape[1]) if coef_init is None else np.asarray(coef_init, np.float64).reshape(-1) * scale
-    b = 0.0 if intercept_init is None else float(np.asarray(intercept_init).reshape(-1)[0]) + \
-        float(np.asarray(coef_init, np.float64).reshape(-1) @ mean if coef_init is not None else 0.0)
+    b = (
+        0.0
+        if intercept_init is None
+        else float(np.asarray(intercept_init).reshape(-1)[0])
+        + float(np.asarray(coef_init, np.float64).reshape(-1) @ mean if coef_init is not None else 0.0)
+    )
     rng = np.random.RandomState(random_state)
     steps = 0
     yf = np.asarray(y, np.float64).reshape(-1, 1)
     for _ in range(epochs):
         for rows in _batches(len(Xs), batch_size, rng):
-            out = qm.forward(Xs[rows][None], yf[rows][None], np.clip(w, lo, hi).reshape(1, -1, 1),
-                             np.array([[[np.clip(b, lo, hi)]]]), fhe=fhe)
+            out = qm.forward(
+                Xs[rows][None],
+                yf[rows][None],
+                np.clip(w, lo, hi).reshape(1, -1, 1),
+                np.array([[[np.clip(b, lo, hi)]]]),
+                fhe=fhe,
+            )
             w, b = np.clip(out[0, :-1], lo, hi), float(np.clip(out[0, -1], lo, hi))
             steps += 1
             if callback is not None:

@@ -64,8 +64,9 @@ class _GLMRegressor(_LinearRegressor):
         >>> PoissonRegressor().fit(X, y).score(X, y) > 0.3
         True
         """
-        return float(d2_tweedie_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight,
-                                      power=self._family_power()))
+        return float(
+            d2_tweedie_score(y, self.predict(X, fhe=fhe), sample_weight=sample_weight, power=self._family_power())
+        )
 
     def _family_power(self) -> float:
         return self._power
@@ -145,8 +146,9 @@ class TweedieRegressor(_GLMRegressor):
 
     _sklearn_class = sklm.TweedieRegressor
 
-    def __init__(self, n_bits=8, power=0.0, alpha=1.0, fit_intercept=True, link="auto", solver="lbfgs",
-                 max_iter=100, tol=1e-4):
+    def __init__(
+        self, n_bits=8, power=0.0, alpha=1.0, fit_intercept=True, link="auto", solver="lbfgs", max_iter=100, tol=1e-4
+    ):
         self.n_bits = n_bits
         self.power = power
         self.alpha = alpha

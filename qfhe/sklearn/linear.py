@@ -25,7 +25,6 @@ import numpy as np
 import sklearn.linear_model as sklm
 import torch
 from scipy.special import softmax
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 from torch import nn
@@ -34,7 +33,7 @@ from qfhe.compile import quantize_torch_model
 from qfhe.errors import ConfigurationError, InputValidationError
 from qfhe.model import QuantizedModule
 from qfhe.sklearn.base import FHEEstimatorMixin, accuracy, check_class_labels
-
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 #: scikit-learn parameters that change how a model is fitted, not which model: not kept on import
 NOT_MODEL_PARAMS = {"n_jobs", "verbose", "copy_X", "warm_start"}
@@ -45,16 +44,33 @@ def _cv_twin_params(model) -> dict:
     p = model.get_params()
     if isinstance(model, sklm.RidgeCV):
         if np.ndim(model.alpha_):
-            raise ConfigurationError("from_sklearn_model: this RidgeCV chose one alpha per target (alpha_per_target="
-                                     "True), which one Ridge cannot hold; import one target at a time")
+            raise ConfigurationError(
+                "from_sklearn_model: this RidgeCV chose one alpha per target (alpha_per_target="
+                "True), which one Ridge cannot hold; import one target at a time"
+            )
         return {"alpha": float(model.alpha_), "fit_intercept": p["fit_intercept"]}
     C = np.unique(np.asarray(model.C_))
     ratios = np.unique(np.asarray(getattr(model, "l1_ratio_", [None]), dtype=object))
     if len(C) > 1 or len(ratios) > 1:
-        raise ConfigurationError("from_sklearn_model: this LogisticRegressionCV chose a different C per class, which "
-                                 "one LogisticRegression cannot hold")
-    out = {k: p[k] for k in ("fit_intercept", "class_weight", "solver", "max_iter", "tol", "random_state", "dual",
-                             "intercept_scaling", "penalty") if k in p}
+        raise ConfigurationError(
+            "from_sklearn_model: this LogisticRegressionCV chose a different C per class, which "
+            "one LogisticRegression cannot hold"
+        )
+    out = {
+        k: p[k]
+        for k in (
+            "fit_intercept",
+            "class_weight",
+            "solver",
+            "max_iter",
+            "tol",
+            "random_state",
+            "dual",
+            "intercept_scaling",
+            "penalty",
+        )
+        if k in p
+    }
     out["C"] = float(C[0])
     if ratios[0] is not None:
         out["l1_ratio"] = float(ratios[0])
@@ -74,23 +90,32 @@ def _imported_params(cls, model) -> dict:
         raise ConfigurationError(
             f"{cls.__name__}.from_sklearn_model needs a fitted {cls._sklearn_class.__module__.split('.')[0]}."
             f"{cls._sklearn_class.__module__.split('.')[1].lstrip('_')}.{cls._sklearn_class.__name__}"
-            + (f" or {next(k.__name__ for k, v in twins.items() if v == cls.__name__)}"
-               if cls.__name__ in twins.values() else "")
+            + (
+                f" or {next(k.__name__ for k, v in twins.items() if v == cls.__name__)}"
+                if cls.__name__ in twins.values()
+                else ""
+            )
             + f", got {type(model).__name__}: "
-            + (f"use qfhe.sklearn.{hint}.from_sklearn_model" if hint else "qfhe has no class that computes it"))
+            + (f"use qfhe.sklearn.{hint}.from_sklearn_model" if hint else "qfhe has no class that computes it")
+        )
     try:
         check_is_fitted(model)
     except Exception as exc:
         raise ConfigurationError(
-            f"{cls.__name__}.from_sklearn_model: the {type(model).__name__} is not fitted: call its fit first") from exc
+            f"{cls.__name__}.from_sklearn_model: the {type(model).__name__} is not fitted: call its fit first"
+        ) from exc
     names = set(cls._get_param_names())
     defaults = cls._sklearn_class().get_params()
-    lost = {k: v for k, v in params.items() if k not in names and k not in NOT_MODEL_PARAMS
-            and k in defaults and not _same(v, defaults[k])}
+    lost = {
+        k: v
+        for k, v in params.items()
+        if k not in names and k not in NOT_MODEL_PARAMS and k in defaults and not _same(v, defaults[k])
+    }
     if lost:
         raise ConfigurationError(
             f"{cls.__name__}.from_sklearn_model: {', '.join(f'{k}={v!r}' for k, v in lost.items())} has no "
-            f"{cls.__name__} parameter, so clone(model).fit would fit another model than the imported one")
+            f"{cls.__name__} parameter, so clone(model).fit would fit another model than the imported one"
+        )
     return {k: v for k, v in params.items() if k in names}
 
 
@@ -197,10 +222,12 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
         if X.shape[1] != np.shape(sklearn_model.coef_)[-1]:
             raise InputValidationError(
                 f"{cls.__name__}.from_sklearn_model: X has {X.shape[1]} features but the model was fitted on "
-                f"{np.shape(sklearn_model.coef_)[-1]}")
+                f"{np.shape(sklearn_model.coef_)[-1]}"
+            )
         if len(X) < 2:
-            raise InputValidationError(f"{cls.__name__}.from_sklearn_model: X has 1 sample; calibration needs at "
-                                       "least 2 (ideally hundreds)")
+            raise InputValidationError(
+                f"{cls.__name__}.from_sklearn_model: X has 1 sample; calibration needs at least 2 (ideally hundreds)"
+            )
         return est._import(sklearn_model, X)
 
     def _import(self, model, X: np.ndarray):
@@ -235,8 +262,12 @@ class _LinearModel(FHEEstimatorMixin, BaseEstimator):
         """What a deployed client does with the decrypted scores (plain data, see qfhe.deploy.processing)."""
         if self._classifier:
             return {"kind": "classifier", "link": self._link(), "classes": np.asarray(self.classes_)}
-        post = {"kind": "regressor", "mean": 0.0, "scale": 1.0, "shape": [] if np.ndim(self.coef_) == 1 else
-                [int(np.shape(self.coef_)[0])]}
+        post = {
+            "kind": "regressor",
+            "mean": 0.0,
+            "scale": 1.0,
+            "shape": [] if np.ndim(self.coef_) == 1 else [int(np.shape(self.coef_)[0])],
+        }
         if self._link() != "identity":
             post["link"] = self._link()
         return post
@@ -326,6 +357,7 @@ class LinearRegression(_LinearRegressor):
         self.positive = positive
         self.tol = tol
 
+
 class Ridge(_LinearRegressor):
     """Ridge regression (scikit-learn's), run on encrypted data without table lookups.
 
@@ -343,8 +375,17 @@ class Ridge(_LinearRegressor):
 
     _sklearn_class = sklm.Ridge
 
-    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, solver="auto", max_iter=None, tol=1e-4,
-                 positive=False, random_state=None):
+    def __init__(
+        self,
+        n_bits=8,
+        alpha=1.0,
+        fit_intercept=True,
+        solver="auto",
+        max_iter=None,
+        tol=1e-4,
+        positive=False,
+        random_state=None,
+    ):
         self.n_bits = n_bits
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -437,8 +478,21 @@ class LogisticRegression(_LinearClassifier):
 
     _sklearn_class = sklm.LogisticRegression
 
-    def __init__(self, n_bits=8, C=1.0, l1_ratio=0.0, penalty="deprecated", fit_intercept=True, class_weight=None,
-                 solver="lbfgs", max_iter=100, tol=1e-4, dual=False, intercept_scaling=1, random_state=None):
+    def __init__(
+        self,
+        n_bits=8,
+        C=1.0,
+        l1_ratio=0.0,
+        penalty="deprecated",
+        fit_intercept=True,
+        class_weight=None,
+        solver="lbfgs",
+        max_iter=100,
+        tol=1e-4,
+        dual=False,
+        intercept_scaling=1,
+        random_state=None,
+    ):
         self.n_bits = n_bits
         self.C = C
         self.l1_ratio = l1_ratio

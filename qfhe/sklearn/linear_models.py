@@ -53,8 +53,21 @@ class LinearSVC(_LinearClassifier):
 
     _sklearn_class = sksvm.LinearSVC
 
-    def __init__(self, n_bits=8, penalty="l2", loss="squared_hinge", dual="auto", tol=1e-4, C=1.0, multi_class="ovr",
-                 fit_intercept=True, intercept_scaling=1, class_weight=None, random_state=None, max_iter=1000):
+    def __init__(
+        self,
+        n_bits=8,
+        penalty="l2",
+        loss="squared_hinge",
+        dual="auto",
+        tol=1e-4,
+        C=1.0,
+        multi_class="ovr",
+        fit_intercept=True,
+        intercept_scaling=1,
+        class_weight=None,
+        random_state=None,
+        max_iter=1000,
+    ):
         self.n_bits = n_bits
         self.penalty = penalty
         self.loss = loss
@@ -111,11 +124,32 @@ class SGDClassifier(_LinearClassifier):
 
     _sklearn_class = sklm.SGDClassifier
 
-    def __init__(self, n_bits=8, loss="hinge", penalty="l2", alpha=1e-4, l1_ratio=0.15, fit_intercept=True,
-                 max_iter=1000, tol=1e-3, shuffle=True, epsilon=0.1, random_state=None, learning_rate="optimal",
-                 eta0=0.01, power_t=0.5, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
-                 class_weight=None, average=False, fit_encrypted=False, parameters_range=(-4.0, 4.0), batch_size=8,
-                 training_n_bits=5):
+    def __init__(
+        self,
+        n_bits=8,
+        loss="hinge",
+        penalty="l2",
+        alpha=1e-4,
+        l1_ratio=0.15,
+        fit_intercept=True,
+        max_iter=1000,
+        tol=1e-3,
+        shuffle=True,
+        epsilon=0.1,
+        random_state=None,
+        learning_rate="optimal",
+        eta0=0.01,
+        power_t=0.5,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        class_weight=None,
+        average=False,
+        fit_encrypted=False,
+        parameters_range=(-4.0, 4.0),
+        batch_size=8,
+        training_n_bits=5,
+    ):
         self.n_bits = n_bits
         self.loss = loss
         self.penalty = penalty
@@ -187,8 +221,9 @@ class SGDClassifier(_LinearClassifier):
         """
         if not self.fit_encrypted:
             if fhe != "disable":
-                raise ConfigurationError(f"SGDClassifier.fit: fhe={fhe!r} trains on encrypted data only with "
-                                         "fit_encrypted=True")
+                raise ConfigurationError(
+                    f"SGDClassifier.fit: fhe={fhe!r} trains on encrypted data only with fit_encrypted=True"
+                )
             return super().fit(X, y, sample_weight=sample_weight)
         from qfhe.sklearn.base import check_class_labels, check_fhe
         from qfhe.sklearn.encrypted_training import fit_encrypted
@@ -198,14 +233,26 @@ class SGDClassifier(_LinearClassifier):
         X, y = self._validate_Xy(X, y, "fit", multi_output=False)
         classes, labels = check_class_labels(self, y, "a regressor")
         if len(classes) != 2:
-            raise ConfigurationError(f"SGDClassifier(fit_encrypted=True) trains a binary model; y has {len(classes)} "
-                                     "classes: train one model per class (one-vs-rest) or fit in the clear")
+            raise ConfigurationError(
+                f"SGDClassifier(fit_encrypted=True) trains a binary model; y has {len(classes)} "
+                "classes: train one model per class (one-vs-rest) or fit in the clear"
+            )
         lo, hi = self.parameters_range
         kwargs = {"configuration": configuration, "p_error": p_error}
         coef, intercept, steps = fit_encrypted(
-            X, labels, as_int("batch_size", self.batch_size, 1, len(X)), as_int("max_iter", self.max_iter, 1, None),
-            float(self.eta0), float(self.alpha) if self.penalty == "l2" else 0.0, (float(lo), float(hi)),
-            as_int("training_n_bits", self.training_n_bits, 2, 8), self.random_state, fhe, kwargs, callback=callback)
+            X,
+            labels,
+            as_int("batch_size", self.batch_size, 1, len(X)),
+            as_int("max_iter", self.max_iter, 1, None),
+            float(self.eta0),
+            float(self.alpha) if self.penalty == "l2" else 0.0,
+            (float(lo), float(hi)),
+            as_int("training_n_bits", self.training_n_bits, 2, 8),
+            self.random_state,
+            fhe,
+            kwargs,
+            callback=callback,
+        )
         model = sklm.SGDClassifier(**self._sklearn_params())
         model.coef_, model.intercept_, model.classes_ = coef, intercept, classes
         model.n_iter_, model.t_ = self.max_iter, float(steps * self.batch_size)
@@ -214,24 +261,34 @@ class SGDClassifier(_LinearClassifier):
         return self._import(model, X)
 
     def _check_encrypted_training(self, sample_weight) -> None:
-        needs = {"loss": ("log_loss", "its gradient sigmoid(z) - y is what the circuit computes"),
-                 "learning_rate": ("constant", "the step is eta0 in every circuit call")}
+        needs = {
+            "loss": ("log_loss", "its gradient sigmoid(z) - y is what the circuit computes"),
+            "learning_rate": ("constant", "the step is eta0 in every circuit call"),
+        }
         for name, (value, why) in needs.items():
             if getattr(self, name) != value:
-                raise ConfigurationError(f"SGDClassifier(fit_encrypted=True) needs {name}={value!r} ({why}); got "
-                                         f"{getattr(self, name)!r}")
+                raise ConfigurationError(
+                    f"SGDClassifier(fit_encrypted=True) needs {name}={value!r} ({why}); got {getattr(self, name)!r}"
+                )
         if self.penalty not in ("l2", None):
-            raise ConfigurationError(f"SGDClassifier(fit_encrypted=True) trains with penalty='l2' or None; got "
-                                     f"{self.penalty!r}")
+            raise ConfigurationError(
+                f"SGDClassifier(fit_encrypted=True) trains with penalty='l2' or None; got {self.penalty!r}"
+            )
         for name in ("class_weight", "early_stopping", "average"):
             if getattr(self, name):
-                raise ConfigurationError(f"SGDClassifier(fit_encrypted=True) does not support {name}; leave it at "
-                                         "its default")
+                raise ConfigurationError(
+                    f"SGDClassifier(fit_encrypted=True) does not support {name}; leave it at its default"
+                )
         if sample_weight is not None:
             raise ConfigurationError("SGDClassifier(fit_encrypted=True) takes no sample_weight")
         rng = self.parameters_range
-        if not (isinstance(rng, (tuple, list)) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)
-                and np.isfinite(rng).all() and rng[0] < 0 < rng[1]):
+        if not (
+            isinstance(rng, (tuple, list))
+            and len(rng) == 2
+            and all(isinstance(v, (int, float)) for v in rng)
+            and np.isfinite(rng).all()
+            and rng[0] < 0 < rng[1]
+        ):
             raise ConfigurationError(f"parameters_range must be (low, high) with low < 0 < high; got {rng!r}")
 
     @available_if(_has_proba)
@@ -280,8 +337,19 @@ class LinearSVR(_LinearRegressor):
 
     _sklearn_class = sksvm.LinearSVR
 
-    def __init__(self, n_bits=8, epsilon=0.0, tol=1e-4, C=1.0, loss="epsilon_insensitive", fit_intercept=True,
-                 intercept_scaling=1.0, dual="auto", random_state=None, max_iter=1000):
+    def __init__(
+        self,
+        n_bits=8,
+        epsilon=0.0,
+        tol=1e-4,
+        C=1.0,
+        loss="epsilon_insensitive",
+        fit_intercept=True,
+        intercept_scaling=1.0,
+        dual="auto",
+        random_state=None,
+        max_iter=1000,
+    ):
         self.n_bits = n_bits
         self.epsilon = epsilon
         self.tol = tol
@@ -318,8 +386,18 @@ class Lasso(_LinearRegressor):
 
     _sklearn_class = sklm.Lasso
 
-    def __init__(self, n_bits=8, alpha=1.0, fit_intercept=True, precompute=False, max_iter=1000, tol=1e-4,
-                 positive=False, random_state=None, selection="cyclic"):
+    def __init__(
+        self,
+        n_bits=8,
+        alpha=1.0,
+        fit_intercept=True,
+        precompute=False,
+        max_iter=1000,
+        tol=1e-4,
+        positive=False,
+        random_state=None,
+        selection="cyclic",
+    ):
         self.n_bits = n_bits
         self.alpha = alpha
         self.fit_intercept = fit_intercept
@@ -352,8 +430,19 @@ class ElasticNet(_LinearRegressor):
 
     _sklearn_class = sklm.ElasticNet
 
-    def __init__(self, n_bits=8, alpha=1.0, l1_ratio=0.5, fit_intercept=True, precompute=False, max_iter=1000,
-                 tol=1e-4, positive=False, random_state=None, selection="cyclic"):
+    def __init__(
+        self,
+        n_bits=8,
+        alpha=1.0,
+        l1_ratio=0.5,
+        fit_intercept=True,
+        precompute=False,
+        max_iter=1000,
+        tol=1e-4,
+        positive=False,
+        random_state=None,
+        selection="cyclic",
+    ):
         self.n_bits = n_bits
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -387,10 +476,27 @@ class SGDRegressor(_LinearRegressor):
 
     _sklearn_class = sklm.SGDRegressor
 
-    def __init__(self, n_bits=8, loss="squared_error", penalty="l2", alpha=1e-4, l1_ratio=0.15, fit_intercept=True,
-                 max_iter=1000, tol=1e-3, shuffle=True, epsilon=0.1, random_state=None, learning_rate="invscaling",
-                 eta0=0.01, power_t=0.25, early_stopping=False, validation_fraction=0.1, n_iter_no_change=5,
-                 average=False):
+    def __init__(
+        self,
+        n_bits=8,
+        loss="squared_error",
+        penalty="l2",
+        alpha=1e-4,
+        l1_ratio=0.15,
+        fit_intercept=True,
+        max_iter=1000,
+        tol=1e-3,
+        shuffle=True,
+        epsilon=0.1,
+        random_state=None,
+        learning_rate="invscaling",
+        eta0=0.01,
+        power_t=0.25,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        average=False,
+    ):
         self.n_bits = n_bits
         self.loss = loss
         self.penalty = penalty
@@ -412,6 +518,14 @@ class SGDRegressor(_LinearRegressor):
 
 
 #: The linear family's estimators this module and qfhe.sklearn.glm add (see also qfhe.sklearn.linear)
-LINEAR_FAMILY = (LinearSVC, SGDClassifier, LinearSVR, Lasso, ElasticNet, SGDRegressor, PoissonRegressor,
-                 GammaRegressor, TweedieRegressor)
-
+LINEAR_FAMILY = (
+    LinearSVC,
+    SGDClassifier,
+    LinearSVR,
+    Lasso,
+    ElasticNet,
+    SGDRegressor,
+    PoissonRegressor,
+    GammaRegressor,
+    TweedieRegressor,
+)

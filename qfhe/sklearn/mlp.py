@@ -28,8 +28,17 @@ from qfhe.errors import ConfigurationError
 from qfhe.prune import prune_to_accumulator, reapply_masks, remove_masks
 
 #: Activation names and the torch modules they stand for (ReLU has a native Brevitas quantizer).
-ACTIVATIONS = {"relu": nn.ReLU, "relu6": nn.ReLU6, "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "gelu": nn.GELU, "silu": nn.SiLU,
-               "leaky_relu": nn.LeakyReLU, "elu": nn.ELU, "hardtanh": nn.Hardtanh}
+ACTIVATIONS = {
+    "relu": nn.ReLU,
+    "relu6": nn.ReLU6,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "gelu": nn.GELU,
+    "silu": nn.SiLU,
+    "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU,
+    "hardtanh": nn.Hardtanh,
+}
 
 
 def activation_class(activation) -> type:
@@ -46,7 +55,8 @@ def activation_class(activation) -> type:
         return activation
     raise ConfigurationError(
         f"activation_function must be one of {sorted(ACTIVATIONS)} or the torch class (e.g. torch.nn.ReLU), "
-        f"got {activation!r}")
+        f"got {activation!r}"
+    )
 
 
 class QuantMLP(nn.Module):
@@ -70,13 +80,21 @@ class QuantMLP(nn.Module):
     torch.Size([3, 2])
     """
 
-    def __init__(self, n_in: int, n_out: int, hidden_sizes, n_input_bits: int, n_w_bits: int, n_a_bits: int,
-                 activation="relu"):
+    def __init__(
+        self, n_in: int, n_out: int, hidden_sizes, n_input_bits: int, n_w_bits: int, n_a_bits: int, activation="relu"
+    ):
         super().__init__()
         #: the constructor's arguments: with ``state_dict()`` they rebuild the model (Brevitas modules
         #: themselves cannot be pickled)
-        self.spec = dict(n_in=n_in, n_out=n_out, hidden_sizes=tuple(hidden_sizes), n_input_bits=n_input_bits,
-                         n_w_bits=n_w_bits, n_a_bits=n_a_bits, activation=activation)
+        self.spec = dict(
+            n_in=n_in,
+            n_out=n_out,
+            hidden_sizes=tuple(hidden_sizes),
+            n_input_bits=n_input_bits,
+            n_w_bits=n_w_bits,
+            n_a_bits=n_a_bits,
+            activation=activation,
+        )
         act = activation_class(activation)
         # Standardised features are signed: a signed input quantizer spends codes on both sides.
         self.quant_in = qnn.QuantIdentity(bit_width=n_input_bits, return_quant_tensor=True)
@@ -115,8 +133,10 @@ def to_state(module: QuantMLP) -> dict:
     """
     # the widths the module has now: structured pruning shrinks layers after the spec was written
     hidden = tuple(m.out_features for m in module.layers if isinstance(m, nn.Linear))[:-1]
-    return {"spec": {**module.spec, "hidden_sizes": hidden},
-            "state_dict": {k: v.detach().clone() for k, v in module.state_dict().items()}}
+    return {
+        "spec": {**module.spec, "hidden_sizes": hidden},
+        "state_dict": {k: v.detach().clone() for k, v in module.state_dict().items()},
+    }
 
 
 def from_state(state: dict) -> QuantMLP:
@@ -135,9 +155,23 @@ def from_state(state: dict) -> QuantMLP:
     return module.eval()
 
 
-def train_module(module: nn.Module, X: np.ndarray, y: np.ndarray, loss_fn: Callable, *, lr: float, max_epochs: int,
-                 batch_size: int, weight_decay: float, seed: int, n_accum_bits: int | None, warmup: float,
-                 verbose: bool, desc: str = "training", sample_weight=None) -> list[dict]:
+def train_module(
+    module: nn.Module,
+    X: np.ndarray,
+    y: np.ndarray,
+    loss_fn: Callable,
+    *,
+    lr: float,
+    max_epochs: int,
+    batch_size: int,
+    weight_decay: float,
+    seed: int,
+    n_accum_bits: int | None,
+    warmup: float,
+    verbose: bool,
+    desc: str = "training",
+    sample_weight=None,
+) -> list[dict]:
     """AdamW with a cosine schedule; per-neuron accumulator masks fixed after ``warmup`` of the epochs.
 
     ``loss_fn`` may return one loss per sample (then ``sample_weight`` weights them) or their mean.
@@ -178,7 +212,7 @@ def train_module(module: nn.Module, X: np.ndarray, y: np.ndarray, loss_fn: Calla
         order = torch.randperm(n, generator=generator)
         losses = []
         for start in range(0, n, batch_size):
-            idx = order[start:start + batch_size]
+            idx = order[start : start + batch_size]
             if len(idx) < 2 and start > 0:  # BatchNorm cannot train on one sample
                 continue
             opt.zero_grad()
@@ -192,8 +226,14 @@ def train_module(module: nn.Module, X: np.ndarray, y: np.ndarray, loss_fn: Calla
             opt.step()
             reapply_masks(module)
             losses.append(float(loss.detach()))
-        history.append({"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": opt.param_groups[0]["lr"],
-                        "masked": mask_epoch is not None and epoch >= mask_epoch})
+        history.append(
+            {
+                "epoch": epoch + 1,
+                "loss": float(np.mean(losses)),
+                "lr": opt.param_groups[0]["lr"],
+                "masked": mask_epoch is not None and epoch >= mask_epoch,
+            }
+        )
         sched.step()
         bar.set_postfix(loss=f"{history[-1]['loss']:.4f}")
     if mask_epoch is not None and mask_epoch >= max_epochs:  # a warm-up as long as training: mask at the end

@@ -17,18 +17,25 @@ True
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.neighbors import KNeighborsClassifier as _SkKNN
 
 from qfhe.errors import ConfigurationError, InputValidationError, NotFittedError
 from qfhe.sklearn.base import ClientProbabilitiesMixin, FHEEstimatorMixin, check_class_labels
 from qfhe.validation import as_int
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.neighbors import KNeighborsClassifier as _SkKNN
 
 #: Largest training set a circuit is built for: the lookups grow about 4x as fast as the training
 #: set (one per sample plus the selection network), see the README's cost table.
 MAX_TRAINING_SAMPLES = 2048
-_METRICS = {("minkowski", 1): 1, ("minkowski", 2): 2, ("euclidean", None): 2, ("l2", None): 2,
-            ("manhattan", None): 1, ("l1", None): 1, ("cityblock", None): 1}
+_METRICS = {
+    ("minkowski", 1): 1,
+    ("minkowski", 2): 2,
+    ("euclidean", None): 2,
+    ("l2", None): 2,
+    ("manhattan", None): 1,
+    ("l1", None): 1,
+    ("cityblock", None): 1,
+}
 
 
 class KNeighborsClassifier(ClientProbabilitiesMixin, ClassifierMixin, FHEEstimatorMixin, BaseEstimator):
@@ -83,8 +90,20 @@ class KNeighborsClassifier(ClientProbabilitiesMixin, ClassifierMixin, FHEEstimat
     True
     """
 
-    def __init__(self, n_neighbors=5, *, weights="uniform", algorithm="auto", leaf_size=30, p=2,
-                 metric="minkowski", metric_params=None, n_jobs=None, n_bits=3, distance_bits=8):
+    def __init__(
+        self,
+        n_neighbors=5,
+        *,
+        weights="uniform",
+        algorithm="auto",
+        leaf_size=30,
+        p=2,
+        metric="minkowski",
+        metric_params=None,
+        n_jobs=None,
+        n_bits=3,
+        distance_bits=8,
+    ):
         self.n_neighbors = n_neighbors
         self.weights = weights
         self.algorithm = algorithm
@@ -101,15 +120,18 @@ class KNeighborsClassifier(ClientProbabilitiesMixin, ClassifierMixin, FHEEstimat
 
     def _distance_p(self) -> int:
         if self.weights != "uniform":
-            raise ConfigurationError(f"KNeighborsClassifier: weights={self.weights!r} is not supported; the circuit "
-                                     "returns the neighbours' classes, never their distances: use weights='uniform'")
+            raise ConfigurationError(
+                f"KNeighborsClassifier: weights={self.weights!r} is not supported; the circuit "
+                "returns the neighbours' classes, never their distances: use weights='uniform'"
+            )
         if self.metric_params:
             raise ConfigurationError("KNeighborsClassifier: metric_params is not supported; leave it None")
         key = (self.metric, self.p if self.metric == "minkowski" else None)
         if key not in _METRICS:
             raise ConfigurationError(
                 f"KNeighborsClassifier: metric={self.metric!r} (p={self.p!r}) is not supported; use the Euclidean "
-                "(metric='minkowski', p=2) or Manhattan (p=1) distance, which the circuit computes without lookups")
+                "(metric='minkowski', p=2) or Manhattan (p=1) distance, which the circuit computes without lookups"
+            )
         return _METRICS[key]
 
     def fit(self, X, y):
@@ -149,13 +171,16 @@ class KNeighborsClassifier(ClientProbabilitiesMixin, ClassifierMixin, FHEEstimat
         n_bits = as_int("n_bits", self.n_bits, 2, 6)
         distance_bits = as_int("distance_bits", self.distance_bits, 2, 12)
         if k > len(X):
-            raise InputValidationError(f"KNeighborsClassifier.fit: n_neighbors={k} is larger than the {len(X)} "
-                                       "training samples; lower n_neighbors")
+            raise InputValidationError(
+                f"KNeighborsClassifier.fit: n_neighbors={k} is larger than the {len(X)} "
+                "training samples; lower n_neighbors"
+            )
         if len(X) > MAX_TRAINING_SAMPLES:
             raise ConfigurationError(
                 f"KNeighborsClassifier.fit: {len(X)} training samples; the circuit makes about 4 lookups per sample "
                 f"and is built for at most {MAX_TRAINING_SAMPLES}: fit on a subsample (or per-class prototypes, "
-                "e.g. KMeans centroids)")
+                "e.g. KMeans centroids)"
+            )
         knn = build_knn(X, labels, len(self.classes_), k, n_bits, distance_bits, p)
         self.sklearn_model_ = model
         self.fit_X_, self.n_lookups_, self._corners = X, knn.n_lookups, knn.corners
@@ -163,10 +188,18 @@ class KNeighborsClassifier(ClientProbabilitiesMixin, ClassifierMixin, FHEEstimat
         encoded = apply_preprocess(knn.spec, calibration)
         planned, info = plan_rounding(knn.graph, encoded, None)
         codes = _subsample(evaluate("quant", [encoded], knn.graph["bits"].attrs))
-        settings = {"n_bits": n_bits, "rounding": None, "per_channel": False, "bitwidth_method": "calibration",
-                    "calibration_margin": 0.0, "qat": False, "distance_bits": distance_bits}
-        self.quantized_module_ = QuantizedModule(knn.graph, knn.graph, planned, info, (X.shape[1],), settings, codes,
-                                                 [knn.spec])
+        settings = {
+            "n_bits": n_bits,
+            "rounding": None,
+            "per_channel": False,
+            "bitwidth_method": "calibration",
+            "calibration_margin": 0.0,
+            "qat": False,
+            "distance_bits": distance_bits,
+        }
+        self.quantized_module_ = QuantizedModule(
+            knn.graph, knn.graph, planned, info, (X.shape[1],), settings, codes, [knn.spec]
+        )
         return self
 
     def _compile_inputset(self, X: np.ndarray) -> np.ndarray:
@@ -205,8 +238,10 @@ class KNeighborsClassifier(ClientProbabilitiesMixin, ClassifierMixin, FHEEstimat
         (3, True)
         """
         if type(sklearn_model) is not _SkKNN:
-            raise ConfigurationError("KNeighborsClassifier.from_sklearn_model takes a fitted "
-                                     f"sklearn.neighbors.KNeighborsClassifier, got {type(sklearn_model).__name__}")
+            raise ConfigurationError(
+                "KNeighborsClassifier.from_sklearn_model takes a fitted "
+                f"sklearn.neighbors.KNeighborsClassifier, got {type(sklearn_model).__name__}"
+            )
         if not hasattr(sklearn_model, "classes_"):
             raise NotFittedError("KNeighborsClassifier is not fitted; call fit first")
         params = {k: v for k, v in sklearn_model.get_params().items() if k in cls._get_param_names()}
@@ -215,8 +250,10 @@ class KNeighborsClassifier(ClientProbabilitiesMixin, ClassifierMixin, FHEEstimat
         X = est._validate_X(np.asarray(sklearn_model._fit_X), "from_sklearn_model", reset=True)
         y = np.asarray(sklearn_model._y)
         if y.ndim != 1:
-            raise ConfigurationError("KNeighborsClassifier.from_sklearn_model: the model was fitted on several "
-                                     "targets; fit one model per target")
+            raise ConfigurationError(
+                "KNeighborsClassifier.from_sklearn_model: the model was fitted on several "
+                "targets; fit one model per target"
+            )
         est.classes_ = np.asarray(sklearn_model.classes_)
         return est._build(X, y.astype(np.int64), p, sklearn_model)
 

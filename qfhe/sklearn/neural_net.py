@@ -21,13 +21,13 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.special import softmax
-from sklearn.base import ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
 from torch import nn
 
 from qfhe.sklearn.base import accuracy, check_class_labels, label_indices
 from qfhe.sklearn.defaults import MIN_STEPS
 from qfhe.sklearn.nn_base import PruneReport, _NeuralNetBase
+from sklearn.base import ClassifierMixin, RegressorMixin
 
 __all__ = ["NeuralNetClassifier", "NeuralNetRegressor", "PruneReport"]
 
@@ -110,13 +110,44 @@ class NeuralNetClassifier(ClassifierMixin, _NeuralNetBase):
     _min_steps = MIN_STEPS  # max_epochs="auto" (see qfhe.sklearn.defaults)
     _fitted_state = ("scaler_", "classes_", "n_features_in_", "n_accum_bits_")
 
-    def __init__(self, n_layers=3, n_hidden_neurons_multiplier=0.5, hidden_sizes=None, activation_function="relu",
-                 n_input_bits=4, n_w_bits=2, n_a_bits=2, n_accum_bits="auto", lr=0.01, max_epochs="auto", batch_size=32,
-                 weight_decay=0.01, random_state=None, verbose=False, rounding_threshold_bits=None,
-                 pruning_warmup=0.5, class_weight=None):
-        super().__init__(n_layers, n_hidden_neurons_multiplier, hidden_sizes, activation_function, n_input_bits,
-                         n_w_bits, n_a_bits, n_accum_bits, lr, max_epochs, batch_size, weight_decay, random_state,
-                         verbose, rounding_threshold_bits, pruning_warmup)
+    def __init__(
+        self,
+        n_layers=3,
+        n_hidden_neurons_multiplier=0.5,
+        hidden_sizes=None,
+        activation_function="relu",
+        n_input_bits=4,
+        n_w_bits=2,
+        n_a_bits=2,
+        n_accum_bits="auto",
+        lr=0.01,
+        max_epochs="auto",
+        batch_size=32,
+        weight_decay=0.01,
+        random_state=None,
+        verbose=False,
+        rounding_threshold_bits=None,
+        pruning_warmup=0.5,
+        class_weight=None,
+    ):
+        super().__init__(
+            n_layers,
+            n_hidden_neurons_multiplier,
+            hidden_sizes,
+            activation_function,
+            n_input_bits,
+            n_w_bits,
+            n_a_bits,
+            n_accum_bits,
+            lr,
+            max_epochs,
+            batch_size,
+            weight_decay,
+            random_state,
+            verbose,
+            rounding_threshold_bits,
+            pruning_warmup,
+        )
         self.class_weight = class_weight
 
     def decision_function(self, X, fhe: str = "disable") -> np.ndarray:
@@ -264,8 +295,12 @@ class NeuralNetRegressor(RegressorMixin, _NeuralNetBase):
 
     def _client_postprocessing(self) -> dict:
         """What a deployed client does with the decrypted outputs (plain data, see qfhe.deploy.processing)."""
-        return {"kind": "regressor", "mean": np.asarray(self.y_mean_), "scale": np.asarray(self.y_scale_),
-                "shape": [int(d) for d in self.y_shape_]}
+        return {
+            "kind": "regressor",
+            "mean": np.asarray(self.y_mean_),
+            "scale": np.asarray(self.y_scale_),
+            "shape": [int(d) for d in self.y_shape_],
+        }
 
     def score(self, X, y, sample_weight=None, fhe: str = "disable") -> float:
         """R² in an FHE mode.

@@ -16,7 +16,6 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, clone
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils import check_random_state
 from torch import nn
@@ -29,10 +28,17 @@ from qfhe.quant.config import parse_rounding
 from qfhe.quant.preprocess import standardize_spec
 from qfhe.report import Table
 from qfhe.sklearn.base import FHEEstimatorMixin, fit_scaler
-from qfhe.sklearn.defaults import (AUTO_ROUNDING_SAMPLES, MAX_EPOCHS, MIN_EPOCHS, MIN_WIDTH, OUTPUT_WIDTH,
-                                   resolve_accum_bits)
+from qfhe.sklearn.defaults import (
+    AUTO_ROUNDING_SAMPLES,
+    MAX_EPOCHS,
+    MIN_EPOCHS,
+    MIN_WIDTH,
+    OUTPUT_WIDTH,
+    resolve_accum_bits,
+)
 from qfhe.sklearn.mlp import QuantMLP, activation_class, from_state, to_state, train_module
 from qfhe.validation import as_bool, as_float, as_int
+from sklearn.base import BaseEstimator, clone
 
 
 class PruneReport(Table):
@@ -54,10 +60,25 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
 
     # Defaults chosen by measurement (benchmarks/builtin_nn.py, README "Built-in estimators"): within
     # 2 points of scikit-learn on most tabular sets; on digits 0.98 with 128 lookups of at most 7 bits.
-    def __init__(self, n_layers=3, n_hidden_neurons_multiplier=0.5, hidden_sizes=None, activation_function="relu",
-                 n_input_bits=4, n_w_bits=2, n_a_bits=2, n_accum_bits="auto", lr=0.01, max_epochs="auto", batch_size=32,
-                 weight_decay=0.01, random_state=None, verbose=False, rounding_threshold_bits=None,
-                 pruning_warmup=0.5):
+    def __init__(
+        self,
+        n_layers=3,
+        n_hidden_neurons_multiplier=0.5,
+        hidden_sizes=None,
+        activation_function="relu",
+        n_input_bits=4,
+        n_w_bits=2,
+        n_a_bits=2,
+        n_accum_bits="auto",
+        lr=0.01,
+        max_epochs="auto",
+        batch_size=32,
+        weight_decay=0.01,
+        random_state=None,
+        verbose=False,
+        rounding_threshold_bits=None,
+        pruning_warmup=0.5,
+    ):
         self.n_layers = n_layers
         self.n_hidden_neurons_multiplier = n_hidden_neurons_multiplier
         self.hidden_sizes = hidden_sizes
@@ -90,7 +111,8 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
             sizes = tuple(self.hidden_sizes) if not isinstance(self.hidden_sizes, numbers.Integral) else None
             if sizes is None or any(not isinstance(h, numbers.Integral) or h < 1 for h in sizes):
                 raise ConfigurationError(
-                    f"hidden_sizes must be a sequence of positive ints (one per hidden layer), got {self.hidden_sizes!r}")
+                    f"hidden_sizes must be a sequence of positive ints (one per hidden layer), got {self.hidden_sizes!r}"
+                )
             return tuple(int(h) for h in sizes)
         n_layers = as_int("n_layers", self.n_layers, 1, 64)
         mult = as_float("n_hidden_neurons_multiplier", self.n_hidden_neurons_multiplier, 0.0, 1e4)
@@ -103,8 +125,9 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         as_int("n_a_bits", self.n_a_bits, 1, 8)
         if isinstance(self.n_accum_bits, str):
             if self.n_accum_bits.lower() != "auto":
-                raise ConfigurationError(f"n_accum_bits must be 'auto', an int from 2 to 16, or None for no bound, "
-                                         f"got {self.n_accum_bits!r}")
+                raise ConfigurationError(
+                    f"n_accum_bits must be 'auto', an int from 2 to 16, or None for no bound, got {self.n_accum_bits!r}"
+                )
         elif self.n_accum_bits is not None:
             as_int("n_accum_bits", self.n_accum_bits, 2, 16, "'auto', an int from 2 to 16, or None for no bound")
         as_float("lr", self.lr, 0.0, 10.0)
@@ -145,19 +168,32 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         from sklearn.pipeline import make_pipeline
 
         acts = {"relu": "relu", "tanh": "tanh", "sigmoid": "logistic"}
-        name = self.activation_function if isinstance(self.activation_function, str) else \
-            activation_class(self.activation_function).__name__.lower()
+        name = (
+            self.activation_function
+            if isinstance(self.activation_function, str)
+            else activation_class(self.activation_function).__name__.lower()
+        )
         cls = MLPClassifier if self._classifier else MLPRegressor
-        mlp = cls(hidden_layer_sizes=self._hidden(X.shape[1], len(self.classes_) if self._classifier else
-                                                  int(np.prod(self.y_shape_) or 1)),
-                  activation=acts.get(name, "relu"), learning_rate_init=self.lr, batch_size=self.batch_size,
-                  max_iter=self._epochs(len(X)), alpha=self.weight_decay, random_state=self._seed())
+        mlp = cls(
+            hidden_layer_sizes=self._hidden(
+                X.shape[1], len(self.classes_) if self._classifier else int(np.prod(self.y_shape_) or 1)
+            ),
+            activation=acts.get(name, "relu"),
+            learning_rate_init=self.lr,
+            batch_size=self.batch_size,
+            max_iter=self._epochs(len(X)),
+            alpha=self.weight_decay,
+            random_state=self._seed(),
+        )
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*Maximum iterations")  # the same epochs as ours
             if sample_weight is None:
                 return make_pipeline(StandardScaler(), mlp).fit(X, y)
-            return make_pipeline(StandardScaler(), mlp).fit(X, y, mlpclassifier__sample_weight=sample_weight) \
-                if self._classifier else make_pipeline(StandardScaler(), mlp).fit(X, y, mlpregressor__sample_weight=sample_weight)
+            return (
+                make_pipeline(StandardScaler(), mlp).fit(X, y, mlpclassifier__sample_weight=sample_weight)
+                if self._classifier
+                else make_pipeline(StandardScaler(), mlp).fit(X, y, mlpregressor__sample_weight=sample_weight)
+            )
 
     def _seed(self) -> int:
         return int(check_random_state(self.random_state).randint(0, 2**31 - 1))
@@ -204,19 +240,40 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         seed = self._seed()
         with torch.random.fork_rng():  # seeded weights without touching the caller's generator
             torch.manual_seed(seed)
-            module = QuantMLP(X.shape[1], n_out, self._hidden(X.shape[1], n_out), self.n_input_bits, self.n_w_bits,
-                              self.n_a_bits, self.activation_function)
+            module = QuantMLP(
+                X.shape[1],
+                n_out,
+                self._hidden(X.shape[1], n_out),
+                self.n_input_bits,
+                self.n_w_bits,
+                self.n_a_bits,
+                self.activation_function,
+            )
         # an impossible or collapsing bound fails now, not after the warm-up
         self.n_accum_bits_ = resolve_accum_bits(
-            self.n_accum_bits, module, Xs[:2],
-            f"n_w_bits={self.n_w_bits}, n_a_bits={self.n_a_bits}, n_input_bits={self.n_input_bits}")
+            self.n_accum_bits,
+            module,
+            Xs[:2],
+            f"n_w_bits={self.n_w_bits}, n_a_bits={self.n_a_bits}, n_input_bits={self.n_input_bits}",
+        )
         if self.n_accum_bits_ is not None:
             prune_to_accumulator(module, self.n_accum_bits_, example_input=Xs[:2])
-        self.history_ = train_module(module, Xs, targets, self._loss, lr=self.lr, max_epochs=self._epochs(len(X)),
-                                     sample_weight=weights,
-                                     batch_size=self.batch_size, weight_decay=self.weight_decay, seed=seed,
-                                     n_accum_bits=self.n_accum_bits_, warmup=self.pruning_warmup,
-                                     verbose=self.verbose, desc=f"{type(self).__name__}.fit")
+        self.history_ = train_module(
+            module,
+            Xs,
+            targets,
+            self._loss,
+            lr=self.lr,
+            max_epochs=self._epochs(len(X)),
+            sample_weight=weights,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            seed=seed,
+            n_accum_bits=self.n_accum_bits_,
+            warmup=self.pruning_warmup,
+            verbose=self.verbose,
+            desc=f"{type(self).__name__}.fit",
+        )
         self.module_ = module
         self.quantized_module_ = self._quantize(X, targets)
         return self
@@ -236,14 +293,27 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         with warnings.catch_warnings():
             # constant standardised features are normal in tabular data (and were already fitted around)
             warnings.filterwarnings("ignore", message=".*never vary in the inputset")
-            qm = quantize_brevitas_qat_model(self.module_, self.scaler_.transform(X),
-                                             rounding_threshold_bits="auto" if kw else self.rounding_threshold_bits,
-                                             **kw)
+            qm = quantize_brevitas_qat_model(
+                self.module_,
+                self.scaler_.transform(X),
+                rounding_threshold_bits="auto" if kw else self.rounding_threshold_bits,
+                **kw,
+            )
         qm.preprocess = [standardize_spec(self.scaler_.mean_, self.scaler_.scale_)]
         return qm
 
-    def compile(self, X, p_error=None, global_p_error=None, configuration=None, simulate_batch_size: int = 64,
-                bitwidth_method: str = "calibration", calibration_margin: float = 0.0, X_val=None, y_val=None):
+    def compile(
+        self,
+        X,
+        p_error=None,
+        global_p_error=None,
+        configuration=None,
+        simulate_batch_size: int = 64,
+        bitwidth_method: str = "calibration",
+        calibration_margin: float = 0.0,
+        X_val=None,
+        y_val=None,
+    ):
         """As :meth:`qfhe.sklearn.base.FHEEstimatorMixin.compile`; with ``rounding_threshold_bits="auto"``,
         ``X_val, y_val`` (held-out data) re-run the rounding search on them before compiling.
 
@@ -263,10 +333,12 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
                 raise ConfigurationError("give both X_val and y_val")
             self._check_fitted()
             Xv, yv = self._validate_Xy(X_val, y_val, "compile", multi_output=not self._classifier, reset=False)
-            self.quantized_module_ = self._quantize(self._checked(X, "compile"), self._targets_for(yv, "compile")
-                                                    .numpy(), Xv)
-        return super().compile(X, p_error, global_p_error, configuration, simulate_batch_size, bitwidth_method,
-                               calibration_margin)
+            self.quantized_module_ = self._quantize(
+                self._checked(X, "compile"), self._targets_for(yv, "compile").numpy(), Xv
+            )
+        return super().compile(
+            X, p_error, global_p_error, configuration, simulate_batch_size, bitwidth_method, calibration_margin
+        )
 
     def _forward(self, X, fhe: str, where: str) -> np.ndarray:
         with warnings.catch_warnings():
@@ -317,7 +389,8 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         ratio = as_float("n_prune_neurons_percentage", n_prune_neurons_percentage, 0.0, 1.0, closed=True)
         if ratio >= 1.0:
             raise ConfigurationError(
-                f"n_prune_neurons_percentage must be in [0, 1), got {ratio!r}: removing every neuron leaves no model")
+                f"n_prune_neurons_percentage must be in [0, 1), got {ratio!r}: removing every neuron leaves no model"
+            )
         epochs = max(1, self._epochs(len(X)) // 2) if max_epochs is None else as_int("max_epochs", max_epochs, 1)
         Xv, yv = self._validate_Xy(X, y, "prune", multi_output=not self._classifier, reset=False)
         targets = self._targets_for(yv, "prune")
@@ -328,14 +401,27 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
         small.hidden_sizes = tuple(m.out_features for m in module.layers if isinstance(m, nn.Linear))[:-1]
         for name in self._fitted_state:
             setattr(small, name, getattr(self, name))
-        small.history_ = train_module(module, Xs, targets, self._loss, lr=self.lr, max_epochs=epochs, sample_weight=weights,
-                                      batch_size=self.batch_size, weight_decay=self.weight_decay, seed=self._seed(),
-                                      n_accum_bits=self.n_accum_bits_, warmup=0.0, verbose=self.verbose,
-                                      desc=f"{type(self).__name__}.prune")
+        small.history_ = train_module(
+            module,
+            Xs,
+            targets,
+            self._loss,
+            lr=self.lr,
+            max_epochs=epochs,
+            sample_weight=weights,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            seed=self._seed(),
+            n_accum_bits=self.n_accum_bits_,
+            warmup=0.0,
+            verbose=self.verbose,
+            desc=f"{type(self).__name__}.prune",
+        )
         small.module_ = module
         small.quantized_module_ = small._quantize(Xv, targets.numpy())
-        small.pruning_report_ = PruneReport([est._summary(name, Xv, yv) for name, est in
-                                             (("before", self), ("after", small))])
+        small.pruning_report_ = PruneReport(
+            [est._summary(name, Xv, yv) for name, est in (("before", self), ("after", small))]
+        )
         if self.verbose:
             print(small.pruning_report_)
         return small
@@ -343,8 +429,12 @@ class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
     def _summary(self, name: str, X, y) -> dict:
         rows = self.quantized_module_.bitwidth_report()
         hidden = sum(m.out_features for m in self.module_.layers if isinstance(m, nn.Linear)) - self._n_outputs()
-        return {"model": name, "hidden_neurons": hidden, "score": round(float(self.score(X, y)), 4),
-                "max_acc_bits": max(r["acc_bits"] for r in rows)}
+        return {
+            "model": name,
+            "hidden_neurons": hidden,
+            "score": round(float(self.score(X, y)), 4),
+            "max_acc_bits": max(r["acc_bits"] for r in rows),
+        }
 
     def _n_outputs(self) -> int:
         return self.module_.layers[-1].out_features

@@ -47,9 +47,24 @@ max_features, random_state, max_leaf_nodes, min_impurity_decrease, class_weight,
 
     _library = "sklearn.tree.DecisionTreeClassifier"
 
-    def __init__(self, *, n_bits=6, criterion="gini", splitter="best", max_depth=None, min_samples_split=2,
-                 min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=None, random_state=None,
-                 max_leaf_nodes=None, min_impurity_decrease=0.0, class_weight=None, ccp_alpha=0.0, monotonic_cst=None):
+    def __init__(
+        self,
+        *,
+        n_bits=6,
+        criterion="gini",
+        splitter="best",
+        max_depth=None,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        min_weight_fraction_leaf=0.0,
+        max_features=None,
+        random_state=None,
+        max_leaf_nodes=None,
+        min_impurity_decrease=0.0,
+        class_weight=None,
+        ccp_alpha=0.0,
+        monotonic_cst=None,
+    ):
         _store(self, locals())
 
 
@@ -70,9 +85,23 @@ class DecisionTreeRegressor(_TreeRegressor):
 
     _library = "sklearn.tree.DecisionTreeRegressor"
 
-    def __init__(self, *, n_bits=6, criterion="squared_error", splitter="best", max_depth=None, min_samples_split=2,
-                 min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=None, random_state=None,
-                 max_leaf_nodes=None, min_impurity_decrease=0.0, ccp_alpha=0.0, monotonic_cst=None):
+    def __init__(
+        self,
+        *,
+        n_bits=6,
+        criterion="squared_error",
+        splitter="best",
+        max_depth=None,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        min_weight_fraction_leaf=0.0,
+        max_features=None,
+        random_state=None,
+        max_leaf_nodes=None,
+        min_impurity_decrease=0.0,
+        ccp_alpha=0.0,
+        monotonic_cst=None,
+    ):
         _store(self, locals())
 
 
@@ -94,10 +123,30 @@ class RandomForestClassifier(_TreeClassifier):
 
     _library = "sklearn.ensemble.RandomForestClassifier"
 
-    def __init__(self, n_estimators=20, *, n_bits=6, criterion="gini", max_depth=4, min_samples_split=2,
-                 min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features="sqrt", max_leaf_nodes=None,
-                 min_impurity_decrease=0.0, bootstrap=True, oob_score=False, n_jobs=None, random_state=None, verbose=0,
-                 warm_start=False, class_weight=None, ccp_alpha=0.0, max_samples=None, monotonic_cst=None):
+    def __init__(
+        self,
+        n_estimators=20,
+        *,
+        n_bits=6,
+        criterion="gini",
+        max_depth=4,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        min_weight_fraction_leaf=0.0,
+        max_features="sqrt",
+        max_leaf_nodes=None,
+        min_impurity_decrease=0.0,
+        bootstrap=True,
+        oob_score=False,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        class_weight=None,
+        ccp_alpha=0.0,
+        max_samples=None,
+        monotonic_cst=None,
+    ):
         _store(self, locals())
 
 
@@ -118,10 +167,29 @@ class RandomForestRegressor(_TreeRegressor):
 
     _library = "sklearn.ensemble.RandomForestRegressor"
 
-    def __init__(self, n_estimators=20, *, n_bits=6, criterion="squared_error", max_depth=4, min_samples_split=2,
-                 min_samples_leaf=1, min_weight_fraction_leaf=0.0, max_features=1.0, max_leaf_nodes=None,
-                 min_impurity_decrease=0.0, bootstrap=True, oob_score=False, n_jobs=None, random_state=None, verbose=0,
-                 warm_start=False, ccp_alpha=0.0, max_samples=None, monotonic_cst=None):
+    def __init__(
+        self,
+        n_estimators=20,
+        *,
+        n_bits=6,
+        criterion="squared_error",
+        max_depth=4,
+        min_samples_split=2,
+        min_samples_leaf=1,
+        min_weight_fraction_leaf=0.0,
+        max_features=1.0,
+        max_leaf_nodes=None,
+        min_impurity_decrease=0.0,
+        bootstrap=True,
+        oob_score=False,
+        n_jobs=None,
+        random_state=None,
+        verbose=0,
+        warm_start=False,
+        ccp_alpha=0.0,
+        max_samples=None,
+        monotonic_cst=None,
+    ):
         _store(self, locals())
 
 
@@ -145,11 +213,33 @@ class XGBClassifier(_XGBParams, _MarginClassifier):
 
     _library = "xgboost.XGBClassifier"
 
-    def __init__(self, *, n_bits=6, n_estimators=20, max_depth=3, learning_rate=None, objective=None, n_jobs=None,
-                 gamma=None, min_child_weight=None, max_delta_step=None, subsample=None, colsample_bytree=None,
-                 colsample_bylevel=None, colsample_bynode=None, reg_alpha=None, reg_lambda=None, base_score=None,
-                 random_state=None, num_parallel_tree=None, max_leaves=None, max_bin=None, grow_policy=None,
-                 tree_method=None, verbosity=None):
+    def __init__(
+        self,
+        *,
+        n_bits=6,
+        n_estimators=20,
+        max_depth=3,
+        learning_rate=None,
+        objective=None,
+        n_jobs=None,
+        gamma=None,
+        min_child_weight=None,
+        max_delta_step=None,
+        subsample=None,
+        colsample_bytree=None,
+        colsample_bylevel=None,
+        colsample_bynode=None,
+        reg_alpha=None,
+        reg_lambda=None,
+        base_score=None,
+        random_state=None,
+        num_parallel_tree=None,
+        max_leaves=None,
+        max_bin=None,
+        grow_policy=None,
+        tree_method=None,
+        verbosity=None,
+    ):
         _store(self, locals())
 
 
@@ -170,11 +260,33 @@ class XGBRegressor(_XGBParams, _TreeRegressor):
 
     _library = "xgboost.XGBRegressor"
 
-    def __init__(self, *, n_bits=6, n_estimators=20, max_depth=3, learning_rate=None, objective=None, n_jobs=None,
-                 gamma=None, min_child_weight=None, max_delta_step=None, subsample=None, colsample_bytree=None,
-                 colsample_bylevel=None, colsample_bynode=None, reg_alpha=None, reg_lambda=None, base_score=None,
-                 random_state=None, num_parallel_tree=None, max_leaves=None, max_bin=None, grow_policy=None,
-                 tree_method=None, verbosity=None):
+    def __init__(
+        self,
+        *,
+        n_bits=6,
+        n_estimators=20,
+        max_depth=3,
+        learning_rate=None,
+        objective=None,
+        n_jobs=None,
+        gamma=None,
+        min_child_weight=None,
+        max_delta_step=None,
+        subsample=None,
+        colsample_bytree=None,
+        colsample_bylevel=None,
+        colsample_bynode=None,
+        reg_alpha=None,
+        reg_lambda=None,
+        base_score=None,
+        random_state=None,
+        num_parallel_tree=None,
+        max_leaves=None,
+        max_bin=None,
+        grow_policy=None,
+        tree_method=None,
+        verbosity=None,
+    ):
         _store(self, locals())
 
 
@@ -197,11 +309,31 @@ class GradientBoostingClassifier(_MarginClassifier):
     _library = "sklearn.ensemble.GradientBoostingClassifier"
     _link = "margin"
 
-    def __init__(self, *, n_bits=6, loss="log_loss", learning_rate=0.1, n_estimators=20, subsample=1.0,
-                 criterion="friedman_mse", min_samples_split=2, min_samples_leaf=1, min_weight_fraction_leaf=0.0,
-                 max_depth=3, min_impurity_decrease=0.0, init=None, random_state=None, max_features=None, verbose=0,
-                 max_leaf_nodes=None, warm_start=False, validation_fraction=0.1, n_iter_no_change=None, tol=1e-4,
-                 ccp_alpha=0.0):
+    def __init__(
+        self,
+        *,
+        n_bits=6,
+        loss="log_loss",
+        learning_rate=0.1,
+        n_estimators=20,
+        subsample=1.0,
+        criterion="friedman_mse",
+        min_samples_split=2,
+        min_samples_leaf=1,
+        min_weight_fraction_leaf=0.0,
+        max_depth=3,
+        min_impurity_decrease=0.0,
+        init=None,
+        random_state=None,
+        max_features=None,
+        verbose=0,
+        max_leaf_nodes=None,
+        warm_start=False,
+        validation_fraction=0.1,
+        n_iter_no_change=None,
+        tol=1e-4,
+        ccp_alpha=0.0,
+    ):
         _store(self, locals())
 
 
@@ -222,11 +354,32 @@ class GradientBoostingRegressor(_TreeRegressor):
     _library = "sklearn.ensemble.GradientBoostingRegressor"
     _link = "margin"
 
-    def __init__(self, *, n_bits=6, loss="squared_error", learning_rate=0.1, n_estimators=20, subsample=1.0,
-                 criterion="friedman_mse", min_samples_split=2, min_samples_leaf=1, min_weight_fraction_leaf=0.0,
-                 max_depth=3, min_impurity_decrease=0.0, init=None, random_state=None, max_features=None, alpha=0.9,
-                 verbose=0, max_leaf_nodes=None, warm_start=False, validation_fraction=0.1, n_iter_no_change=None,
-                 tol=1e-4, ccp_alpha=0.0):
+    def __init__(
+        self,
+        *,
+        n_bits=6,
+        loss="squared_error",
+        learning_rate=0.1,
+        n_estimators=20,
+        subsample=1.0,
+        criterion="friedman_mse",
+        min_samples_split=2,
+        min_samples_leaf=1,
+        min_weight_fraction_leaf=0.0,
+        max_depth=3,
+        min_impurity_decrease=0.0,
+        init=None,
+        random_state=None,
+        max_features=None,
+        alpha=0.9,
+        verbose=0,
+        max_leaf_nodes=None,
+        warm_start=False,
+        validation_fraction=0.1,
+        n_iter_no_change=None,
+        tol=1e-4,
+        ccp_alpha=0.0,
+    ):
         _store(self, locals())
 
 
@@ -248,11 +401,32 @@ class HistGradientBoostingClassifier(_MarginClassifier):
     _library = "sklearn.ensemble.HistGradientBoostingClassifier"
     _link = "margin"
 
-    def __init__(self, *, n_bits=6, loss="log_loss", learning_rate=0.1, max_iter=20, max_leaf_nodes=31, max_depth=3,
-                 min_samples_leaf=20, l2_regularization=0.0, max_features=1.0, max_bins=255, categorical_features=None,
-                 monotonic_cst=None, interaction_cst=None, warm_start=False, early_stopping="auto", scoring="loss",
-                 validation_fraction=0.1, n_iter_no_change=10, tol=1e-7, verbose=0, random_state=None,
-                 class_weight=None):
+    def __init__(
+        self,
+        *,
+        n_bits=6,
+        loss="log_loss",
+        learning_rate=0.1,
+        max_iter=20,
+        max_leaf_nodes=31,
+        max_depth=3,
+        min_samples_leaf=20,
+        l2_regularization=0.0,
+        max_features=1.0,
+        max_bins=255,
+        categorical_features=None,
+        monotonic_cst=None,
+        interaction_cst=None,
+        warm_start=False,
+        early_stopping="auto",
+        scoring="loss",
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-7,
+        verbose=0,
+        random_state=None,
+        class_weight=None,
+    ):
         _store(self, locals())
 
 
@@ -274,15 +448,45 @@ class HistGradientBoostingRegressor(_TreeRegressor):
     _library = "sklearn.ensemble.HistGradientBoostingRegressor"
     _link = "margin"
 
-    def __init__(self, *, n_bits=6, loss="squared_error", quantile=None, learning_rate=0.1, max_iter=20,
-                 max_leaf_nodes=31, max_depth=3, min_samples_leaf=20, l2_regularization=0.0, max_features=1.0,
-                 max_bins=255, categorical_features=None, monotonic_cst=None, interaction_cst=None, warm_start=False,
-                 early_stopping="auto", scoring="loss", validation_fraction=0.1, n_iter_no_change=10, tol=1e-7,
-                 verbose=0, random_state=None):
+    def __init__(
+        self,
+        *,
+        n_bits=6,
+        loss="squared_error",
+        quantile=None,
+        learning_rate=0.1,
+        max_iter=20,
+        max_leaf_nodes=31,
+        max_depth=3,
+        min_samples_leaf=20,
+        l2_regularization=0.0,
+        max_features=1.0,
+        max_bins=255,
+        categorical_features=None,
+        monotonic_cst=None,
+        interaction_cst=None,
+        warm_start=False,
+        early_stopping="auto",
+        scoring="loss",
+        validation_fraction=0.1,
+        n_iter_no_change=10,
+        tol=1e-7,
+        verbose=0,
+        random_state=None,
+    ):
         _store(self, locals())
 
 
 #: every tree estimator (``from_sklearn_model`` names the right one for a model of another class)
-TREE_ESTIMATORS = (DecisionTreeClassifier, DecisionTreeRegressor, RandomForestClassifier, RandomForestRegressor,
-            XGBClassifier, XGBRegressor, GradientBoostingClassifier, GradientBoostingRegressor,
-            HistGradientBoostingClassifier, HistGradientBoostingRegressor)
+TREE_ESTIMATORS = (
+    DecisionTreeClassifier,
+    DecisionTreeRegressor,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    XGBClassifier,
+    XGBRegressor,
+    GradientBoostingClassifier,
+    GradientBoostingRegressor,
+    HistGradientBoostingClassifier,
+    HistGradientBoostingRegressor,
+)

@@ -23,7 +23,6 @@ Examples
 from __future__ import annotations
 
 import numpy as np
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.metrics import r2_score
 from sklearn.utils.validation import _check_sample_weight
 
@@ -32,6 +31,7 @@ from qfhe.sklearn.base import ClientProbabilitiesMixin, FHEEstimatorMixin, check
 from qfhe.trees.ensemble import read_ensemble
 from qfhe.trees.lower import quantize_ensemble
 from qfhe.validation import as_int
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 
 
 def _library_class(path: str):
@@ -40,8 +40,9 @@ def _library_class(path: str):
         try:
             import xgboost
         except ImportError as exc:  # an optional dependency
-            raise ConfigurationError("the XGB estimators need xgboost: pip install 'qfhe[trees]' (or xgboost-cpu)") \
-                from exc
+            raise ConfigurationError(
+                "the XGB estimators need xgboost: pip install 'qfhe[trees]' (or xgboost-cpu)"
+            ) from exc
         return getattr(xgboost, name)
     import importlib
 
@@ -65,7 +66,8 @@ def _refuse_nan(X, where: str) -> None:
     if np.isnan(arr).any():
         raise InputValidationError(
             f"{where}: X contains NaN. Encrypted trees take no missing values (xgboost's missing-value branch "
-            "is not supported): impute them first, e.g. with sklearn.impute.SimpleImputer")
+            "is not supported): impute them first, e.g. with sklearn.impute.SimpleImputer"
+        )
 
 
 class _TreeModel(FHEEstimatorMixin, BaseEstimator):
@@ -111,11 +113,14 @@ class _TreeModel(FHEEstimatorMixin, BaseEstimator):
         if sample_weight is not None:
             weights = _check_sample_weight(sample_weight, X, dtype=np.float64)
             if not np.any(weights > 0):
-                raise InputValidationError(f"{type(self).__name__}.fit: Sample weights must contain at least one "
-                                           "non-zero number")
+                raise InputValidationError(
+                    f"{type(self).__name__}.fit: Sample weights must contain at least one non-zero number"
+                )
             if isinstance(self, ClassifierMixin) and len(np.unique(target[weights > 0])) < 2:
-                raise InputValidationError(f"{type(self).__name__}.fit: the samples with a non-zero sample_weight are "
-                                           "of one class; a classifier needs samples of at least 2 classes")
+                raise InputValidationError(
+                    f"{type(self).__name__}.fit: the samples with a non-zero sample_weight are "
+                    "of one class; a classifier needs samples of at least 2 classes"
+                )
         model = self._new_model()
         model.fit(X, target, sample_weight=sample_weight)
         return self._import(model, X)
@@ -145,10 +150,12 @@ class _TreeModel(FHEEstimatorMixin, BaseEstimator):
             ours, theirs = raw[:, 0], model.predict(X)
         if not np.allclose(ours, theirs, atol=1e-4):
             objective = getattr(model, "objective", None)
-            raise ConfigurationError(f"{type(self).__name__}: the fitted model's outputs are not "
-                                     f"{'its trees summed' if self._link == 'proba' else 'the link of its trees sum'}"
-                                     f"{f' (objective={objective!r})' if objective else ''}; use an objective with "
-                                     "the default link (binary:logistic, multi:softprob, reg:squarederror)")
+            raise ConfigurationError(
+                f"{type(self).__name__}: the fitted model's outputs are not "
+                f"{'its trees summed' if self._link == 'proba' else 'the link of its trees sum'}"
+                f"{f' (objective={objective!r})' if objective else ''}; use an objective with "
+                "the default link (binary:logistic, multi:softprob, reg:squarederror)"
+            )
 
     @classmethod
     def from_sklearn_model(cls, sklearn_model, X, n_bits=6):
@@ -187,9 +194,11 @@ class _TreeModel(FHEEstimatorMixin, BaseEstimator):
         """
         wrapped = _library_class(cls._library)
         if type(sklearn_model) is not wrapped:
-            raise ConfigurationError(f"{cls.__name__}.from_sklearn_model takes a fitted {cls._library}, got "
-                                     f"{type(sklearn_model).__module__}.{type(sklearn_model).__name__}"
-                                     f"{_suggest(sklearn_model)}")
+            raise ConfigurationError(
+                f"{cls.__name__}.from_sklearn_model takes a fitted {cls._library}, got "
+                f"{type(sklearn_model).__module__}.{type(sklearn_model).__name__}"
+                f"{_suggest(sklearn_model)}"
+            )
         params = {k: v for k, v in sklearn_model.get_params().items() if k in cls._get_param_names()}
         est = cls(n_bits=n_bits, **params)
         est._check_n_bits()
@@ -199,11 +208,13 @@ class _TreeModel(FHEEstimatorMixin, BaseEstimator):
         except Exception as exc:  # noqa: BLE001 - scikit-learn's and xgboost's own not-fitted errors
             raise NotFittedError(f"{type(sklearn_model).__name__} is not fitted; call fit first") from exc
         if X.shape[1] != n_in:
-            raise InputValidationError(f"{cls.__name__}.from_sklearn_model: X has {X.shape[1]} features but the model "
-                                       f"was fitted on {n_in}")
+            raise InputValidationError(
+                f"{cls.__name__}.from_sklearn_model: X has {X.shape[1]} features but the model was fitted on {n_in}"
+            )
         if len(X) < 2:
-            raise InputValidationError(f"{cls.__name__}.from_sklearn_model: X has 1 sample; calibration needs at "
-                                       "least 2 (ideally hundreds)")
+            raise InputValidationError(
+                f"{cls.__name__}.from_sklearn_model: X has 1 sample; calibration needs at least 2 (ideally hundreds)"
+            )
         if isinstance(est, ClassifierMixin):
             est.classes_ = np.asarray(sklearn_model.classes_)
         return est._import(sklearn_model, X)

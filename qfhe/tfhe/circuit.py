@@ -27,8 +27,9 @@ from qfhe.validation import as_float
 DEFAULT_GLOBAL_P_ERROR = 1e-5
 
 
-def make_configuration(configuration: fhe.Configuration | None, p_error: float | None,
-                       global_p_error: float | None) -> fhe.Configuration:
+def make_configuration(
+    configuration: fhe.Configuration | None, p_error: float | None, global_p_error: float | None
+) -> fhe.Configuration:
     """Merge the user's configuration with qfhe's error settings.
 
     Raises
@@ -53,15 +54,19 @@ def make_configuration(configuration: fhe.Configuration | None, p_error: float |
     if configuration is not None and not isinstance(configuration, fhe.Configuration):
         raise ConfigurationError(
             f"configuration must be a concrete.fhe.Configuration, got {configuration!r} "
-            f"({type(configuration).__name__}); build one with concrete.fhe.Configuration(...)")
+            f"({type(configuration).__name__}); build one with concrete.fhe.Configuration(...)"
+        )
     base = configuration if configuration is not None else fhe.Configuration()
     given = {k: v for k, v in (("p_error", p_error), ("global_p_error", global_p_error)) if v is not None}
     inside = {k: getattr(base, k) for k in ("p_error", "global_p_error") if getattr(base, k) is not None}
     if given and inside and given != inside:
         raise ConfigurationError(
             "the error probability is given twice: configuration sets "
-            + ", ".join(f"{k}={v:g}" for k, v in inside.items()) + " and the arguments say "
-            + ", ".join(f"{k}={v:g}" for k, v in given.items()) + "; give it in one place")
+            + ", ".join(f"{k}={v:g}" for k, v in inside.items())
+            + " and the arguments say "
+            + ", ".join(f"{k}={v:g}" for k, v in given.items())
+            + "; give it in one place"
+        )
     if p_error is None and global_p_error is None:
         if base.p_error is not None or base.global_p_error is not None:
             return base
@@ -81,8 +86,9 @@ class CompiledCircuits:
     bounds: list | None = None
 
 
-def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Configuration,
-                     batch_size: int, with_batch: bool = True) -> CompiledCircuits:
+def compile_circuits(
+    fn: Callable, inputset: np.ndarray, configuration: fhe.Configuration, batch_size: int, with_batch: bool = True
+) -> CompiledCircuits:
     """Compile ``fn`` for one sample and (``with_batch``) for a batch of ``batch_size`` samples.
 
     Parameters
@@ -105,12 +111,16 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
     except RuntimeError as exc:
         if "NoParametersFound" not in str(exc):
             raise
-        asked = (f"p_error={configuration.p_error:g}" if configuration.p_error is not None
-                 else f"global_p_error={configuration.global_p_error:g}")
+        asked = (
+            f"p_error={configuration.p_error:g}"
+            if configuration.p_error is not None
+            else f"global_p_error={configuration.global_p_error:g}"
+        )
         raise NoParametersError(
             f"concrete-python found no cryptographic parameters for this circuit at {asked}: its table lookups are "
             "too wide for that error probability. Allow a larger p_error, or round the lookups' inputs "
-            "(rounding_threshold_bits)") from None
+            "(rounding_threshold_bits)"
+        ) from None
     compile_seconds = time.perf_counter() - start
     # Circuit.global_p_error in concrete-python 2.11 returns the per-PBS p_error; the module's
     # statistics carry the whole-circuit figure.
@@ -131,8 +141,9 @@ def compile_circuits(fn: Callable, inputset: np.ndarray, configuration: fhe.Conf
     return add_batch_circuit(fn, inputset, compiled, configuration) if with_batch else compiled
 
 
-def add_batch_circuit(fn: Callable, inputset: np.ndarray, compiled: CompiledCircuits,
-                      configuration: fhe.Configuration) -> CompiledCircuits:
+def add_batch_circuit(
+    fn: Callable, inputset: np.ndarray, compiled: CompiledCircuits, configuration: fhe.Configuration
+) -> CompiledCircuits:
     """Add the batch simulation circuit, compiled with the single circuit's own per-PBS ``p_error``
     (and no ``global_p_error``) so that it simulates the same parameters.
 
@@ -145,8 +156,12 @@ def add_batch_circuit(fn: Callable, inputset: np.ndarray, compiled: CompiledCirc
     (True, 2)
     """
     size = compiled.batch_size
-    batch_cfg = configuration.fork(p_error=batch_p_error(configuration, compiled.circuit.p_error), global_p_error=None,
-                                   fhe_execution=False, fhe_simulation=True)
+    batch_cfg = configuration.fork(
+        p_error=batch_p_error(configuration, compiled.circuit.p_error),
+        global_p_error=None,
+        fhe_execution=False,
+        fhe_simulation=True,
+    )
     start = time.perf_counter()
     batch = compile_with_ranges(fn, _samples(inputset, size), batch_cfg)
     stats = {**compiled.statistics, "batch_compile_seconds": time.perf_counter() - start}
@@ -184,8 +199,9 @@ def batch_p_error(configuration: fhe.Configuration, achieved: float) -> float:
     return achieved * (1 + 1e-6)
 
 
-def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configuration,
-                        record: list | None = None) -> fhe.Circuit:
+def compile_with_ranges(
+    fn: Callable, inputset: list, configuration: fhe.Configuration, record: list | None = None
+) -> fhe.Circuit:
     """Compile ``fn`` so that concrete types every value for the range qfhe predicted.
 
     concrete takes a value's type (width and sign) from the range it sees on the inputset, and a
@@ -220,8 +236,10 @@ def compile_with_ranges(fn: Callable, inputset: list, configuration: fhe.Configu
         return compiler.compile(inputset, configuration)
     graph = compiler.trace(inputset, configuration)
     if not callable(getattr(graph, "measure_bounds", None)):  # pragma: no cover - concrete API drift
-        raise PassError("compile_with_ranges: this concrete-python version has no Graph.measure_bounds; "
-                        "qfhe supports concrete-python 2.10-2.11")
+        raise PassError(
+            "compile_with_ranges: this concrete-python version has no Graph.measure_bounds; "
+            "qfhe supports concrete-python 2.10-2.11"
+        )
     measured = graph.measure_bounds
 
     def predicted(node) -> tuple | None:
@@ -273,7 +291,9 @@ def bounds_record(graph, bounds: dict) -> list:
     return out
 
 
-def compile_from_bounds(fn: Callable, input_shapes: list, bounds: list, configuration: fhe.Configuration) -> fhe.Circuit:
+def compile_from_bounds(
+    fn: Callable, input_shapes: list, bounds: list, configuration: fhe.Configuration
+) -> fhe.Circuit:
     """Compile ``fn`` with every value typed from recorded bounds (:func:`bounds_record`), not from data.
 
     The same function, shapes, bounds and configuration give the same circuit as the compile that
@@ -299,8 +319,10 @@ def compile_from_bounds(fn: Callable, input_shapes: list, bounds: list, configur
     graph = compiler.trace([sample[0] if len(sample) == 1 else sample], configuration)
     nodes = list(graph.graph.nodes)
     if len(nodes) != len(bounds):
-        raise PassError(f"compile_from_bounds: the function traces to {len(nodes)} values, the recorded bounds "
-                        f"describe {len(bounds)}")
+        raise PassError(
+            f"compile_from_bounds: the function traces to {len(nodes)} values, the recorded bounds "
+            f"describe {len(bounds)}"
+        )
     recorded = {node: {"min": _KINDS[kind](lo), "max": _KINDS[kind](hi)} for node, (kind, lo, hi) in zip(nodes, bounds)}
     # An attribute of this one graph object, read by the compile below: no global state changes.
     graph.measure_bounds = lambda samples: recorded
@@ -347,8 +369,10 @@ def simulate(compiled: CompiledCircuits, codes: np.ndarray) -> np.ndarray:
     b = compiled.batch_size
     arrays = as_inputs(codes)
     n = len(arrays[0])
-    outs = [compiled.batch_circuit.simulate(*[_pad(a[i : i + b], b) for a in arrays])[: min(b, n - i)]
-            for i in range(0, n, b)]
+    outs = [
+        compiled.batch_circuit.simulate(*[_pad(a[i : i + b], b) for a in arrays])[: min(b, n - i)]
+        for i in range(0, n, b)
+    ]
     return np.concatenate(outs).astype(np.int64)
 
 

@@ -50,10 +50,12 @@ def circuit_graph(graph: Graph) -> Graph:
     ins = client_input_nodes(graph)
     if not ins or len(graph.outputs) != 1:
         raise UnsupportedOpError("the TFHE backend compiles graphs with at least one input and exactly one output")
-    inputs = [Node(q.name, "input", [], {"shape": tuple(graph[q.inputs[0]].attrs["shape"]), "dtype": "int"})
-              for q in ins]
+    inputs = [
+        Node(q.name, "input", [], {"shape": tuple(graph[q.inputs[0]].attrs["shape"]), "dtype": "int"}) for q in ins
+    ]
     return Graph(inputs + [n for n in graph.nodes if is_server_node(n)], [graph[graph.outputs[0]].inputs[0]]).verify(
-        "circuit")
+        "circuit"
+    )
 
 
 def parameter_names(n_inputs: int) -> list[str]:
@@ -96,11 +98,14 @@ def _pad2d(x, pads, value: int = 0):
 
 def _maxpool(x, a: dict, low: int):
     if a.get("mode") == "min":  # min(x) = -max(-x): negation is leveled (never padded)
-        return -fhe.maxpool(-x, kernel_shape=tuple(a["kernel"]), strides=tuple(a["stride"]),
-                            dilations=tuple(a["dilation"]))
+        return -fhe.maxpool(
+            -x, kernel_shape=tuple(a["kernel"]), strides=tuple(a["stride"]), dilations=tuple(a["dilation"])
+        )
     # concrete 2.11's maxpool mis-sizes padded outputs: pad by hand with the smallest value the
     # input can take, which never wins a window (torch's padding is -inf).
-    pads = maxpool_padding(x.shape[2:], a["kernel"], a["stride"], a["padding"], a["dilation"], a.get("ceil_mode", False))
+    pads = maxpool_padding(
+        x.shape[2:], a["kernel"], a["stride"], a["padding"], a["dilation"], a.get("ceil_mode", False)
+    )
     x = _pad2d(x, pads, low)
     return fhe.maxpool(x, kernel_shape=tuple(a["kernel"]), strides=tuple(a["stride"]), dilations=tuple(a["dilation"]))
 
@@ -132,8 +137,9 @@ def _lower(node: Node, xs: list, info: dict[str, ValueInfo], after_lookup: bool 
         x = xs[0] - a["zero_point"] if a["zero_point"] else xs[0]
         ph, pw = a["padding"]
         x = _pad2d(x, ((ph, ph), (pw, pw)))  # concrete's encrypted conv2d rejects padding
-        y = fhe.conv(x, a["weight"].astype(np.int64), strides=list(a["stride"]),
-                     dilations=list(a["dilation"]), group=a["groups"])
+        y = fhe.conv(
+            x, a["weight"].astype(np.int64), strides=list(a["stride"]), dilations=list(a["dilation"]), group=a["groups"]
+        )
         return y + a["bias"].reshape(1, -1, 1, 1) if a.get("bias") is not None else y
     if node.op == "add":
         return xs[0] + xs[1]
@@ -204,7 +210,7 @@ def make_circuit_function(graph: Graph, info: dict[str, ValueInfo]) -> Callable:
     params = parameter_names(len(x_names))
 
     def f(*xs, **named):
-        xs = list(xs) + [named[p] for p in params[len(xs):]]  # concrete passes them by name
+        xs = list(xs) + [named[p] for p in params[len(xs) :]]  # concrete passes them by name
         traced = isinstance(xs[0], tracing)
         if traced:
             xs = [fhe.hint(x, bit_width=info[name].bits) for x, name in zip(xs, x_names)]

@@ -50,8 +50,9 @@ def noise_sigma(p_error: float) -> float:
     return float(0.5 / ndtri(1.0 - p_error / 2.0))
 
 
-def run_with_lookup_errors(server_graph: Graph, info: dict[str, ValueInfo], codes: np.ndarray, p_error: float,
-                           rng: np.random.Generator) -> np.ndarray:
+def run_with_lookup_errors(
+    server_graph: Graph, info: dict[str, ValueInfo], codes: np.ndarray, p_error: float, rng: np.random.Generator
+) -> np.ndarray:
     """Run a circuit's integer graph on input codes with modelled lookup errors.
 
     Parameters

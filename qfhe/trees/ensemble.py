@@ -136,37 +136,56 @@ class TreeEnsemble:
         return out
 
 
-def _from_sklearn_tree(tree, weight: float, columns: slice | None = None, output: int | None = None,
-                       normalize: bool = False) -> Tree:
+def _from_sklearn_tree(
+    tree, weight: float, columns: slice | None = None, output: int | None = None, normalize: bool = False
+) -> Tree:
     t = tree.tree_
     value = np.asarray(t.value, np.float64)[:, 0, :]  # one target
     if normalize:  # a classifier's leaf: class fractions (scikit-learn >= 1.4 already stores them)
         value = value / np.maximum(value.sum(axis=1, keepdims=True), 1e-300)
     if columns is not None:
         value = value[:, columns]
-    return Tree(np.asarray(t.children_left, np.int64), np.asarray(t.children_right, np.int64),
-                np.asarray(t.feature, np.int64), np.asarray(t.threshold, np.float64), value * weight, output)
+    return Tree(
+        np.asarray(t.children_left, np.int64),
+        np.asarray(t.children_right, np.int64),
+        np.asarray(t.feature, np.int64),
+        np.asarray(t.threshold, np.float64),
+        value * weight,
+        output,
+    )
 
 
 def _check_single_target(model) -> None:
     if getattr(model, "n_outputs_", 1) != 1:
-        raise ConfigurationError(f"{type(model).__name__} was fitted on {model.n_outputs_} targets; qfhe's trees "
-                                 "take one target: fit one model per target")
+        raise ConfigurationError(
+            f"{type(model).__name__} was fitted on {model.n_outputs_} targets; qfhe's trees "
+            "take one target: fit one model per target"
+        )
 
 
 def _sklearn_trees(model) -> tuple[list, int, bool]:
     """Trees and the number of outputs of a scikit-learn tree model (raw output without its constant)."""
-    from sklearn.ensemble import (ExtraTreesClassifier, ExtraTreesRegressor, GradientBoostingClassifier,
-                                  GradientBoostingRegressor, HistGradientBoostingClassifier,
-                                  HistGradientBoostingRegressor, RandomForestClassifier, RandomForestRegressor)
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        ExtraTreesRegressor,
+        GradientBoostingClassifier,
+        GradientBoostingRegressor,
+        HistGradientBoostingClassifier,
+        HistGradientBoostingRegressor,
+        RandomForestClassifier,
+        RandomForestRegressor,
+    )
     from sklearn.tree import BaseDecisionTree
 
     if isinstance(model, BaseDecisionTree):
         _check_single_target(model)
         classifier = hasattr(model, "classes_")
         binary = classifier and len(model.classes_) == 2
-        return [_from_sklearn_tree(model, 1.0, slice(1, 2) if binary else None, None, classifier)], \
-            (1 if binary or not classifier else len(model.classes_)), False
+        return (
+            [_from_sklearn_tree(model, 1.0, slice(1, 2) if binary else None, None, classifier)],
+            (1 if binary or not classifier else len(model.classes_)),
+            False,
+        )
     if isinstance(model, (RandomForestClassifier, RandomForestRegressor, ExtraTreesClassifier, ExtraTreesRegressor)):
         _check_single_target(model)
         classifier = hasattr(model, "classes_")
@@ -177,8 +196,11 @@ def _sklearn_trees(model) -> tuple[list, int, bool]:
     if isinstance(model, (GradientBoostingClassifier, GradientBoostingRegressor)):
         stages = model.estimators_  # (n_stages, K) regression trees
         k = stages.shape[1]
-        trees = [_from_sklearn_tree(stages[i, j], model.learning_rate, None, j if k > 1 else None)
-                 for i in range(stages.shape[0]) for j in range(k)]
+        trees = [
+            _from_sklearn_tree(stages[i, j], model.learning_rate, None, j if k > 1 else None)
+            for i in range(stages.shape[0])
+            for j in range(k)
+        ]
         return trees, k, False
     if isinstance(model, (HistGradientBoostingClassifier, HistGradientBoostingRegressor)):
         return _hist_trees(model)
@@ -187,18 +209,26 @@ def _sklearn_trees(model) -> tuple[list, int, bool]:
 
 def _hist_trees(model) -> tuple[list, int, bool]:
     if getattr(model, "is_categorical_", None) is not None and np.any(model.is_categorical_):
-        raise ConfigurationError("HistGradientBoosting with categorical features cannot be read: its categorical "
-                                 "splits are sets, not thresholds; one-hot encode the features instead")
+        raise ConfigurationError(
+            "HistGradientBoosting with categorical features cannot be read: its categorical "
+            "splits are sets, not thresholds; one-hot encode the features instead"
+        )
     k = len(model._predictors[0])
     trees = []
     for stage in model._predictors:
         for j, pred in enumerate(stage):
             n = pred.nodes
             leaf = n["is_leaf"].astype(bool)
-            trees.append(Tree(np.where(leaf, _LEAF, n["left"]).astype(np.int64),
-                              np.where(leaf, _LEAF, n["right"]).astype(np.int64),
-                              n["feature_idx"].astype(np.int64), n["num_threshold"].astype(np.float64),
-                              np.where(leaf, n["value"], 0.0).astype(np.float64)[:, None], j if k > 1 else None))
+            trees.append(
+                Tree(
+                    np.where(leaf, _LEAF, n["left"]).astype(np.int64),
+                    np.where(leaf, _LEAF, n["right"]).astype(np.int64),
+                    n["feature_idx"].astype(np.int64),
+                    n["num_threshold"].astype(np.float64),
+                    np.where(leaf, n["value"], 0.0).astype(np.float64)[:, None],
+                    j if k > 1 else None,
+                )
+            )
     return trees, k, False
 
 
@@ -309,6 +339,8 @@ def read_ensemble(model, X: np.ndarray) -> TreeEnsemble:
     gap = _library_raw(model, X) - ens.raw(X)
     ens.base = gap.mean(axis=0)
     if np.abs(gap - ens.base).max() > 1e-4 * max(1.0, np.abs(gap).max()):
-        raise ConfigurationError(f"could not read {type(model).__name__}: its trees do not reproduce its output "
-                                 f"(differences up to {np.abs(gap - ens.base).max():.3g}); please report this model")
+        raise ConfigurationError(
+            f"could not read {type(model).__name__}: its trees do not reproduce its output "
+            f"(differences up to {np.abs(gap - ens.base).max():.3g}); please report this model"
+        )
     return ens

@@ -84,8 +84,11 @@ def _quantize_values(ens: TreeEnsemble, bits: int) -> tuple[np.ndarray, list[np.
     """Per-output scales and each tree's leaf values as integer codes (signed only when needed)."""
     scale = np.zeros(ens.n_outputs)
     for o in range(ens.n_outputs):
-        vals = [t.value[t.left == -1][:, 0 if t.output is not None else o] for t in ens.trees
-                if t.output is None or t.output == o]
+        vals = [
+            t.value[t.left == -1][:, 0 if t.output is not None else o]
+            for t in ens.trees
+            if t.output is None or t.output == o
+        ]
         v = np.concatenate(vals) if vals else np.zeros(1)
         top = np.abs(v).max()
         scale[o] = top / ((1 << (bits - 1)) - 1 if v.min() < 0 else (1 << bits) - 1) if top > 0 else 1.0
@@ -126,7 +129,7 @@ def _tree_lookups(ens: TreeEnsemble, ti: int, codes: np.ndarray, terms: dict, in
             continue
         term = terms[ti, node]
         left, right = int(t.left[node]), int(t.right[node])
-        if (not indicator and term[0] == "bit" and t.left[left] == -1 and t.left[right] == -1):
+        if not indicator and term[0] == "bit" and t.left[left] == -1 and t.left[right] == -1:
             # both children are leaves: one lookup of 2 * (matches above) + c tells them apart
             coef = {k: 2 * c for k, c in expr[0].items()}
             coef[term[1]] = coef.get(term[1], 0) + 1
@@ -222,14 +225,19 @@ def tree_graph(ens: TreeEnsemble, X: np.ndarray, n_bits: int, leaf_bits: int) ->
     width = ens.n_features * (levels - 1)
     nodes = [
         Node("x", "input", [], {"shape": (width,), "dtype": "float"}),
-        Node("bits", "quant", ["x"], {"scale": 1.0, "zero_point": 0, "qmin": 0, "qmax": 1, "n_bits": 1,
-                                      "side": "client"}),
+        Node(
+            "bits", "quant", ["x"], {"scale": 1.0, "zero_point": 0, "qmin": 0, "qmax": 1, "n_bits": 1, "side": "client"}
+        ),
         Node("comparisons", "gather", ["bits"], {"index": np.array(used, np.int64)}),
         Node("paths", "qgemm", ["comparisons"], {"weight": w_path, "bias": b_path, "zero_point": 0}),
         Node("leaves", "tlu", ["paths"], {"chain": [{"op": "table", "attrs": {"table": table}}]}),
         Node("sum", "qgemm", ["leaves"], {"weight": w_out, "bias": bias, "zero_point": 0}),
-        Node("output", "dequant", ["sum"], {"scale": scale[None, :], "offset": np.asarray(ens.base, np.float64)[None, :],
-                                           "side": "client"}),
+        Node(
+            "output",
+            "dequant",
+            ["sum"],
+            {"scale": scale[None, :], "offset": np.asarray(ens.base, np.float64)[None, :], "side": "client"},
+        ),
     ]
     return Graph(nodes, ["output"]).verify("tree_graph"), spec, len(lookups)
 
@@ -257,9 +265,11 @@ def check_sum_width(ens: TreeEnsemble, info: dict, n_bits: int, leaf_bits: int) 
     """
     bits = info["sum"].bits
     if bits > MAX_SUM_BITS:
-        raise BitWidthError(f"the sum over {len(ens.trees)} trees of {leaf_bits}-bit leaf values needs {bits} bits; "
-                            f"lookups go to {MAX_SUM_BITS}: lower n_bits (now {n_bits}) or use fewer trees "
-                            "(n_estimators)")
+        raise BitWidthError(
+            f"the sum over {len(ens.trees)} trees of {leaf_bits}-bit leaf values needs {bits} bits; "
+            f"lookups go to {MAX_SUM_BITS}: lower n_bits (now {n_bits}) or use fewer trees "
+            "(n_estimators)"
+        )
 
 
 def quantize_ensemble(ens: TreeEnsemble, X: np.ndarray, n_bits: int = 6, leaf_bits: int | None = None):
@@ -301,6 +311,13 @@ def quantize_ensemble(ens: TreeEnsemble, X: np.ndarray, n_bits: int = 6, leaf_bi
     planned, info = plan_rounding(graph, encoded, None)
     check_sum_width(ens, info, n_bits, leaf_bits)
     codes = _subsample(evaluate("quant", [encoded], graph["bits"].attrs))
-    settings = {"n_bits": n_bits, "rounding": None, "per_channel": False, "bitwidth_method": "calibration",
-                "calibration_margin": 0.0, "qat": False, "leaf_bits": leaf_bits}
+    settings = {
+        "n_bits": n_bits,
+        "rounding": None,
+        "per_channel": False,
+        "bitwidth_method": "calibration",
+        "calibration_margin": 0.0,
+        "qat": False,
+        "leaf_bits": leaf_bits,
+    }
     return QuantizedModule(graph, graph, planned, info, (ens.n_features,), settings, codes, [spec])

@@ -83,8 +83,18 @@ def _lookup_bits(qm) -> str:
     return ", ".join(map(str, sorted({r["tlu_bits"] for r in qm.bitwidth_report() if r["tlu_bits"] is not None})))
 
 
-def tune_circuit(model, inputset, X_val, y_val, max_metric_loss: float = 0.01, shares=DEFAULT_SHARES, metric=None,
-                 qat: bool = False, random_state: int = 0, **quantize_kwargs) -> TuneResult:
+def tune_circuit(
+    model,
+    inputset,
+    X_val,
+    y_val,
+    max_metric_loss: float = 0.01,
+    shares=DEFAULT_SHARES,
+    metric=None,
+    qat: bool = False,
+    random_state: int = 0,
+    **quantize_kwargs,
+) -> TuneResult:
     """Tune a torch model's circuit from its float weights: rounding plan and ``p_error`` together.
 
     For each share ``s`` of ``max_metric_loss``: ``rounding_threshold_bits="auto"`` within
@@ -138,8 +148,14 @@ def tune_circuit(model, inputset, X_val, y_val, max_metric_loss: float = 0.01, s
     shares = tuple(shares)
     if not shares or not all(isinstance(s, (int, float)) and 0 < s <= 1 for s in shares):
         raise ConfigurationError(f"shares must be fractions of the budget in (0, 1], got {shares!r}")
-    budget = as_float("max_metric_loss", max_metric_loss, 0.0, math.inf, closed=True,
-                      what=">= 0 (the allowed loss in the metric's units, e.g. 0.01)")
+    budget = as_float(
+        "max_metric_loss",
+        max_metric_loss,
+        0.0,
+        math.inf,
+        closed=True,
+        what=">= 0 (the allowed loss in the metric's units, e.g. 0.01)",
+    )
     from qfhe.compile import quantize_brevitas_qat_model, quantize_torch_model
     from qfhe.tune.p_error import find_best_p_error
 
@@ -150,25 +166,59 @@ def tune_circuit(model, inputset, X_val, y_val, max_metric_loss: float = 0.01, s
             if k:  # the calibration, and so its warnings, is the same for every share: say them once
                 warnings.simplefilter("ignore", CalibrationWarning)
                 warnings.simplefilter("ignore", InputClippingWarning)
-            qm = quantize(model, inputset, rounding_threshold_bits="auto", X_val=X_val, y_val=y_val,
-                          rounding_tolerance=share * budget, rounding_metric=metric, **quantize_kwargs)
+            qm = quantize(
+                model,
+                inputset,
+                rounding_threshold_bits="auto",
+                X_val=X_val,
+                y_val=y_val,
+                rounding_tolerance=share * budget,
+                rounding_metric=metric,
+                **quantize_kwargs,
+            )
         try:
-            search = find_best_p_error(qm, X_val, y_val, metric=metric, max_metric_loss=budget, progress=False,
-                                       random_state=random_state, reference=qm.rounding_plan.reference_model)
+            search = find_best_p_error(
+                qm,
+                X_val,
+                y_val,
+                metric=metric,
+                max_metric_loss=budget,
+                progress=False,
+                random_state=random_state,
+                reference=qm.rounding_plan.reference_model,
+            )
         except NoParametersError:  # this share's rounding left lookups too wide to compile: not a candidate
-            rows.append({"share": share, "lookup_bits": _lookup_bits(qm), "p_error": None, "score": None,
-                         "complexity": None, "found": False})
+            rows.append(
+                {
+                    "share": share,
+                    "lookup_bits": _lookup_bits(qm),
+                    "p_error": None,
+                    "score": None,
+                    "complexity": None,
+                    "found": False,
+                }
+            )
             continue
         cost = float(qm.statistics["complexity"])
-        rows.append({"share": share, "lookup_bits": _lookup_bits(qm), "p_error": float(f"{search.p_error:.3g}"),
-                     "score": round(search.score, 4), "complexity": float(f"{cost:.3g}"), "found": search.found})
+        rows.append(
+            {
+                "share": share,
+                "lookup_bits": _lookup_bits(qm),
+                "p_error": float(f"{search.p_error:.3g}"),
+                "score": round(search.score, 4),
+                "complexity": float(f"{cost:.3g}"),
+                "found": search.found,
+            }
+        )
         key = (not search.found, cost)
         if best is None or key < best[0]:
             best = (key, qm, share, search.p_error)
     if best is None:
-        raise NoParametersError(f"tune_circuit: concrete-python found no cryptographic parameters for any rounding "
-                                f"plan tried (shares {shares}): every plan left lookups too wide; allow a larger "
-                                "max_metric_loss or quantize to fewer bits (n_bits)")
+        raise NoParametersError(
+            f"tune_circuit: concrete-python found no cryptographic parameters for any rounding "
+            f"plan tried (shares {shares}): every plan left lookups too wide; allow a larger "
+            "max_metric_loss or quantize to fewer bits (n_bits)"
+        )
     _, qm, share, p_error = best
     if not qm.is_compiled:  # the search leaves its model compiled at its choice; a no-lookup model is not
         qm.compile(p_error=p_error)

@@ -54,12 +54,15 @@ def resolve_metric(metric, higher_is_better: bool = True) -> tuple[Callable, boo
     """
     if isinstance(metric, str):
         if metric not in METRICS:
-            raise ConfigurationError(f"metric {metric!r} is unknown; use one of {', '.join(METRICS)}, or a callable "
-                                     "(y_true, y_pred) -> float")
+            raise ConfigurationError(
+                f"metric {metric!r} is unknown; use one of {', '.join(METRICS)}, or a callable "
+                "(y_true, y_pred) -> float"
+            )
         return METRICS[metric]
     if not callable(metric):
-        raise ConfigurationError(f"metric must be a name ({', '.join(METRICS)}) or a callable (y_true, y_pred) -> "
-                                 f"float, got {metric!r}")
+        raise ConfigurationError(
+            f"metric must be a name ({', '.join(METRICS)}) or a callable (y_true, y_pred) -> float, got {metric!r}"
+        )
     return metric, bool(higher_is_better)
 
 
@@ -81,8 +84,16 @@ class LossEstimate(NamedTuple):
     bound: float
 
 
-def paired_loss(metric: str | None, fn: Callable, higher: bool, y: np.ndarray, reference_pred: np.ndarray,
-                candidate_preds: list[np.ndarray], n_boot: int = 100, seed: int = 0) -> LossEstimate:
+def paired_loss(
+    metric: str | None,
+    fn: Callable,
+    higher: bool,
+    y: np.ndarray,
+    reference_pred: np.ndarray,
+    candidate_preds: list[np.ndarray],
+    n_boot: int = 100,
+    seed: int = 0,
+) -> LossEstimate:
     """Loss of a candidate against the reference on the same validation samples, and its upper bound.
 
     A search picks the cheapest candidate that passes, so it favours candidates whose loss the
@@ -111,10 +122,12 @@ def paired_loss(metric: str | None, fn: Callable, higher: bool, y: np.ndarray, r
     loss = sign * (float(fn(y, reference_pred)) - float(np.mean([fn(y, p) for p in candidate_preds])))
     n = len(y)
     if metric in ("accuracy", "mse"):
+
         def per_sample(pred):
             if metric == "accuracy":
                 return (np.asarray(pred).reshape(n, -1) == np.asarray(y).reshape(n, -1)).all(axis=1).astype(float)
             return -((np.asarray(pred, float).reshape(n, -1) - np.asarray(y, float).reshape(n, -1)) ** 2).mean(axis=1)
+
         ref = per_sample(reference_pred)
         cand = np.mean([per_sample(p) for p in candidate_preds], axis=0)
         d = ref * (1.0 - cand) if metric == "accuracy" else ref - cand
@@ -203,7 +216,9 @@ def _outputs(out: np.ndarray) -> np.ndarray:
 
 def _is_labels(y: np.ndarray) -> bool:
     """Integer class indices, shape (n,)."""
-    return y.ndim == 1 and y.dtype.kind in "iub" or (y.dtype.kind == "f" and y.ndim == 1 and bool(np.all(y == np.rint(y))))
+    return (
+        y.ndim == 1 and y.dtype.kind in "iub" or (y.dtype.kind == "f" and y.ndim == 1 and bool(np.all(y == np.rint(y))))
+    )
 
 
 def default_metric(model, y) -> str:
@@ -240,16 +255,20 @@ def _module_decoder(model: QuantizedModule, y: np.ndarray, metric_name: str | No
             raise ConfigurationError(
                 f"{where}: metric='accuracy' compares y_val with the index of the largest output, so y_val must hold "
                 f"integer class indices (or be one-hot); got dtype {y.dtype} and shape {y.shape}. Encode string labels "
-                "as indices (sklearn.preprocessing.LabelEncoder), or use metric='r2'/'mse' for a regression model")
+                "as indices (sklearn.preprocessing.LabelEncoder), or use metric='r2'/'mse' for a regression model"
+            )
         if n_out > 1 and (y.min() < 0 or y.max() >= n_out):
-            raise ConfigurationError(f"{where}: y_val holds class indices {int(y.min())}..{int(y.max())}, but the "
-                                     f"model has {n_out} outputs (indices 0..{n_out - 1}); check metric and y_val")
+            raise ConfigurationError(
+                f"{where}: y_val holds class indices {int(y.min())}..{int(y.max())}, but the "
+                f"model has {n_out} outputs (indices 0..{n_out - 1}); check metric and y_val"
+            )
         return _argmax_decode, y
     if metric_name in ("r2", "mse"):
         if y.dtype.kind not in "iufb" or y.reshape(len(y), -1).shape[1] != n_out:
             raise ConfigurationError(
                 f"{where}: metric={metric_name!r} compares y_val with the model's outputs, shape {shape}, but y_val has "
-                f"shape {y.shape} (dtype {y.dtype}); for class labels use metric='accuracy'")
+                f"shape {y.shape} (dtype {y.dtype}); for class labels use metric='accuracy'"
+            )
         return _outputs, y
     # a callable: class labels against several outputs get labels, anything else the outputs
     if one_hot:
@@ -291,8 +310,9 @@ def make_target(model, X, y, where: str, metric_name: str | None = "accuracy") -
     y_arr = np.asarray(y)
     n_x = len(X) if hasattr(X, "__len__") else None
     if n_x == 0 or y_arr.size == 0:
-        raise InputValidationError(f"{where}: the validation data is empty; pass a held-out X_val and y_val "
-                                   "with at least one sample")
+        raise InputValidationError(
+            f"{where}: the validation data is empty; pass a held-out X_val and y_val with at least one sample"
+        )
     if n_x != len(y_arr):
         raise InputValidationError(f"{where}: X_val has {n_x} samples but y_val has {len(y_arr)}; they must match")
     if isinstance(model, QuantizedModule):
@@ -306,14 +326,19 @@ def make_target(model, X, y, where: str, metric_name: str | None = "accuracy") -
         name = type(model).__name__
         if is_classifier(model):
             if metric_name in ("r2", "mse"):
-                raise ConfigurationError(f"{where}: metric={metric_name!r} needs a regressor, but {name} predicts "
-                                         "class labels; use metric='accuracy' or a callable (y_true, y_pred)")
+                raise ConfigurationError(
+                    f"{where}: metric={metric_name!r} needs a regressor, but {name} predicts "
+                    "class labels; use metric='accuracy' or a callable (y_true, y_pred)"
+                )
             from qfhe.sklearn.base import label_indices
 
             label_indices(model, y_arr, where)  # labels not seen in fit are an error, as in score
         elif metric_name == "accuracy":
-            raise ConfigurationError(f"{where}: metric='accuracy' needs a classifier, but {name} predicts values; use "
-                                     "metric='r2' or 'mse', or a callable (y_true, y_pred)")
+            raise ConfigurationError(
+                f"{where}: metric='accuracy' needs a classifier, but {name} predicts values; use "
+                "metric='r2' or 'mse', or a callable (y_true, y_pred)"
+            )
         return TuningTarget(model.quantized_module_, model._input_codes(X, where), y_arr, model._decode_output)
-    raise ConfigurationError(f"{where}: model must be a qfhe.QuantizedModule or a fitted qfhe.sklearn estimator, "
-                             f"got {type(model).__name__}")
+    raise ConfigurationError(
+        f"{where}: model must be a qfhe.QuantizedModule or a fitted qfhe.sklearn estimator, got {type(model).__name__}"
+    )

@@ -111,16 +111,31 @@ class PErrorSearchResult:
 
     def __str__(self) -> str:
         kind = "global_p_error" if self.global_p_error else "p_error"
-        return (f"{kind}={self.p_error:.3g}: score {self.score:.4f} (reference {self.reference_score:.4f}), "
-                f"{self.n_compilations} compilations in {self.seconds:.1f} s"
-                + (f" ({self.note})" if self.note else "") + f"\n{self.history}")
+        return (
+            f"{kind}={self.p_error:.3g}: score {self.score:.4f} (reference {self.reference_score:.4f}), "
+            f"{self.n_compilations} compilations in {self.seconds:.1f} s"
+            + (f" ({self.note})" if self.note else "")
+            + f"\n{self.history}"
+        )
 
 
-def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float = 0.01,
-                      global_p_error: bool = False, n_simulation: int = 5, random_state: int = 0,
-                      max_compilations: int = 10, resolution: float = 2.0, p_error_range: tuple | None = None,
-                      configuration=None, higher_is_better: bool = True, reference=None,
-                      progress: bool = True) -> PErrorSearchResult:
+def find_best_p_error(
+    model,
+    X_val,
+    y_val,
+    metric=None,
+    max_metric_loss: float = 0.01,
+    global_p_error: bool = False,
+    n_simulation: int = 5,
+    random_state: int = 0,
+    max_compilations: int = 10,
+    resolution: float = 2.0,
+    p_error_range: tuple | None = None,
+    configuration=None,
+    higher_is_better: bool = True,
+    reference=None,
+    progress: bool = True,
+) -> PErrorSearchResult:
     """Find the largest ``p_error`` whose simulated metric stays within ``max_metric_loss`` of exact.
 
     Parameters
@@ -196,8 +211,14 @@ def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float =
     start = time.perf_counter()
     metric = default_metric(model, y_val) if metric is None else metric
     fn, higher = resolve_metric(metric, higher_is_better)
-    max_metric_loss = as_float("max_metric_loss", max_metric_loss, 0.0, math.inf, closed=True,
-                                what=">= 0 (the allowed loss in the metric's units, e.g. 0.01)")
+    max_metric_loss = as_float(
+        "max_metric_loss",
+        max_metric_loss,
+        0.0,
+        math.inf,
+        closed=True,
+        what=">= 0 (the allowed loss in the metric's units, e.g. 0.01)",
+    )
     global_p_error = as_bool("global_p_error", global_p_error)
     n_simulation = as_int("n_simulation", n_simulation, 1, None, "a positive int")
     max_compilations = as_int("max_compilations", max_compilations, 1, None, "a positive int")
@@ -211,21 +232,25 @@ def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float =
         ref_target = make_target(reference, X_val, y_val, "find_best_p_error (reference)", name)
         exact_pred = ref_target.predict(ref_target.reference_codes())
         if np.shape(exact_pred) != np.shape(target.predict(target.reference_codes())):
-            raise ConfigurationError("find_best_p_error: reference predicts a different shape than the model; "
-                                     "pass the same model without rounding (qm.rounding_plan.reference_model)")
+            raise ConfigurationError(
+                "find_best_p_error: reference predicts a different shape than the model; "
+                "pass the same model without rounding (qm.rounding_plan.reference_model)"
+            )
     reference_score = float(fn(target.y, exact_pred))
     seeds = np.random.SeedSequence(random_state).spawn(n_simulation)
 
     history = SearchHistory()
     kind = "global_p_error" if global_p_error else "p_error"
     if not target.module.has_lookups:
-        compiled, cfg = target.module._compile_candidate(None if global_p_error else hi,
-                                                         hi if global_p_error else None, configuration)
+        compiled, cfg = target.module._compile_candidate(
+            None if global_p_error else hi, hi if global_p_error else None, configuration
+        )
         target.module._adopt(compiled, cfg)
         note = f"the circuit has no table lookup, so {kind} has no effect on its results; nothing was searched"
         warnings.warn(f"find_best_p_error: {note}", TuningWarning, stacklevel=user_stacklevel())
-        return PErrorSearchResult(hi, global_p_error, reference_score, reference_score, 1,
-                                  time.perf_counter() - start, history, True, note)
+        return PErrorSearchResult(
+            hi, global_p_error, reference_score, reference_score, 1, time.perf_counter() - start, history, True, note
+        )
     best = None  # (requested p, score, compiled, cfg)
     safest = None  # the smallest value tried, kept when none passes
     bar = tqdm(total=max_compilations, desc="find_best_p_error", disable=not progress, leave=False)
@@ -234,12 +259,23 @@ def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float =
         nonlocal best, safest
         t0 = time.perf_counter()
         try:
-            compiled, cfg = target.module._compile_candidate(None if global_p_error else p,
-                                                             p if global_p_error else None, configuration)
+            compiled, cfg = target.module._compile_candidate(
+                None if global_p_error else p, p if global_p_error else None, configuration
+            )
         except NoParametersError:
             # too strict for this circuit's widest lookups: as good as a failing value (larger ones are easier)
-            history.append({"p_error": float(f"{p:.4g}"), "actual_p_error": None, "score": None, "score_std": None,
-                            "loss": None, "bound": None, "accepted": False, "compile_s": round(time.perf_counter() - t0, 2)})
+            history.append(
+                {
+                    "p_error": float(f"{p:.4g}"),
+                    "actual_p_error": None,
+                    "score": None,
+                    "score_std": None,
+                    "loss": None,
+                    "bound": None,
+                    "accepted": False,
+                    "compile_s": round(time.perf_counter() - t0, 2),
+                }
+            )
             bar.update(1)
             return False
         actual = compiled.statistics["p_error"]
@@ -247,10 +283,18 @@ def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float =
         scores = [float(fn(target.y, pr)) for pr in preds]
         est = paired_loss(name, fn, higher, target.y, exact_pred, preds)
         ok = est.bound <= max_metric_loss + 1e-12
-        history.append({"p_error": float(f"{p:.4g}"), "actual_p_error": float(f"{actual:.4g}"),
-                        "score": round(float(np.mean(scores)), 4), "score_std": round(float(np.std(scores)), 4),
-                        "loss": round(est.loss, 4), "bound": round(est.bound, 4),
-                        "accepted": ok, "compile_s": round(time.perf_counter() - t0, 2)})
+        history.append(
+            {
+                "p_error": float(f"{p:.4g}"),
+                "actual_p_error": float(f"{actual:.4g}"),
+                "score": round(float(np.mean(scores)), 4),
+                "score_std": round(float(np.std(scores)), 4),
+                "loss": round(est.loss, 4),
+                "bound": round(est.bound, 4),
+                "accepted": ok,
+                "compile_s": round(time.perf_counter() - t0, 2),
+            }
+        )
         bar.update(1)
         if ok and (best is None or p > best[0]):
             best = (p, float(np.mean(scores)), compiled, cfg)
@@ -277,20 +321,37 @@ def find_best_p_error(model, X_val, y_val, metric=None, max_metric_loss: float =
         bar.close()
     found, note = best is not None, ""
     if safest is None:
-        raise NoParametersError(f"find_best_p_error: concrete-python found no cryptographic parameters for this circuit "
-                                f"at any {kind} tried (up to {hi:g}): its table lookups are too wide; round them "
-                                "(rounding_threshold_bits) or widen p_error_range")
+        raise NoParametersError(
+            f"find_best_p_error: concrete-python found no cryptographic parameters for this circuit "
+            f"at any {kind} tried (up to {hi:g}): its table lookups are too wide; round them "
+            "(rounding_threshold_bits) or widen p_error_range"
+        )
     if not found:
         # Nothing passed (the metric is noisier than the tolerance, or the budget ran out before
         # the low end): keep the safest value tried, the closest to exact lookups, and say so.
         best = safest
-        note = (f"no {kind} tried kept the metric within max_metric_loss={max_metric_loss:g} of the reference "
-                f"{reference_score:.4f}; kept the safest value tried, {kind}={best[0]:.3g} (score {best[1]:.4f})")
-        warnings.warn(f"find_best_p_error: {note}. Allow a larger max_metric_loss, give more validation samples, or "
-                      "lower the low end of p_error_range", TuningWarning, stacklevel=user_stacklevel())
+        note = (
+            f"no {kind} tried kept the metric within max_metric_loss={max_metric_loss:g} of the reference "
+            f"{reference_score:.4f}; kept the safest value tried, {kind}={best[0]:.3g} (score {best[1]:.4f})"
+        )
+        warnings.warn(
+            f"find_best_p_error: {note}. Allow a larger max_metric_loss, give more validation samples, or "
+            "lower the low end of p_error_range",
+            TuningWarning,
+            stacklevel=user_stacklevel(),
+        )
     target.module._adopt(best[2], best[3])
-    return PErrorSearchResult(best[0], global_p_error, reference_score, best[1], len(history),
-                              time.perf_counter() - start, history, found, note)
+    return PErrorSearchResult(
+        best[0],
+        global_p_error,
+        reference_score,
+        best[1],
+        len(history),
+        time.perf_counter() - start,
+        history,
+        found,
+        note,
+    )
 
 
 def _check_range(r) -> tuple[float, float]:

@@ -27,7 +27,6 @@ Examples
 from __future__ import annotations
 
 import math
-
 from typing import Callable
 
 import numpy as np
@@ -79,8 +78,14 @@ class RoundingPlan(Table):
 
     COLUMNS = ("layer", "lookups", "acc_bits", "lsbs_removed", "tlu_bits", "method", "score", "delta")
 
-    def __init__(self, rows=(), reference_score: float = float("nan"), metric: str = "", tolerance: float = 0.0,
-                 reference_model: QuantizedModule | None = None):
+    def __init__(
+        self,
+        rows=(),
+        reference_score: float = float("nan"),
+        metric: str = "",
+        tolerance: float = 0.0,
+        reference_model: QuantizedModule | None = None,
+    ):
         super().__init__(rows)
         self.reference_score = reference_score
         self.reference_model = reference_model
@@ -95,17 +100,27 @@ class RoundingPlan(Table):
         >>> RoundingPlan([{"layer": "a", "method": "-", "tlu_bits": 9}]).as_dict()
         {}
         """
-        return {r["layer"]: {"n_bits": r.get("n_bits", r["tlu_bits"]), "method": r["method"]}
-                for r in self if r["method"] != "-"}
+        return {
+            r["layer"]: {"n_bits": r.get("n_bits", r["tlu_bits"]), "method": r["method"]}
+            for r in self
+            if r["method"] != "-"
+        }
 
     def __str__(self) -> str:
         head = f"rounding plan ({self.metric} reference {self.reference_score:.4f}, tolerance {self.tolerance})"
         return head + "\n" + super().__str__()
 
 
-def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y_val, metric=None,
-                       tolerance: float = 0.01, n_simulation: int = 5, random_state: int = 0,
-                       p_error: float = 1e-6) -> tuple[QuantizedModule, RoundingPlan]:
+def plan_auto_rounding(
+    build: Callable[[dict | None], QuantizedModule],
+    X_val,
+    y_val,
+    metric=None,
+    tolerance: float = 0.01,
+    n_simulation: int = 5,
+    random_state: int = 0,
+    p_error: float = 1e-6,
+) -> tuple[QuantizedModule, RoundingPlan]:
     """Search the per-layer rounding (see the module docstring); return the model it gives and the plan.
 
     Parameters
@@ -141,8 +156,14 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
     >>> [r["method"] for r in qm.rounding_plan], qm.rounding_plan[0]["tlu_bits"] < qm.rounding_plan[0]["acc_bits"]
     (['approximate'], True)
     """
-    tolerance = as_float("rounding_tolerance", tolerance, 0.0, math.inf, closed=True,
-                         what=">= 0 (the allowed loss in the metric's units, e.g. 0.01)")
+    tolerance = as_float(
+        "rounding_tolerance",
+        tolerance,
+        0.0,
+        math.inf,
+        closed=True,
+        what=">= 0 (the allowed loss in the metric's units, e.g. 0.01)",
+    )
     base = build(None)
     metric = default_metric(base, y_val) if metric is None else metric
     fn, higher = resolve_metric(metric)
@@ -167,6 +188,7 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
     rows = {r["layer"]: r for r in base.bitwidth_report() if r["tlu_bits"] is not None}
     lookups = _lookups_per_layer(base, target.codes[:1])
     order = sorted(rows, key=lambda layer: -lookups.get(layer, 1) * 2.0 ** rows[layer]["acc_bits"])
+
     def uniform(bits: int) -> dict[str, Rounding]:
         return {layer: Rounding(bits, "approximate") for layer in rows if rows[layer]["acc_bits"] > bits}
 
@@ -198,11 +220,19 @@ def plan_auto_rounding(build: Callable[[dict | None], QuantizedModule], X_val, y
             current, current_score, _ = score(plan)
         r = current.bitwidth_report()
         row = next(x for x in r if x["layer"] == layer)
-        out_rows.append({"layer": layer, "lookups": lookups.get(layer), "acc_bits": own,
-                         "lsbs_removed": row["lsbs_removed"], "tlu_bits": row["tlu_bits"],
-                         "method": plan[layer].method if layer in plan else "-", "score": round(current_score, 4),
-                         "delta": round(current_score - reference, 4),
-                         "n_bits": plan[layer].n_bits if layer in plan else None})
+        out_rows.append(
+            {
+                "layer": layer,
+                "lookups": lookups.get(layer),
+                "acc_bits": own,
+                "lsbs_removed": row["lsbs_removed"],
+                "tlu_bits": row["tlu_bits"],
+                "method": plan[layer].method if layer in plan else "-",
+                "score": round(current_score, 4),
+                "delta": round(current_score - reference, 4),
+                "n_bits": plan[layer].n_bits if layer in plan else None,
+            }
+        )
     current = build(plan) if plan else base
     current.rounding_plan = RoundingPlan(out_rows, reference, name, tolerance, base)
     return current, current.rounding_plan

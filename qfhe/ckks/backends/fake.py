@@ -59,8 +59,14 @@ class FakeBackend:
     name = "fake"
     real_encryption = False
 
-    def __init__(self, simulate_noise: bool = False, noise_std: float = 3.2, bootstrap_error: float = 1e-7,
-                 margin_bits: float = 4.0, seed: int = 0):
+    def __init__(
+        self,
+        simulate_noise: bool = False,
+        noise_std: float = 3.2,
+        bootstrap_error: float = 1e-7,
+        margin_bits: float = 4.0,
+        seed: int = 0,
+    ):
         self.simulate_noise = simulate_noise
         self.noise_std = noise_std
         self.bootstrap_error = bootstrap_error
@@ -178,8 +184,14 @@ class FakeBackend:
                     v = v + rng.normal(0, self.bootstrap_error * max(1.0, float(np.abs(v).max())), v.shape)
             else:  # rescale, relinearize, mod_switch: the value is unchanged (only its state)
                 v = ins[0]
-            if self.simulate_noise and n.op in ("encrypt", "ciphertext_mult", "plaintext_mult", "rescale", "rotate",
-                                                "relinearize"):
+            if self.simulate_noise and n.op in (
+                "encrypt",
+                "ciphertext_mult",
+                "plaintext_mult",
+                "rescale",
+                "rotate",
+                "relinearize",
+            ):
                 v = v + rng.normal(0, self.noise_std * math.sqrt(params.poly_modulus_degree) / state.scale, v.shape)
             self._check_magnitude(n, v, state, params)
             vals[n.name] = v

@@ -30,13 +30,32 @@ import time
 import numpy as np
 
 from qfhe.ckks.backends.seal_eval import ADJUST_TOLERANCE, RunReport, SEALEvaluator, check_backend_support
-from qfhe.ckks.backends.seal_keys import (SEALKeys, galois_elements, load_bytes, rotation_steps, seal_context,
-                                          serialized_size, to_bytes)
+from qfhe.ckks.backends.seal_keys import (
+    SEALKeys,
+    galois_elements,
+    load_bytes,
+    rotation_steps,
+    seal_context,
+    serialized_size,
+    to_bytes,
+)
 from qfhe.ckks.params import CKKSParameters
 from qfhe.ir.graph import Graph
 
-__all__ = ["SEALBackend", "SEALKeys", "SEALEvaluator", "RunReport", "check_backend_support", "seal_context",
-           "rotation_steps", "galois_elements", "to_bytes", "load_bytes", "serialized_size", "ADJUST_TOLERANCE"]
+__all__ = [
+    "SEALBackend",
+    "SEALKeys",
+    "SEALEvaluator",
+    "RunReport",
+    "check_backend_support",
+    "seal_context",
+    "rotation_steps",
+    "galois_elements",
+    "to_bytes",
+    "load_bytes",
+    "serialized_size",
+    "ADJUST_TOLERANCE",
+]
 
 
 class SEALBackend:
@@ -67,8 +86,15 @@ class SEALBackend:
         check_backend_support(graph)
         params.check_security(real_encryption=True)
 
-    def run(self, graph: Graph, params: CKKSParameters, X: np.ndarray, keys: SEALKeys | None = None,
-            evaluator: SEALEvaluator | None = None, report: RunReport | None = None) -> np.ndarray:
+    def run(
+        self,
+        graph: Graph,
+        params: CKKSParameters,
+        X: np.ndarray,
+        keys: SEALKeys | None = None,
+        evaluator: SEALEvaluator | None = None,
+        report: RunReport | None = None,
+    ) -> np.ndarray:
         """Encrypt ``X``, evaluate ``graph`` on SEAL and decrypt: (n, outputs).
 
         ``X`` is one ciphertext group (one sample for row_major packing, up to the batch for

@@ -121,8 +121,12 @@ class SEALEvaluator:
         check_backend_support(graph)
         if isinstance(evaluation_keys, SEALKeys):
             self.context, self.params = evaluation_keys.context, evaluation_keys.params
-            pk, rk, gk, steps = (evaluation_keys.public_key, evaluation_keys.relin_keys, evaluation_keys.galois_keys,
-                                 evaluation_keys.steps)
+            pk, rk, gk, steps = (
+                evaluation_keys.public_key,
+                evaluation_keys.relin_keys,
+                evaluation_keys.galois_keys,
+                evaluation_keys.steps,
+            )
         else:  # bytes from a client: what they claim to hold is checked, not believed
             self.context, self.params = seal_context(params)
             pk = load_bytes("public_key", evaluation_keys["public_key"], self.context)
@@ -132,8 +136,10 @@ class SEALEvaluator:
             steps = [k for k, e in zip(needed, galois_elements(needed, params.poly_modulus_degree)) if gk.has_key(e)]
         missing = sorted(set(rotation_steps(graph)) - set(steps))
         if missing:
-            raise ConfigurationError(f"the evaluation keys have no Galois keys for rotation steps {missing}; generate "
-                                     "keys for this compiled model (keygen())")
+            raise ConfigurationError(
+                f"the evaluation keys have no Galois keys for rotation steps {missing}; generate "
+                "keys for this compiled model (keygen())"
+            )
         self.graph = graph
         self.relin_keys, self.galois_keys = rk, gk
         self.evaluator = s.Evaluator(self.context)
@@ -163,7 +169,9 @@ class SEALEvaluator:
             if n.op not in ("plaintext_mult", "plaintext_add"):
                 continue
             x = self.states[n.inputs[0]]
-            scale = plaintext_scale(n, self.graph, self.states, self.params, users) if n.op == "plaintext_mult" else x.scale
+            scale = (
+                plaintext_scale(n, self.graph, self.states, self.params, users) if n.op == "plaintext_mult" else x.scale
+            )
             v = FakeBackend.encode(n.attrs.get("value", 1.0), n.attrs.get("period") or 1, self.stride, slots)
             if n.attrs.get("encode") == "adjust":
                 worst = max(worst, (abs(round(scale) - scale) / scale, n.name, scale))
@@ -174,9 +182,11 @@ class SEALEvaluator:
             try:
                 encoder.encode(v.tolist(), self.parms_ids[x.level], float(scale), pt)
             except ValueError as exc:
-                raise CKKSScheduleError(f"node '{n.name}' ({n.op}): SEAL cannot encode its plaintext at scale "
-                                        f"2^{math.log2(scale):.2f}, level {x.level} ({exc}); use a smaller scale or "
-                                        "larger primes") from None
+                raise CKKSScheduleError(
+                    f"node '{n.name}' ({n.op}): SEAL cannot encode its plaintext at scale "
+                    f"2^{math.log2(scale):.2f}, level {x.level} ({exc}); use a smaller scale or "
+                    "larger primes"
+                ) from None
             out[n.name] = pt
         if worst[0] > ADJUST_TOLERANCE:
             # The constant 1 that aligns a ct×ct operand is encoded at q_l/Δ, close to 1: SEAL rounds it
@@ -185,8 +195,10 @@ class SEALEvaluator:
                 f"node '{worst[1]}': the constant that aligns a ct×ct product's scale is encoded at scale "
                 f"{worst[2]:.6g}, which SEAL rounds to {round(worst[2])}: each such product is off by a relative "
                 f"{worst[0]:.1e}. Use rescaling primes of at least 40 bits (CKKSParameters.for_model with "
-                "precision_bits >= 30), whose real values are within about 1e-5 of the scale", CKKSPrecisionWarning,
-                stacklevel=user_stacklevel())
+                "precision_bits >= 30), whose real values are within about 1e-5 of the scale",
+                CKKSPrecisionWarning,
+                stacklevel=user_stacklevel(),
+            )
         return out
 
     def evaluate(self, inputs: dict, report: RunReport | None = None) -> dict:
@@ -206,7 +218,7 @@ class SEALEvaluator:
         """
         s = _seal()
         report = report if report is not None else RunReport()
-        ev, vals, remaining, outputs = self.evaluator, {}, dict(self.uses), {}
+        vals, remaining, outputs = {}, dict(self.uses), {}
         counts = {op: 0 for op in COUNTED_OPS}
         peak = 0
         for n in self.graph.nodes:
@@ -273,17 +285,22 @@ class SEALEvaluator:
     def _check(self, n, ct, state: ValueState) -> None:
         level = self.context.get_context_data(ct.parms_id()).chain_index()
         if level != state.level:
-            raise CKKSScheduleError(f"node '{n.name}' ({n.op}): SEAL's ciphertext is at level {level}, the schedule "
-                                    f"says {state.level}; the graph and the keys' parameters do not match")
+            raise CKKSScheduleError(
+                f"node '{n.name}' ({n.op}): SEAL's ciphertext is at level {level}, the schedule "
+                f"says {state.level}; the graph and the keys' parameters do not match"
+            )
         if not math.isclose(ct.scale, state.scale, rel_tol=_SCALE_RTOL):
-            raise CKKSScheduleError(f"node '{n.name}' ({n.op}): SEAL's scale 2^{math.log2(ct.scale):.4f} differs from "
-                                    f"the schedule's 2^{state.log2_scale:.4f}; recompile with these parameters")
+            raise CKKSScheduleError(
+                f"node '{n.name}' ({n.op}): SEAL's scale 2^{math.log2(ct.scale):.4f} differs from "
+                f"the schedule's 2^{state.log2_scale:.4f}; recompile with these parameters"
+            )
         if n.op == "decrypt":
             return
         ct.scale = state.scale  # round-off only (checked above): SEAL compares scales to about one ulp
         if ct.size() != state.size:
-            raise CKKSScheduleError(f"node '{n.name}' ({n.op}): a size-{ct.size()} ciphertext where the schedule "
-                                    f"has size {state.size}")
+            raise CKKSScheduleError(
+                f"node '{n.name}' ({n.op}): a size-{ct.size()} ciphertext where the schedule has size {state.size}"
+            )
 
 
 def check_backend_support(graph: Graph) -> None:
@@ -308,4 +325,5 @@ def check_backend_support(graph: Graph) -> None:
             f"the graph has {len(boots)} bootstrap node(s) ({boots[:5]}) but SEAL (tenseal.sealapi) has no CKKS "
             "bootstrapping, and qfhe never fakes a refresh. Compile without BootstrappingInsertionPass using parameters "
             "with enough levels (CKKSParameters.for_model picks them), use fewer layers, or a lower polynomial degree "
-            "(NonlinearToPolynomialPass(degree=...))")
+            "(NonlinearToPolynomialPass(degree=...))"
+        )

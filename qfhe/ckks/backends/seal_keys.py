@@ -82,8 +82,14 @@ def load_bytes(kind: str, data: bytes, context=None):
     'RelinKeys'
     """
     s = _seal()
-    classes = {"parameters": s.EncryptionParameters, "public_key": s.PublicKey, "relin_keys": s.RelinKeys,
-               "galois_keys": s.GaloisKeys, "ciphertext": s.Ciphertext, "secret_key": s.SecretKey}
+    classes = {
+        "parameters": s.EncryptionParameters,
+        "public_key": s.PublicKey,
+        "relin_keys": s.RelinKeys,
+        "galois_keys": s.GaloisKeys,
+        "ciphertext": s.Ciphertext,
+        "secret_key": s.SecretKey,
+    }
     if kind not in classes:
         raise ConfigurationError(f"kind must be one of {tuple(classes)}, got {kind!r}")
     obj = classes[kind](s.SCHEME_TYPE.CKKS) if kind == "parameters" else classes[kind]()
@@ -95,8 +101,10 @@ def load_bytes(kind: str, data: bytes, context=None):
             obj.load(path) if kind == "parameters" else obj.load(context, path)
         except (ValueError, RuntimeError, TypeError, MemoryError):
             # SEAL's own message is not passed on: it may reach a remote client
-            raise InputValidationError(f"these bytes are not a valid SEAL {kind.replace('_', ' ')} for this "
-                                       "context; send what to_bytes wrote, with the same parameters") from None
+            raise InputValidationError(
+                f"these bytes are not a valid SEAL {kind.replace('_', ' ')} for this "
+                "context; send what to_bytes wrote, with the same parameters"
+            ) from None
     return obj
 
 
@@ -118,14 +126,17 @@ def seal_context(params: CKKSParameters):
     try:
         parms.set_coeff_modulus(s.CoeffModulus.Create(params.poly_modulus_degree, list(params.coeff_modulus)))
     except (ValueError, RuntimeError) as exc:
-        raise ConfigurationError(f"SEAL cannot build coeff_modulus {list(params.coeff_modulus)} at N = "
-                                 f"{params.poly_modulus_degree} ({exc}); use fewer primes of one size or other bit "
-                                 "sizes (SEAL needs primes = 1 mod 2N, at most 60 bits)") from None
+        raise ConfigurationError(
+            f"SEAL cannot build coeff_modulus {list(params.coeff_modulus)} at N = "
+            f"{params.poly_modulus_degree} ({exc}); use fewer primes of one size or other bit "
+            "sizes (SEAL needs primes = 1 mod 2N, at most 60 bits)"
+        ) from None
     level = s.SEC_LEVEL_TYPE.TC128 if params.is_secure else s.SEC_LEVEL_TYPE.NONE
     ctx = s.SEALContext(parms, True, level)
     if not ctx.parameters_set():
-        raise ConfigurationError(f"SEAL refused the CKKS parameters {params.describe()}: "
-                                 f"{ctx.parameters_error_message()}")
+        raise ConfigurationError(
+            f"SEAL refused the CKKS parameters {params.describe()}: {ctx.parameters_error_message()}"
+        )
     return ctx, replace(params, prime_values=tuple(m.value() for m in parms.coeff_modulus()))
 
 
@@ -217,8 +228,12 @@ class SEALKeys:
         ['galois_keys', 'parameters', 'public_key', 'relin_keys', 'steps']
         """
         parms = self.context.key_context_data().parms()
-        out = {"parameters": to_bytes(parms), "public_key": to_bytes(self.public_key),
-               "relin_keys": to_bytes(self.relin_keys), "steps": list(self.steps)}
+        out = {
+            "parameters": to_bytes(parms),
+            "public_key": to_bytes(self.public_key),
+            "relin_keys": to_bytes(self.relin_keys),
+            "steps": list(self.steps),
+        }
         out["galois_keys"] = to_bytes(self.galois_keys) if self.galois_keys is not None else b""
         return out
 
@@ -237,8 +252,11 @@ class SEALKeys:
         p = self.params
         n_data, n_all = len(p.coeff_modulus) - 1, len(p.coeff_modulus)
         switch_key = n_data * 2 * n_all * p.poly_modulus_degree * 8
-        return {"public_key": 2 * n_all * p.poly_modulus_degree * 8, "relin_keys": switch_key,
-                "galois_keys": switch_key * len(self.steps)}
+        return {
+            "public_key": 2 * n_all * p.poly_modulus_degree * 8,
+            "relin_keys": switch_key,
+            "galois_keys": switch_key * len(self.steps),
+        }
 
     def serialized_sizes(self) -> dict[str, int]:
         """Bytes of each evaluation key as sent (SEAL's ``save``, compressed).
@@ -249,8 +267,11 @@ class SEALKeys:
         >>> keys.serialized_sizes()["galois_keys"]
         0
         """
-        return {"public_key": serialized_size(self.public_key), "relin_keys": serialized_size(self.relin_keys),
-                "galois_keys": serialized_size(self.galois_keys) if self.galois_keys is not None else 0}
+        return {
+            "public_key": serialized_size(self.public_key),
+            "relin_keys": serialized_size(self.relin_keys),
+            "galois_keys": serialized_size(self.galois_keys) if self.galois_keys is not None else 0,
+        }
 
     # -- client side ------------------------------------------------------------------------------
     def encrypt(self, graph: Graph, X: np.ndarray) -> dict:

@@ -18,8 +18,9 @@ from qfhe.ckks.passes.relinearization import RelinearizationInsertionPass
 from qfhe.ckks.passes.rescaling import RescalingInsertionPass
 
 
-def default_pipeline(degree: int = 8, bootstrapping: bool = True, level_threshold: float = 2.0,
-                     strategy: str = "row_major") -> PassPipeline:
+def default_pipeline(
+    degree: int = 8, bootstrapping: bool = True, level_threshold: float = 2.0, strategy: str = "row_major"
+) -> PassPipeline:
     """The fully optimized pipeline: packing, polynomials, BSGS, lazy rescale and relinearize,
     (minimal) bootstrapping, DCE and cost analysis.
 
@@ -28,9 +29,13 @@ def default_pipeline(degree: int = 8, bootstrapping: bool = True, level_threshol
     >>> len(default_pipeline(bootstrapping=False).passes)
     7
     """
-    passes = [InputPackingPass(strategy=strategy), NonlinearToPolynomialPass(degree=degree),
-              LinearLayerBSGSPass(min_size=16), RescalingInsertionPass(strategy="lazy"),
-              RelinearizationInsertionPass(strategy="lazy")]
+    passes = [
+        InputPackingPass(strategy=strategy),
+        NonlinearToPolynomialPass(degree=degree),
+        LinearLayerBSGSPass(min_size=16),
+        RescalingInsertionPass(strategy="lazy"),
+        RelinearizationInsertionPass(strategy="lazy"),
+    ]
     if bootstrapping:
         passes.append(BootstrappingInsertionPass(level_threshold=level_threshold, strategy="minimal"))
     passes += [DeadCodeEliminationPass(), CostAnalysisPass()]
@@ -45,6 +50,7 @@ def comparison_pipelines(degree: int = 8, level_threshold: float = 30.0, min_siz
     >>> list(comparison_pipelines())
     ['Baseline (eager)', 'BSGS only', 'Lazy only', 'BSGS+Lazy', 'Fully optimized']
     """
+
     def build(bsgs: bool, lazy: bool, boot: bool) -> PassPipeline:
         strategy = "lazy" if lazy else "eager"
         passes = [InputPackingPass(strategy="row_major"), NonlinearToPolynomialPass(degree=degree)]
@@ -55,11 +61,28 @@ def comparison_pipelines(degree: int = 8, level_threshold: float = 30.0, min_siz
             passes.append(BootstrappingInsertionPass(level_threshold=level_threshold, strategy="minimal"))
         return PassPipeline(passes + [DeadCodeEliminationPass(), CostAnalysisPass()])
 
-    return {"Baseline (eager)": build(False, False, False), "BSGS only": build(True, False, False),
-            "Lazy only": build(False, True, False), "BSGS+Lazy": build(True, True, False),
-            "Fully optimized": build(True, True, True)}
+    return {
+        "Baseline (eager)": build(False, False, False),
+        "BSGS only": build(True, False, False),
+        "Lazy only": build(False, True, False),
+        "BSGS+Lazy": build(True, True, False),
+        "Fully optimized": build(True, True, True),
+    }
 
 
-__all__ = ["HEPass", "PassPipeline", "InputPackingPass", "NonlinearToPolynomialPass", "LinearLayerBSGSPass",
-           "RescalingInsertionPass", "RelinearizationInsertionPass", "BootstrappingInsertionPass",
-           "DeadCodeEliminationPass", "CostAnalysisPass", "CostAnalysis", "PrintGraphPass", "default_pipeline", "comparison_pipelines"]
+__all__ = [
+    "HEPass",
+    "PassPipeline",
+    "InputPackingPass",
+    "NonlinearToPolynomialPass",
+    "LinearLayerBSGSPass",
+    "RescalingInsertionPass",
+    "RelinearizationInsertionPass",
+    "BootstrappingInsertionPass",
+    "DeadCodeEliminationPass",
+    "CostAnalysisPass",
+    "CostAnalysis",
+    "PrintGraphPass",
+    "default_pipeline",
+    "comparison_pipelines",
+]

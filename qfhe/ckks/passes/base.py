@@ -51,8 +51,9 @@ def require(graph: Graph, pass_name: str, packed: bool = True, absent: dict | No
     for op, producer in (absent or {}).items():
         left = next((n.name for n in graph.nodes if n.op == op), None)
         if left is not None:
-            raise PassError(f"{pass_name} found the {op} node '{left}', which {producer} removes: put {producer} "
-                            f"before {pass_name}")
+            raise PassError(
+                f"{pass_name} found the {op} node '{left}', which {producer} removes: put {producer} before {pass_name}"
+            )
 
 
 class HEPass:

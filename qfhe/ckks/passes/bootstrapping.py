@@ -108,8 +108,10 @@ class BootstrappingInsertionPass(HEPass):
         ops = set(graph.ops())
         for op, producer in (("rescale", "RescalingInsertionPass"), ("relinearize", "RelinearizationInsertionPass")):
             if "ciphertext_mult" in ops and op not in ops:
-                raise PassError(f"{self.name} needs a {'rescaled' if op == 'rescale' else 'relinearized'} graph: "
-                                f"put {producer} before it")
+                raise PassError(
+                    f"{self.name} needs a {'rescaled' if op == 'rescale' else 'relinearized'} graph: "
+                    f"put {producer} before it"
+                )
         params = context.params
         if any(n.op == "bootstrap" for n in graph.nodes):
             return graph.copy()
@@ -127,8 +129,9 @@ class BootstrappingInsertionPass(HEPass):
         annotate(graph, params)  # raises, naming the node, if it still runs out of levels
         return graph
 
-    def _plan(self, segments: list[tuple[int, int]], params: CKKSParameters, bounds: list[str],
-              extra: list[int]) -> list[str]:
+    def _plan(
+        self, segments: list[tuple[int, int]], params: CKKSParameters, bounds: list[str], extra: list[int]
+    ) -> list[str]:
         if self.strategy == "minimal" and _feasible_without(segments, params):
             return []
         top, lb = params.max_level, params.bootstrap_level
@@ -136,13 +139,15 @@ class BootstrappingInsertionPass(HEPass):
             if lb < self.level_threshold:
                 raise ConfigurationError(
                     f"level_threshold={self.level_threshold} is above the level a bootstrap returns to ({lb}); "
-                    "greedy bootstrapping would never stop. Lower level_threshold or bootstrap_depth")
+                    "greedy bootstrapping would never stop. Lower level_threshold or bootstrap_depth"
+                )
             level, chosen = top, []
             for i, (cons, need) in enumerate(segments):
                 if level - need < 0:
                     raise CKKSScheduleError(
                         f"node '{bounds[i - 1] if i else 'input'}': the next layer needs {need} levels but only {level} "
-                        f"remain; raise level_threshold above {need - 1} or use strategy='minimal'")
+                        f"remain; raise level_threshold above {need - 1} or use strategy='minimal'"
+                    )
                 level -= cons
                 if i < len(bounds) and level < self.level_threshold and level - extra[i] >= 0:
                     chosen.append(bounds[i])
@@ -164,7 +169,8 @@ class BootstrappingInsertionPass(HEPass):
             if not nxt:
                 raise CKKSScheduleError(
                     f"node '{bounds[i - 1] if i else 'input'}': the next layer needs {need} levels, more than a bootstrap "
-                    f"restores ({lb}); add primes to coeff_modulus, lower bootstrap_depth or the polynomial degree")
+                    f"restores ({lb}); add primes to coeff_modulus, lower bootstrap_depth or the polynomial degree"
+                )
             best = nxt
         return min(best.values(), key=lambda cp: (cp[0], -len(cp[1])))[1]
 

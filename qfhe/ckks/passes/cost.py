@@ -105,9 +105,11 @@ class CostAnalysis:
         True
         """
         ops = ", ".join(f"{k} {v}" for k, v in self.total_operations.items() if v)
-        return (f"ops: {ops}\nestimated latency {self.estimated_latency:.1f} ms, memory "
-                f"{self.estimated_memory / 2**20:.1f} MiB, depth {self.depth}, parallelism {self.parallelism:.1f}, "
-                f"final level {self.final_level}, critical path {len(self.critical_path)} nodes")
+        return (
+            f"ops: {ops}\nestimated latency {self.estimated_latency:.1f} ms, memory "
+            f"{self.estimated_memory / 2**20:.1f} MiB, depth {self.depth}, parallelism {self.parallelism:.1f}, "
+            f"final level {self.final_level}, critical path {len(self.critical_path)} nodes"
+        )
 
 
 def analyze_cost(graph: Graph, params: CKKSParameters) -> CostAnalysis:
@@ -146,9 +148,15 @@ def analyze_cost(graph: Graph, params: CKKSParameters) -> CostAnalysis:
     path.reverse()
     critical = finish[end]
     return CostAnalysis(
-        total_operations=counts, estimated_latency=total, estimated_memory=_peak_memory(graph, states, params),
-        depth=max(depth[o] for o in graph.outputs), parallelism=total / critical if critical > 0 else 1.0,
-        critical_path=path, final_level=min(states[o].level for o in graph.outputs), bootstraps=counts["bootstrap"])
+        total_operations=counts,
+        estimated_latency=total,
+        estimated_memory=_peak_memory(graph, states, params),
+        depth=max(depth[o] for o in graph.outputs),
+        parallelism=total / critical if critical > 0 else 1.0,
+        critical_path=path,
+        final_level=min(states[o].level for o in graph.outputs),
+        bootstraps=counts["bootstrap"],
+    )
 
 
 def _peak_memory(graph: Graph, states: dict, params: CKKSParameters) -> int:
@@ -185,8 +193,15 @@ class CostAnalysisPass(HEPass):
         self.include_critical_path = include_critical_path
 
     def __call__(self, graph: Graph, context) -> Graph:
-        require(graph, self.name, absent={"activation": "NonlinearToPolynomialPass", "linear": "LinearLayerBSGSPass",
-                                          "add": "InputPackingPass"})
+        require(
+            graph,
+            self.name,
+            absent={
+                "activation": "NonlinearToPolynomialPass",
+                "linear": "LinearLayerBSGSPass",
+                "add": "InputPackingPass",
+            },
+        )
         analysis = analyze_cost(graph, context.params)
         if not self.include_critical_path:
             analysis.critical_path = []
@@ -194,5 +209,3 @@ class CostAnalysisPass(HEPass):
         if self.verbose:
             print(analysis.summary())
         return graph.copy()
-
-

@@ -86,8 +86,17 @@ def diagonals(matrix: np.ndarray, m: int, n: int) -> tuple[list[np.ndarray], int
     return [W[i % m, (i + k) % n] for k in range(m)], n, int(math.log2(n // m))
 
 
-def _matvec(rw: Rewriter, layer: str, matrix: np.ndarray, m: int, x: str, in_period: int, use_bsgs: bool,
-            client_rotations: dict | None, prefix: str | None = None) -> str:
+def _matvec(
+    rw: Rewriter,
+    layer: str,
+    matrix: np.ndarray,
+    m: int,
+    x: str,
+    in_period: int,
+    use_bsgs: bool,
+    client_rotations: dict | None,
+    prefix: str | None = None,
+) -> str:
     """Emit W·x by (BSGS) diagonals; return the accumulator (periodic with period m)."""
     prefix = prefix or layer
     diags, length, folds = diagonals(matrix, m, in_period)
@@ -134,8 +143,9 @@ def _matvec(rw: Rewriter, layer: str, matrix: np.ndarray, m: int, x: str, in_per
     return acc
 
 
-def lower_linear(rw: Rewriter, node: Node, x: str, in_period: int, use_bsgs: bool,
-                 client_rotations: dict | None = None) -> str:
+def lower_linear(
+    rw: Rewriter, node: Node, x: str, in_period: int, use_bsgs: bool, client_rotations: dict | None = None
+) -> str:
     """Emit the HE ops of one ``linear`` node; the last node keeps ``node.name``.
 
     ``client_rotations`` maps a rotation amount to an input ciphertext the client already rotated

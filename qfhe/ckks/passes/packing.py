@@ -94,8 +94,10 @@ class InputPackingPass(HEPass):
             else:
                 period[n.name] = period[n.inputs[0]]
             if n.op == "add" and period[n.inputs[0]] != period[n.inputs[1]]:
-                raise ConfigurationError(f"node '{n.name}' adds vectors of {features[n.inputs[0]]} and "
-                                         f"{features[n.inputs[1]]} features; a residual add needs equal sizes")
+                raise ConfigurationError(
+                    f"node '{n.name}' adds vectors of {features[n.inputs[0]]} and "
+                    f"{features[n.inputs[1]]} features; a residual add needs equal sizes"
+                )
             if n.op == "input" and period[n.name] > slots:
                 nodes += self._split_input(graph, n, features[n.name], slots, context)
                 period[n.name] = slots
@@ -117,8 +119,11 @@ class InputPackingPass(HEPass):
             elif n.op == "affine":
                 scale, shift = _pad(n.attrs["scale"], period[n.name]), _pad(n.attrs["shift"], period[n.name])
                 base = {"period": period[n.name], "layer": n.name}
-                nodes.append(Node(f"{n.name}_scale", "plaintext_mult", list(n.inputs), {**base, "value": scale,
-                                                                                        "encode": "prime"}))
+                nodes.append(
+                    Node(
+                        f"{n.name}_scale", "plaintext_mult", list(n.inputs), {**base, "value": scale, "encode": "prime"}
+                    )
+                )
                 nodes.append(Node(n.name, "plaintext_add", [f"{n.name}_scale"], {**base, "value": shift}))
             elif n.op == "input":
                 enc = {**attrs, "length": period[n.name], "stride": stride, "strategy": self.strategy}
@@ -142,12 +147,26 @@ class InputPackingPass(HEPass):
         if self.strategy == "column_major" or any(u.op != "linear" for u in users):
             raise ConfigurationError(
                 f"input '{node.name}' has {features} features, more than the {slots} slots of one ciphertext; it can "
-                "be split across ciphertexts only with row_major/diagonal packing and only if linear layers read it")
+                "be split across ciphertexts only with row_major/diagonal packing and only if linear layers read it"
+            )
         parts = []
         for k in range(-(-features // slots)):
-            parts.append(Node(f"{node.name}_part{k}", "encrypt", [], {
-                "length": slots, "stride": 1, "strategy": self.strategy, "chunk": k, "period": slots,
-                "features": min(slots, features - k * slots), "layer": node.name}))
+            parts.append(
+                Node(
+                    f"{node.name}_part{k}",
+                    "encrypt",
+                    [],
+                    {
+                        "length": slots,
+                        "stride": 1,
+                        "strategy": self.strategy,
+                        "chunk": k,
+                        "period": slots,
+                        "features": min(slots, features - k * slots),
+                        "layer": node.name,
+                    },
+                )
+            )
         context.meta.setdefault("split_inputs", {})[node.name] = [p.name for p in parts]
         return parts
 

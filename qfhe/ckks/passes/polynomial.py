@@ -58,8 +58,9 @@ class _PolyEmitter:
     def power(self, p: int) -> str:
         if p not in self.powers:
             half = self.power(p // 2)
-            self.powers[p] = self.rw.emit(f"{self.layer}_x{p}", "ciphertext_mult", [half, half], self.layer,
-                                          period=self.period)
+            self.powers[p] = self.rw.emit(
+                f"{self.layer}_x{p}", "ciphertext_mult", [half, half], self.layer, period=self.period
+            )
         return self.powers[p]
 
     def scaled(self, v: str, c: float) -> str:
@@ -67,8 +68,9 @@ class _PolyEmitter:
         return v if _is_one(c) else self.scalar(v, c)
 
     def scalar(self, v: str, c: float) -> str:
-        return self.rw.emit(f"{self.layer}_c", "plaintext_mult", [v], self.layer, value=float(c), encode="prime",
-                            period=self.period)
+        return self.rw.emit(
+            f"{self.layer}_c", "plaintext_mult", [v], self.layer, value=float(c), encode="prime", period=self.period
+        )
 
     def add(self, a: str | None, b: str | None) -> str | None:
         if a is None or b is None:
@@ -135,8 +137,13 @@ class NonlinearToPolynomialPass(HEPass):
             width = max(hi - lo, 1e-3)
             lo, hi = lo - self.margin * width, hi + self.margin * width
             poly, err = fit_activation(n.attrs["fn"], n.attrs["params"], lo, hi, self.degree)
-            report[n.name] = {"fn": n.attrs["fn"], "range": (lo, hi), "degree": self.degree, "max_error": err,
-                              "depth": poly_depth(self.degree)}
+            report[n.name] = {
+                "fn": n.attrs["fn"],
+                "range": (lo, hi),
+                "degree": self.degree,
+                "max_error": err,
+                "depth": poly_depth(self.degree),
+            }
             functions[n.name] = poly
             em = _PolyEmitter(rw, n.inputs[0], n.name, n.attrs["period"], self.coefficient_tol)
             ct, const = em.evaluate(np.asarray(poly.coef, np.float64))

@@ -49,8 +49,9 @@ class RelinearizationInsertionPass(HEPass):
         for n in graph.nodes:
             ins = [big.settle(i) if n.op in _NEEDS_SIZE2 else big.read(i) for i in n.inputs]
             rw.keep(n.clone(inputs=ins))
-            if n.op == "ciphertext_mult" or (n.op != "relinearize" and n.op not in _NEEDS_SIZE2
-                                             and any(i in big.waiting for i in ins)):
+            if n.op == "ciphertext_mult" or (
+                n.op != "relinearize" and n.op not in _NEEDS_SIZE2 and any(i in big.waiting for i in ins)
+            ):
                 big.mark(n.name)
                 if self.strategy == "eager" or uses.get(n.name, 0) > 1:
                     big.settle(n.name)

@@ -65,11 +65,19 @@ class RescalingInsertionPass(HEPass):
             force = n.op in MULTIPLIES or n.op in ("decrypt", "bootstrap") or mixed_add
             ins = [pending.settle(i) if force else pending.read(i) for i in n.inputs]
             if n.op == "ciphertext_mult" and needs_adjust:
-                ins[0] = rw.emit(f"{n.name}_adj", "plaintext_mult", [ins[0]], n.attrs.get("layer"), value=1.0,
-                                 encode="adjust", period=n.attrs.get("period"))
+                ins[0] = rw.emit(
+                    f"{n.name}_adj",
+                    "plaintext_mult",
+                    [ins[0]],
+                    n.attrs.get("layer"),
+                    value=1.0,
+                    encode="adjust",
+                    period=n.attrs.get("period"),
+                )
             rw.keep(n.clone(inputs=ins))
             if (n.op in MULTIPLIES and n.attrs.get("encode") != "adjust") or (
-                    n.op in ("ciphertext_add", "plaintext_add", "rotate") and any(i in pending.waiting for i in ins)):
+                n.op in ("ciphertext_add", "plaintext_add", "rotate") and any(i in pending.waiting for i in ins)
+            ):
                 pending.mark(n.name)
                 if self.strategy == "eager" or uses.get(n.name, 0) > 1:
                     pending.settle(n.name)
