@@ -7,7 +7,7 @@ breast_cancer, digits, diabetes and ``make_classification`` sets with 5, 20 and 
 samples, 3 classes), 5 stratified 80/20 splits each (seeds 0-4; the qfhe model is seeded with the
 split's seed). Scores are of the clear integer model (``fhe="disable"``, what the circuit computes);
 on split 0 the simulated circuit is scored too, with its PBS count and widest value. Also on
-digits: ``n_w_bits=n_a_bits=3, n_accum_bits=8``, the setting the README quotes.
+digits: ``n_w_bits=n_a_bits=3, n_accum_bits=8``, the setting the estimators guide quotes.
 
 ``--part grid``: the bit-width grid below on three datasets.
 

@@ -40,7 +40,7 @@ from qfhe.errors import InsecureParametersWarning
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import load_example, machine, table, write_json  # noqa: E402
 
-EXPERT = "Expert pipeline (README, greedy threshold 30)"
+EXPERT = "Expert pipeline (CKKS guide, greedy threshold 30)"
 
 PARAMS = dict(poly_modulus_degree=32768, coeff_modulus=[60] * 38, scale=2**40)  # the seed (insecure)
 

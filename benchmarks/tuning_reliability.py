@@ -3,7 +3,7 @@
 For each model, split seed and validation fraction (of the training split), the model is trained
 on the rest of the training split: the digits MLP (64-64-64-10, full-batch, ``make demo``'s
 recipe) on ``X / 16``, or issue 25's digits CNN (``benchmarks/vs_concrete_ml.py``'s recipe) on
-``X / 16`` as 1x8x8 images. It is tuned the way the README shows, with
+``X / 16`` as 1x8x8 images. It is tuned the way the tuning guide shows, with
 :func:`qfhe.tune_circuit` at 0.01 (rounding plan and ``p_error`` together, one budget against the
 unrounded model, PTQ 6 bits). The loss is measured on the test split (never seen by training or
 tuning) against the untuned circuit (exact rounding to 6 bits), as concrete's simulated accuracy,

@@ -31,7 +31,7 @@ from qfhe.errors import InsecureParametersWarning
 
 
 def expert_pipeline() -> PassPipeline:
-    """The README's expert pipeline (the benchmark measures the same one)."""
+    """The CKKS guide's expert pipeline (docs/guides/ckks.md) (the benchmark measures the same one)."""
     return PassPipeline(
         [
             InputPackingPass(strategy="row_major"),
@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
     print(
         "cost: "
         + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in figures.items())
-        + f", estimated latency {cost.estimated_latency:.0f} ms (the README table's 'Expert pipeline' row)"
+        + f", estimated latency {cost.estimated_latency:.0f} ms (the 'Expert pipeline' row of docs/benchmarks/ckks.md)"
     )
     out = compiled(test)
     err = float(np.abs(out - model(test).detach().numpy()).max())

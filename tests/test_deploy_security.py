@@ -756,9 +756,9 @@ def _tree_rss(pid: int) -> int:
 
 
 def test_soak_mixed_good_and_hostile_requests(served, root, client, qm, data):
-    """8 concurrent clients, 240 requests, one in four hostile: every good request decrypts to the clear
+    """8 concurrent clients, 128 requests, one in four hostile: every good request decrypts to the clear
     result, every hostile one gets a JSON 4xx, the server's memory stays within the bound it states in
-    /info (derived from its limits), and no worker crashes."""
+    /info (derived from its limits), and no worker crashes. (benchmarks/serving.py soaks 240 requests.)"""
     proc, http, key_id = served
     fp = client.fingerprint
     good = [client.quantize_encrypt_serialize(data[i : i + 1]) for i in range(24)]
@@ -787,8 +787,8 @@ def test_soak_mixed_good_and_hostile_requests(served, root, client, qm, data):
         import httpx
 
         with httpx.Client(base_url=proc.url, timeout=300) as h:
-            for j in range(30):
-                k = t * 30 + j
+            for j in range(16):
+                k = t * 16 + j
                 if k % 4 == 3:
                     blob, params = hostile[k % len(hostile)], {"key_id": key_id if k % 8 != 7 else "0" * 32}
                     r = h.post("/predict", params=params, content=blob, headers={"content-type": OCTET})
@@ -819,7 +819,7 @@ def test_soak_mixed_good_and_hostile_requests(served, root, client, qm, data):
     stop.set()
     watcher.join()
     assert not failures, failures[:5]
-    assert counts == {"good": 180, "hostile": 60}
+    assert counts == {"good": 96, "hostile": 32}
     bound = http.info()["limits"]["memory_bound_bytes"]
     assert max(rss) < bound, (max(rss) / 2**20, bound / 2**20)
     assert http.info()["workers"]["crashed"] == before["crashed"]

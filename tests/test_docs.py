@@ -31,13 +31,80 @@ def test_public_api_has_docstrings_with_examples():
     assert not missing, "public objects without an example in their docstring:\n" + "\n".join(missing)
 
 
-def test_readme_operation_table_is_the_generated_one():
-    """The README's table of supported operations cannot drift from the frontend's vocabulary."""
+def _docs_ext():
+    import importlib.util
     from pathlib import Path
 
-    from qfhe.frontend.coverage import markdown_table
+    path = Path(__file__).resolve().parents[1] / "docs" / "_ext" / "qfhe_docs.py"
+    spec = importlib.util.spec_from_file_location("qfhe_docs", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-    readme = (Path(__file__).parent.parent / "README.md").read_text()
-    start = readme.index("<!-- ops-table")
-    block = readme[readme.index("\n", start) + 1 : readme.index("<!-- /ops-table -->")].strip()
-    assert block == markdown_table(), "README's operation table is stale: run python -m qfhe.frontend.coverage"
+
+def test_every_generated_part_of_the_docs_renders():
+    """Every marker of every page renders (the docs build does the same with warnings as errors): a benchmark
+    table that reads a key its JSON lost, an unknown marker or an error class without its catalogue paragraphs
+    fails here too, without Sphinx."""
+    from pathlib import Path
+
+    ext = _docs_ext()
+    pages = sorted((Path(__file__).resolve().parents[1] / "docs").rglob("*.md"))
+    kinds = []
+    for page in pages:
+        text = page.read_text()
+        kinds += [m.group(1) for m in ext.MARKER.finditer(text)]
+        rendered = ext.render(text, page.name)
+        assert "<!-- bench-table" not in rendered and "<!-- ops-table" not in rendered, page
+    assert {"ops-table", "errors-catalogue", "bench-table", "api", "headline-table"} <= set(kinds)
+    assert kinds.count("bench-table") >= 20
+
+
+def test_a_stale_benchmark_table_fails_with_the_column_named():
+    import pytest
+
+    ext = _docs_ext()
+    spec = {"file": "knn", "columns": {"N": "{n_train}", "lost": "{no_such_key}"}}
+    with pytest.raises(ext.DocsError, match=r"knn.json: column 'lost' reads 'no_such_key'"):
+        ext.bench_table(spec)
+    with pytest.raises(ext.DocsError, match=r"page.md: bench-table marker: .*needs 'file' and 'columns'"):
+        ext.render("<!-- bench-table\ncolumns: {a: b}\n-->", "page.md")
+
+
+def test_every_error_class_says_when_it_is_raised_and_what_to_do():
+    import inspect
+
+    import qfhe.errors as errors
+
+    for name in errors.__all__:
+        doc = inspect.getdoc(getattr(errors, name))
+        assert ("Raised when" in doc or "Issued when" in doc or "Never " in doc) and "What to do:" in doc, name
+    catalogue = _docs_ext().errors_catalogue()
+    assert all(f"| `{name}` |" in catalogue for name in errors.__all__)
+
+
+def test_readme_is_a_short_front_page_whose_links_resolve():
+    import re
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    assert len(readme.splitlines()) <= 250
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    assert len(links) > 15
+    for link in links:
+        if link.startswith(("http://", "https://")):
+            continue
+        target = link.split("#")[0]
+        assert (root / target).exists(), f"README links to {link}, which does not exist"
+
+
+def test_readme_headline_table_is_the_generated_one():
+    """The README keeps a copy of the headline table (GitHub does not run Sphinx): it must equal the render."""
+    from pathlib import Path
+
+    ext = _docs_ext()
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert ext.sync_block(readme, "headline-table", ext.headline_table()) == readme, (
+        "README's headline table is stale: run python docs/_ext/qfhe_docs.py"
+    )

@@ -180,24 +180,3 @@ def test_a_quotient_of_two_functions_of_one_tensor_is_one_lookup():
     assert import_torch(Written(), torch.zeros(2, 3)).ops() == ["input", "activation"]
     with pytest.raises(UnsupportedOpError, match="divides two encrypted tensors"):
         import_torch(cov.Wrap2(lambda x, y: x / y), (torch.ones(2, 3), torch.ones(2, 3)))
-
-
-def test_readme_onnx_snippet_runs_as_written(tmp_path, monkeypatch):
-    from pathlib import Path
-
-    text = (Path(__file__).parent.parent / "README.md").read_text()
-    start = text.index("```python", text.index("## ONNX models")) + len("```python")
-    snippet = text[start : text.index("```", start)]
-    monkeypatch.chdir(tmp_path)
-    torch.manual_seed(0)
-    ns = {
-        "torch": torch,
-        "qfhe": qfhe,
-        "model": nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)),
-        "example_batch": torch.zeros(1, 4),
-        "X_calib": RS.randn(100, 4),
-    }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        exec(compile(snippet, "README.md", "exec"), ns)  # noqa: S102 - the README's own code
-    assert ns["qm"].is_compiled and (tmp_path / "model.onnx").is_file()

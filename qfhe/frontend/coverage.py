@@ -3,8 +3,8 @@
 Each row names the torch spellings the frontend maps (read from the same sets and registries the
 frontend uses), the IR op they become, and whether the TFHE path (post-training quantization and
 Brevitas QAT) and the CKKS path compile it; the CKKS column is read from what
-:func:`qfhe.ckks.lower.to_he_graph` lowers. The README's table is this module's output, and a test
-keeps them equal: ``python -m qfhe.frontend.coverage`` prints it.
+:func:`qfhe.ckks.lower.to_he_graph` lowers. The docs' table (docs/operations.md) is this module's output, rendered
+when the docs are built, so the two cannot differ; ``python -m qfhe.frontend.coverage`` prints it.
 
 Examples
 --------
@@ -190,7 +190,7 @@ def operation_table() -> list[dict]:
 
 
 def markdown_table() -> str:
-    """The README's table.
+    """The table of supported operations (docs/operations.md renders it when the docs are built).
 
     Examples
     --------

@@ -161,7 +161,7 @@ class _Converter(_OnnxOps):
             elif handler is None:
                 raise UnsupportedOpError(
                     f"ONNX node '{node.name}' ({node.op_type}) has no torch equivalent qfhe "
-                    "compiles; see the README's table of supported PyTorch operations"
+                    "compiles; see the table of supported operations (docs/operations.md)"
                 )
             else:
                 outs = handler(node, [self.env.get(i) if i else None for i in node.input])

@@ -183,7 +183,7 @@ def _function(em: Emitter, env: dict, node: torch.fx.Node, shape) -> object:
         )
     raise UnsupportedOpError(
         f"node '{node.name}' ({_describe(node)}) is not supported by qfhe; the supported operations are listed in "
-        "the README's table (python -m qfhe.frontend.coverage prints it)"
+        "the table of supported operations (docs/operations.md; python -m qfhe.frontend.coverage prints it)"
     )
 
 

@@ -1,7 +1,7 @@
 """What the neural-net estimators' ``"auto"`` settings resolve to: the architecture floor, the
 training budget, and the per-neuron accumulator bound that follows the bit-widths.
 
-Measured in ``benchmarks/builtin_nn.py`` (README "Built-in estimators").
+Measured in ``benchmarks/builtin_nn.py`` (docs/guides/estimators.md).
 
 Examples
 --------

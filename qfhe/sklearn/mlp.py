@@ -199,7 +199,7 @@ def train_module(
     generator = torch.Generator().manual_seed(seed)
     # decoupled decay: Adam's L2 form shrinks rarely-updated weights least, which 2-bit nets on small
     # tabular sets overfit with (5 splits, width 64, batches of 32: breast_cancer 0.961 -> 0.968, iris
-    # 0.967 -> 0.987 against Adam without decay; README "Built-in estimators")
+    # 0.967 -> 0.987 against Adam without decay; docs/guides/estimators.md)
     opt = torch.optim.AdamW(module.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, max_epochs)
     mask_epoch = int(math.floor(warmup * max_epochs)) if n_accum_bits is not None else None

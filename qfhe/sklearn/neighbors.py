@@ -25,7 +25,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.neighbors import KNeighborsClassifier as _SkKNN
 
 #: Largest training set a circuit is built for: the lookups grow about 4x as fast as the training
-#: set (one per sample plus the selection network), see the README's cost table.
+#: set (one per sample plus the selection network), see the cost table of docs/guides/estimators.md.
 MAX_TRAINING_SAMPLES = 2048
 _METRICS = {
     ("minkowski", 1): 1,

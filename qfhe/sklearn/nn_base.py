@@ -58,7 +58,7 @@ class PruneReport(Table):
 class _NeuralNetBase(FHEEstimatorMixin, BaseEstimator):
     """Parameters, training and pruning shared by the classifier and the regressor."""
 
-    # Defaults chosen by measurement (benchmarks/builtin_nn.py, README "Built-in estimators"): within
+    # Defaults chosen by measurement (benchmarks/builtin_nn.py, docs/guides/estimators.md): within
     # 2 points of scikit-learn on most tabular sets; on digits 0.98 with 128 lookups of at most 7 bits.
     def __init__(
         self,
