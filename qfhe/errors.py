@@ -18,9 +18,10 @@ from sklearn.exceptions import NotFittedError as _SklearnNotFittedError
 class QfheError(Exception):
     """Base class of every error raised by qfhe.
 
-    Never raised itself; every qfhe error derives from it and from the builtin exception it refines.
+    Raised itself only by ``BatchResult.raise_for_errors()``, listing the batch items that failed with their own
+    errors; every other qfhe error derives from it and from the builtin exception it refines.
 
-    What to do: Catch ``qfhe.QfheError`` to handle any qfhe error; catch the builtin (``ValueError``,
+    What to do: catch ``qfhe.QfheError`` to handle any qfhe error; catch the builtin (``ValueError``,
     ``RuntimeError``, ...) where qfhe is one library among others.
     """
 

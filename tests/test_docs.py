@@ -78,9 +78,11 @@ def test_every_error_class_says_when_it_is_raised_and_what_to_do():
 
     for name in errors.__all__:
         doc = inspect.getdoc(getattr(errors, name))
-        assert ("Raised when" in doc or "Issued when" in doc or "Never " in doc) and "What to do:" in doc, name
+        paragraphs = doc.split("\n\n")
+        assert paragraphs[1].startswith(("Raised ", "Issued when", "Never ")), name
+        assert paragraphs[2].startswith("What to do:"), name
     catalogue = _docs_ext().errors_catalogue()
-    assert all(f"| `{name}` |" in catalogue for name in errors.__all__)
+    assert all(f"### `{name}`" in catalogue for name in errors.__all__)
 
 
 def test_readme_is_a_short_front_page_whose_links_resolve():

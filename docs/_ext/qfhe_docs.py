@@ -186,7 +186,7 @@ def errors_catalogue() -> str:
 
     Examples
     --------
-    >>> "| `BitWidthError` |" in errors_catalogue()
+    >>> "### `BitWidthError`" in errors_catalogue()
     True
     """
     import qfhe.errors as errors
@@ -194,32 +194,34 @@ def errors_catalogue() -> str:
     uses = _raise_sites()
     sections = []
     for kind, title in ((Exception, "Errors"), (Warning, "Warnings")):
-        rows = [
-            "| class | derives from | what it means | raised when | what to do | raised in |",
-            "|---|---|---|---|---|---|",
-        ]
+        sections.append(f"## {title}")
         for name in errors.__all__:
             cls = getattr(errors, name)
             if not issubclass(cls, kind) or (kind is Exception and issubclass(cls, Warning)):
                 continue
             paras = _paragraphs(cls.__doc__ or "")
-            when = next((p for p in paras if p.startswith(("Raised when", "Issued when", "Never "))), None)
+            when = next((p for p in paras if p.startswith(("Raised ", "Issued when", "Never "))), None)
             todo = next((p for p in paras if p.startswith("What to do:")), None)
             if not paras or when is None or todo is None:
                 raise DocsError(
                     f"qfhe.errors.{name}: its docstring needs a 'Raised when' and a 'What to do:' paragraph"
                 )
+            todo = todo.removeprefix("What to do:").strip()
             bases = ", ".join(f"`{b.__name__}`" for b in cls.__bases__)
-            sites = ", ".join(f"`{s}`" for s in uses.get(name, [])) or "-"
-            cells = [f"`{name}`", bases, paras[0], when, todo.removeprefix("What to do:").strip(), sites]
-            rows.append("| " + " | ".join(_inline(c) for c in cells) + " |")
-        sections.append(f"## {title}\n\n" + "\n".join(rows))
+            sites = ", ".join(f"`{s}`" for s in uses.get(name, [])) or "none directly (a base class)"
+            label, _, rest = when.partition(" when ")
+            label, when = (f"{label} when", rest) if label in ("Raised", "Issued") else ("When", when)
+            sections.append(
+                f"### `{name}`\n\n{_inline(paras[0])} *Derives from {bases}.*\n\n"
+                f"- **{label}:** {_inline(when)}\n- **What to do:** {_inline(todo[:1].upper() + todo[1:])}\n"
+                f"- **Raised in:** {sites}"
+            )
     return "\n\n".join(sections)
 
 
 def _inline(text: str) -> str:
-    """reST inline literals (``x``) as Markdown code, and table-safe."""
-    return re.sub(r"``(.+?)``", r"`\1`", text).replace("|", "\\|")
+    """reST inline literals (``x``) as Markdown code."""
+    return re.sub(r"``(.+?)``", r"`\1`", text)
 
 
 def _raise_sites() -> dict[str, list[str]]:
@@ -231,7 +233,7 @@ def _raise_sites() -> dict[str, list[str]]:
         text = path.read_text()
         module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
         for name in set(re.findall(r"raise (\w+(?:Error|Warning))\(", text)) | set(
-            re.findall(r"warn\([^;]*?\b(\w+Warning)\b", text, re.S)
+            re.findall(r"warn\([^;]{0,600}?\b(\w+Warning)\b", text, re.S)
         ):
             sites.setdefault(name, set()).add(module)
     return {k: sorted(v) for k, v in sites.items()}
